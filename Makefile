@@ -1,0 +1,53 @@
+# Gatehouse. `make run` serves against a local database; `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# Builds never need a live database: the query data in .sqlx/ is committed.
+export SQLX_OFFLINE ?= true
+
+DEV_KEY := .dev/jwt-signing-key.pem
+
+.PHONY: help run test lint fmt db db-stop sqlx-prepare
+
+help:
+	@echo "make run           database up, migrations, dev signing key, serve on BIND_ADDR (127.0.0.1:8080)"
+	@echo "make test          formatting, clippy and every test against a real PostgreSQL"
+	@echo "make db            print the DATABASE_URL in use (starting a local cluster if needed)"
+	@echo "make db-stop       stop the project-local cluster"
+	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
+
+run:
+	@set -e; url=$$(scripts/db.sh url); export DATABASE_URL=$$url; \
+	mkdir -p .dev; \
+	[ -n "$$JWT_SIGNING_KEY_FILE" ] || [ -f $(DEV_KEY) ] || cargo run -q -- keys generate --out $(DEV_KEY); \
+	export JWT_SIGNING_KEY_FILE=$${JWT_SIGNING_KEY_FILE:-$(DEV_KEY)}; \
+	cargo run -q -- migrate; \
+	exec cargo run -q -- serve
+
+test: lint
+	@set -e; export DATABASE_URL=$$(scripts/db.sh url gatehouse_test); \
+	cargo test --tests
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+db:
+	@scripts/db.sh url
+
+db-stop:
+	@scripts/db.sh stop
+
+# Compiles every query against a freshly migrated scratch database and rewrites .sqlx/.
+sqlx-prepare:
+	@set -e; export DATABASE_URL=$$(scripts/db.sh url gatehouse_prepare); \
+	psql "$$DATABASE_URL" -qc 'DROP SCHEMA public CASCADE; CREATE SCHEMA public;' >/dev/null; \
+	SQLX_OFFLINE=false cargo run -q -- migrate; \
+	if cargo sqlx --version >/dev/null 2>&1; then \
+	  SQLX_OFFLINE=false cargo sqlx prepare -- --all-targets; \
+	else \
+	  rm -rf .sqlx && mkdir -p .sqlx && touch src/lib.rs && \
+	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$$PWD/.sqlx cargo build --all-targets; \
+	fi

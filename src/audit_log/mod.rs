@@ -1,0 +1,14 @@
+//! audit_log: records every security event into four monthly-partitioned tables, keeps
+//! the partitions, and (next) summarises each day for administrators. Imports only core.
+
+pub mod handlers;
+pub mod models;
+pub mod repo;
+pub mod routes;
+pub mod service;
+
+pub use models::{
+    DeviceAction, DeviceEvent, Flags, LinkAction, LinkEvent, MfaAction, MfaEvent, Origin, RiskLevel, SessionAction,
+    SessionEvent,
+};
+pub use service::{record_device, record_link, record_mfa, record_session};

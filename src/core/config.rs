@@ -1,0 +1,250 @@
+//! Typed configuration read once from the environment (and `.env` via dotenvy).
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use base64::Engine;
+use chrono::NaiveTime;
+use ipnetwork::IpNetwork;
+use secrecy::SecretBox;
+
+/// Where the service runs; production refuses unsafe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmsProviderKind {
+    Log,
+    Webhook,
+}
+
+/// Argon2id cost parameters (OWASP defaults: 19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    pub bind_addr: SocketAddr,
+    pub public_base_url: String,
+    pub jwt_signing_key_file: Option<PathBuf>,
+    /// Extra PEM files (public or private) whose keys still verify tokens during rotation.
+    pub jwt_verify_key_files: Vec<PathBuf>,
+    /// 32-byte AES-256-GCM key for secrets at rest (TOTP seeds); also keys code HMACs.
+    pub data_encryption_key: Option<[u8; 32]>,
+    pub smtp_url: Option<String>,
+    pub email_from: String,
+    pub sms_provider: SmsProviderKind,
+    pub sms_webhook_url: Option<String>,
+    pub trusted_proxies: Vec<IpNetwork>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub refresh_reuse_leeway: Duration,
+    pub argon2: Argon2Params,
+    /// Password hashes allowed to run at once (the blocking pool's bound).
+    pub hash_concurrency: usize,
+    pub audit_retention_months: i32,
+    pub summary_run_at: NaiveTime,
+    pub log_format: LogFormat,
+    /// Run background jobs inside `serve`.
+    pub run_jobs: bool,
+}
+
+/// A configuration value that could not be used, named by its variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn parse<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse().map_err(|e: T::Err| err(name, format!("{raw:?}: {e}"))),
+    }
+}
+
+/// The DATABASE_URL used when none is set: the local server the Makefile starts.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gatehouse";
+
+impl Config {
+    /// Reads every variable; missing ones take the defaults listed in `.env.example`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let app_env = match var("APP_ENV").as_deref().unwrap_or("development") {
+            "development" | "dev" => AppEnv::Development,
+            "test" => AppEnv::Test,
+            "production" | "prod" => AppEnv::Production,
+            other => return Err(err("APP_ENV", format!("{other:?} is not development, test or production"))),
+        };
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            None if app_env == AppEnv::Production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => return Err(err("LOG_FORMAT", format!("{other:?} is not json or pretty"))),
+        };
+        let sms_provider = match var("SMS_PROVIDER").as_deref().unwrap_or("log") {
+            "log" => SmsProviderKind::Log,
+            "webhook" => SmsProviderKind::Webhook,
+            other => return Err(err("SMS_PROVIDER", format!("{other:?} is not log or webhook"))),
+        };
+        let data_encryption_key = var("DATA_ENCRYPTION_KEY").map(|raw| parse_key(&raw)).transpose()?;
+        let trusted_proxies = var("TRUSTED_PROXIES")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse::<IpNetwork>().map_err(|e| err("TRUSTED_PROXIES", format!("{s:?}: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let summary_run_at = match var("SUMMARY_RUN_AT") {
+            None => NaiveTime::from_hms_opt(0, 30, 0).unwrap_or_default(),
+            Some(raw) => NaiveTime::parse_from_str(&raw, "%H:%M")
+                .map_err(|_| err("SUMMARY_RUN_AT", format!("{raw:?} is not HH:MM")))?,
+        };
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+
+        let config = Config {
+            app_env,
+            database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            database_max_connections: parse("DATABASE_MAX_CONNECTIONS", 20)?,
+            database_acquire_timeout: Duration::from_secs(parse("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
+            bind_addr: parse("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            public_base_url: var("PUBLIC_BASE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+                .trim_end_matches('/')
+                .to_owned(),
+            jwt_signing_key_file: var("JWT_SIGNING_KEY_FILE").map(PathBuf::from),
+            jwt_verify_key_files: var("JWT_VERIFY_KEY_FILES")
+                .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+                .unwrap_or_default(),
+            data_encryption_key,
+            smtp_url: var("SMTP_URL"),
+            email_from: var("EMAIL_FROM").unwrap_or_else(|| "Gatehouse <no-reply@gatehouse.local>".to_owned()),
+            sms_provider,
+            sms_webhook_url: var("SMS_WEBHOOK_URL"),
+            trusted_proxies,
+            access_token_ttl: Duration::from_secs(parse("ACCESS_TOKEN_TTL_SECONDS", 900)?),
+            refresh_token_ttl: Duration::from_secs(parse("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600)?),
+            refresh_reuse_leeway: Duration::from_secs(parse("REFRESH_REUSE_LEEWAY_SECONDS", 0)?),
+            argon2: Argon2Params {
+                memory_kib: parse("ARGON2_MEMORY_KIB", 19_456)?,
+                iterations: parse("ARGON2_ITERATIONS", 2)?,
+                parallelism: parse("ARGON2_PARALLELISM", 1)?,
+            },
+            hash_concurrency: parse("HASH_CONCURRENCY", cores)?.max(1),
+            audit_retention_months: parse("AUDIT_RETENTION_MONTHS", 13)?,
+            summary_run_at,
+            log_format,
+            run_jobs: parse("RUN_JOBS", true)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses combinations that are unsafe or cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=120).contains(&self.audit_retention_months) {
+            return Err(err("AUDIT_RETENTION_MONTHS", "must be 1..=120"));
+        }
+        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
+            return Err(err("ACCESS_TOKEN_TTL_SECONDS", "token lifetimes must be positive"));
+        }
+        if self.sms_provider == SmsProviderKind::Webhook && self.sms_webhook_url.is_none() {
+            return Err(err("SMS_WEBHOOK_URL", "required when SMS_PROVIDER=webhook"));
+        }
+        if self.app_env == AppEnv::Production {
+            if self.jwt_signing_key_file.is_none() {
+                return Err(err(
+                    "JWT_SIGNING_KEY_FILE",
+                    "production needs a real signing key (gatehouse keys generate)",
+                ));
+            }
+            if self.data_encryption_key.is_none() {
+                return Err(err("DATA_ENCRYPTION_KEY", "production needs a real 32-byte key"));
+            }
+            if self.smtp_url.is_none() {
+                return Err(err("SMTP_URL", "production needs an SMTP server"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+
+    /// The DATA_ENCRYPTION_KEY, or in development a fixed, loudly-logged fallback.
+    pub fn encryption_key(&self) -> SecretBox<[u8; 32]> {
+        SecretBox::new(Box::new(self.data_encryption_key.unwrap_or(DEV_ENCRYPTION_KEY)))
+    }
+
+    /// A configuration for tests: fast hashing, no jobs, the given database.
+    pub fn for_tests(database_url: &str) -> Self {
+        Config {
+            app_env: AppEnv::Test,
+            database_url: database_url.to_owned(),
+            database_max_connections: 10,
+            database_acquire_timeout: Duration::from_secs(5),
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_base_url: "http://gatehouse.test".to_owned(),
+            jwt_signing_key_file: None,
+            jwt_verify_key_files: Vec::new(),
+            data_encryption_key: Some([7u8; 32]),
+            smtp_url: None,
+            email_from: "Gatehouse <no-reply@gatehouse.test>".to_owned(),
+            sms_provider: SmsProviderKind::Log,
+            sms_webhook_url: None,
+            trusted_proxies: Vec::new(),
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            refresh_reuse_leeway: Duration::ZERO,
+            argon2: Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 },
+            hash_concurrency: 2,
+            audit_retention_months: 13,
+            summary_run_at: NaiveTime::from_hms_opt(0, 30, 0).unwrap_or_default(),
+            log_format: LogFormat::Pretty,
+            run_jobs: false,
+        }
+    }
+}
+
+/// Development-only key: data encrypted with it is readable by anyone with the source.
+const DEV_ENCRYPTION_KEY: [u8; 32] = *b"gatehouse-development-only-key!!";
+
+fn parse_key(raw: &str) -> Result<[u8; 32], ConfigError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| err("DATA_ENCRYPTION_KEY", "not valid base64"))?;
+    bytes.try_into().map_err(|_| err("DATA_ENCRYPTION_KEY", "must decode to exactly 32 bytes"))
+}

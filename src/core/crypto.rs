@@ -1,0 +1,197 @@
+//! Crypto helpers: Ed25519 signing keys for access tokens (with their JWKS), random
+//! secrets, and keyed hashes for tokens and codes that must never be stored in clear.
+
+use std::path::Path;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ed25519_dalek::{
+    SigningKey, VerifyingKey,
+    pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
+};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use sha2::{Digest, Sha256};
+
+/// One verification key, published in the JWKS.
+#[derive(Clone)]
+pub struct PublicKey {
+    pub kid: String,
+    pub x: String,
+    pub decoding: DecodingKey,
+}
+
+/// The signing key and every key that still verifies (current first).
+#[derive(Clone)]
+pub struct JwtKeys {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub verifying: Vec<PublicKey>,
+    /// True when made up at start-up (development and tests only).
+    pub ephemeral: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not an Ed25519 PKCS#8 or SPKI PEM key")]
+    Parse { path: String },
+}
+
+fn public_key(verifying: &VerifyingKey) -> PublicKey {
+    let bytes = verifying.to_bytes();
+    let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(bytes)[..12]);
+    PublicKey { kid, x: URL_SAFE_NO_PAD.encode(bytes), decoding: DecodingKey::from_ed_der(&bytes) }
+}
+
+impl JwtKeys {
+    fn from_signing(signing: &SigningKey, ephemeral: bool) -> Result<Self, KeyError> {
+        let pem = signing.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyError::Parse { path: "generated key".into() })?;
+        let encoding =
+            EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|_| KeyError::Parse { path: "generated key".into() })?;
+        let current = public_key(&signing.verifying_key());
+        Ok(JwtKeys { kid: current.kid.clone(), encoding, verifying: vec![current], ephemeral })
+    }
+
+    /// A fresh random key that lives as long as the process.
+    pub fn ephemeral() -> Result<Self, KeyError> {
+        Self::from_signing(&SigningKey::from_bytes(&random_bytes::<32>()), true)
+    }
+
+    /// The signing key from `signing`, plus older keys (private or public PEM) that still verify.
+    pub fn load(signing: &Path, older: &[impl AsRef<Path>]) -> Result<Self, KeyError> {
+        let mut keys = Self::from_signing(&read_private(signing)?, false)?;
+        for path in older {
+            let path = path.as_ref();
+            let pem = read(path)?;
+            let verifying = SigningKey::from_pkcs8_pem(&pem)
+                .map(|k| k.verifying_key())
+                .or_else(|_| VerifyingKey::from_public_key_pem(&pem))
+                .map_err(|_| KeyError::Parse { path: path.display().to_string() })?;
+            let key = public_key(&verifying);
+            if keys.verifying.iter().all(|k| k.kid != key.kid) {
+                keys.verifying.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The key that verifies tokens carrying `kid`.
+    pub fn decoding_key(&self, kid: &str) -> Option<&DecodingKey> {
+        self.verifying.iter().find(|k| k.kid == kid).map(|k| &k.decoding)
+    }
+
+    /// RFC 7517 JWK Set of the verification keys.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .verifying
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": k.kid, "x": k.x,
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+fn read(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })
+}
+
+fn read_private(path: &Path) -> Result<SigningKey, KeyError> {
+    SigningKey::from_pkcs8_pem(&read(path)?).map_err(|_| KeyError::Parse { path: path.display().to_string() })
+}
+
+/// A new Ed25519 private key as PKCS#8 PEM (`gatehouse keys generate`).
+pub fn generate_signing_key_pem() -> Result<String, KeyError> {
+    SigningKey::from_bytes(&random_bytes::<32>())
+        .to_pkcs8_pem(LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|_| KeyError::Parse { path: "generated key".into() })
+}
+
+/// Bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS RNG failing is unrecoverable; nothing secure can be made without it.
+    getrandom::fill(&mut buf).expect("operating system random number generator failed");
+    buf
+}
+
+/// A 256-bit random token, URL-safe base64.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// A uniformly random decimal code of `digits` digits (rejection sampling, no modulo bias).
+pub fn random_digits(digits: u32) -> String {
+    let bound = 10u64.pow(digits);
+    let limit = u64::MAX - (u64::MAX % bound);
+    loop {
+        let n = u64::from_le_bytes(random_bytes::<8>());
+        if n < limit {
+            return format!("{:0width$}", n % bound, width = digits as usize);
+        }
+    }
+}
+
+/// SHA-256 hex: for high-entropy tokens, where a plain hash is enough.
+pub fn sha256_hex(input: &str) -> String {
+    hex_encode(&Sha256::digest(input.as_bytes()))
+}
+
+/// HMAC-SHA-256 hex keyed by the server: for low-entropy codes a plain hash cannot protect.
+pub fn keyed_hash(key: &[u8], input: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(input.as_bytes());
+    hex_encode(&mac.finalize().into_bytes())
+}
+
+/// Equality that takes the same time wherever the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_pem_loads_and_signs() {
+        let dir = std::env::temp_dir().join(format!("gh-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.pem");
+        std::fs::write(&path, generate_signing_key_pem().unwrap()).unwrap();
+        let keys = JwtKeys::load(&path, &[] as &[&Path]).unwrap();
+        assert!(!keys.ephemeral);
+        assert_eq!(keys.jwks()["keys"][0]["kid"], keys.kid.as_str());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn digits_have_the_right_length() {
+        for _ in 0..100 {
+            let code = random_digits(6);
+            assert_eq!(code.len(), 6);
+            assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn keyed_hash_depends_on_key() {
+        assert_ne!(keyed_hash(b"a", "123456"), keyed_hash(b"b", "123456"));
+        assert_eq!(keyed_hash(b"a", "123456").len(), 64);
+    }
+}

@@ -1,0 +1,57 @@
+//! The PostgreSQL pool, the embedded migrations, and the pending-migration check.
+
+use std::collections::HashSet;
+
+use sqlx::{
+    PgPool,
+    migrate::{MigrateDatabase, Migrator},
+    postgres::PgPoolOptions,
+};
+
+use super::config::Config;
+
+/// Every migration under `migrations/`, compiled in.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A pool that connects on first use, so the service starts (and `/readyz` answers 503)
+/// while the database is down.
+pub fn lazy_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        .acquire_timeout(config.database_acquire_timeout)
+        .connect_lazy(&config.database_url)
+}
+
+/// Creates the database named in the URL when the server has none by that name.
+pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> {
+    if sqlx::Postgres::database_exists(url).await? {
+        return Ok(false);
+    }
+    sqlx::Postgres::create_database(url).await?;
+    Ok(true)
+}
+
+/// Applies pending migrations; a second run is a no-op.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Versions compiled into this binary that the database has not applied.
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let table_exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text").fetch_one(pool).await?;
+    let applied: HashSet<i64> = if table_exists.is_some() {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect())
+}

@@ -1,0 +1,243 @@
+//! The one error type: every failure becomes API.md's JSON error body, mapped here only.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::request_id;
+
+/// Field name -> messages, the `details` of a 422.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A one-time token (email verification, password reset) that is unknown, used or expired.
+    #[error("token invalid")]
+    TokenInvalid,
+    /// A refresh token that is unknown, expired or revoked.
+    #[error("refresh token invalid")]
+    RefreshTokenInvalid,
+    #[error("refresh token reused")]
+    TokenReused,
+    #[error("challenge expired")]
+    ChallengeExpired,
+    #[error("mfa code invalid")]
+    MfaCodeInvalid { attempts_remaining: i32 },
+    #[error("forbidden")]
+    Forbidden,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("password incorrect")]
+    PasswordIncorrect,
+    #[error("mfa required")]
+    MfaRequired,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409 with a specific code, e.g. `EMAIL_TAKEN`, naming the field at fault.
+    #[error("conflict: {code}")]
+    Conflict { code: &'static str, field: &'static str, message: &'static str },
+    #[error("password reused")]
+    PasswordReused,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service unavailable")]
+    Unavailable,
+    /// Anything the client cannot fix; the cause is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorObject {
+    /// Stable UPPER_SNAKE code, e.g. `VALIDATION_FAILED`.
+    pub code: &'static str,
+    pub message: String,
+    /// For 422: field -> list of messages.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+    pub request_id: String,
+    pub timestamp: String,
+}
+
+impl AppError {
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.entry(field.to_owned()).or_default().push(message.into());
+        AppError::Validation(errors)
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        AppError::Internal(e.to_string())
+    }
+
+    /// Status, stable code and client-facing message.
+    pub fn parts(&self) -> (StatusCode, &'static str, String) {
+        use AppError::*;
+        let (status, code, message): (StatusCode, &'static str, &str) = match self {
+            MalformedRequest(m) => return (StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", m.clone()),
+            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", "The request has invalid fields."),
+            Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Authentication is required."),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS", "Invalid email or password."),
+            TokenInvalid => (StatusCode::BAD_REQUEST, "TOKEN_INVALID", "The token is invalid, used or expired."),
+            RefreshTokenInvalid => {
+                (StatusCode::UNAUTHORIZED, "TOKEN_INVALID", "The refresh token is invalid or expired.")
+            }
+            TokenReused => (
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_REUSED",
+                "The refresh token was already used; the session is revoked.",
+            ),
+            ChallengeExpired => {
+                (StatusCode::UNAUTHORIZED, "CHALLENGE_EXPIRED", "The challenge is expired, used or out of attempts.")
+            }
+            MfaCodeInvalid { .. } => (StatusCode::UNAUTHORIZED, "MFA_CODE_INVALID", "The code is invalid."),
+            Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN", "You may not do this."),
+            AccountDisabled => (StatusCode::FORBIDDEN, "ACCOUNT_DISABLED", "This account is disabled."),
+            PasswordIncorrect => (StatusCode::FORBIDDEN, "PASSWORD_INCORRECT", "The password is incorrect."),
+            MfaRequired => (StatusCode::FORBIDDEN, "MFA_REQUIRED", "This needs a session verified with MFA."),
+            NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found."),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed."),
+            Conflict { code, message, .. } => (StatusCode::CONFLICT, *code, *message),
+            PasswordReused => (StatusCode::UNPROCESSABLE_ENTITY, "PASSWORD_REUSED", "The password was used recently."),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large."),
+            RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests; try again later.")
+            }
+            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is temporarily unavailable."),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal server error."),
+        };
+        (status, code, message.to_owned())
+    }
+
+    fn details(&self) -> Option<Value> {
+        match self {
+            AppError::Validation(fields) => serde_json::to_value(fields).ok(),
+            AppError::MfaCodeInvalid { attempts_remaining } => {
+                Some(serde_json::json!({ "attempts_remaining": attempts_remaining }))
+            }
+            AppError::Conflict { field, message, .. } => Some(serde_json::json!({ *field: [message] })),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        let body = ErrorBody {
+            error: ErrorObject {
+                code,
+                message,
+                details: self.details(),
+                request_id: request_id::current().unwrap_or_default(),
+                timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let AppError::RateLimited { retry_after_secs } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                AppError::Unavailable
+            }
+            sqlx::Error::RowNotFound => AppError::NotFound,
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Turns a unique-constraint violation into a field conflict instead of check-then-insert.
+pub trait OnConstraint<T> {
+    fn on_constraint(self, name: &str, to: impl FnOnce() -> AppError) -> Result<T, AppError>;
+}
+
+impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
+    fn on_constraint(self, name: &str, to: impl FnOnce() -> AppError) -> Result<T, AppError> {
+        match self {
+            Err(sqlx::Error::Database(db)) if db.constraint() == Some(name) => Err(to()),
+            other => other.map_err(AppError::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_status_and_code() {
+        let cases = [
+            (AppError::MalformedRequest("x".into()), 400, "MALFORMED_REQUEST"),
+            (AppError::validation("email", "bad"), 422, "VALIDATION_FAILED"),
+            (AppError::Unauthenticated, 401, "UNAUTHENTICATED"),
+            (AppError::InvalidCredentials, 401, "INVALID_CREDENTIALS"),
+            (AppError::TokenInvalid, 400, "TOKEN_INVALID"),
+            (AppError::RefreshTokenInvalid, 401, "TOKEN_INVALID"),
+            (AppError::TokenReused, 401, "TOKEN_REUSED"),
+            (AppError::ChallengeExpired, 401, "CHALLENGE_EXPIRED"),
+            (AppError::MfaCodeInvalid { attempts_remaining: 2 }, 401, "MFA_CODE_INVALID"),
+            (AppError::Forbidden, 403, "FORBIDDEN"),
+            (AppError::AccountDisabled, 403, "ACCOUNT_DISABLED"),
+            (AppError::PasswordIncorrect, 403, "PASSWORD_INCORRECT"),
+            (AppError::MfaRequired, 403, "MFA_REQUIRED"),
+            (AppError::NotFound, 404, "NOT_FOUND"),
+            (AppError::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
+            (AppError::Conflict { code: "EMAIL_TAKEN", field: "email", message: "taken" }, 409, "EMAIL_TAKEN"),
+            (AppError::PasswordReused, 422, "PASSWORD_REUSED"),
+            (AppError::PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
+            (AppError::RateLimited { retry_after_secs: 5 }, 429, "RATE_LIMITED"),
+            (AppError::Unavailable, 503, "UNAVAILABLE"),
+            (AppError::Internal("secret detail".into()), 500, "INTERNAL"),
+        ];
+        for (error, status, code) in cases {
+            let (s, c, message) = error.parts();
+            assert_eq!((s.as_u16(), c), (status, code), "{error:?}");
+            assert!(!message.contains("secret"), "internal detail leaked: {message}");
+        }
+    }
+
+    #[test]
+    fn rate_limited_sets_retry_after() {
+        let response = AppError::RateLimited { retry_after_secs: 42 }.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
+    }
+}

@@ -1,0 +1,104 @@
+//! Prometheus metrics: request counts and latencies by route and status, and the
+//! service's own counters (logins, MFA results, outbox depth, job runs).
+
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub kind: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
+/// All metric families, registered once; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub logins: Family<ResultLabels, Counter>,
+    pub mfa: Family<ResultLabels, Counter>,
+    pub jobs: Family<JobLabels, Counter>,
+    pub outbox_depth: Family<ChannelLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+        });
+        let logins = Family::<ResultLabels, Counter>::default();
+        let mfa = Family::<ResultLabels, Counter>::default();
+        let jobs = Family::<JobLabels, Counter>::default();
+        let outbox_depth = Family::<ChannelLabels, Gauge>::default();
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register("logins", "Login attempts by result", logins.clone());
+        registry.register("mfa_verifications", "MFA verifications by result", mfa.clone());
+        registry.register("job_runs", "Background job runs by kind and status", jobs.clone());
+        registry.register("outbox_depth", "Undelivered notifications by channel", outbox_depth.clone());
+        Metrics { registry: Arc::new(registry), requests, latency, logins, mfa, jobs, outbox_depth }
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { method: method.to_owned(), route: route.to_owned() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn count(family: &Family<ResultLabels, Counter>, result: &str) {
+        family.get_or_create(&ResultLabels { result: result.to_owned() }).inc();
+    }
+
+    pub fn job(&self, kind: &str, status: &str) {
+        self.jobs.get_or_create(&JobLabels { kind: kind.to_owned(), status: status.to_owned() }).inc();
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,17 @@
+//! core: what every app stands on — configuration, errors, the database, crypto,
+//! extractors, request ids, metrics and the service routes.
+
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod metrics;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+pub use error::{AppError, AppResult};
+pub use state::AppState;

@@ -1,0 +1,82 @@
+//! The scheduler: loops that run each background job at its time, once across all
+//! instances (a PostgreSQL advisory lock), until shutdown.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::{audit_log, core::AppState};
+
+/// Advisory-lock keys, one per job kind.
+pub mod locks {
+    pub const PARTITIONS: i64 = 0x6761_7465_0001;
+}
+
+/// Months of audit partitions kept ready ahead of time.
+pub const PARTITION_MONTHS_AHEAD: u32 = 2;
+
+/// Runs `f` only if this instance takes the advisory lock `key`; others skip.
+/// The lock is session-level, so it is held on one dedicated connection for the run.
+pub async fn with_advisory_lock<T, F, Fut>(state: &AppState, key: i64, f: F) -> Result<Option<T>, sqlx::Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut conn = state.db.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
+    if !locked {
+        return Ok(None);
+    }
+    let result = f().await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *conn).await?;
+    result.map(Some)
+}
+
+/// Partition upkeep: premake the coming months, drop those past retention.
+pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
+    let today = audit_log::service::today();
+    let outcome = with_advisory_lock(state, locks::PARTITIONS, || async {
+        let created = audit_log::service::ensure_partitions(&state.db, today, PARTITION_MONTHS_AHEAD).await?;
+        let dropped =
+            audit_log::service::prune_partitions(&state.db, today, state.config.audit_retention_months).await?;
+        Ok((created, dropped))
+    })
+    .await?;
+    match outcome {
+        Some((created, dropped)) => {
+            tracing::info!(created = ?created, dropped = ?dropped, "audit partitions maintained");
+            state.metrics.job("partitions", "succeeded");
+        }
+        None => state.metrics.job("partitions", "skipped"),
+    }
+    Ok(())
+}
+
+/// Starts every background loop; they stop when `shutdown` flips to true.
+pub fn spawn(state: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![tokio::spawn(every(state, shutdown, Duration::from_secs(6 * 3600), "partitions", |s| {
+        Box::pin(async move { run_partitions_once(&s).await })
+    }))]
+}
+
+type JobFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send>>;
+
+/// Runs `job` now and then every `period` until shutdown; a failure is logged, not fatal.
+async fn every(
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+    period: Duration,
+    name: &'static str,
+    job: fn(AppState) -> JobFuture,
+) {
+    loop {
+        if let Err(e) = job(state.clone()).await {
+            tracing::error!(job = name, error = %e, "background job failed");
+            state.metrics.job(name, "failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

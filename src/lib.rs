@@ -1,0 +1,61 @@
+//! Gatehouse: authentication, MFA and device trust over PostgreSQL.
+//!
+//! Four apps, dependencies pointing one way:
+//! `accounts -> otp -> notifications -> audit_log -> core`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod accounts;
+pub mod audit_log;
+pub mod core;
+pub mod jobs;
+pub mod notifications;
+pub mod openapi;
+pub mod otp;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use crate::core::{AppError, AppState};
+
+/// Largest request body accepted (API.md: 413 past it).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The whole HTTP surface, ready to serve or to drive from tests.
+pub fn build_router(state: AppState) -> Router {
+    with_layers(routes(), state)
+}
+
+/// Every route of every app, before the shared layers.
+pub fn routes() -> Router<AppState> {
+    let api = Router::new()
+        .merge(accounts::routes::router())
+        .merge(otp::routes::router())
+        .merge(notifications::routes::router())
+        .merge(audit_log::routes::router())
+        .route("/openapi.json", get(openapi::openapi_json));
+
+    Router::new().merge(core::routes::router()).nest("/api/v1", api).merge(openapi::docs_router())
+}
+
+/// The layers every route gets: JSON 404/405, the body limit, panic catching, request ids
+/// and metrics.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(core::handlers::not_found)
+        .method_not_allowed_fallback(core::handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state.clone(), core::request_id::middleware))
+        .with_state(state)
+}
+
+/// A panic is a bug: log it, answer the house 500 without internals.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    AppError::Internal("handler panicked".into()).into_response()
+}

@@ -1,0 +1,199 @@
+//! The `gatehouse` command: serve, migrate, and operator tasks.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use gatehouse::{
+    AppState, audit_log, build_router,
+    core::{config::Config, crypto, db, telemetry},
+    jobs,
+};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Authentication, MFA and device trust over PostgreSQL")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run background jobs.
+    Serve,
+    /// Create the database if missing and apply pending migrations.
+    Migrate,
+    /// Signing keys for access tokens.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Monthly partitions of the audit tables.
+    Partitions {
+        #[command(subcommand)]
+        command: PartitionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new Ed25519 private key (PKCS#8 PEM) for JWT_SIGNING_KEY_FILE.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartitionsCommand {
+    /// Create missing monthly partitions from this month to N months ahead.
+    Ensure {
+        #[arg(long, default_value_t = jobs::PARTITION_MONTHS_AHEAD)]
+        months: u32,
+    },
+    /// Show each partition with its bounds, row count and size.
+    List,
+    /// Detach and drop partitions older than the retention policy.
+    Prune,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Keys { command: KeysCommand::Generate { out, force } } = &cli.command {
+        return generate_key(out, *force);
+    }
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    telemetry::init(config.log_format);
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            if db::create_database_if_missing(&config.database_url).await.map_err(|e| e.to_string())? {
+                println!("created the database");
+            }
+            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            db::migrate(&pool).await.map_err(|e| e.to_string())?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Partitions { command } => {
+            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let today = audit_log::service::today();
+            match command {
+                PartitionsCommand::Ensure { months } => {
+                    let created =
+                        audit_log::service::ensure_partitions(&pool, today, months).await.map_err(|e| e.to_string())?;
+                    println!("{} partition(s) created", created.len());
+                    created.iter().for_each(|p| println!("  {p}"));
+                }
+                PartitionsCommand::List => {
+                    let parts = audit_log::service::list_partitions(&pool).await.map_err(|e| e.to_string())?;
+                    println!("{:<48} {:>10} {:>12}  bounds", "partition", "rows", "bytes");
+                    for p in parts {
+                        println!("{:<48} {:>10} {:>12}  {}", p.name, p.rows, p.size_bytes, p.bounds);
+                    }
+                }
+                PartitionsCommand::Prune => {
+                    let dropped = audit_log::service::prune_partitions(&pool, today, config.audit_retention_months)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!("{} partition(s) dropped", dropped.len());
+                    dropped.iter().for_each(|p| println!("  {p}"));
+                }
+            }
+            Ok(())
+        }
+        Command::Keys { .. } => Ok(()),
+    }
+}
+
+fn generate_key(out: &PathBuf, force: bool) -> Result<(), String> {
+    if out.exists() && !force {
+        return Err(format!("{} exists; pass --force to replace it", out.display()));
+    }
+    let pem = crypto::generate_signing_key_pem().map_err(|e| e.to_string())?;
+    std::fs::write(out, pem).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    }
+    println!("wrote an Ed25519 signing key to {}", out.display());
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let keys = match &config.jwt_signing_key_file {
+        Some(path) => crypto::JwtKeys::load(path, &config.jwt_verify_key_files).map_err(|e| e.to_string())?,
+        None => {
+            tracing::warn!(
+                "JWT_SIGNING_KEY_FILE is not set: using an ephemeral signing key; tokens die with this process \
+                 (run `gatehouse keys generate --out FILE`)"
+            );
+            crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?
+        }
+    };
+    if config.data_encryption_key.is_none() {
+        tracing::warn!("DATA_ENCRYPTION_KEY is not set: using the development key; never do this in production");
+    }
+    let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+    let pending = db::pending_migrations(&pool).await.map_err(|e| format!("cannot reach the database: {e}"))?;
+    if !pending.is_empty() {
+        return Err(format!(
+            "{} migration(s) pending ({:?}); run `gatehouse migrate` (or `sqlx migrate run`) first",
+            pending.len(),
+            pending
+        ));
+    }
+    let bind = config.bind_addr;
+    let run_jobs = config.run_jobs;
+    let state = AppState::new(pool, config, keys);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = if run_jobs { jobs::spawn(state.clone(), stop_rx) } else { Vec::new() };
+
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot bind {bind}: {e}"))?;
+    tracing::info!(%bind, "gatehouse listening");
+    axum::serve(listener, build_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    tracing::info!("gatehouse stopped");
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,37 @@
+//! The OpenAPI 3.1 document (`/api/v1/openapi.json`) and the self-hosted docs (`/docs`).
+
+use axum::{Json, Router};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::core::{self, AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gatehouse",
+        version = "1",
+        description = "Authentication, MFA and device trust. Every error is \
+            `{\"error\": {\"code\", \"message\", \"details\", \"request_id\", \"timestamp\"}}`: \
+            400 MALFORMED_REQUEST (bad JSON, wrong content type, bad path value), \
+            422 VALIDATION_FAILED (details: field -> messages; also a bad query value or `limit` \
+            outside 1..100, never clamped), 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED, \
+            413 PAYLOAD_TOO_LARGE (bodies over 1 MiB), 429 RATE_LIMITED with Retry-After, \
+            503 UNAVAILABLE, 500 INTERNAL. Every response carries X-Request-Id."
+    ),
+    paths(core::handlers::healthz, core::handlers::readyz, core::handlers::jwks),
+    components(schemas(core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination)),
+    tags(
+        (name = "service", description = "Health, readiness and keys"),
+    )
+)]
+pub struct ApiDoc;
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Swagger UI at `/docs`, its assets compiled into the binary (no CDN).
+pub fn docs_router() -> Router<AppState> {
+    Router::from(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")))
+}

@@ -1,0 +1,307 @@
+//! The ground floor: schema, error bodies, readiness, metrics, docs, partitions, SMTP.
+
+use axum::{Router, routing::post};
+use chrono::{Datelike, Months, Utc};
+use gatehouse::{
+    AppState,
+    audit_log::{self, SessionAction, SessionEvent},
+    core::{db, extract::AppJson},
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::{
+    helpers::{TestApp, assert_error, json, test_config},
+    smtp::SmtpCapture,
+};
+
+async fn count_tables(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn insert_user(pool: &PgPool) -> uuid::Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO auth_user (email, username, password_hash) VALUES ('a@example.com', 'alice', 'x') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrations_create_44_tables_and_rerun_is_a_noop(pool: PgPool) {
+    assert_eq!(count_tables(&pool).await, 0);
+    db::migrate(&pool).await.unwrap();
+    assert_eq!(count_tables(&pool).await, 44);
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+
+    db::migrate(&pool).await.unwrap();
+    assert_eq!(count_tables(&pool).await, 44);
+    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(applied, again);
+    assert!(db::pending_migrations(&pool).await.unwrap().is_empty());
+
+    // The four audit tables are range-partitioned on created_at: this month, the next two, DEFAULT.
+    for table in [
+        "audit_log_sessionauditlog",
+        "audit_log_deviceauditlog",
+        "audit_log_sessiondevicelinkauditlog",
+        "audit_log_mfaauditlog",
+    ] {
+        let key: String = sqlx::query_scalar("SELECT pg_get_partkeydef($1::text::regclass)")
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(key, "RANGE (created_at)");
+        let parts: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = $1::text::regclass ORDER BY 1",
+        )
+        .bind(table)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let month = Utc::now().date_naive().with_day(1).unwrap();
+        let mut expected: Vec<String> =
+            (0..3).map(|m| format!("{table}_p{}", (month + Months::new(m)).format("%Y_%m"))).collect();
+        expected.push(format!("{table}_default"));
+        expected.sort();
+        assert_eq!(parts, expected);
+    }
+}
+
+#[sqlx::test]
+async fn audit_rows_next_month_and_five_years_ahead_are_accepted(pool: PgPool) {
+    let user = insert_user(&pool).await;
+    let now = Utc::now();
+    for (at, partition) in [
+        (now + Months::new(1), format!("audit_log_sessionauditlog_p{}", (now + Months::new(1)).format("%Y_%m"))),
+        (now + Months::new(60), "audit_log_sessionauditlog_default".to_owned()),
+    ] {
+        let event = SessionEvent { created_at: Some(at), ..SessionEvent::new(user, SessionAction::Login) };
+        audit_log::record_session(&pool, &event).await.unwrap();
+        let landed: String =
+            sqlx::query_scalar("SELECT tableoid::regclass::text FROM audit_log_sessionauditlog WHERE created_at = $1")
+                .bind(at)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(landed, partition);
+    }
+}
+
+#[sqlx::test]
+async fn ensure_moves_default_rows_into_their_new_month(pool: PgPool) {
+    let user = insert_user(&pool).await;
+    let today = Utc::now().date_naive();
+    let far = Utc::now() + Months::new(4);
+    let event = SessionEvent { created_at: Some(far), ..SessionEvent::new(user, SessionAction::Logout) };
+    audit_log::record_session(&pool, &event).await.unwrap();
+
+    let created = audit_log::service::ensure_partitions(&pool, today, 5).await.unwrap();
+    assert_eq!(created.len(), 4 * 3, "months 3..=5 for four tables: {created:?}");
+    let landed: String =
+        sqlx::query_scalar("SELECT tableoid::regclass::text FROM audit_log_sessionauditlog WHERE created_at = $1")
+            .bind(far)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(landed, format!("audit_log_sessionauditlog_p{}", far.format("%Y_%m")));
+    assert!(audit_log::service::ensure_partitions(&pool, today, 5).await.unwrap().is_empty());
+}
+
+#[sqlx::test]
+async fn prune_drops_only_partitions_past_retention(pool: PgPool) {
+    let today = Utc::now().date_naive();
+    let old = today - Months::new(20);
+    let kept = today - Months::new(12);
+    for month in [old, kept] {
+        audit_log::repo::create_partition(&pool, "audit_log_mfaauditlog", month).await.unwrap();
+    }
+    let dropped = audit_log::service::prune_partitions(&pool, today, 13).await.unwrap();
+    assert_eq!(dropped, vec![format!("audit_log_mfaauditlog_p{}", old.format("%Y_%m"))]);
+    let names: Vec<String> =
+        audit_log::service::list_partitions(&pool).await.unwrap().into_iter().map(|p| p.name).collect();
+    assert!(names.contains(&format!("audit_log_mfaauditlog_p{}", kept.format("%Y_%m"))));
+    assert!(names.contains(&format!("audit_log_mfaauditlog_p{}", today.format("%Y_%m"))));
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Probe {
+    email: String,
+    count: u32,
+}
+
+async fn probe(AppJson(body): AppJson<Probe>) -> AppJson<Probe> {
+    AppJson(body)
+}
+
+/// The real layers over the real routes plus one JSON route, to drive the body errors.
+async fn app_with_probe(pool: PgPool) -> TestApp {
+    let config = test_config(&pool);
+    let routes: Router<AppState> = gatehouse::routes().route("/probe", post(probe));
+    TestApp::spawn_with(pool, config, routes).await
+}
+
+#[sqlx::test]
+async fn every_error_path_returns_the_json_error_body(pool: PgPool) {
+    let app = app_with_probe(pool).await;
+
+    let ok = app.post_json("/probe", &json!({"email": "a@b.c", "count": 1})).await;
+    assert_eq!(ok.status(), 200);
+
+    let bad_json = app
+        .client
+        .post(app.url("/probe"))
+        .header("content-type", "application/json")
+        .body("{\"email\":")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad_json, 400, "MALFORMED_REQUEST").await;
+
+    let wrong_type =
+        app.client.post(app.url("/probe")).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_error(wrong_type, 400, "MALFORMED_REQUEST").await;
+
+    let missing = app.post_json("/probe", &json!({"email": "a@b.c"})).await;
+    let body = assert_error(missing, 422, "VALIDATION_FAILED").await;
+    assert!(body["error"]["details"]["count"][0].is_string(), "{body}");
+
+    let mistyped = app.post_json("/probe", &json!({"email": "a@b.c", "count": "many"})).await;
+    let body = assert_error(mistyped, 422, "VALIDATION_FAILED").await;
+    assert!(body["error"]["details"]["count"].is_array(), "{body}");
+
+    let unknown = app.get("/api/v1/no-such-route").await;
+    assert_error(unknown, 404, "NOT_FOUND").await;
+
+    let wrong_method = app.client.delete(app.url("/healthz")).send().await.unwrap();
+    assert_error(wrong_method, 405, "METHOD_NOT_ALLOWED").await;
+
+    let big = format!("{{\"email\":\"{}\",\"count\":1}}", "a".repeat(gatehouse::BODY_LIMIT + 1));
+    let too_large =
+        app.client.post(app.url("/probe")).header("content-type", "application/json").body(big).send().await.unwrap();
+    assert_error(too_large, 413, "PAYLOAD_TOO_LARGE").await;
+}
+
+#[sqlx::test]
+async fn request_ids_are_echoed_or_made(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let echoed = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "abc-123");
+    let unsafe_id = app.client.get(app.url("/healthz")).header("x-request-id", "bad id<script>").send().await.unwrap();
+    let made = unsafe_id.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    let missing = app.get("/nope").await;
+    let id = missing.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(json(missing).await["error"]["request_id"], id.as_str());
+}
+
+#[sqlx::test]
+async fn health_and_readiness(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(json(health).await, json!({"status": "ok"}));
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(json(ready).await["status"], "ready");
+}
+
+#[sqlx::test]
+async fn readyz_is_503_when_the_database_is_unreachable(pool: PgPool) {
+    let mut config = test_config(&pool);
+    // Nothing listens on port 1 of loopback: every connection attempt is refused.
+    config.database_url = "postgres://postgres@127.0.0.1:1/none".to_owned();
+    config.database_acquire_timeout = std::time::Duration::from_secs(1);
+    let unreachable = db::lazy_pool(&config).unwrap();
+    let app = TestApp::spawn_with(unreachable, config, gatehouse::routes()).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(json(ready).await["status"], "unavailable");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[sqlx::test(migrations = false)]
+async fn readyz_is_503_while_migrations_are_pending(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert!(json(ready).await["reason"].as_str().unwrap().contains("pending"));
+    db::migrate(&pool).await.unwrap();
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+#[sqlx::test]
+async fn metrics_count_requests_by_route_and_status(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.get("/healthz").await;
+    app.get("/nope").await;
+    let metrics = app.get("/metrics").await;
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains(r#"gatehouse_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(text.contains("gatehouse_http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[sqlx::test]
+async fn openapi_docs_and_jwks_are_served_locally(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let doc = json(app.get("/api/v1/openapi.json").await).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in ["/healthz", "/readyz", "/.well-known/jwks.json"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
+    }
+
+    let docs = app.get("/docs/").await;
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("://cdn"), "docs must not load from a CDN");
+    let css = app.get("/docs/swagger-ui.css").await;
+    assert_eq!(css.status(), 200);
+    let init = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
+    assert!(init.contains("/api/v1/openapi.json"), "{init}");
+
+    let jwks = json(app.get("/.well-known/jwks.json").await).await;
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
+    assert_eq!(key["kid"], app.state.keys.kid.as_str());
+}
+
+#[tokio::test]
+async fn smtp_capture_receives_real_lettre_mail() {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::MultiPart};
+    let capture = SmtpCapture::start().await;
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&capture.url()).unwrap().build();
+    let message = Message::builder()
+        .from("Gatehouse <no-reply@gatehouse.test>".parse().unwrap())
+        .to("alice@example.com".parse().unwrap())
+        .subject("Hello")
+        .multipart(MultiPart::alternative_plain_html("plain body".to_owned(), "<p>html body</p>".to_owned()))
+        .unwrap();
+
+    capture.refuse_next(1);
+    assert!(transport.send(message.clone()).await.is_err(), "first attempt is refused");
+    transport.send(message).await.unwrap();
+
+    let mails = capture.wait_for(1, 5).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, vec!["alice@example.com"]);
+    assert_eq!(mails[0].from, "no-reply@gatehouse.test");
+    let parsed = mails[0].parsed();
+    assert_eq!(parsed.subject(), Some("Hello"));
+    assert_eq!(parsed.body_text(0).as_deref().map(str::trim), Some("plain body"));
+    assert!(parsed.body_html(0).unwrap().contains("html body"));
+}

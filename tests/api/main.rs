@@ -1,0 +1,7 @@
+//! The one integration-test binary (one link step on 2 cores). Each test gets a fresh,
+//! migrated PostgreSQL database from `#[sqlx::test]` and drives the real router over HTTP.
+
+mod helpers;
+mod smtp;
+
+mod foundation;
