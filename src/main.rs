@@ -27,6 +27,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run the daily audit summary for one day or a range (idempotent: re-running is safe).
+    Summarize {
+        /// The day to summarise (YYYY-MM-DD, UTC).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        date: Option<chrono::NaiveDate>,
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+    },
     /// Monthly partitions of the audit tables.
     Partitions {
         #[command(subcommand)]
@@ -87,6 +97,28 @@ async fn run(cli: Cli) -> Result<(), String> {
             let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
             db::migrate(&pool).await.map_err(|e| e.to_string())?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Summarize { date, from, to } => {
+            let (from, to) = match (date, from, to) {
+                (Some(d), _, _) => (d, d),
+                (None, Some(f), Some(t)) if f <= t => (f, t),
+                (None, Some(_), Some(_)) => return Err("--from must not be after --to".into()),
+                _ => return Err("give --date D, or --from D1 --to D2".into()),
+            };
+            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let runs = audit_log::summary::run_range(&pool, from, to, audit_log::summary::Trigger::Cli)
+                .await
+                .map_err(|e| e.to_string())?;
+            for run in runs {
+                let day = run.target_date.map(|d| d.to_string()).unwrap_or_default();
+                println!(
+                    "{day}  {:<9} {:>7} row(s)  {} ms",
+                    run.status,
+                    run.rows_affected,
+                    run.duration_ms.unwrap_or(0)
+                );
+            }
             Ok(())
         }
         Command::Partitions { command } => {

@@ -6,6 +6,7 @@ pub mod models;
 pub mod repo;
 pub mod routes;
 pub mod service;
+pub mod summary;
 
 pub use models::{
     DeviceAction, DeviceEvent, Flags, LinkAction, LinkEvent, MfaAction, MfaEvent, Origin, RiskLevel, SessionAction,

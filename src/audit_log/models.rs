@@ -1,6 +1,6 @@
 //! Audit events, their fixed action names, and partition facts.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -333,4 +333,34 @@ pub struct PartitionInfo {
     pub bounds: String,
     pub rows: i64,
     pub size_bytes: i64,
+}
+
+/// One background job run (audit_log_jobrun).
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct JobRun {
+    pub id: Uuid,
+    /// `audit_summary`, `partitions`, `cleanup`, `outbox`, `data_export`.
+    pub kind: String,
+    pub target_date: Option<NaiveDate>,
+    /// `succeeded`, `failed`, `skipped` (another run held or had done the day), `running`.
+    pub status: String,
+    pub rows_affected: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    /// `scheduler`, `cli` or `admin`.
+    pub triggered_by: String,
+}
+
+/// A job run about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewJobRun<'a> {
+    pub kind: &'a str,
+    pub target_date: Option<NaiveDate>,
+    pub status: &'a str,
+    pub rows_affected: i64,
+    pub started_at: DateTime<Utc>,
+    pub error: Option<String>,
+    pub triggered_by: &'a str,
 }

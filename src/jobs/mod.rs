@@ -52,11 +52,28 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// One summary tick: summarises every day owed at this moment (see `summary::due_days`).
+/// Concurrent instances serialise per day on an advisory lock; the later one skips.
+pub async fn run_summaries_once(state: &AppState) -> Result<(), sqlx::Error> {
+    let runs = audit_log::summary::run_due(&state.db, chrono::Utc::now(), state.config.summary_run_at).await?;
+    for run in runs {
+        state.metrics.job(audit_log::summary::KIND, &run.status);
+        tracing::info!(date = ?run.target_date, status = %run.status, rows = run.rows_affected, "audit summary");
+    }
+    Ok(())
+}
+
 /// Starts every background loop; they stop when `shutdown` flips to true.
 pub fn spawn(state: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(every(state, shutdown, Duration::from_secs(6 * 3600), "partitions", |s| {
-        Box::pin(async move { run_partitions_once(&s).await })
-    }))]
+    vec![
+        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(6 * 3600), "partitions", |s| {
+            Box::pin(async move { run_partitions_once(&s).await })
+        })),
+        // A cheap check each minute; work happens only once a day is owed.
+        tokio::spawn(every(state, shutdown, Duration::from_secs(60), "audit_summary", |s| {
+            Box::pin(async move { run_summaries_once(&s).await })
+        })),
+    ]
 }
 
 type JobFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send>>;

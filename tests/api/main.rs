@@ -4,4 +4,5 @@
 mod helpers;
 mod smtp;
 
+mod audit_summary;
 mod foundation;
