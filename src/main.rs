@@ -194,7 +194,12 @@ async fn serve(config: Config) -> Result<(), String> {
     let run_jobs = config.run_jobs;
     let state = AppState::new(pool, config, keys);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = if run_jobs { jobs::spawn(state.clone(), stop_rx) } else { Vec::new() };
+    let mailer =
+        gatehouse::notifications::mailer::Mailer::new(state.config.smtp_url.as_deref(), &state.config.email_from)?;
+    if state.config.smtp_url.is_none() {
+        tracing::warn!("SMTP_URL is not set: emails are written to the log (console provider), not sent");
+    }
+    let workers = if run_jobs { jobs::spawn(state.clone(), mailer, stop_rx) } else { Vec::new() };
 
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot bind {bind}: {e}"))?;
     tracing::info!(%bind, "gatehouse listening");

@@ -12,6 +12,9 @@ pub mod request_id;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+#[macro_use]
+mod text_enum;
 
 pub use error::{AppError, AppResult};
 pub use state::AppState;
+pub(crate) use text_enum::text_enum;

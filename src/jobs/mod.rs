@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::{audit_log, core::AppState};
+use crate::{
+    audit_log,
+    core::AppState,
+    notifications::{self, mailer::Mailer},
+};
 
 /// Advisory-lock keys, one per job kind.
 pub mod locks {
@@ -64,8 +68,17 @@ pub async fn run_summaries_once(state: &AppState) -> Result<(), sqlx::Error> {
 }
 
 /// Starts every background loop; they stop when `shutdown` flips to true.
-pub fn spawn(state: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(state: AppState, mailer: Mailer, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
+        // Woken as soon as a message is queued; polls each second for retries that fall due.
+        tokio::spawn(notifications::delivery::run(
+            state.db.clone(),
+            mailer,
+            notifications::delivery::DeliveryConfig::default(),
+            state.outbox_wakeup.clone(),
+            shutdown.clone(),
+            Duration::from_secs(1),
+        )),
         tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(6 * 3600), "partitions", |s| {
             Box::pin(async move { run_partitions_once(&s).await })
         })),

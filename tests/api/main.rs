@@ -6,3 +6,4 @@ mod smtp;
 
 mod audit_summary;
 mod foundation;
+mod outbox;

@@ -1,0 +1,1 @@
+//! HTTP handlers of the notifications app (the settings API grows here).

@@ -1,0 +1,149 @@
+//! SQL of the outbox. Inserts take any executor so they join the caller's transaction.
+
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::models::{ClaimedEmail, EmailStatus};
+
+pub struct NewEmail<'a> {
+    pub user_id: Uuid,
+    pub to_email: &'a str,
+    pub subject: &'a str,
+    pub email_type: &'a str,
+    pub body: &'a str,
+    pub html_body: &'a str,
+    pub priority: &'a str,
+}
+
+pub async fn insert_email(db: impl PgExecutor<'_>, e: &NewEmail<'_>) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        "INSERT INTO notifications_emailnotification
+             (user_id, to_email, subject, email_type, template_name, body, html_body, priority)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7) RETURNING id",
+        e.user_id,
+        e.to_email,
+        e.subject,
+        e.email_type,
+        e.body,
+        e.html_body,
+        e.priority,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn insert_log(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    notification_type: &str,
+    channel: &str,
+    recipient: &str,
+    decision: &str,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO notifications_notificationlog
+             (user_id, notification_type, channel, recipient, decision, reason, delivered)
+         VALUES ($1, $2, $3, $4, $5::text, $6, $5::text = 'sent')",
+        user_id,
+        notification_type,
+        channel,
+        recipient,
+        decision,
+        reason,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due emails: pending ones whose time has come, and ones whose
+/// previous claim went stale (a worker died mid-send). SKIP LOCKED lets many workers claim
+/// side by side without ever taking the same row.
+pub async fn claim_emails(db: impl PgExecutor<'_>, limit: i64, claim_secs: f64) -> sqlx::Result<Vec<ClaimedEmail>> {
+    sqlx::query_as!(
+        ClaimedEmail,
+        r#"UPDATE notifications_emailnotification e
+              SET status = 'sending', claimed_until = now() + make_interval(secs => $2)
+            WHERE e.id IN (
+                SELECT id FROM notifications_emailnotification
+                 WHERE (status = 'pending' AND next_attempt_at <= now())
+                    OR (status = 'sending' AND claimed_until < now())
+                 ORDER BY next_attempt_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+        RETURNING e.id, e.to_email, e.subject, e.body, e.html_body, e.retry_count, e.max_retries"#,
+        limit,
+        claim_secs,
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn mark_sent(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    provider: &str,
+    message_id: Option<&str>,
+) -> sqlx::Result<Option<(Uuid, String, String, String)>> {
+    let row = sqlx::query!(
+        "UPDATE notifications_emailnotification
+            SET status = 'sent', sent_at = now(), claimed_until = NULL, provider = $2, provider_message_id = $3,
+                error_message = NULL
+          WHERE id = $1 AND status = 'sending'
+      RETURNING user_id, email_type, to_email, provider AS \"provider!\"",
+        id,
+        provider,
+        message_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user_id, r.email_type, r.to_email, r.provider)))
+}
+
+/// Records a failed attempt: back to pending after `backoff_secs`, or failed for good once
+/// the retries are spent. Returns the new status.
+pub async fn mark_failed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    provider: &str,
+    error: &str,
+    backoff_secs: f64,
+) -> sqlx::Result<Option<(Uuid, String, String, String)>> {
+    let row = sqlx::query!(
+        r#"UPDATE notifications_emailnotification
+              SET retry_count = retry_count + 1,
+                  status = CASE WHEN retry_count + 1 > max_retries THEN 'failed' ELSE 'pending' END,
+                  next_attempt_at = now() + make_interval(secs => $4),
+                  claimed_until = NULL, provider = $2, error_message = $3
+            WHERE id = $1 AND status = 'sending'
+        RETURNING user_id, email_type, to_email, status"#,
+        id,
+        provider,
+        error,
+        backoff_secs,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user_id, r.email_type, r.to_email, r.status)))
+}
+
+pub async fn email_status(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<EmailStatus>> {
+    sqlx::query_as!(
+        EmailStatus,
+        "SELECT id, status, retry_count, sent_at, provider, error_message
+           FROM notifications_emailnotification WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Undelivered emails, for the outbox-depth gauge.
+pub async fn pending_count(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM notifications_emailnotification WHERE status IN ('pending', 'sending')"#
+    )
+    .fetch_one(db)
+    .await
+}

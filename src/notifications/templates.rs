@@ -1,0 +1,71 @@
+//! Email templates (templates/email/<type>.txt and .html), compiled into the binary.
+
+use minijinja::{Environment, Value};
+
+use super::models::NotificationType;
+
+macro_rules! template_pair {
+    ($env:ident, $name:literal) => {
+        $env.add_template(concat!($name, ".txt"), include_str!(concat!("../../templates/email/", $name, ".txt")))?;
+        $env.add_template(concat!($name, ".html"), include_str!(concat!("../../templates/email/", $name, ".html")))?;
+    };
+}
+
+fn environment() -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    // HTML templates escape their values; text ones must not.
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None }
+    });
+    template_pair!(env, "email_verification");
+    template_pair!(env, "password_reset");
+    template_pair!(env, "mfa_code");
+    template_pair!(env, "token_reused");
+    Ok(env)
+}
+
+/// A rendered email: subject, text part, HTML part.
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Renders the template pair of `kind` with `context`.
+pub fn render(kind: NotificationType, context: Value) -> Result<Rendered, minijinja::Error> {
+    static ENV: std::sync::OnceLock<Result<Environment<'static>, String>> = std::sync::OnceLock::new();
+    let env = ENV
+        .get_or_init(|| environment().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, e.clone()))?;
+    let name = kind.as_str();
+    Ok(Rendered {
+        subject: kind.subject().to_owned(),
+        text: env.get_template(&format!("{name}.txt"))?.render(&context)?,
+        html: env.get_template(&format!("{name}.html"))?.render(&context)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_renders_both_parts() {
+        for kind in NotificationType::ALL {
+            let r = render(
+                *kind,
+                minijinja::context! { username => "ann", link => "http://x/y?token=t", code => "123456", minutes => 5 },
+            )
+            .unwrap();
+            assert!(!r.text.is_empty() && !r.html.is_empty() && !r.subject.is_empty());
+        }
+    }
+
+    #[test]
+    fn html_escapes_values() {
+        let r = render(NotificationType::TokenReused, minijinja::context! { username => "<b>x</b>" }).unwrap();
+        assert!(r.html.contains("&lt;b&gt;"));
+        assert!(r.text.contains("<b>x</b>"));
+    }
+}
