@@ -22,6 +22,13 @@ enum Command {
     Serve,
     /// Create the database if missing and apply pending migrations.
     Migrate,
+    /// Create a verified staff superuser. The password comes from GATEHOUSE_PASSWORD or a prompt.
+    Createsuperuser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+    },
     /// Signing keys for access tokens.
     Keys {
         #[command(subcommand)]
@@ -98,6 +105,35 @@ async fn run(cli: Cli) -> Result<(), String> {
             db::migrate(&pool).await.map_err(|e| e.to_string())?;
             println!("migrations applied");
             Ok(())
+        }
+        Command::Createsuperuser { email, username } => {
+            let password = match std::env::var("GATEHOUSE_PASSWORD") {
+                Ok(p) if !p.is_empty() => p,
+                _ => {
+                    let first =
+                        rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read password: {e}"))?;
+                    let again = rpassword::prompt_password("Password (again): ").map_err(|e| e.to_string())?;
+                    if first != again {
+                        return Err("the passwords differ".into());
+                    }
+                    first
+                }
+            };
+            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
+            let state = AppState::new(pool, config, keys);
+            match gatehouse::accounts::service::create_superuser(&state, &email, &username, password).await {
+                Ok(user) => {
+                    println!("superuser {} <{}> created ({})", user.username, user.email, user.id);
+                    Ok(())
+                }
+                Err(gatehouse::AppError::Validation(fields)) => Err(fields
+                    .iter()
+                    .map(|(field, messages)| format!("{field}: {}", messages.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")),
+                Err(e) => Err(e.parts().2),
+            }
         }
         Command::Summarize { date, from, to } => {
             let (from, to) = match (date, from, to) {

@@ -4,7 +4,10 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::core::{self, AppState};
+use crate::{
+    accounts,
+    core::{self, AppState},
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,13 +22,39 @@ use crate::core::{self, AppState};
             413 PAYLOAD_TOO_LARGE (bodies over 1 MiB), 429 RATE_LIMITED with Retry-After, \
             503 UNAVAILABLE, 500 INTERNAL. Every response carries X-Request-Id."
     ),
-    paths(core::handlers::healthz, core::handlers::readyz, core::handlers::jwks),
+    paths(
+        core::handlers::healthz, core::handlers::readyz, core::handlers::jwks,
+        accounts::handlers::register, accounts::handlers::verify_email, accounts::handlers::resend_verification,
+        accounts::handlers::login, accounts::handlers::refresh, accounts::handlers::logout,
+        accounts::handlers::logout_all, accounts::handlers::change_password,
+        accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
+        accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
+        accounts::handlers::sessions, accounts::handlers::revoke_session,
+    ),
     components(schemas(core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination)),
+    modifiers(&BearerAuth),
     tags(
         (name = "service", description = "Health, readiness and keys"),
+        (name = "auth", description = "Registration, login, tokens and passwords"),
+        (name = "users", description = "The signed-in user"),
+        (name = "sessions", description = "The signed-in user's sessions"),
     )
 )]
 pub struct ApiDoc;
+
+/// `Authorization: Bearer <access token>`: an EdDSA JWT (claims sub, sid, jti, iat, exp, aal, amr).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

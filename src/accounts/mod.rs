@@ -1,4 +1,8 @@
-//! accounts: users, passwords, sessions, tokens, devices and administration.
-//! The top app: it may import every other.
+//! accounts: users, passwords, sessions and tokens. The top app: it may import every other.
 
+pub mod handlers;
+pub mod models;
+pub mod passwords;
+pub mod repo;
 pub mod routes;
+pub mod service;

@@ -149,6 +149,14 @@ pub fn keyed_hash(key: &[u8], input: &str) -> String {
     hex_encode(&mac.finalize().into_bytes())
 }
 
+/// A token derived from `input` under the server key, URL-safe base64: the same input
+/// always gives the same token, and nobody without the key can compute it.
+pub fn keyed_token(key: &[u8], input: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(input.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
 /// Equality that takes the same time wherever the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -185,17 +185,12 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-/// Turns a unique-constraint violation into a field conflict instead of check-then-insert.
-pub trait OnConstraint<T> {
-    fn on_constraint(self, name: &str, to: impl FnOnce() -> AppError) -> Result<T, AppError>;
-}
-
-impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
-    fn on_constraint(self, name: &str, to: impl FnOnce() -> AppError) -> Result<T, AppError> {
-        match self {
-            Err(sqlx::Error::Database(db)) if db.constraint() == Some(name) => Err(to()),
-            other => other.map_err(AppError::from),
-        }
+/// The name of the constraint a database error violated, so a unique violation can become
+/// a field conflict instead of a check-then-insert that two requests could race.
+pub fn constraint(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
     }
 }
 

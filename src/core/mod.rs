@@ -1,6 +1,8 @@
 //! core: what every app stands on — configuration, errors, the database, crypto,
 //! extractors, request ids, metrics and the service routes.
 
+pub mod auth;
+pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod db;

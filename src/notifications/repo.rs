@@ -63,22 +63,34 @@ pub async fn insert_log(
 pub async fn claim_emails(db: impl PgExecutor<'_>, limit: i64, claim_secs: f64) -> sqlx::Result<Vec<ClaimedEmail>> {
     sqlx::query_as!(
         ClaimedEmail,
-        r#"UPDATE notifications_emailnotification e
-              SET status = 'sending', claimed_until = now() + make_interval(secs => $2)
-            WHERE e.id IN (
-                SELECT id FROM notifications_emailnotification
-                 WHERE (status = 'pending' AND next_attempt_at <= now())
-                    OR (status = 'sending' AND claimed_until < now())
-                 ORDER BY next_attempt_at
-                 LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
-        RETURNING e.id, e.to_email, e.subject, e.body, e.html_body, e.retry_count, e.max_retries"#,
+        r#"WITH claimed AS (
+               UPDATE notifications_emailnotification e
+                  SET status = 'sending', claimed_until = now() + make_interval(secs => $2)
+                WHERE e.id IN (
+                    SELECT id FROM notifications_emailnotification
+                     WHERE (status = 'pending' AND next_attempt_at <= now())
+                        OR (status = 'sending' AND claimed_until < now())
+                     ORDER BY next_attempt_at
+                     LIMIT $1
+                     FOR UPDATE SKIP LOCKED)
+            RETURNING e.id, e.to_email, e.subject, e.body, e.html_body, e.retry_count, e.max_retries,
+                      e.next_attempt_at
+           )
+           -- RETURNING has no order: send in the order the messages fell due.
+           SELECT id AS "id!", to_email AS "to_email!", subject AS "subject!", body AS "body!", html_body,
+                  retry_count AS "retry_count!", max_retries AS "max_retries!"
+             FROM claimed ORDER BY next_attempt_at, id"#,
         limit,
         claim_secs,
     )
     .fetch_all(db)
     .await
 }
+
+/// Email types whose body holds a one-time secret (a link token or a code).
+pub const SECRET_BEARING: &[&str] = &["email_verification", "password_reset", "mfa_code"];
+/// What such a body becomes once delivery has ended: the secret must not outlive it.
+pub const REDACTED: &str = "[removed after delivery: the message held a one-time secret]";
 
 pub async fn mark_sent(
     db: impl PgExecutor<'_>,
@@ -89,12 +101,16 @@ pub async fn mark_sent(
     let row = sqlx::query!(
         "UPDATE notifications_emailnotification
             SET status = 'sent', sent_at = now(), claimed_until = NULL, provider = $2, provider_message_id = $3,
-                error_message = NULL
+                error_message = NULL,
+                body = CASE WHEN email_type = ANY($4) THEN $5 ELSE body END,
+                html_body = CASE WHEN email_type = ANY($4) THEN NULL ELSE html_body END
           WHERE id = $1 AND status = 'sending'
       RETURNING user_id, email_type, to_email, provider AS \"provider!\"",
         id,
         provider,
         message_id,
+        SECRET_BEARING as &[&str],
+        REDACTED,
     )
     .fetch_optional(db)
     .await?;
@@ -115,13 +131,18 @@ pub async fn mark_failed(
               SET retry_count = retry_count + 1,
                   status = CASE WHEN retry_count + 1 > max_retries THEN 'failed' ELSE 'pending' END,
                   next_attempt_at = now() + make_interval(secs => $4),
-                  claimed_until = NULL, provider = $2, error_message = $3
+                  claimed_until = NULL, provider = $2, error_message = $3,
+                  body = CASE WHEN retry_count + 1 > max_retries AND email_type = ANY($5) THEN $6 ELSE body END,
+                  html_body = CASE WHEN retry_count + 1 > max_retries AND email_type = ANY($5) THEN NULL
+                                   ELSE html_body END
             WHERE id = $1 AND status = 'sending'
         RETURNING user_id, email_type, to_email, status"#,
         id,
         provider,
         error,
         backoff_secs,
+        SECRET_BEARING as &[&str],
+        REDACTED,
     )
     .fetch_optional(db)
     .await?;

@@ -5,15 +5,35 @@ use std::net::SocketAddr;
 use gatehouse::{
     AppState,
     core::{config::Config, crypto::JwtKeys},
+    notifications::{
+        delivery::{self, DeliveryConfig},
+        mailer::Mailer,
+    },
 };
 use serde_json::Value;
 use sqlx::PgPool;
+
+use crate::smtp::{CapturedMail, SmtpCapture};
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
     pub client: reqwest::Client,
+    /// Where this app's mail goes when `deliver_mail` runs the outbox.
+    pub smtp: SmtpCapture,
 }
+
+/// A signed-in session's tokens.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+}
+
+/// Test passwords: strong enough for the policy, distinct from each other.
+pub const PASSWORD: &str = "Correct-Horse-Battery-9";
+pub const PASSWORD_2: &str = "Tangerine-Lighthouse-42";
 
 /// The database URL of a pool, so a test can build a second app instance on it.
 pub fn test_config(pool: &PgPool) -> Config {
@@ -37,7 +57,17 @@ impl TestApp {
 
     /// The service with a custom configuration and route set (the layers stay the real ones).
     pub async fn spawn_with(pool: PgPool, config: Config, routes: axum::Router<AppState>) -> TestApp {
-        let keys = JwtKeys::ephemeral().expect("ephemeral key");
+        Self::spawn_keyed(pool, config, routes, JwtKeys::ephemeral().expect("ephemeral key")).await
+    }
+
+    /// Another instance of the same deployment: same database, same signing keys.
+    pub async fn another_instance(&self) -> TestApp {
+        let config = (*self.state.config).clone();
+        let keys = (*self.state.keys).clone();
+        Self::spawn_keyed(self.state.db.clone(), config, gatehouse::routes(), keys).await
+    }
+
+    async fn spawn_keyed(pool: PgPool, config: Config, routes: axum::Router<AppState>, keys: JwtKeys) -> TestApp {
         let state = AppState::new(pool, config, keys);
         let app = gatehouse::with_layers(routes, state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -46,7 +76,60 @@ impl TestApp {
             axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.ok();
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        TestApp { addr, state, client }
+        let smtp = SmtpCapture::start().await;
+        TestApp { addr, state, client, smtp }
+    }
+
+    /// Runs the outbox once against this app's SMTP capture server; returns every mail so far.
+    pub async fn deliver_mail(&self) -> Vec<CapturedMail> {
+        let mailer = Mailer::new(Some(&self.smtp.url()), "Gatehouse <no-reply@gatehouse.test>").expect("mailer");
+        let config = DeliveryConfig { backoff_base: std::time::Duration::ZERO, ..DeliveryConfig::default() };
+        delivery::deliver_once(&self.state.db, &mailer, &config).await.expect("deliver");
+        self.smtp.mails()
+    }
+
+    /// The token of the newest link to `path` (e.g. `/verify-email`) mailed to `to`.
+    pub async fn mailed_token(&self, to: &str, path: &str) -> String {
+        let mails = self.deliver_mail().await;
+        let mail =
+            mails.iter().rev().find(|m| m.to.iter().any(|t| t == to)).unwrap_or_else(|| panic!("no mail to {to}"));
+        let text = mail.parsed().body_text(0).expect("text part").into_owned();
+        let marker = format!("{path}?token=");
+        let start = text.find(&marker).unwrap_or_else(|| panic!("no {marker} in {text}")) + marker.len();
+        text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+    }
+
+    pub async fn register(&self, email: &str, username: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/register",
+            &serde_json::json!({"email": email, "username": username, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json("/api/v1/auth/login", &serde_json::json!({"email": email, "password": password})).await
+    }
+
+    /// Registers `name@example.com` and signs in.
+    pub async fn signed_in(&self, name: &str) -> Tokens {
+        let email = format!("{name}@example.com");
+        assert_eq!(self.register(&email, name, PASSWORD).await.status(), 201);
+        self.login_ok(&email, PASSWORD).await
+    }
+
+    pub async fn login_ok(&self, email: &str, password: &str) -> Tokens {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200);
+        tokens(json(response).await)
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
+        self.post_json("/api/v1/auth/refresh", &serde_json::json!({"refresh_token": refresh})).await
+    }
+
+    pub fn with_token(&self, method: reqwest::Method, path: &str, access: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(access)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -80,4 +163,27 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     assert!(error["timestamp"].as_str().is_some(), "{body}");
     assert_eq!(error["request_id"].as_str().map(str::to_owned), request_id, "{body}");
     body
+}
+
+/// The tokens of an Authenticated body.
+pub fn tokens(body: Value) -> Tokens {
+    assert_eq!(body["status"], "authenticated", "{body}");
+    Tokens {
+        access: body["access_token"].as_str().expect("access_token").to_owned(),
+        refresh: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+        session_id: body["session_id"].as_str().expect("session_id").to_owned(),
+    }
+}
+
+/// The decoded (unverified) header and claims of a JWT.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::Engine;
+    let decode = |part: &str| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+        serde_json::from_slice(&bytes).expect("json")
+    };
+    let mut parts = token.split('.');
+    let header = decode(parts.next().expect("header"));
+    let claims = decode(parts.next().expect("claims"));
+    (header, claims)
 }

@@ -4,6 +4,7 @@
 mod helpers;
 mod smtp;
 
+mod accounts;
 mod audit_summary;
 mod foundation;
 mod outbox;

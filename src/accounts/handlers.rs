@@ -1,0 +1,242 @@
+//! HTTP in and out for accounts: parse the request, call the service, shape the response.
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{
+    models::{
+        Authenticated, DeleteMeRequest, LoginRequest, Me, PasswordChangeRequest, PasswordResetConfirm,
+        PasswordResetRequest, RefreshRequest, RegisterRequest, SessionView, TokenRequest, UpdateMeRequest,
+        UserEnvelope,
+    },
+    service,
+};
+use crate::core::{
+    AppError, AppResult, AppState,
+    auth::AuthUser,
+    client::ClientContext,
+    error::ErrorBody,
+    extract::{AppJson, AppPath},
+};
+
+/// Body of a 202: the request was taken; its effect (an email) follows asynchronously.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `accepted`.
+    pub status: &'static str,
+}
+
+fn accepted() -> (StatusCode, Json<Accepted>) {
+    (StatusCode::ACCEPTED, Json(Accepted { status: "accepted" }))
+}
+
+/// Longest token accepted; anything longer cannot be ours.
+const MAX_TOKEN_LEN: usize = 512;
+
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses(
+    (status = 201, body = UserEnvelope, description = "created; a verification email is queued"),
+    (status = 409, body = ErrorBody, description = "EMAIL_TAKEN or USERNAME_TAKEN"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: field -> messages (email, username, password policy)"),
+))]
+pub async fn register(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<RegisterRequest>,
+) -> AppResult<impl IntoResponse> {
+    let registration = service::Registration {
+        email: body.email,
+        username: body.username,
+        password: body.password,
+        first_name: body.first_name,
+        last_name: body.last_name,
+    };
+    let user = service::register(&state, &client, registration).await?;
+    Ok((StatusCode::CREATED, Json(UserEnvelope { user })))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/email/verify", tag = "auth", request_body = TokenRequest, responses(
+    (status = 200, body = UserEnvelope),
+    (status = 400, body = ErrorBody, description = "TOKEN_INVALID: unknown, used or expired"),
+))]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<TokenRequest>,
+) -> AppResult<Json<UserEnvelope>> {
+    if body.token.len() > MAX_TOKEN_LEN {
+        return Err(AppError::TokenInvalid);
+    }
+    let user = service::verify_email(&state, &client, &body.token).await?;
+    Ok(Json(UserEnvelope { user }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/email/resend", tag = "auth", security(("bearer" = [])), responses(
+    (status = 202, body = Accepted, description = "a new link is queued (nothing is sent once verified)"),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+) -> AppResult<impl IntoResponse> {
+    service::resend_verification(&state, &client, &auth).await?;
+    Ok(accepted())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, body = Authenticated),
+    (status = 401, body = ErrorBody, description = "INVALID_CREDENTIALS, the same for an unknown email"),
+    (status = 403, body = ErrorBody, description = "ACCOUNT_DISABLED (only after a correct password)"),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: 5 failures for the identifier within 30 minutes (locked 30 minutes after the last), or 50 from the IP within 15 minutes"),
+))]
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<LoginRequest>,
+) -> AppResult<Json<Authenticated>> {
+    Ok(Json(service::login(&state, &client, &body.email, body.password).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 200, body = Authenticated, description = "a new pair; the presented refresh token is dead"),
+    (status = 401, body = ErrorBody, description = "TOKEN_INVALID, or TOKEN_REUSED (the family and its session are revoked)"),
+))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> AppResult<Json<Authenticated>> {
+    if body.refresh_token.is_empty() || body.refresh_token.len() > MAX_TOKEN_LEN {
+        return Err(AppError::RefreshTokenInvalid);
+    }
+    Ok(Json(service::refresh(&state, &client, &body.refresh_token).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses(
+    (status = 204, description = "the session and its refresh tokens are revoked"),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn logout(State(state): State<AppState>, client: ClientContext, auth: AuthUser) -> AppResult<StatusCode> {
+    service::logout(&state, &client, &auth).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])), responses(
+    (status = 204, description = "every session of the user is revoked"),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn logout_all(State(state): State<AppState>, client: ClientContext, auth: AuthUser) -> AppResult<StatusCode> {
+    service::logout_all(&state, &client, &auth).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password/change", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChangeRequest, responses(
+    (status = 204, description = "changed; other sessions revoked"),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy) or PASSWORD_REUSED (one of the last 5)"),
+))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+    AppJson(body): AppJson<PasswordChangeRequest>,
+) -> AppResult<StatusCode> {
+    service::change_password(&state, &client, &auth, body.current_password, body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password/reset", tag = "auth", request_body = PasswordResetRequest, responses(
+    (status = 202, body = Accepted, description = "always; a reset email is queued when an active account has this email"),
+))]
+pub async fn request_password_reset(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<PasswordResetRequest>,
+) -> AppResult<impl IntoResponse> {
+    service::request_password_reset(&state, &client, &body.email).await?;
+    Ok(accepted())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password/reset/confirm", tag = "auth", request_body = PasswordResetConfirm, responses(
+    (status = 204, description = "password set; every session revoked"),
+    (status = 400, body = ErrorBody, description = "TOKEN_INVALID"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy) or PASSWORD_REUSED"),
+))]
+pub async fn confirm_password_reset(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<PasswordResetConfirm>,
+) -> AppResult<StatusCode> {
+    if body.token.len() > MAX_TOKEN_LEN {
+        return Err(AppError::TokenInvalid);
+    }
+    service::confirm_password_reset(&state, &client, &body.token, body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), responses(
+    (status = 200, body = Me), (status = 401, body = ErrorBody),
+))]
+pub async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Me>> {
+    Ok(Json(service::me(&state, &auth).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateMeRequest,
+    responses(
+    (status = 200, body = Me),
+    (status = 401, body = ErrorBody),
+    (status = 422, body = ErrorBody, description = "phone E.164, timezone IANA, language BCP 47, date_of_birth YYYY-MM-DD in the past; unknown fields refused"),
+))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+    AppJson(body): AppJson<UpdateMeRequest>,
+) -> AppResult<Json<Me>> {
+    Ok(Json(service::update_me(&state, &client, &auth, body).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = DeleteMeRequest,
+    responses(
+    (status = 204, description = "the account and everything of it are deleted"),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT"),
+))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+    AppJson(body): AppJson<DeleteMeRequest>,
+) -> AppResult<StatusCode> {
+    service::delete_me(&state, &client, &auth, body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])), responses(
+    (status = 200, body = Vec<SessionView>, description = "own active sessions, newest first"),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn sessions(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<SessionView>>> {
+    Ok(Json(service::sessions(&state, &auth).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "session id")), responses(
+    (status = 204, description = "revoked"),
+    (status = 400, body = ErrorBody, description = "MALFORMED_REQUEST: not a UUID"),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody, description = "not an active session of the caller"),
+))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<StatusCode> {
+    service::revoke_session(&state, &client, &auth, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,105 @@
+//! Access tokens (EdDSA JWTs) and the extractor that authenticates a request: a valid
+//! signature from a known key, an unexpired token, and a session that is still active.
+//! The session is read on every request, so a revocation is refused at once everywhere.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{crypto::JwtKeys, error::AppError, state::AppState};
+
+/// Access-token claims (API.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// Authenticator assurance level: 1 (password) or 2 (second factor).
+    pub aal: u8,
+    /// RFC 8176 methods: `pwd`, `otp`, `sms`, `mfa`.
+    pub amr: Vec<String>,
+}
+
+impl Claims {
+    pub fn new(
+        user: Uuid,
+        session: Uuid,
+        jti: String,
+        issued: DateTime<Utc>,
+        ttl_secs: i64,
+        aal: u8,
+        amr: Vec<String>,
+    ) -> Self {
+        let iat = issued.timestamp();
+        Claims { sub: user, sid: session, jti, iat, exp: iat + ttl_secs, aal, amr }
+    }
+}
+
+/// Signs `claims` with the current key (header `alg: EdDSA`, `kid`).
+pub fn sign(keys: &JwtKeys, claims: &Claims) -> Result<String, AppError> {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(keys.kid.clone());
+    jsonwebtoken::encode(&header, claims, &keys.encoding).map_err(AppError::internal)
+}
+
+/// Checks signature, algorithm, key id and expiry. Any failure is the same 401.
+pub fn verify(keys: &JwtKeys, token: &str) -> Result<Claims, AppError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| AppError::Unauthenticated)?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(AppError::Unauthenticated);
+    }
+    let key = header.kid.as_deref().and_then(|kid| keys.decoding_key(kid)).ok_or(AppError::Unauthenticated)?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+    jsonwebtoken::decode::<Claims>(token, key, &validation).map(|d| d.claims).map_err(|_| AppError::Unauthenticated)
+}
+
+/// The signed-in user of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub aal: u8,
+    pub amr: Vec<String>,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(parts).ok_or(AppError::Unauthenticated)?;
+        let claims = verify(&state.keys, token)?;
+        let row = sqlx::query!(
+            r#"SELECT u.is_staff, u.is_superuser
+                 FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
+                WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now()
+                  AND u.is_active"#,
+            claims.sid,
+            claims.sub,
+        )
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+        Ok(AuthUser {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            aal: claims.aal,
+            amr: claims.amr,
+            is_staff: row.is_staff,
+            is_superuser: row.is_superuser,
+        })
+    }
+}
