@@ -6,7 +6,7 @@ export SQLX_OFFLINE ?= true
 
 DEV_KEY := .dev/jwt-signing-key.pem
 
-.PHONY: help run test lint fmt db db-stop sqlx-prepare
+.PHONY: help run test lint fmt db db-stop sqlx-prepare bench
 
 help:
 	@echo "make run           database up, migrations, dev signing key, serve on BIND_ADDR (127.0.0.1:8080)"
@@ -14,6 +14,7 @@ help:
 	@echo "make db            print the DATABASE_URL in use (starting a local cluster if needed)"
 	@echo "make db-stop       stop the project-local cluster"
 	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
+	@echo "make bench         the benchmarks of docs/performance.md (release build, a few minutes)"
 
 run:
 	@set -e; url=$$(scripts/db.sh url); export DATABASE_URL=$$url; \
@@ -52,3 +53,6 @@ sqlx-prepare:
 	  rm -rf .sqlx && mkdir -p .sqlx && touch src/lib.rs && \
 	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$$PWD/.sqlx cargo build --all-targets; \
 	fi
+
+bench:
+	scripts/bench.sh

@@ -314,12 +314,17 @@ CREATE TABLE accounts_loginattempt (
     user_id         uuid REFERENCES auth_user (id) ON DELETE CASCADE,
     ip_address      inet,
     user_agent      text,
+    -- 'pending' while the password is being checked (counted against the identifier so
+    -- parallel guesses cannot exceed the limit), then 'failure' or 'success'.
     outcome         varchar(20) NOT NULL,
     failure_reason  varchar(50),
     created_at      timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT accounts_loginattempt_outcome CHECK (outcome IN ('failure', 'success', 'unlock'))
+    CONSTRAINT accounts_loginattempt_outcome CHECK (outcome IN ('pending', 'failure', 'success', 'unlock'))
 );
 CREATE INDEX idx_loginattempt_identifier ON accounts_loginattempt (identifier, created_at DESC);
+-- The latest success or unlock of an identifier: where its failure count restarts.
+CREATE INDEX idx_loginattempt_reset ON accounts_loginattempt (identifier, created_at DESC)
+    WHERE outcome IN ('success', 'unlock');
 CREATE INDEX idx_loginattempt_ip ON accounts_loginattempt (ip_address, created_at DESC) WHERE outcome = 'failure';
 CREATE INDEX idx_loginattempt_created ON accounts_loginattempt (created_at);
 

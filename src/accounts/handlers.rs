@@ -96,7 +96,10 @@ pub async fn login(
     client: ClientContext,
     AppJson(body): AppJson<LoginRequest>,
 ) -> AppResult<Json<Authenticated>> {
-    Ok(Json(service::login(&state, &client, &body.email, body.password).await?))
+    // Its own task: a client that hangs up mid-login must not leave the attempt unsettled
+    // (hyper drops the handler's future on disconnect; a spawned task runs to the end).
+    let task = tokio::spawn(async move { service::login(&state, &client, &body.email, body.password).await });
+    Ok(Json(task.await.map_err(AppError::internal)??))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(

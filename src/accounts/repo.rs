@@ -65,11 +65,6 @@ pub async fn user_by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Optio
     .await
 }
 
-pub async fn set_last_login(db: impl PgExecutor<'_>, user_id: Uuid, at: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE auth_user SET last_login = $2 WHERE id = $1", user_id, at).execute(db).await?;
-    Ok(())
-}
-
 pub async fn set_email_verified(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<()> {
     sqlx::query!("UPDATE auth_user SET email_verified = true, updated_at = now() WHERE id = $1", user_id)
         .execute(db)
@@ -255,8 +250,8 @@ pub async fn revoke_one_time_tokens(db: impl PgExecutor<'_>, user_id: Uuid, purp
     Ok(())
 }
 
-// Login attempts: every attempt is written before the password is checked, so the
-// lockout counts concurrent attempts too (see service::login).
+// Login attempts: every attempt is written (as 'pending') before the password is checked,
+// so the identifier's lockout counts concurrent attempts too (see service::login).
 
 pub async fn reserve_attempt(
     db: impl PgExecutor<'_>,
@@ -266,7 +261,7 @@ pub async fn reserve_attempt(
 ) -> sqlx::Result<Uuid> {
     sqlx::query_scalar!(
         "INSERT INTO accounts_loginattempt (identifier, ip_address, user_agent, outcome, failure_reason)
-         VALUES ($1, $2, $3, 'failure', 'in_progress') RETURNING id",
+         VALUES ($1, $2, $3, 'pending', NULL) RETURNING id",
         identifier,
         ip,
         user_agent,
@@ -275,50 +270,91 @@ pub async fn reserve_attempt(
     .await
 }
 
-/// For the identifier's failures since its last success or unlock: the latest failure
-/// other than `own`, and how many failures (counting `own`) fall within `window_secs` of it.
-pub async fn identifier_failures(
+/// Everything login needs to know before checking a password, in one round trip: the
+/// identifier's failures since its last success or unlock (the latest other than `own`,
+/// and how many, `own` included, fall within `window_secs` of it), the same for the IP
+/// within `ip_window_secs`, and the account, if any.
+pub struct LoginFacts {
+    pub identifier_last: Option<DateTime<Utc>>,
+    pub identifier_failures: i64,
+    pub ip_last: Option<DateTime<Utc>>,
+    pub ip_failures: i64,
+    pub user: Option<UserRow>,
+}
+
+pub async fn login_facts(
     db: impl PgExecutor<'_>,
     identifier: &str,
     own: Uuid,
+    ip: Option<IpNetwork>,
     window_secs: f64,
-) -> sqlx::Result<(Option<DateTime<Utc>>, i64)> {
+    ip_window_secs: f64,
+) -> sqlx::Result<LoginFacts> {
     let row = sqlx::query!(
-        r#"WITH reset AS (
-               SELECT COALESCE(max(created_at), '-infinity'::timestamptz) AS at FROM accounts_loginattempt
-                WHERE identifier = $1 AND outcome IN ('success', 'unlock')
-           ), failures AS (
-               SELECT a.id, a.created_at FROM accounts_loginattempt a, reset
-                WHERE a.identifier = $1 AND a.outcome = 'failure' AND a.created_at > reset.at
-                  AND a.created_at > now() - make_interval(secs => $3::float8 * 2)
-           ), latest AS (SELECT max(created_at) AS at FROM failures WHERE id <> $2)
-           SELECT latest.at AS "last", count(f.id) AS "n!"
-             FROM latest LEFT JOIN failures f ON f.created_at >= latest.at - make_interval(secs => $3)
-            GROUP BY latest.at"#,
+        r#"WITH failures AS (
+               SELECT a.id, a.created_at FROM accounts_loginattempt a
+                WHERE a.identifier = $1
+                  -- Since the last success or unlock, as a bound of the index range (an
+                  -- InitPlan), so the scan never walks the account's older attempts.
+                  AND a.created_at > GREATEST(
+                        now() - make_interval(secs => $4::float8 * 2),
+                        (SELECT created_at FROM accounts_loginattempt
+                          WHERE identifier = $1 AND outcome IN ('success', 'unlock')
+                          ORDER BY created_at DESC LIMIT 1))
+                  -- Attempts still being checked count too; one pending for over 30 s was
+                  -- cut off (a crash) and no longer counts.
+                  AND (a.outcome = 'failure' OR (a.outcome = 'pending' AND a.created_at > now() - interval '30 seconds'))
+           ), latest AS (SELECT max(created_at) AS at FROM failures WHERE id <> $2),
+           ident AS (
+               SELECT latest.at AS last, count(f.id) AS n
+                 FROM latest LEFT JOIN failures f ON f.created_at >= latest.at - make_interval(secs => $4)
+                GROUP BY latest.at
+           ), by_ip AS (
+               SELECT max(created_at) AS last, count(*) AS n FROM accounts_loginattempt
+                WHERE ip_address = $3 AND outcome = 'failure' AND created_at > now() - make_interval(secs => $5)
+           )
+           SELECT ident.last AS identifier_last, ident.n AS "identifier_failures!", by_ip.last AS ip_last,
+                  by_ip.n AS "ip_failures!",
+                  u.id AS "id?", u.email AS "email?", u.username AS "username?", u.password_hash AS "password_hash?",
+                  u.first_name AS "first_name?", u.last_name AS "last_name?", u.is_active AS "is_active?",
+                  u.is_staff AS "is_staff?", u.is_superuser AS "is_superuser?", u.email_verified AS "email_verified?",
+                  COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined AS "date_joined?", u.last_login
+             FROM ident CROSS JOIN by_ip
+             LEFT JOIN auth_user u ON u.email = $1
+             LEFT JOIN accounts_mfasettings m ON m.user_id = u.id"#,
         identifier,
         own,
-        window_secs,
-    )
-    .fetch_one(db)
-    .await?;
-    Ok((row.last, row.n))
-}
-
-/// Failures from `ip` within the last `window_secs` (counting `own`), and the latest.
-pub async fn ip_failures(
-    db: impl PgExecutor<'_>,
-    ip: IpNetwork,
-    window_secs: f64,
-) -> sqlx::Result<(Option<DateTime<Utc>>, i64)> {
-    let row = sqlx::query!(
-        r#"SELECT max(created_at) AS "last", count(*) AS "n!" FROM accounts_loginattempt
-            WHERE ip_address = $1 AND outcome = 'failure' AND created_at > now() - make_interval(secs => $2)"#,
         ip,
         window_secs,
+        ip_window_secs,
     )
     .fetch_one(db)
     .await?;
-    Ok((row.last, row.n))
+    let user = match (row.id, row.email, row.username, row.password_hash, row.date_joined) {
+        (Some(id), Some(email), Some(username), Some(password_hash), Some(date_joined)) => Some(UserRow {
+            id,
+            email,
+            username,
+            password_hash,
+            first_name: row.first_name.unwrap_or_default(),
+            last_name: row.last_name.unwrap_or_default(),
+            is_active: row.is_active.unwrap_or(false),
+            is_staff: row.is_staff.unwrap_or(false),
+            is_superuser: row.is_superuser.unwrap_or(false),
+            email_verified: row.email_verified.unwrap_or(false),
+            mfa_enabled: row.mfa_enabled,
+            date_joined,
+            last_login: row.last_login,
+        }),
+        _ => None,
+    };
+    Ok(LoginFacts {
+        identifier_last: row.identifier_last,
+        identifier_failures: row.identifier_failures,
+        ip_last: row.ip_last,
+        ip_failures: row.ip_failures,
+        user,
+    })
 }
 
 pub async fn finish_attempt(
@@ -376,13 +412,45 @@ pub struct NewSession<'a> {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn insert_session(db: impl PgExecutor<'_>, s: &NewSession<'_>) -> sqlx::Result<()> {
+pub struct NewRefresh<'a> {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    /// SHA-256 of the token.
+    pub jti: &'a str,
+    pub family_id: Uuid,
+    pub parent_jti: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Opens a session with its first refresh token, stamps the user's last login and, for a
+/// password login, settles the attempt as a success: one statement, one round trip.
+pub async fn open_session(
+    db: impl PgExecutor<'_>,
+    s: &NewSession<'_>,
+    r: &NewRefresh<'_>,
+    attempt: Option<Uuid>,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO accounts_session
-             (id, user_id, device_id, access_jti, refresh_jti, ip_address, user_agent, country, city, expires_at, aal,
-              amr, mfa_verified, mfa_verified_at, mfa_method_used, created_at, last_seen_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11::smallint = 2,
-                 CASE WHEN $11::smallint = 2 THEN $14::timestamptz END, $13, $14, $14)",
+        r#"WITH session AS (
+               INSERT INTO accounts_session
+                   (id, user_id, device_id, access_jti, refresh_jti, ip_address, user_agent, country, city, expires_at,
+                    aal, amr, mfa_verified, mfa_verified_at, mfa_method_used, created_at, last_seen_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11::smallint = 2,
+                       CASE WHEN $11::smallint = 2 THEN $14::timestamptz END, $13, $14, $14)
+               RETURNING id
+           ), refresh AS (
+               INSERT INTO accounts_refreshtokenrecord (user_id, session_id, jti, family_id, created_at, expires_at)
+               SELECT $2, session.id, $15, $16, $14, $10 FROM session
+               RETURNING id
+           ), stamped AS (
+               UPDATE auth_user SET last_login = $14 WHERE id = $2 RETURNING id
+           ), settled AS (
+               UPDATE accounts_loginattempt SET user_id = $2, outcome = 'success', failure_reason = NULL
+                WHERE id = $17 RETURNING id
+           )
+           SELECT (SELECT count(*) FROM refresh) AS "refresh!", (SELECT count(*) FROM stamped) AS "stamped!",
+                  (SELECT count(*) FROM settled) AS "settled!""#,
         s.id,
         s.user_id,
         s.device_id,
@@ -397,21 +465,13 @@ pub async fn insert_session(db: impl PgExecutor<'_>, s: &NewSession<'_>) -> sqlx
         s.amr,
         s.mfa_method,
         s.created_at,
+        r.jti,
+        r.family_id,
+        attempt,
     )
-    .execute(db)
+    .fetch_one(db)
     .await?;
     Ok(())
-}
-
-pub struct NewRefresh<'a> {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    /// SHA-256 of the token.
-    pub jti: &'a str,
-    pub family_id: Uuid,
-    pub parent_jti: Option<&'a str>,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
 }
 
 pub async fn insert_refresh(db: impl PgExecutor<'_>, r: &NewRefresh<'_>) -> sqlx::Result<()> {

@@ -200,19 +200,19 @@ fn retry_after(until: DateTime<Utc>) -> u64 {
 }
 
 /// The lockout in force for this attempt, if any: `Some(retry_after_secs)`.
-async fn lockout(state: &AppState, identifier: &str, attempt: Uuid, client: &ClientContext) -> AppResult<Option<u64>> {
-    if let Some(ip) = client.ip_network() {
-        let (last, n) = repo::ip_failures(&state.db, ip, IP_WINDOW.num_seconds() as f64).await?;
-        if n > MAX_IP_FAILURES
-            && let Some(last) = last
-        {
-            return Ok(Some(retry_after(last + IP_WINDOW)));
-        }
+fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
+    let now = Utc::now();
+    // The caller's own attempt is still pending, so it is not among these failures.
+    if facts.ip_failures >= MAX_IP_FAILURES
+        && let Some(last) = facts.ip_last
+    {
+        return Some(retry_after(last + IP_WINDOW));
     }
-    let (last, n) = repo::identifier_failures(&state.db, identifier, attempt, LOCKOUT.num_seconds() as f64).await?;
-    match last {
-        Some(last) if n > MAX_FAILURES && last + LOCKOUT > Utc::now() => Ok(Some(retry_after(last + LOCKOUT))),
-        _ => Ok(None),
+    match facts.identifier_last {
+        Some(last) if facts.identifier_failures > MAX_FAILURES && last + LOCKOUT > now => {
+            Some(retry_after(last + LOCKOUT))
+        }
+        _ => None,
     }
 }
 
@@ -230,9 +230,18 @@ pub async fn login(
     let attempt =
         repo::reserve_attempt(&state.db, &identifier, client.ip_network(), client.user_agent.as_deref()).await?;
 
-    if let Some(retry) = lockout(state, &identifier, attempt, client).await? {
+    let facts = repo::login_facts(
+        &state.db,
+        &identifier,
+        attempt,
+        client.ip_network(),
+        LOCKOUT.num_seconds() as f64,
+        IP_WINDOW.num_seconds() as f64,
+    )
+    .await?;
+    if let Some(retry) = lockout(&facts) {
         repo::delete_attempt(&state.db, attempt).await?;
-        if let Some(user) = repo::user_by_email(&state.db, &identifier).await? {
+        if let Some(user) = &facts.user {
             let event = SessionEvent {
                 risk_level: RiskLevel::High,
                 ..session_event(user.id, SessionAction::LoginLocked, client)
@@ -243,7 +252,7 @@ pub async fn login(
         return Err(AppError::RateLimited { retry_after_secs: retry });
     }
 
-    let user = repo::user_by_email(&state.db, &identifier).await?;
+    let user = facts.user;
     let hash = match &user {
         Some(u) => u.password_hash.clone(),
         None => passwords::dummy_hash(state).await?,
@@ -285,20 +294,23 @@ pub async fn login(
     // trusted to skip it, the otp app opens a challenge instead of a session, and the MFA
     // verification later calls `start_session` with aal 2.
     let mut tx = state.db.begin().await?;
-    repo::finish_attempt(&mut *tx, attempt, Some(user.id), "success", None).await?;
-    let authenticated = start_session(&mut tx, state, client, user, 1, vec!["pwd".to_owned()], None).await?;
+    let authenticated =
+        start_session(&mut tx, state, client, user, Some(attempt), 1, vec!["pwd".to_owned()], None).await?;
     tx.commit().await?;
     Metrics::count(&state.metrics.logins, "success");
     Ok(authenticated)
 }
 
 /// Opens a session with its first refresh token, records the login and signs the access
-/// token, inside the caller's transaction. Used by password login and, with aal 2, by MFA.
+/// token, inside the caller's transaction; settles the password attempt when given. Used
+/// by password login and, with aal 2, by MFA.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_session(
     tx: &mut PgConnection,
     state: &AppState,
     client: &ClientContext,
     user: UserRow,
+    attempt: Option<Uuid>,
     aal: u8,
     amr: Vec<String>,
     mfa_method: Option<&str>,
@@ -309,26 +321,22 @@ pub async fn start_session(
     let refresh_token = crypto::random_token();
     let refresh_jti = crypto::sha256_hex(&refresh_token);
     let expires_at = now + refresh_ttl(state);
-    repo::insert_session(
-        &mut *tx,
-        &NewSession {
-            id: session_id,
-            user_id: user.id,
-            device_id: None,
-            access_jti: &access_jti,
-            refresh_jti: &refresh_jti,
-            ip: client.ip_network(),
-            user_agent: client.user_agent.as_deref(),
-            country: client.country.as_deref(),
-            city: client.city.as_deref(),
-            expires_at,
-            aal: i16::from(aal),
-            amr: &amr,
-            mfa_method,
-            created_at: now,
-        },
-    )
-    .await?;
+    let session = NewSession {
+        id: session_id,
+        user_id: user.id,
+        device_id: None,
+        access_jti: &access_jti,
+        refresh_jti: &refresh_jti,
+        ip: client.ip_network(),
+        user_agent: client.user_agent.as_deref(),
+        country: client.country.as_deref(),
+        city: client.city.as_deref(),
+        expires_at,
+        aal: i16::from(aal),
+        amr: &amr,
+        mfa_method,
+        created_at: now,
+    };
     let first = NewRefresh {
         user_id: user.id,
         session_id,
@@ -338,8 +346,7 @@ pub async fn start_session(
         created_at: now,
         expires_at,
     };
-    repo::insert_refresh(&mut *tx, &first).await?;
-    repo::set_last_login(&mut *tx, user.id, now).await?;
+    repo::open_session(&mut *tx, &session, &first, attempt).await?;
     let event = SessionEvent {
         session_id: Some(session_id),
         session_type: Some("web".into()),

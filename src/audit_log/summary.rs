@@ -60,6 +60,11 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
     }
 }
 
+/// The summary's plan for `day`, executed and rolled back (benchmarks, diagnosis).
+pub async fn explain_day(tx: &mut sqlx::PgConnection, day: NaiveDate) -> sqlx::Result<Vec<String>> {
+    repo::explain_day_summaries(tx, day).await
+}
+
 fn new_run(
     day: NaiveDate,
     trigger: Trigger,

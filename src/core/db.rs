@@ -19,6 +19,9 @@ pub fn lazy_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(config.database_max_connections)
         .acquire_timeout(config.database_acquire_timeout)
+        // No ping before every acquire (a round trip each); a dead connection fails its
+        // query with an I/O error (503) and is replaced.
+        .test_before_acquire(false)
         .connect_lazy(&config.database_url)
 }
 

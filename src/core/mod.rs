@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod cpu;
 pub mod crypto;
 pub mod db;
 pub mod error;

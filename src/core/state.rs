@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
-use super::{config::Config, crypto::JwtKeys, metrics::Metrics};
+use super::{config::Config, cpu::CpuPool, crypto::JwtKeys, metrics::Metrics};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,31 +15,29 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wakes the outbox worker as soon as a message is queued.
     pub outbox_wakeup: Arc<Notify>,
-    /// Bounds CPU-heavy work (password hashing) on the blocking pool to the cores.
-    pub cpu_permits: Arc<Semaphore>,
+    /// Threads for CPU-heavy work (password hashing), `HASH_CONCURRENCY` of them.
+    pub cpu: CpuPool,
 }
 
 impl AppState {
     pub fn new(db: PgPool, config: Config, keys: JwtKeys) -> Self {
-        let permits = config.hash_concurrency;
+        let threads = config.hash_concurrency;
         AppState {
             db,
             config: Arc::new(config),
             keys: Arc::new(keys),
             metrics: Metrics::new(),
             outbox_wakeup: Arc::new(Notify::new()),
-            cpu_permits: Arc::new(Semaphore::new(permits)),
+            cpu: CpuPool::new(threads),
         }
     }
 
-    /// Runs CPU-bound `f` on the blocking pool, at most `hash_concurrency` at a time, so
-    /// it never stalls the async workers nor queues unboundedly many threads.
+    /// Runs CPU-bound `f` on the CPU pool, so it never stalls the async workers.
     pub async fn run_cpu<T, F>(&self, f: F) -> Result<T, super::error::AppError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self.cpu_permits.acquire().await.map_err(super::error::AppError::internal)?;
-        tokio::task::spawn_blocking(f).await.map_err(super::error::AppError::internal)
+        self.cpu.run(f).await.map_err(super::error::AppError::internal)
     }
 }

@@ -617,3 +617,18 @@ async fn no_plaintext_secret_is_stored_anywhere(pool: PgPool) {
         }
     }
 }
+
+#[sqlx::test]
+async fn an_abandoned_attempt_stops_counting_after_30_seconds(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.register("ann@example.com", "ann", PASSWORD).await;
+    for _ in 0..5 {
+        app.login("ann@example.com", PASSWORD_2).await;
+    }
+    // Five attempts whose checks were cut off (a crash): pending for over 30 s, they no longer count.
+    sqlx::query("UPDATE accounts_loginattempt SET outcome = 'pending', created_at = now() - interval '31 seconds'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(app.login("ann@example.com", PASSWORD).await.status(), 200);
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmarks of docs/performance.md, on this machine, bounded in time.
+#  1. bare argon2id verify rate (benches/hash.rs)
+#  2. the release binary on loopback under wrk: login, GET /users/me, both at once, refresh;
+#     process RSS idle and peak
+#  3. the 1M-event daily audit summary vs a bare grouped count, and outbox throughput
+#     (benches/store.rs)
+# Each wrk run lasts BENCH_SECONDS (default 15). Results are printed and kept in
+# target/bench-results.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${BENCH_SECONDS:-15}"
+port="${BENCH_PORT:-18080}"
+out=target/bench-results.txt
+mkdir -p target
+: > "$out"
+say() { echo "$*" | tee -a "$out"; }
+
+command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y -qq wrk >&2 || sudo apt-get install -y -qq wrk >&2; }
+command -v curl >/dev/null || { apt-get install -y -qq curl >&2 || sudo apt-get install -y -qq curl >&2; }
+
+url=$(scripts/db.sh url gatehouse_bench)
+psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS gatehouse_bench WITH (FORCE)" -c "CREATE DATABASE gatehouse_bench" >/dev/null
+export DATABASE_URL="$url"
+
+cargo build --release --bins --benches -q 2>&1 | grep -v '^$' >&2 || true
+bin=target/release/gatehouse
+
+say "# $(date -u +%FT%TZ) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+say "## 1. argon2id"
+BENCH_SECONDS=10 cargo bench -q --bench hash 2>/dev/null | tee -a "$out"
+argon=$(grep -o '[0-9.]* verifies/s' "$out" | cut -d' ' -f1)
+
+say "## 2. HTTP on loopback (release binary, OWASP argon2id parameters)"
+"$bin" migrate >/dev/null
+key=target/bench-jwt.pem
+[ -f "$key" ] || "$bin" keys generate --out "$key" >/dev/null
+APP_ENV=development JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$port" RUN_JOBS=false \
+  LOG_FORMAT=json RUST_LOG=warn "$bin" serve > target/bench-server.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+base="http://127.0.0.1:$port"
+for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
+rss() { awk '/^VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$server/status; }
+hwm() { awk '/^VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$server/status; }
+
+curl -sf -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"bench@example.com","username":"bench","password":"Correct-Horse-Battery-9"}' >/dev/null
+login() { curl -sf -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"bench@example.com","password":"Correct-Horse-Battery-9"}'; }
+token=$(login | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+say "RSS idle: $(rss)"
+
+run() { # name, threads, connections, script, extra env...
+  local name=$1 threads=$2 conns=$3 script=$4
+  wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s "scripts/bench/$script" "$base" > "target/wrk-${name//[^a-z0-9=]/_}.txt"
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "target/wrk-${name//[^a-z0-9=]/_}.txt")
+  p50=$(awk '$1=="50%" {print $2}' "target/wrk-${name//[^a-z0-9=]/_}.txt")
+  p99=$(awk '$1=="99%" {print $2}' "target/wrk-${name//[^a-z0-9=]/_}.txt")
+  say "$name: $rps req/s, p50 $p50, p99 $p99 ($(grep -Eo 'Non-2xx.*|Socket errors.*' "target/wrk-${name//[^a-z0-9=]/_}.txt" || echo 'no errors'))"
+  echo "$rps"
+}
+
+login_rps=$(run "login c=4" 2 4 login.lua | tail -1)
+awk -v l="$login_rps" -v a="$argon" -v c="$(nproc)" 'BEGIN {
+  printf "login / bare argon2id: %.1f%%; cost of everything but the hash: %.3f ms of CPU per login\n",
+    100*l/a, 1000*c*(1/l - 1/a) }' | tee -a "$out"
+TOKEN=$token run "users/me c=32" 2 32 me.lua >/dev/null
+TOKEN=$token run "users/me c=4" 1 4 me.lua >/dev/null
+say "RSS after load: $(rss), peak $(hwm)"
+
+# GET /users/me while logins saturate the hash pool.
+wrk -t1 -c4 -d"${seconds}s" -s scripts/bench/login.lua "$base" > target/wrk-login-bg.txt &
+bg=$!
+sleep 1
+TOKEN=$token run "users/me c=4 during login saturation" 1 4 me.lua >/dev/null
+wait $bg
+
+tokens=""
+for _ in $(seq 16); do tokens="$tokens $(login | sed 's/.*"refresh_token":"\([^"]*\)".*/\1/')"; done
+REFRESH_TOKENS="$tokens" WRK_THREADS=2 run "refresh c=16" 2 16 refresh.lua >/dev/null
+say "RSS peak over the whole run: $(hwm)"
+kill $server; trap - EXIT
+
+say "## 3. database"
+cargo bench -q --bench store 2>/dev/null | tee -a "$out"
+echo "results: $out" >&2
