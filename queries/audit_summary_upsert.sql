@@ -20,8 +20,10 @@ WITH ev AS (
       FROM audit_log_sessiondevicelinkauditlog WHERE created_at >= $1::date::timestamp AT TIME ZONE 'UTC'
                                                      AND created_at < ($1::date + 1)::timestamp AT TIME ZONE 'UTC'
 ),
-agg AS (
-    SELECT user_id,
+-- First level: one parallel hashed pass keyed by user and the three dimensions counted
+-- distinctly (aggregates with DISTINCT cannot hash or run in parallel; this can).
+fine AS (
+    SELECT user_id, ip_address, country, device_id,
            count(*) AS total_events,
            count(*) FILTER (WHERE src = 's' AND action = 'login_failed') AS failed_logins,
            count(*) FILTER (WHERE src = 'm' AND action = 'challenge_created') AS mfa_challenges,
@@ -30,9 +32,6 @@ agg AS (
            count(*) FILTER (WHERE risk_level = 'medium') AS medium,
            count(*) FILTER (WHERE risk_level = 'high') AS high,
            count(*) FILTER (WHERE risk_level = 'critical') AS critical,
-           count(DISTINCT country) AS countries,
-           count(DISTINCT ip_address) AS ips,
-           count(DISTINCT device_id) AS devices,
            count(*) FILTER (WHERE src = 'm' AND action = 'enabled') AS mfa_enabled,
            count(*) FILTER (WHERE src = 'm' AND action = 'disabled') AS mfa_disabled,
            count(*) FILTER (WHERE src = 'm' AND action = 'codes_regenerated') AS codes_generated,
@@ -43,6 +42,21 @@ agg AS (
            count(*) FILTER (WHERE src = 'm' AND action IN ('change_approved', 'change_rejected'))
                AS approvals_completed
       FROM ev
+     GROUP BY user_id, ip_address, country, device_id
+),
+-- Second level: per user, over the first level's far fewer rows.
+agg AS (
+    SELECT user_id,
+           sum(total_events) AS total_events, sum(failed_logins) AS failed_logins,
+           sum(mfa_challenges) AS mfa_challenges, sum(api_calls) AS api_calls,
+           sum(low) AS low, sum(medium) AS medium, sum(high) AS high, sum(critical) AS critical,
+           count(DISTINCT country) AS countries, count(DISTINCT ip_address) AS ips,
+           count(DISTINCT device_id) AS devices,
+           sum(mfa_enabled) AS mfa_enabled, sum(mfa_disabled) AS mfa_disabled,
+           sum(codes_generated) AS codes_generated, sum(rate_limited) AS rate_limited,
+           sum(anomalies) AS anomalies, sum(approvals_required) AS approvals_required,
+           sum(approvals_completed) AS approvals_completed
+      FROM fine
      GROUP BY user_id
 ),
 sessions AS (

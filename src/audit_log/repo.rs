@@ -216,6 +216,13 @@ pub async fn explain_day_summaries(tx: &mut sqlx::PgConnection, day: NaiveDate) 
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(day).fetch_all(tx).await
 }
 
+/// Memory for the summary's sorts and hashes, for this transaction only: the default 4 MB
+/// spills a day of a busy service to temporary files.
+pub async fn summary_work_mem(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query!("SET LOCAL work_mem = '64MB'").execute(db).await?;
+    Ok(())
+}
+
 /// Takes the per-day summary lock for the rest of the transaction, waiting for a holder.
 pub async fn lock_summary_day(db: impl PgExecutor<'_>, day: NaiveDate) -> sqlx::Result<()> {
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('audit_summary'), ($1::date - DATE '2000-01-01'))", day)

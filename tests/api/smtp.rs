@@ -74,6 +74,8 @@ impl SmtpCapture {
     }
 
     async fn session(&self, socket: tokio::net::TcpStream) {
+        // Replies are small writes; without NODELAY, Nagle and delayed ACKs add ~40 ms each.
+        let _ = socket.set_nodelay(true);
         let (read, mut write) = socket.into_split();
         let mut lines = BufReader::new(read);
         let mut from = String::new();
