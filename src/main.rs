@@ -235,7 +235,8 @@ async fn serve(config: Config) -> Result<(), String> {
     if state.config.smtp_url.is_none() {
         tracing::warn!("SMTP_URL is not set: emails are written to the log (console provider), not sent");
     }
-    let workers = if run_jobs { jobs::spawn(state.clone(), mailer, stop_rx) } else { Vec::new() };
+    let sms = gatehouse::notifications::sms::AnySms::from_config(&state.config)?;
+    let workers = if run_jobs { jobs::spawn(state.clone(), mailer, sms, stop_rx) } else { Vec::new() };
 
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot bind {bind}: {e}"))?;
     tracing::info!(%bind, "gatehouse listening");

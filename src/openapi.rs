@@ -7,6 +7,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     accounts,
     core::{self, AppState},
+    notifications,
 };
 
 #[derive(OpenApi)]
@@ -30,6 +31,12 @@ use crate::{
         accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
         accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
         accounts::handlers::sessions, accounts::handlers::revoke_session,
+        notifications::handlers::history, notifications::handlers::preferences,
+        notifications::handlers::update_preferences, notifications::handlers::type_preferences,
+        notifications::handlers::update_type_preference, notifications::handlers::quiet_hours,
+        notifications::handlers::add_quiet_hours, notifications::handlers::delete_quiet_hours,
+        notifications::handlers::blocklist, notifications::handlers::add_block, notifications::handlers::remove_block,
+        notifications::handlers::consents, notifications::handlers::set_consent,
     ),
     components(schemas(core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination)),
     modifiers(&BearerAuth),
@@ -38,6 +45,9 @@ use crate::{
         (name = "auth", description = "Registration, login, tokens and passwords"),
         (name = "users", description = "The signed-in user"),
         (name = "sessions", description = "The signed-in user's sessions"),
+        (name = "notifications", description = "Notification settings and delivery history. Security \
+            notifications (codes, resets, token reuse) always go, whatever the settings; marketing needs \
+            consent. Every delivery decision is logged."),
     )
 )]
 pub struct ApiDoc;

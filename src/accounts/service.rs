@@ -557,7 +557,18 @@ pub async fn change_password(
         ..session_event(user.id, SessionAction::PasswordChanged, client)
     };
     audit_log::record_session(&mut *tx, &event).await?;
+    // An alert, not a security message: the user's preferences decide whether it goes.
+    let username = user.username.clone();
+    notifications::enqueue_email(
+        &mut tx,
+        user.id,
+        &user.email,
+        NotificationType::PasswordChanged,
+        context! { username },
+    )
+    .await?;
     tx.commit().await?;
+    state.outbox_wakeup.notify_one();
     Ok(())
 }
 

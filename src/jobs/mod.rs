@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::{
     audit_log,
     core::AppState,
-    notifications::{self, mailer::Mailer},
+    notifications::{self, mailer::Mailer, sms::AnySms},
 };
 
 /// Advisory-lock keys, one per job kind.
@@ -68,12 +68,18 @@ pub async fn run_summaries_once(state: &AppState) -> Result<(), sqlx::Error> {
 }
 
 /// Starts every background loop; they stop when `shutdown` flips to true.
-pub fn spawn(state: AppState, mailer: Mailer, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    state: AppState,
+    mailer: Mailer,
+    sms: AnySms,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         // Woken as soon as a message is queued; polls each second for retries that fall due.
         tokio::spawn(notifications::delivery::run(
             state.db.clone(),
             mailer,
+            sms,
             notifications::delivery::DeliveryConfig::default(),
             state.outbox_wakeup.clone(),
             shutdown.clone(),

@@ -9,7 +9,9 @@ use super::{
     mailer::Mailer,
     models::{ClaimedEmail, Outcome},
     repo,
+    sms::{AnySms, SmsOutcome, SmsProvider},
 };
+use crate::audit_log::{self, RiskLevel, SessionAction, SessionEvent};
 
 /// Delivery tuning; tests shorten the backoff.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +35,12 @@ pub struct Pass {
     pub sent: usize,
     pub retried: usize,
     pub failed: usize,
+}
+
+impl Pass {
+    pub fn total(&self) -> usize {
+        self.sent + self.retried + self.failed
+    }
 }
 
 /// Claims one batch and delivers it. Returns counts; an empty pass means nothing was due.
@@ -97,36 +105,99 @@ async fn deliver(
             pass.sent += 1;
         }
         Outcome::Failed { error } => {
-            let exponent = email.retry_count.clamp(0, 16) as u32;
-            let backoff = config.backoff_base.as_secs_f64() * f64::from(2u32.pow(exponent));
+            let backoff = backoff(config, email.retry_count);
             tracing::warn!(id = %email.id, retry = email.retry_count + 1, %error, "email delivery failed");
-            match repo::mark_failed(db, email.id, mailer.provider(), &error, backoff).await? {
+            let mut tx = db.begin().await?;
+            match repo::mark_failed(&mut *tx, email.id, mailer.provider(), &error, backoff).await? {
                 Some((user, kind, to, status)) if status == "failed" => {
-                    repo::insert_log(db, user, &kind, "email", &to, "failed", Some("retries exhausted")).await?;
+                    gave_up(&mut tx, user, &kind, "email", &to, &error).await?;
                     pass.failed += 1;
                 }
                 _ => pass.retried += 1,
             }
+            tx.commit().await?;
         }
     }
     Ok(())
+}
+
+/// Claims one batch of SMS and delivers it, one after another.
+pub async fn deliver_sms_once<P: SmsProvider>(
+    db: &PgPool,
+    provider: &P,
+    config: &DeliveryConfig,
+) -> sqlx::Result<Pass> {
+    let mut pass = Pass::default();
+    for sms in repo::claim_sms(db, config.batch, config.claim.as_secs_f64()).await? {
+        match provider.send(&sms.phone_number, &sms.message).await {
+            SmsOutcome::Sent { message_id, cost } => {
+                let marked = repo::mark_sms_sent(db, sms.id, provider.name(), message_id.as_deref(), cost).await?;
+                if let Some((user, kind, to)) = marked {
+                    repo::insert_log(db, user, &kind, "sms", &to, "sent", None).await?;
+                }
+                pass.sent += 1;
+            }
+            SmsOutcome::Failed { error } => {
+                let backoff = backoff(config, sms.retry_count);
+                tracing::warn!(id = %sms.id, retry = sms.retry_count + 1, %error, "sms delivery failed");
+                let mut tx = db.begin().await?;
+                match repo::mark_sms_failed(&mut *tx, sms.id, provider.name(), &error, backoff).await? {
+                    Some((user, kind, to, status)) if status == "failed" => {
+                        gave_up(&mut tx, user, &kind, "sms", &to, &error).await?;
+                        pass.failed += 1;
+                    }
+                    _ => pass.retried += 1,
+                }
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// Retry n waits `backoff_base * 2^(n-1)`.
+fn backoff(config: &DeliveryConfig, retry_count: i32) -> f64 {
+    config.backoff_base.as_secs_f64() * f64::from(2u32.pow(retry_count.clamp(0, 16) as u32))
+}
+
+/// Records a message given up after its last retry: the log row and an audit event, in the
+/// same transaction as the failed status.
+async fn gave_up(
+    tx: &mut sqlx::PgConnection,
+    user: uuid::Uuid,
+    kind: &str,
+    channel: &str,
+    to: &str,
+    error: &str,
+) -> sqlx::Result<()> {
+    repo::insert_log(&mut *tx, user, kind, channel, to, "failed", Some("retries exhausted")).await?;
+    let event = SessionEvent {
+        risk_level: RiskLevel::Medium,
+        metadata: Some(serde_json::json!({ "notification_type": kind, "channel": channel })),
+        error_message: Some(error.chars().take(500).collect()),
+        ..SessionEvent::new(user, SessionAction::NotificationFailed)
+    };
+    audit_log::record_session(&mut *tx, &event).await
 }
 
 /// Delivers until stopped: immediately when woken, else every `poll` for retries.
 pub async fn run(
     db: PgPool,
     mailer: Mailer,
+    sms: AnySms,
     config: DeliveryConfig,
     wakeup: std::sync::Arc<tokio::sync::Notify>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     poll: Duration,
 ) {
     loop {
-        match deliver_once(&db, &mailer, &config).await {
+        let email = deliver_once(&db, &mailer, &config).await;
+        let texts = deliver_sms_once(&db, &sms, &config).await;
+        match (email, texts) {
             // A full batch may mean more is due: go again without waiting.
-            Ok(pass) if pass.sent + pass.retried + pass.failed >= config.batch as usize => continue,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "outbox pass failed"),
+            (Ok(e), Ok(t)) if e.total() >= config.batch as usize || t.total() >= config.batch as usize => continue,
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "outbox pass failed"),
         }
         tokio::select! {
             _ = wakeup.notified() => {}

@@ -4,10 +4,13 @@ pub mod delivery;
 pub mod handlers;
 pub mod mailer;
 pub mod models;
+pub mod policy;
 pub mod repo;
 pub mod routes;
 pub mod service;
+pub mod settings;
+pub mod sms;
 pub mod templates;
 
 pub use models::NotificationType;
-pub use service::enqueue_email;
+pub use service::{enqueue_email, enqueue_sms};

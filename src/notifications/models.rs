@@ -6,13 +6,31 @@ use uuid::Uuid;
 use crate::core::text_enum;
 
 text_enum!(
-    /// Every kind of message the service sends; one email template each.
+    /// Every kind of message the service sends; one email template each (and an SMS
+    /// template where the type can go by SMS).
     NotificationType {
         EmailVerification => "email_verification",
         PasswordReset => "password_reset",
         MfaCode => "mfa_code",
         TokenReused => "token_reused",
+        PasswordChanged => "password_changed",
+        Marketing => "marketing",
     }
+);
+
+text_enum!(
+    /// Delivery channels; `in_app` and `push` exist as preferences only.
+    Channel { Email => "email", Sms => "sms", InApp => "in_app", Push => "push" }
+);
+
+text_enum!(
+    /// GDPR consent types (API.md).
+    ConsentType { Marketing => "marketing", Analytics => "analytics", ThirdParty => "third_party" }
+);
+
+text_enum!(
+    /// What a blocklist entry blocks.
+    BlockType { NotificationType => "notification_type", Channel => "channel", Sender => "sender" }
 );
 
 text_enum!(
@@ -36,7 +54,14 @@ impl NotificationType {
         match self {
             NotificationType::MfaCode | NotificationType::TokenReused => Priority::Critical,
             NotificationType::PasswordReset | NotificationType::EmailVerification => Priority::High,
+            NotificationType::PasswordChanged => Priority::High,
+            NotificationType::Marketing => Priority::Low,
         }
+    }
+
+    /// Marketing needs the user's recorded consent.
+    pub fn needs_consent(self) -> Option<ConsentType> {
+        (self == NotificationType::Marketing).then_some(ConsentType::Marketing)
     }
 
     pub fn subject(self) -> &'static str {
@@ -45,8 +70,30 @@ impl NotificationType {
             NotificationType::PasswordReset => "Reset your password",
             NotificationType::MfaCode => "Your sign-in code",
             NotificationType::TokenReused => "Security alert: a session was signed out",
+            NotificationType::PasswordChanged => "Your password was changed",
+            NotificationType::Marketing => "News from Gatehouse",
         }
     }
+}
+
+/// When and whether a message goes (the policy's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Queue for now; `reason` is `security` for messages that bypass every preference.
+    Now { reason: Option<&'static str> },
+    /// Queue for later (quiet hours, a per-type delay).
+    At { due: DateTime<Utc>, reason: &'static str },
+    /// Do not send.
+    Suppress { reason: &'static str },
+}
+
+/// An SMS claimed by a worker for delivery.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedSms {
+    pub id: Uuid,
+    pub phone_number: String,
+    pub message: String,
+    pub retry_count: i32,
 }
 
 /// An email claimed by a worker for delivery.

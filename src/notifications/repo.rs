@@ -7,6 +7,8 @@ use super::models::{ClaimedEmail, EmailStatus};
 
 pub struct NewEmail<'a> {
     pub user_id: Uuid,
+    /// When the message falls due (now, or later for deferred messages).
+    pub due: chrono::DateTime<chrono::Utc>,
     pub to_email: &'a str,
     pub subject: &'a str,
     pub email_type: &'a str,
@@ -18,8 +20,8 @@ pub struct NewEmail<'a> {
 pub async fn insert_email(db: impl PgExecutor<'_>, e: &NewEmail<'_>) -> sqlx::Result<Uuid> {
     sqlx::query_scalar!(
         "INSERT INTO notifications_emailnotification
-             (user_id, to_email, subject, email_type, template_name, body, html_body, priority)
-         VALUES ($1, $2, $3, $4, $4, $5, $6, $7) RETURNING id",
+             (user_id, to_email, subject, email_type, template_name, body, html_body, priority, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8) RETURNING id",
         e.user_id,
         e.to_email,
         e.subject,
@@ -27,6 +29,30 @@ pub async fn insert_email(db: impl PgExecutor<'_>, e: &NewEmail<'_>) -> sqlx::Re
         e.body,
         e.html_body,
         e.priority,
+        e.due,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn insert_sms(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    phone: &str,
+    message: &str,
+    sms_type: &str,
+    priority: &str,
+    due: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        "INSERT INTO notifications_smsnotification (user_id, phone_number, message, sms_type, priority, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        user_id,
+        phone,
+        message,
+        sms_type,
+        priority,
+        due,
     )
     .fetch_one(db)
     .await
@@ -167,4 +193,176 @@ pub async fn pending_count(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     )
     .fetch_one(db)
     .await
+}
+
+/// What the policy needs about a user, a type and a channel, with defaults where no row is.
+pub struct PolicyFacts {
+    pub email_alerts: bool,
+    pub email_marketing: bool,
+    pub sms_alerts: bool,
+    pub email_enabled: bool,
+    pub sms_enabled: bool,
+    pub respect_quiet_hours: bool,
+    pub delay_minutes: i32,
+    pub max_per_day: i32,
+    pub timezone: String,
+    pub blocked: bool,
+    pub consented: bool,
+    pub sent_last_day: i64,
+}
+
+pub async fn policy_facts(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    kind: &str,
+    channel: &str,
+    sender: &str,
+) -> sqlx::Result<PolicyFacts> {
+    // The timezone lives on the profile (API.md: quiet hours are in the profile's timezone).
+    sqlx::query_as!(
+        PolicyFacts,
+        r#"SELECT COALESCE(p.email_alerts, true) AS "email_alerts!",
+                  COALESCE(p.email_marketing, false) AS "email_marketing!",
+                  COALESCE(p.sms_alerts, true) AS "sms_alerts!",
+                  COALESCE(d.email_enabled, true) AS "email_enabled!",
+                  COALESCE(d.sms_enabled, true) AS "sms_enabled!",
+                  COALESCE(d.respect_quiet_hours, true) AS "respect_quiet_hours!",
+                  COALESCE(d.delay_minutes, 0) AS "delay_minutes!",
+                  COALESCE(d.max_per_day, 100) AS "max_per_day!",
+                  COALESCE(pr.timezone, 'UTC') AS "timezone!",
+                  EXISTS (SELECT 1 FROM notifications_notificationblocklist b
+                           WHERE b.user_id = u.id AND b.is_active
+                             AND ((b.block_type = 'notification_type' AND b.blocked_value = $2)
+                               OR (b.block_type = 'channel' AND b.blocked_value = $3)
+                               OR (b.block_type = 'sender' AND b.blocked_value = $4))) AS "blocked!",
+                  COALESCE(c.is_consented, false) AS "consented!",
+                  (SELECT count(*) FROM notifications_notificationlog l
+                    WHERE l.user_id = u.id AND l.notification_type = $2 AND l.decision IN ('queued', 'deferred')
+                      AND l.created_at > now() - interval '1 day') AS "sent_last_day!"
+             FROM auth_user u
+             LEFT JOIN notifications_notificationpreference p ON p.user_id = u.id
+             LEFT JOIN notifications_detailednotificationpreference d ON d.user_id = u.id AND d.notification_type = $2
+             LEFT JOIN accounts_profile pr ON pr.user_id = u.id
+             LEFT JOIN notifications_notificationconsent c ON c.user_id = u.id AND c.consent_type = 'marketing'
+            WHERE u.id = $1"#,
+        user_id,
+        kind,
+        channel,
+        sender,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn quiet_windows(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Vec<super::policy::Window>> {
+    let rows = sqlx::query!(
+        "SELECT day_of_week, start_time, end_time, allow_critical_only FROM notifications_quiethours
+          WHERE user_id = $1 AND is_enabled",
+        user_id
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| super::policy::Window {
+            day_of_week: r.day_of_week,
+            start: r.start_time,
+            end: r.end_time,
+            allow_critical_only: r.allow_critical_only,
+        })
+        .collect())
+}
+
+/// SMS counterpart of `claim_emails`.
+pub async fn claim_sms(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    claim_secs: f64,
+) -> sqlx::Result<Vec<super::models::ClaimedSms>> {
+    sqlx::query_as!(
+        super::models::ClaimedSms,
+        r#"WITH claimed AS (
+               UPDATE notifications_smsnotification s
+                  SET status = 'sending', claimed_until = now() + make_interval(secs => $2)
+                WHERE s.id IN (
+                    SELECT id FROM notifications_smsnotification
+                     WHERE (status = 'pending' AND next_attempt_at <= now())
+                        OR (status = 'sending' AND claimed_until < now())
+                     ORDER BY next_attempt_at
+                     LIMIT $1
+                     FOR UPDATE SKIP LOCKED)
+            RETURNING s.id, s.phone_number, s.message, s.retry_count, s.next_attempt_at
+           )
+           SELECT id AS "id!", phone_number AS "phone_number!", message AS "message!", retry_count AS "retry_count!"
+             FROM claimed ORDER BY next_attempt_at, id"#,
+        limit,
+        claim_secs,
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn mark_sms_sent(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    provider: &str,
+    message_id: Option<&str>,
+    cost: Option<rust_decimal::Decimal>,
+) -> sqlx::Result<Option<(Uuid, String, String)>> {
+    let row = sqlx::query!(
+        "UPDATE notifications_smsnotification
+            SET status = 'sent', sent_at = now(), claimed_until = NULL, provider = $2, provider_message_id = $3,
+                cost = $4, error_message = NULL,
+                message = CASE WHEN sms_type = ANY($5) THEN $6 ELSE message END
+          WHERE id = $1 AND status = 'sending'
+      RETURNING user_id, sms_type, phone_number",
+        id,
+        provider,
+        message_id,
+        cost,
+        SECRET_BEARING as &[&str],
+        REDACTED,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user_id, r.sms_type, r.phone_number)))
+}
+
+pub async fn mark_sms_failed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    provider: &str,
+    error: &str,
+    backoff_secs: f64,
+) -> sqlx::Result<Option<(Uuid, String, String, String)>> {
+    let row = sqlx::query!(
+        r#"UPDATE notifications_smsnotification
+              SET retry_count = retry_count + 1,
+                  status = CASE WHEN retry_count + 1 > max_retries THEN 'failed' ELSE 'pending' END,
+                  next_attempt_at = now() + make_interval(secs => $4),
+                  claimed_until = NULL, provider = $2, error_message = $3,
+                  message = CASE WHEN retry_count + 1 > max_retries AND sms_type = ANY($5) THEN $6 ELSE message END
+            WHERE id = $1 AND status = 'sending'
+        RETURNING user_id, sms_type, phone_number, status"#,
+        id,
+        provider,
+        error,
+        backoff_secs,
+        SECRET_BEARING as &[&str],
+        REDACTED,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user_id, r.sms_type, r.phone_number, r.status)))
+}
+
+pub async fn sms_status(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<(String, i32, Option<String>, Option<rust_decimal::Decimal>)>> {
+    let row =
+        sqlx::query!("SELECT status, retry_count, provider, cost FROM notifications_smsnotification WHERE id = $1", id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|r| (r.status, r.retry_count, r.provider, r.cost)))
 }

@@ -1,11 +1,15 @@
 //! Queueing messages inside the caller's transaction: a message exists if and only if the
-//! change that caused it commits. Wake the worker after commit (`AppState::outbox_wakeup`).
+//! change that caused it commits. Every message first passes the policy, and its decision
+//! (queued, deferred, suppressed, and why) is logged. Wake the worker after commit
+//! (`AppState::outbox_wakeup`).
 
+use chrono::Utc;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    models::NotificationType,
+    models::{Channel, Decision, NotificationType},
+    policy,
     repo::{self, NewEmail},
     templates,
 };
@@ -27,19 +31,41 @@ impl From<EnqueueError> for crate::core::AppError {
     }
 }
 
-/// Renders `kind` with `context` and queues it for `to`; logs the decision.
+/// Logs the decision; returns when the message is due, or None when it is suppressed.
+async fn decide(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    kind: NotificationType,
+    channel: Channel,
+    to: &str,
+) -> sqlx::Result<Option<chrono::DateTime<Utc>>> {
+    let now = Utc::now();
+    let decision = policy::decide(&mut *tx, user_id, kind, channel, now).await?;
+    let (log, reason, due) = match decision {
+        Decision::Now { reason } => ("queued", reason, Some(now)),
+        Decision::At { due, reason } => ("deferred", Some(reason), Some(due)),
+        Decision::Suppress { reason } => ("suppressed", Some(reason), None),
+    };
+    repo::insert_log(&mut *tx, user_id, kind.as_str(), channel.as_str(), to, log, reason).await?;
+    Ok(due)
+}
+
+/// Renders `kind` with `context` and queues it for `to` if the policy lets it go; returns
+/// the outbox row, or None when suppressed.
 pub async fn enqueue_email(
     tx: &mut PgConnection,
     user_id: Uuid,
     to: &str,
     kind: NotificationType,
     context: minijinja::Value,
-) -> Result<Uuid, EnqueueError> {
+) -> Result<Option<Uuid>, EnqueueError> {
+    let Some(due) = decide(&mut *tx, user_id, kind, Channel::Email, to).await? else { return Ok(None) };
     let rendered = templates::render(kind, context)?;
     let id = repo::insert_email(
         &mut *tx,
         &NewEmail {
             user_id,
+            due,
             to_email: to,
             subject: &rendered.subject,
             email_type: kind.as_str(),
@@ -49,6 +75,25 @@ pub async fn enqueue_email(
         },
     )
     .await?;
-    repo::insert_log(&mut *tx, user_id, kind.as_str(), "email", to, "queued", None).await?;
-    Ok(id)
+    Ok(Some(id))
+}
+
+/// The SMS counterpart of `enqueue_email`, to an E.164 number.
+pub async fn enqueue_sms(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    phone: &str,
+    kind: NotificationType,
+    context: minijinja::Value,
+) -> Result<Option<Uuid>, EnqueueError> {
+    if !templates::has_sms(kind) {
+        return Err(EnqueueError::Template(minijinja::Error::new(
+            minijinja::ErrorKind::TemplateNotFound,
+            format!("{kind} has no SMS template"),
+        )));
+    }
+    let Some(due) = decide(&mut *tx, user_id, kind, Channel::Sms, phone).await? else { return Ok(None) };
+    let message = templates::render_sms(kind, context)?;
+    let id = repo::insert_sms(&mut *tx, user_id, phone, &message, kind.as_str(), kind.priority().as_str(), due).await?;
+    Ok(Some(id))
 }

@@ -21,7 +21,17 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     template_pair!(env, "password_reset");
     template_pair!(env, "mfa_code");
     template_pair!(env, "token_reused");
+    template_pair!(env, "password_changed");
+    template_pair!(env, "marketing");
+    env.add_template("sms/mfa_code.txt", include_str!("../../templates/sms/mfa_code.txt"))?;
+    env.add_template("sms/password_changed.txt", include_str!("../../templates/sms/password_changed.txt"))?;
+    env.add_template("sms/marketing.txt", include_str!("../../templates/sms/marketing.txt"))?;
     Ok(env)
+}
+
+/// Types with an SMS template.
+pub fn has_sms(kind: NotificationType) -> bool {
+    matches!(kind, NotificationType::MfaCode | NotificationType::PasswordChanged | NotificationType::Marketing)
 }
 
 /// A rendered email: subject, text part, HTML part.
@@ -31,13 +41,21 @@ pub struct Rendered {
     pub html: String,
 }
 
+fn env() -> Result<&'static Environment<'static>, minijinja::Error> {
+    static ENV: std::sync::OnceLock<Result<Environment<'static>, String>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| environment().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, e.clone()))
+}
+
+/// Renders the SMS text of `kind` with `context`.
+pub fn render_sms(kind: NotificationType, context: Value) -> Result<String, minijinja::Error> {
+    Ok(env()?.get_template(&format!("sms/{}.txt", kind.as_str()))?.render(&context)?.trim().to_owned())
+}
+
 /// Renders the template pair of `kind` with `context`.
 pub fn render(kind: NotificationType, context: Value) -> Result<Rendered, minijinja::Error> {
-    static ENV: std::sync::OnceLock<Result<Environment<'static>, String>> = std::sync::OnceLock::new();
-    let env = ENV
-        .get_or_init(|| environment().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, e.clone()))?;
+    let env = env()?;
     let name = kind.as_str();
     Ok(Rendered {
         subject: kind.subject().to_owned(),

@@ -7,4 +7,5 @@ mod smtp;
 mod accounts;
 mod audit_summary;
 mod foundation;
+mod notifications;
 mod outbox;

@@ -36,7 +36,8 @@ async fn queue_reset(pool: &PgPool, user: Uuid, to: &str) -> Uuid {
         context! { username => "ann", link },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("security messages are always queued");
     tx.commit().await.unwrap();
     id
 }
