@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use super::{
     mailer::Mailer,
-    models::{ClaimedEmail, Outcome},
+    models::{ClaimedEmail, NotificationType, Outcome},
     repo,
     sms::{AnySms, SmsOutcome, SmsProvider},
 };
@@ -101,6 +101,9 @@ async fn deliver(
         Outcome::Sent { provider, message_id } => {
             if let Some((user, kind, to, _)) = repo::mark_sent(db, email.id, provider, message_id.as_deref()).await? {
                 repo::insert_log(db, user, &kind, "email", &to, "sent", None).await?;
+                if kind == NotificationType::MfaCode.as_str() {
+                    repo::mark_mfa_sent(db, email.id, provider, message_id.as_deref()).await?;
+                }
             }
             pass.sent += 1;
         }
@@ -134,6 +137,9 @@ pub async fn deliver_sms_once<P: SmsProvider>(
                 let marked = repo::mark_sms_sent(db, sms.id, provider.name(), message_id.as_deref(), cost).await?;
                 if let Some((user, kind, to)) = marked {
                     repo::insert_log(db, user, &kind, "sms", &to, "sent", None).await?;
+                    if kind == NotificationType::MfaCode.as_str() {
+                        repo::mark_mfa_sent(db, sms.id, provider.name(), message_id.as_deref()).await?;
+                    }
                 }
                 pass.sent += 1;
             }

@@ -13,4 +13,4 @@ pub mod sms;
 pub mod templates;
 
 pub use models::NotificationType;
-pub use service::{enqueue_email, enqueue_sms};
+pub use service::{MfaCode, enqueue_email, enqueue_mfa_code, enqueue_sms};

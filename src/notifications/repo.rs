@@ -366,3 +366,49 @@ pub async fn sms_status(
             .await?;
     Ok(row.map(|r| (r.status, r.retry_count, r.provider, r.cost)))
 }
+
+pub async fn insert_mfa_notification(
+    db: impl PgExecutor<'_>,
+    m: &super::service::MfaCode<'_>,
+    email_id: Option<Uuid>,
+    sms_id: Option<Uuid>,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        "INSERT INTO notifications_mfanotification
+             (user_id, email_notification_id, sms_notification_id, mfa_type, delivery_method, recipient, subject,
+              otp_code_hash, code_length, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        m.user_id,
+        email_id,
+        sms_id,
+        m.mfa_type,
+        m.channel.as_str(),
+        m.recipient,
+        super::models::NotificationType::MfaCode.subject(),
+        m.code_hash,
+        m.code.chars().count() as i32,
+        m.expires_at,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Marks the MFA delivery record of a sent outbox row (email or SMS) as sent.
+pub async fn mark_mfa_sent(
+    db: impl PgExecutor<'_>,
+    outbox_id: Uuid,
+    provider: &str,
+    message_id: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE notifications_mfanotification
+            SET is_sent = true, sent_at = now(), provider = $2, provider_message_id = $3
+          WHERE email_notification_id = $1 OR sms_notification_id = $1",
+        outbox_id,
+        provider,
+        message_id,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

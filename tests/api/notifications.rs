@@ -197,6 +197,10 @@ async fn the_daily_cap_and_the_delay_apply_per_type(pool: PgPool) {
     let minutes = (due - Utc::now()).num_seconds();
     assert!((500..=600).contains(&minutes), "{minutes}");
 
+    // A security message of the same user goes anyway.
+    request_reset(&app).await;
+    assert_eq!(decisions(&pool, "password_reset").await, [("queued".to_owned(), Some("security".to_owned()))]);
+
     let types =
         json(app.with_token(Method::GET, "/api/v1/notifications/preferences/types", &t.access).send().await.unwrap())
             .await;
@@ -264,6 +268,9 @@ async fn marketing_needs_consent_and_consent_changes_are_audited(pool: PgPool) {
         .unwrap();
     assert!(json(withdrawn).await["withdrawn_at"].is_string());
     assert!(send().await.is_none());
+    // Consent never holds back a security message.
+    request_reset(&app).await;
+    assert_eq!(decisions(&pool, "password_reset").await[0].0, "queued");
     let bad = app
         .with_token(Method::PUT, "/api/v1/notifications/consents/spam", &t.access)
         .json(&json!({"is_consented": true}))
@@ -432,4 +439,86 @@ async fn a_message_given_up_is_audited_and_history_lists_deliveries(pool: PgPool
     assert_error(bad, 422, "VALIDATION_FAILED").await;
     let bad = app.with_token(Method::GET, "/api/v1/notifications?limit=abc", &t.access).send().await.unwrap();
     assert_error(bad, 422, "VALIDATION_FAILED").await;
+}
+
+#[sqlx::test]
+async fn an_mfa_code_is_delivered_and_recorded_by_hash_only(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.signed_in("ann").await;
+    let ann = user_id(&pool, "ann").await;
+    app.deliver_mail().await;
+    let mut tx = pool.begin().await.unwrap();
+    let record = notifications::enqueue_mfa_code(
+        &mut tx,
+        &notifications::MfaCode {
+            user_id: ann,
+            channel: notifications::models::Channel::Email,
+            recipient: "ann@example.com",
+            code: "904117",
+            code_hash: "hmac-of-the-code",
+            mfa_type: "login",
+            expires_at: Utc::now() + chrono::Duration::minutes(5),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mails = app.deliver_mail().await;
+    let mail = mails.iter().find(|m| m.parsed().subject() == Some("Your sign-in code")).expect("code mail");
+    let text = mail.parsed().body_text(0).unwrap().into_owned();
+    let six_digit: Vec<&str> = text.split(|c: char| !c.is_ascii_digit()).filter(|w| w.len() == 6).collect();
+    assert_eq!(six_digit, ["904117"], "the code is the only 6-digit number: {text}");
+    let (sent, hash, method): (bool, String, String) = sqlx::query_as(
+        "SELECT is_sent, otp_code_hash, delivery_method FROM notifications_mfanotification WHERE id = $1",
+    )
+    .bind(record)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((sent, hash.as_str(), method.as_str()), (true, "hmac-of-the-code", "email"));
+
+    let mut tx = pool.begin().await.unwrap();
+    let bad =
+        notifications::enqueue_sms(&mut tx, ann, "555-1234", NotificationType::MfaCode, context! { code => "1" }).await;
+    assert!(matches!(bad, Err(notifications::service::EnqueueError::Invalid { field: "phone_number", .. })));
+}
+
+#[sqlx::test]
+async fn queueing_wakes_the_worker_without_waiting_for_a_poll(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.signed_in("ann").await;
+    let ann = user_id(&pool, "ann").await;
+    app.deliver_mail().await;
+    let before = app.smtp.mails().len();
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mailer =
+        gatehouse::notifications::mailer::Mailer::new(Some(&app.smtp.url()), "Gatehouse <no-reply@gatehouse.test>")
+            .unwrap();
+    // A poll period far longer than the test: only the wake-up can deliver in time.
+    let worker = tokio::spawn(delivery::run(
+        pool.clone(),
+        mailer,
+        gatehouse::notifications::sms::AnySms::Log(LogSms),
+        FAST,
+        wakeup.clone(),
+        stopped,
+        Duration::from_secs(3600),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tx = pool.begin().await.unwrap();
+    notifications::enqueue_email(
+        &mut tx,
+        ann,
+        "ann@example.com",
+        NotificationType::TokenReused,
+        context! { username => "ann" },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    wakeup.notify_one();
+    assert_eq!(app.smtp.wait_for(before + 1, 10).await.len(), before + 1);
+    stop.send(true).unwrap();
+    worker.await.unwrap();
 }
