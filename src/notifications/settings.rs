@@ -1,5 +1,6 @@
 //! The user's notification settings: global switches, per-type preferences, quiet hours,
-//! blocklist and consent (API.md "Notification settings"), and the delivery history.
+//! blocklist and consent (API.md "Notification settings"), and the delivery history. The
+//! rules (validation, defaults, merging partial updates) are here; the queries in repo.rs.
 
 use chrono::{DateTime, NaiveTime, Utc};
 use ipnetwork::IpNetwork;
@@ -8,7 +9,10 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::models::{BlockType, Channel, ConsentType, NotificationType, Priority};
+use super::{
+    models::{BlockType, Channel, ConsentType, NotificationType, Priority},
+    repo,
+};
 use crate::{
     audit_log::{self, Origin, SessionAction, SessionEvent},
     core::{AppError, AppResult, error::FieldErrors},
@@ -73,14 +77,7 @@ fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Stri
 }
 
 pub async fn preferences(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Preferences> {
-    let row = sqlx::query!(
-        "SELECT email_otp, email_alerts, email_marketing, sms_otp, sms_alerts, push_enabled, quiet_hours_enabled,
-                quiet_start, quiet_end, digest_frequency
-           FROM notifications_notificationpreference WHERE user_id = $1",
-        user
-    )
-    .fetch_optional(&mut *db)
-    .await?;
+    let row = repo::preference_row(&mut *db, user).await?;
     Ok(match row {
         Some(r) => Preferences {
             email_otp: r.email_otp,
@@ -142,33 +139,19 @@ pub async fn update_preferences(db: &mut PgConnection, user: Uuid, patch: Prefer
             *slot = v;
         }
     }
-    let start = p.quiet_start.as_deref().and_then(parse_hhmm);
-    let end = p.quiet_end.as_deref().and_then(parse_hhmm);
-    sqlx::query!(
-        "INSERT INTO notifications_notificationpreference
-             (user_id, email_otp, email_alerts, email_marketing, sms_otp, sms_alerts, push_enabled,
-              quiet_hours_enabled, quiet_start, quiet_end, digest_frequency)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT ON CONSTRAINT notifications_notificationpreference_user_key DO UPDATE SET
-             email_otp = EXCLUDED.email_otp, email_alerts = EXCLUDED.email_alerts,
-             email_marketing = EXCLUDED.email_marketing, sms_otp = EXCLUDED.sms_otp, sms_alerts = EXCLUDED.sms_alerts,
-             push_enabled = EXCLUDED.push_enabled, quiet_hours_enabled = EXCLUDED.quiet_hours_enabled,
-             quiet_start = EXCLUDED.quiet_start, quiet_end = EXCLUDED.quiet_end,
-             digest_frequency = EXCLUDED.digest_frequency, updated_at = now()",
-        user,
-        p.email_otp,
-        p.email_alerts,
-        p.email_marketing,
-        p.sms_otp,
-        p.sms_alerts,
-        p.push_enabled,
-        p.quiet_hours_enabled,
-        start,
-        end,
-        p.digest_frequency,
-    )
-    .execute(&mut *db)
-    .await?;
+    let row = repo::PreferenceRow {
+        email_otp: p.email_otp,
+        email_alerts: p.email_alerts,
+        email_marketing: p.email_marketing,
+        sms_otp: p.sms_otp,
+        sms_alerts: p.sms_alerts,
+        push_enabled: p.push_enabled,
+        quiet_hours_enabled: p.quiet_hours_enabled,
+        quiet_start: p.quiet_start.as_deref().and_then(parse_hhmm),
+        quiet_end: p.quiet_end.as_deref().and_then(parse_hhmm),
+        digest_frequency: p.digest_frequency.clone(),
+    };
+    repo::save_preferences(&mut *db, user, &row).await?;
     Ok(p)
 }
 
@@ -219,14 +202,7 @@ fn default_type(kind: NotificationType) -> TypePreference {
 }
 
 pub async fn type_preferences(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<TypePreference>> {
-    let rows = sqlx::query!(
-        "SELECT notification_type, email_enabled, sms_enabled, in_app_enabled, push_enabled, priority,
-                respect_quiet_hours, delay_minutes, max_per_day
-           FROM notifications_detailednotificationpreference WHERE user_id = $1",
-        user
-    )
-    .fetch_all(&mut *db)
-    .await?;
+    let rows = repo::type_preference_rows(&mut *db, user).await?;
     Ok(NotificationType::ALL
         .iter()
         .map(|kind| match rows.iter().find(|r| r.notification_type == kind.as_str()) {
@@ -270,29 +246,18 @@ pub async fn update_type_preference(
     p.respect_quiet_hours = patch.respect_quiet_hours.unwrap_or(p.respect_quiet_hours);
     p.delay_minutes = patch.delay_minutes.unwrap_or(p.delay_minutes);
     p.max_per_day = patch.max_per_day.unwrap_or(p.max_per_day);
-    sqlx::query!(
-        "INSERT INTO notifications_detailednotificationpreference
-             (user_id, notification_type, email_enabled, sms_enabled, in_app_enabled, push_enabled, priority,
-              respect_quiet_hours, delay_minutes, max_per_day)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT ON CONSTRAINT notifications_detailednotificationpreference_user_type_key DO UPDATE SET
-             email_enabled = EXCLUDED.email_enabled, sms_enabled = EXCLUDED.sms_enabled,
-             in_app_enabled = EXCLUDED.in_app_enabled, push_enabled = EXCLUDED.push_enabled,
-             priority = EXCLUDED.priority, respect_quiet_hours = EXCLUDED.respect_quiet_hours,
-             delay_minutes = EXCLUDED.delay_minutes, max_per_day = EXCLUDED.max_per_day, updated_at = now()",
-        user,
-        kind.as_str(),
-        p.email_enabled,
-        p.sms_enabled,
-        p.in_app_enabled,
-        p.push_enabled,
-        p.priority.as_str(),
-        p.respect_quiet_hours,
-        p.delay_minutes,
-        p.max_per_day,
-    )
-    .execute(&mut *db)
-    .await?;
+    let row = repo::TypePreferenceRow {
+        notification_type: kind.as_str().to_owned(),
+        email_enabled: p.email_enabled,
+        sms_enabled: p.sms_enabled,
+        in_app_enabled: p.in_app_enabled,
+        push_enabled: p.push_enabled,
+        priority: p.priority.as_str().to_owned(),
+        respect_quiet_hours: p.respect_quiet_hours,
+        delay_minutes: p.delay_minutes,
+        max_per_day: p.max_per_day,
+    };
+    repo::save_type_preference(&mut *db, user, &row).await?;
     Ok(p)
 }
 
@@ -324,13 +289,7 @@ pub struct NewQuietHours {
 }
 
 pub async fn quiet_hours(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<QuietHours>> {
-    let rows = sqlx::query!(
-        "SELECT id, day_of_week, start_time, end_time, is_enabled, allow_critical_only, description, created_at
-           FROM notifications_quiethours WHERE user_id = $1 ORDER BY day_of_week, start_time",
-        user
-    )
-    .fetch_all(&mut *db)
-    .await?;
+    let rows = repo::quiet_hour_rows(&mut *db, user).await?;
     Ok(rows
         .into_iter()
         .map(|r| QuietHours {
@@ -367,19 +326,16 @@ pub async fn add_quiet_hours(db: &mut PgConnection, user: Uuid, new: NewQuietHou
     }
     into_result(errors)?;
     let (Some(start), Some(end)) = (start, end) else { return Err(AppError::internal("times checked above")) };
-    let id = sqlx::query_scalar!(
-        "INSERT INTO notifications_quiethours
-             (user_id, day_of_week, start_time, end_time, is_enabled, allow_critical_only, description)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    let id = repo::insert_quiet_hours(
+        &mut *db,
         user,
         new.day_of_week,
         start,
         end,
         new.is_enabled.unwrap_or(true),
         new.allow_critical_only.unwrap_or(true),
-        new.description,
+        new.description.as_deref(),
     )
-    .fetch_one(&mut *db)
     .await
     .map_err(|e| match crate::core::error::constraint(&e) {
         Some("notifications_quiethours_user_day_start_key") => AppError::Conflict {
@@ -393,10 +349,8 @@ pub async fn add_quiet_hours(db: &mut PgConnection, user: Uuid, new: NewQuietHou
 }
 
 pub async fn delete_quiet_hours(db: &mut PgConnection, user: Uuid, id: Uuid) -> AppResult<()> {
-    let done = sqlx::query!("DELETE FROM notifications_quiethours WHERE id = $1 AND user_id = $2", id, user)
-        .execute(&mut *db)
-        .await?;
-    if done.rows_affected() == 0 { Err(AppError::NotFound) } else { Ok(()) }
+    let done = repo::delete_quiet_hours(&mut *db, user, id).await?;
+    if done { Ok(()) } else { Err(AppError::NotFound) }
 }
 
 /// An active blocklist entry.
@@ -421,13 +375,7 @@ pub struct NewBlock {
 }
 
 pub async fn blocks(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<Block>> {
-    let rows = sqlx::query!(
-        "SELECT id, block_type, blocked_value, reason, blocked_at, created_at FROM notifications_notificationblocklist
-          WHERE user_id = $1 AND is_active ORDER BY blocked_at DESC",
-        user
-    )
-    .fetch_all(&mut *db)
-    .await?;
+    let rows = repo::block_rows(&mut *db, user).await?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
@@ -471,32 +419,13 @@ pub async fn add_block(db: &mut PgConnection, user: Uuid, new: NewBlock) -> AppR
         problem(&mut errors, "reason", "must be at most 255 characters");
     }
     into_result(errors)?;
-    let id = sqlx::query_scalar!(
-        "INSERT INTO notifications_notificationblocklist (user_id, block_type, blocked_value, reason)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT ON CONSTRAINT notifications_notificationblocklist_user_value_key DO UPDATE SET
-             is_active = true, unblocked_at = NULL, blocked_at = now(), reason = EXCLUDED.reason
-         RETURNING id",
-        user,
-        new.block_type.as_str(),
-        value,
-        new.reason,
-    )
-    .fetch_one(&mut *db)
-    .await?;
+    let id = repo::upsert_block(&mut *db, user, new.block_type.as_str(), &value, new.reason.as_deref()).await?;
     blocks(&mut *db, user).await?.into_iter().find(|b| b.id == id).ok_or(AppError::NotFound)
 }
 
 pub async fn remove_block(db: &mut PgConnection, user: Uuid, id: Uuid) -> AppResult<()> {
-    let done = sqlx::query!(
-        "UPDATE notifications_notificationblocklist SET is_active = false, unblocked_at = now()
-          WHERE id = $1 AND user_id = $2 AND is_active",
-        id,
-        user
-    )
-    .execute(&mut *db)
-    .await?;
-    if done.rows_affected() == 0 { Err(AppError::NotFound) } else { Ok(()) }
+    let done = repo::deactivate_block(&mut *db, user, id).await?;
+    if done { Ok(()) } else { Err(AppError::NotFound) }
 }
 
 /// A consent record (GDPR): what, when, from where.
@@ -521,13 +450,7 @@ pub struct ConsentChange {
 }
 
 pub async fn consents(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<Consent>> {
-    let rows = sqlx::query!(
-        "SELECT consent_type, is_consented, consented_at, withdrawn_at, source, ip_address, updated_at
-           FROM notifications_notificationconsent WHERE user_id = $1",
-        user
-    )
-    .fetch_all(&mut *db)
-    .await?;
+    let rows = repo::consent_rows(&mut *db, user).await?;
     Ok(ConsentType::ALL
         .iter()
         .map(|t| match rows.iter().find(|r| r.consent_type == t.as_str()) {
@@ -566,25 +489,8 @@ pub async fn set_consent(
     if change.source.as_deref().is_some_and(|s| s.chars().count() > 50) {
         return Err(AppError::validation("source", "must be at most 50 characters"));
     }
-    sqlx::query!(
-        "INSERT INTO notifications_notificationconsent
-             (user_id, consent_type, is_consented, consented_at, withdrawn_at, source, ip_address, user_agent)
-         VALUES ($1, $2, $3, CASE WHEN $3 THEN now() END, CASE WHEN NOT $3 THEN now() END, $4, $5, $6)
-         ON CONFLICT ON CONSTRAINT notifications_notificationconsent_user_type_key DO UPDATE SET
-             is_consented = EXCLUDED.is_consented,
-             consented_at = CASE WHEN EXCLUDED.is_consented THEN now() ELSE notifications_notificationconsent.consented_at END,
-             withdrawn_at = CASE WHEN EXCLUDED.is_consented THEN NULL ELSE now() END,
-             source = EXCLUDED.source, ip_address = EXCLUDED.ip_address, user_agent = EXCLUDED.user_agent,
-             updated_at = now()",
-        user,
-        kind.as_str(),
-        change.is_consented,
-        change.source,
-        ip,
-        user_agent,
-    )
-    .execute(&mut *tx)
-    .await?;
+    repo::save_consent(&mut *tx, user, kind.as_str(), change.is_consented, change.source.as_deref(), ip, user_agent)
+        .await?;
     let event = SessionEvent {
         origin: Origin { ip, ..Origin::default() },
         metadata: Some(serde_json::json!({ "consent_type": kind.as_str(), "is_consented": change.is_consented })),
@@ -619,32 +525,7 @@ pub async fn deliveries(
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<Delivery>, i64)> {
-    let items = sqlx::query_as!(
-        Delivery,
-        r#"SELECT id AS "id!", channel AS "channel!", notification_type AS "notification_type!",
-                  recipient AS "recipient!", subject, status AS "status!", retry_count AS "retry_count!",
-                  due_at AS "due_at!", sent_at, created_at AS "created_at!"
-             FROM (SELECT id, 'email' AS channel, email_type AS notification_type, to_email AS recipient, subject,
-                          status, retry_count, next_attempt_at AS due_at, sent_at, created_at
-                     FROM notifications_emailnotification WHERE user_id = $1
-                   UNION ALL
-                   SELECT id, 'sms', sms_type, phone_number, NULL, status, retry_count, next_attempt_at, sent_at,
-                          created_at
-                     FROM notifications_smsnotification WHERE user_id = $1) d
-            ORDER BY created_at DESC, id DESC
-            LIMIT $2 OFFSET $3"#,
-        user,
-        limit,
-        offset,
-    )
-    .fetch_all(&mut *db)
-    .await?;
-    let total = sqlx::query_scalar!(
-        r#"SELECT (SELECT count(*) FROM notifications_emailnotification WHERE user_id = $1)
-                + (SELECT count(*) FROM notifications_smsnotification WHERE user_id = $1) AS "n!""#,
-        user
-    )
-    .fetch_one(&mut *db)
-    .await?;
+    let items = repo::deliveries(&mut *db, user, limit, offset).await?;
+    let total = repo::delivery_count(&mut *db, user).await?;
     Ok((items, total))
 }
