@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    accounts,
+    accounts, audit_log,
     core::{self, AppState},
     notifications,
 };
@@ -37,14 +37,25 @@ use crate::{
         notifications::handlers::add_quiet_hours, notifications::handlers::delete_quiet_hours,
         notifications::handlers::blocklist, notifications::handlers::add_block, notifications::handlers::remove_block,
         notifications::handlers::consents, notifications::handlers::set_consent,
+        audit_log::handlers::own_events, audit_log::handlers::list, audit_log::handlers::review,
+        audit_log::handlers::summaries, audit_log::handlers::daily, audit_log::handlers::run_summary,
+        audit_log::handlers::jobs, audit_log::handlers::retention, audit_log::handlers::set_retention,
     ),
-    components(schemas(core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination)),
+    components(schemas(
+        core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination,
+        audit_log::models::AuditEvent, audit_log::models::Summary, notifications::settings::Delivery,
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "service", description = "Health, readiness and keys"),
         (name = "auth", description = "Registration, login, tokens and passwords"),
         (name = "users", description = "The signed-in user"),
         (name = "sessions", description = "The signed-in user's sessions"),
+        (name = "audit", description = "The signed-in user's own security events"),
+        (name = "admin", description = "Staff only, with the Django-style permission each route names \
+            (audit_log.view_auditlog, review_auditlog, view_auditlogsummary, run_auditlogsummary, view_jobrun, \
+            view_retentionpolicy, change_retentionpolicy; superusers hold all). When the staff user's \
+            enforce_for_admin is on (the default) the session must be aal 2: 403 MFA_REQUIRED otherwise."),
         (name = "notifications", description = "Notification settings and delivery history. Security \
             notifications (codes, resets, token reuse) always go, whatever the settings; marketing needs \
             consent. Every delivery decision is logged."),

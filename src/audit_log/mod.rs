@@ -1,6 +1,7 @@
 //! audit_log: records every security event into four monthly-partitioned tables, keeps
 //! the partitions, and (next) summarises each day for administrators. Imports only core.
 
+pub mod admin;
 pub mod handlers;
 pub mod models;
 pub mod repo;

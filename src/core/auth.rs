@@ -103,3 +103,31 @@ impl FromRequestParts<AppState> for AuthUser {
         })
     }
 }
+
+/// Admits a staff user holding `permission` (`app_label.codename`, Django-style; superusers
+/// hold all). When the user's `enforce_for_admin` is on (the default), the session must
+/// be aal 2: 403 MFA_REQUIRED otherwise, so staff enrol MFA before they administer.
+pub async fn require_permission(state: &AppState, user: &AuthUser, permission: &str) -> Result<(), AppError> {
+    if !user.is_staff {
+        return Err(AppError::Forbidden);
+    }
+    let (app_label, codename) = permission.split_once('.').ok_or_else(|| AppError::internal("bad permission name"))?;
+    let row = sqlx::query!(
+        r#"SELECT COALESCE((SELECT enforce_for_admin FROM accounts_mfasettings WHERE user_id = $1), true) AS "enforce!",
+                  EXISTS (SELECT 1 FROM auth_permission p
+                           WHERE p.app_label = $2 AND p.codename = $3
+                             AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = $1)
+                                  OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+                                                JOIN auth_user_groups ug ON ug.group_id = gp.group_id
+                                               WHERE ug.user_id = $1))) AS "granted!""#,
+        user.user_id,
+        app_label,
+        codename,
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if row.enforce && user.aal < 2 {
+        return Err(AppError::MfaRequired);
+    }
+    if user.is_superuser || row.granted { Ok(()) } else { Err(AppError::Forbidden) }
+}

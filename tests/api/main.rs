@@ -5,6 +5,7 @@ mod helpers;
 mod smtp;
 
 mod accounts;
+mod audit_admin;
 mod audit_summary;
 mod foundation;
 mod notifications;

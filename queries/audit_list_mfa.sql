@@ -1,0 +1,22 @@
+-- Admin list of audit_log_mfaauditlog: newest first, every filter optional. The time bounds are
+-- written as COALESCE(param) so the executor prunes to the months they cover.
+-- $1 from, $2 to, $3 user_id, $4 action, $5 risk_level, $6 min_risk_score, $7 is_anomalous,
+-- $8 requires_review, $9 limit, $10 offset. A min_risk_score on tables without scores
+-- compares the level's floor (low 0, medium 25, high 50, critical 75).
+SELECT id AS "id!", 'mfa' AS "kind!", user_id AS "user_id!", session_id AS "session_id?", device_id AS "device_id?",
+       action AS "action!", risk_level AS "risk_level!", (CASE risk_level WHEN 'low' THEN 0 WHEN 'medium' THEN 25 WHEN 'high' THEN 50 ELSE 75 END) AS "risk_score?",
+       is_anomalous AS "is_anomalous!", anomaly_reasons AS "anomaly_reasons?", requires_review AS "requires_review!",
+       review_status AS "review_status?", reviewed_by_id AS "reviewed_by_id?", reviewed_at AS "reviewed_at?",
+       review_notes AS "review_notes?", ip_address AS "ip_address?", NULL::varchar AS "country?", NULL::varchar AS "city?",
+       metadata AS "metadata?", created_at AS "created_at!", count(*) OVER () AS "total!"
+  FROM audit_log_mfaauditlog
+ WHERE created_at >= COALESCE($1::timestamptz, '-infinity'::timestamptz)
+   AND created_at < COALESCE($2::timestamptz, 'infinity'::timestamptz)
+   AND ($3::uuid IS NULL OR user_id = $3)
+   AND ($4::text IS NULL OR action = $4)
+   AND ($5::text IS NULL OR risk_level = $5)
+   AND ($6::int IS NULL OR (CASE risk_level WHEN 'low' THEN 0 WHEN 'medium' THEN 25 WHEN 'high' THEN 50 ELSE 75 END) >= $6)
+   AND ($7::bool IS NULL OR is_anomalous = $7)
+   AND ($8::bool IS NULL OR requires_review = $8)
+ ORDER BY created_at DESC, id DESC
+ LIMIT $9 OFFSET $10

@@ -1,0 +1,252 @@
+//! The admin review API: access rules, filters, reviews, summaries, jobs, retention, the
+//! user's own events, and partition pruning of the lists.
+
+use chrono::{Datelike, Months, Utc};
+use gatehouse::audit_log::{self, models::AuditKind};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::helpers::{PASSWORD, TestApp, Tokens, assert_error, json};
+
+/// A staff superuser whose admin access does not demand MFA (enforce_for_admin off).
+async fn admin(app: &TestApp, pool: &PgPool) -> Tokens {
+    let user = gatehouse::accounts::service::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
+        .bind(user.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    app.login_ok("root@example.com", PASSWORD).await
+}
+
+async fn get(app: &TestApp, t: &Tokens, path: &str) -> reqwest::Response {
+    app.with_token(Method::GET, path, &t.access).send().await.unwrap()
+}
+
+async fn id_of(pool: &PgPool, username: &str) -> Uuid {
+    sqlx::query_scalar("SELECT id FROM auth_user WHERE username = $1").bind(username).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test]
+async fn only_staff_with_the_permission_and_mfa_may_administer(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let ann = app.signed_in("ann").await;
+    assert_error(get(&app, &ann, "/api/v1/admin/audit/session").await, 403, "FORBIDDEN").await;
+
+    // A superuser with the default enforce_for_admin must come with an aal 2 session.
+    gatehouse::accounts::service::create_superuser(&app.state, "boss@example.com", "boss", PASSWORD.into())
+        .await
+        .unwrap();
+    let boss = app.login_ok("boss@example.com", PASSWORD).await;
+    assert_error(get(&app, &boss, "/api/v1/admin/audit/session").await, 403, "MFA_REQUIRED").await;
+
+    // Staff without the permission: forbidden; with it (directly or through a group): allowed.
+    let bob = app.signed_in("bob").await;
+    let bob_id = id_of(&pool, "bob").await;
+    sqlx::query("UPDATE auth_user SET is_staff = true WHERE id = $1").bind(bob_id).execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
+        .bind(bob_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_error(get(&app, &bob, "/api/v1/admin/audit/session").await, 403, "FORBIDDEN").await;
+    sqlx::query(
+        "WITH g AS (INSERT INTO auth_group (name) VALUES ('auditors') RETURNING id)
+         INSERT INTO auth_group_permissions (group_id, permission_id)
+         SELECT g.id, p.id FROM g, auth_permission p WHERE p.app_label = 'audit_log' AND p.codename = 'view_auditlog'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO auth_user_groups (user_id, group_id) SELECT $1, id FROM auth_group WHERE name = 'auditors'",
+    )
+    .bind(bob_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(get(&app, &bob, "/api/v1/admin/audit/session").await.status(), 200);
+    assert_error(get(&app, &bob, "/api/v1/admin/jobs").await, 403, "FORBIDDEN").await;
+}
+
+#[sqlx::test]
+async fn recorded_events_are_listed_filtered_and_reviewed(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let root = admin(&app, &pool).await;
+    app.signed_in("ann").await;
+    let ann = id_of(&pool, "ann").await;
+    app.login("ann@example.com", "Wrong-Password-123").await;
+
+    let page = json(get(&app, &root, &format!("/api/v1/admin/audit/session?user_id={ann}")).await).await;
+    let actions: Vec<&str> = page["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["login_failed", "login", "registered"], "newest first");
+    assert_eq!(page["pagination"]["total"], 3);
+    let failed = json(
+        get(&app, &root, &format!("/api/v1/admin/audit/session?user_id={ann}&action=login_failed&risk_level=medium"))
+            .await,
+    )
+    .await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+    let event = failed["items"][0].clone();
+    assert_eq!((event["kind"].as_str(), event["ip_address"].as_str()), (Some("session"), Some("127.0.0.1/32")));
+
+    for bad in [
+        "/api/v1/admin/audit/session?risk_level=severe",
+        "/api/v1/admin/audit/session?user_id=nope",
+        "/api/v1/admin/audit/session?from=yesterday",
+        "/api/v1/admin/audit/session?action=teleported",
+        "/api/v1/admin/audit/session?is_anomalous=maybe",
+        "/api/v1/admin/audit/session?limit=0",
+        "/api/v1/admin/audit/session?limit=101",
+        "/api/v1/admin/audit/device?min_risk_score=101",
+        "/api/v1/admin/audit/session?from=2026-02-01&to=2026-01-01",
+    ] {
+        assert_error(get(&app, &root, bad).await, 422, "VALIDATION_FAILED").await;
+    }
+    assert_error(get(&app, &root, "/api/v1/admin/audit/everything").await, 400, "MALFORMED_REQUEST").await;
+
+    let id = event["id"].as_str().unwrap();
+    let review = |body: Value| {
+        app.with_token(Method::POST, &format!("/api/v1/admin/audit/session/{id}/review"), &root.access)
+            .json(&body)
+            .send()
+    };
+    assert_error(review(json!({"review_status": "maybe"})).await.unwrap(), 422, "VALIDATION_FAILED").await;
+    let done = review(json!({"review_status": "dismissed", "review_notes": "a typo"})).await.unwrap();
+    assert_eq!(done.status(), 200);
+    let after =
+        json(get(&app, &root, &format!("/api/v1/admin/audit/session?user_id={ann}&action=login_failed")).await).await;
+    assert_eq!(after["items"][0]["review_status"], "dismissed");
+    assert_eq!(after["items"][0]["review_notes"], "a typo");
+    let reviewed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log_sessionauditlog WHERE action = 'audit_reviewed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reviewed, 1, "the review is itself audited");
+    let missing = app
+        .with_token(Method::POST, &format!("/api/v1/admin/audit/session/{}/review", Uuid::new_v4()), &root.access)
+        .json(&json!({"review_status": "confirmed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, 404, "NOT_FOUND").await;
+}
+
+#[sqlx::test]
+async fn summaries_daily_totals_runs_jobs_and_retention(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let root = admin(&app, &pool).await;
+    app.signed_in("ann").await;
+    let today = Utc::now().date_naive();
+
+    let run = app
+        .with_token(Method::POST, "/api/v1/admin/audit/summaries/run", &root.access)
+        .json(&json!({"date": today}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 200);
+    let run = json(run).await;
+    assert_eq!(
+        (run["status"].as_str(), run["triggered_by"].as_str(), run["rows_affected"].as_i64()),
+        (Some("succeeded"), Some("admin"), Some(2))
+    );
+    let future = app
+        .with_token(Method::POST, "/api/v1/admin/audit/summaries/run", &root.access)
+        .json(&json!({"date": "2999-01-01"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(future, 422, "VALIDATION_FAILED").await;
+
+    let rows = json(get(&app, &root, &format!("/api/v1/admin/audit/summaries?date={today}")).await).await;
+    assert_eq!(rows["pagination"]["total"], 2);
+    let ann = id_of(&pool, "ann").await;
+    let mine = json(get(&app, &root, &format!("/api/v1/admin/audit/summaries?date={today}&user_id={ann}")).await).await;
+    assert_eq!(mine["items"][0]["total_sessions"], 1);
+
+    let from = today - chrono::Days::new(2);
+    let daily =
+        json(get(&app, &root, &format!("/api/v1/admin/audit/summaries/daily?from={from}&to={today}")).await).await;
+    let days = daily.as_array().unwrap();
+    assert_eq!(days.len(), 3, "zeros for days without rows");
+    assert_eq!(days[0]["total_events"], 0);
+    assert_eq!(days[2]["users"], 2);
+    assert_error(
+        get(&app, &root, "/api/v1/admin/audit/summaries/daily?from=2026-13-01").await,
+        422,
+        "VALIDATION_FAILED",
+    )
+    .await;
+
+    let jobs = json(get(&app, &root, "/api/v1/admin/jobs?kind=audit_summary").await).await;
+    assert_eq!(jobs["items"][0]["id"], run["id"]);
+    assert_error(get(&app, &root, "/api/v1/admin/jobs?kind=laundry").await, 422, "VALIDATION_FAILED").await;
+
+    let retention = json(get(&app, &root, "/api/v1/admin/audit/retention").await).await;
+    assert!(retention.as_array().unwrap().iter().all(|r| r["months_kept"] == 13 && r["is_default"] == true));
+    let put = app
+        .with_token(Method::PUT, "/api/v1/admin/audit/retention", &root.access)
+        .json(&json!({"mfa": 24}))
+        .send()
+        .await
+        .unwrap();
+    let updated = json(put).await;
+    let mfa = updated.as_array().unwrap().iter().find(|r| r["kind"] == "mfa").unwrap().clone();
+    assert_eq!((mfa["months_kept"].as_i64(), mfa["is_default"].as_bool()), (Some(24), Some(false)));
+    let bad = app
+        .with_token(Method::PUT, "/api/v1/admin/audit/retention", &root.access)
+        .json(&json!({"mfa": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 422, "VALIDATION_FAILED").await;
+    let bad = app
+        .with_token(Method::PUT, "/api/v1/admin/audit/retention", &root.access)
+        .json(&json!({"weather": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 422, "VALIDATION_FAILED").await;
+}
+
+#[sqlx::test]
+async fn users_see_their_own_events_only(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ann = app.signed_in("ann").await;
+    let bob = app.signed_in("bob").await;
+    app.with_token(Method::POST, "/api/v1/auth/logout", &bob.access).send().await.unwrap();
+    let page = json(get(&app, &ann, "/api/v1/audit/events").await).await;
+    let actions: Vec<&str> = page["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["login", "registered"]);
+    assert!(page["items"].as_array().unwrap().iter().all(|e| e["kind"] == "session"));
+    let tomorrow = Utc::now().date_naive() + chrono::Days::new(1);
+    let empty = json(get(&app, &ann, &format!("/api/v1/audit/events?from={tomorrow}")).await).await;
+    assert_eq!(empty["items"], json!([]));
+    assert_eq!(empty["pagination"]["total"], 0);
+    assert_error(get(&app, &ann, "/api/v1/audit/events?to=soon").await, 422, "VALIDATION_FAILED").await;
+}
+
+#[sqlx::test]
+async fn a_one_month_list_scans_only_that_months_partition(pool: PgPool) {
+    let month = Utc::now().date_naive().with_day(1).unwrap();
+    let from = month.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let to = (month + Months::new(1)).and_hms_opt(0, 0, 0).unwrap().and_utc();
+    for kind in AuditKind::ALL {
+        let plan = audit_log::repo::explain_list(&pool, *kind, from, to).await.unwrap().join("\n");
+        let scanned: Vec<&str> = plan
+            .split_whitespace()
+            .filter(|w| w.starts_with(&format!("{}_", kind.table())))
+            // Relation names only, not the index names the plan also prints.
+            .filter(|w| !w.ends_with("_idx") && !w.ends_with("_idx1") && !w.ends_with("_pkey"))
+            .collect();
+        let this_month = format!("{}_p{}", kind.table(), month.format("%Y_%m"));
+        assert!(!scanned.is_empty(), "{plan}");
+        assert!(scanned.iter().all(|p| *p == this_month), "only {this_month}: {plan}");
+    }
+}
