@@ -40,7 +40,14 @@ pub fn routes() -> Router<AppState> {
         .merge(audit_log::routes::router())
         .route("/openapi.json", get(openapi::openapi_json));
 
-    Router::new().merge(core::routes::router()).nest("/api/v1", api).merge(openapi::docs_router())
+    Router::new()
+        .merge(core::routes::router())
+        .nest("/api/v1", api)
+        .merge(openapi::docs_router())
+        .route("/admin", get(accounts::admin_ui::page))
+        .route("/admin/login", axum::routing::post(accounts::admin_ui::login))
+        .route("/admin/review", axum::routing::post(accounts::admin_ui::review))
+        .route("/admin/logout", axum::routing::post(accounts::admin_ui::logout))
 }
 
 /// The layers every route gets: JSON 404/405, the body limit, panic catching, request ids

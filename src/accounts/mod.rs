@@ -1,5 +1,6 @@
 //! accounts: users, passwords, sessions and tokens. The top app: it may import every other.
 
+pub mod admin_ui;
 pub mod handlers;
 pub mod models;
 pub mod passwords;

@@ -613,3 +613,9 @@ pub async fn active_sessions(db: impl PgExecutor<'_>, user_id: Uuid, current: Uu
     .fetch_all(db)
     .await
 }
+
+/// Usernames of the given users (for the admin page).
+pub async fn usernames(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<(Uuid, String)>> {
+    let rows = sqlx::query!("SELECT id, username FROM auth_user WHERE id = ANY($1)", ids).fetch_all(db).await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.username)).collect())
+}

@@ -76,31 +76,37 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Authenticates an access token: signature, expiry, and a still-active session of an
+/// active user (read on every call, so a revocation is refused at once everywhere).
+pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
+    let claims = verify(&state.keys, token)?;
+    let row = sqlx::query!(
+        r#"SELECT u.is_staff, u.is_superuser
+             FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
+            WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now()
+              AND u.is_active"#,
+        claims.sid,
+        claims.sub,
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(AppError::Unauthenticated)?;
+    Ok(AuthUser {
+        user_id: claims.sub,
+        session_id: claims.sid,
+        aal: claims.aal,
+        amr: claims.amr,
+        is_staff: row.is_staff,
+        is_superuser: row.is_superuser,
+    })
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = bearer(parts).ok_or(AppError::Unauthenticated)?;
-        let claims = verify(&state.keys, token)?;
-        let row = sqlx::query!(
-            r#"SELECT u.is_staff, u.is_superuser
-                 FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
-                WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now()
-                  AND u.is_active"#,
-            claims.sid,
-            claims.sub,
-        )
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or(AppError::Unauthenticated)?;
-        Ok(AuthUser {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            aal: claims.aal,
-            amr: claims.amr,
-            is_staff: row.is_staff,
-            is_superuser: row.is_superuser,
-        })
+        authenticate(state, token).await
     }
 }
 

@@ -5,6 +5,7 @@ mod helpers;
 mod smtp;
 
 mod accounts;
+mod admin_page;
 mod audit_admin;
 mod audit_summary;
 mod foundation;
