@@ -10,7 +10,7 @@ DEV_KEY := .dev/jwt-signing-key.pem
 
 help:
 	@echo "make run           database up, migrations, dev signing key, serve on BIND_ADDR (127.0.0.1:8080)"
-	@echo "make test          formatting, clippy and every test against a real PostgreSQL"
+	@echo "make test          formatting, clippy, every test against a real PostgreSQL, /admin in headless Chromium"
 	@echo "make db            print the DATABASE_URL in use (starting a local cluster if needed)"
 	@echo "make db-stop       stop the project-local cluster"
 	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
@@ -27,6 +27,7 @@ run:
 test: lint
 	@set -e; export DATABASE_URL=$$(scripts/db.sh url gatehouse_test); \
 	cargo test --tests
+	scripts/browser-test.sh
 
 lint:
 	cargo fmt --all -- --check
