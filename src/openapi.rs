@@ -31,6 +31,7 @@ use crate::{
         accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
         accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
         accounts::handlers::sessions, accounts::handlers::revoke_session,
+        accounts::handlers::admin_unlock, accounts::handlers::admin_logout_all,
         notifications::handlers::history, notifications::handlers::preferences,
         notifications::handlers::update_preferences, notifications::handlers::type_preferences,
         notifications::handlers::update_type_preference, notifications::handlers::quiet_hours,

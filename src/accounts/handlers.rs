@@ -243,3 +243,36 @@ pub async fn revoke_session(
     service::revoke_session(&state, &client, &auth, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses(
+    (status = 204, description = "the login lock is lifted (permission accounts.change_user); audited"),
+    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
+    (status = 404, body = ErrorBody),
+))]
+pub async fn admin_unlock(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<StatusCode> {
+    crate::core::auth::require_permission(&state, &auth, "accounts.change_user").await?;
+    service::admin_unlock(&state, &client, &auth, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/logout-all", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses(
+    (status = 204, description = "every session of the user is revoked (permission accounts.change_user); audited"),
+    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+pub async fn admin_logout_all(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<StatusCode> {
+    crate::core::auth::require_permission(&state, &auth, "accounts.change_user").await?;
+    service::admin_logout_all(&state, &client, &auth, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -23,4 +23,6 @@ pub fn router() -> Router<AppState> {
         .route("/users/me", get(handlers::me).patch(handlers::update_me).delete(handlers::delete_me))
         .route("/sessions", get(handlers::sessions))
         .route("/sessions/{id}", delete(handlers::revoke_session))
+        .route("/admin/users/{id}/unlock", post(handlers::admin_unlock))
+        .route("/admin/users/{id}/logout-all", post(handlers::admin_logout_all))
 }

@@ -231,17 +231,47 @@ async fn fifty_failures_from_one_ip_block_it(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn admins_unlock_through_an_unlock_row(pool: PgPool) {
-    // The admin API (a later issue) writes this row; the lockout must honour it.
+async fn admins_unlock_a_locked_account_and_sign_a_user_out(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
-    app.register("ann@example.com", "ann", PASSWORD).await;
+    let ann = app.signed_in("ann").await;
     for _ in 0..5 {
         app.login("ann@example.com", PASSWORD_2).await;
     }
     assert_eq!(app.login("ann@example.com", PASSWORD).await.status(), 429);
-    let user: uuid::Uuid = sqlx::query_scalar("SELECT id FROM auth_user").fetch_one(&pool).await.unwrap();
-    gatehouse::accounts::repo::insert_unlock(&pool, "ann@example.com", user).await.unwrap();
+    let ann_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM auth_user WHERE username = 'ann'").fetch_one(&pool).await.unwrap();
+
+    // Only staff with accounts.change_user (and MFA, unless enforce_for_admin is off) may.
+    let unlock =
+        |token: String| app.with_token(Method::POST, &format!("/api/v1/admin/users/{ann_id}/unlock"), &token).send();
+    assert_error(unlock(ann.access.clone()).await.unwrap(), 403, "FORBIDDEN").await;
+    let root = gatehouse::accounts::service::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
+        .bind(root.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let admin = app.login_ok("root@example.com", PASSWORD).await;
+    assert_eq!(unlock(admin.access.clone()).await.unwrap().status(), 204);
+    assert!(session_actions(&pool).await.contains(&"account_unlocked".to_owned()));
     assert_eq!(app.login("ann@example.com", PASSWORD).await.status(), 200);
+    let missing = app
+        .with_token(Method::POST, &format!("/api/v1/admin/users/{}/unlock", uuid::Uuid::new_v4()), &admin.access)
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, 404, "NOT_FOUND").await;
+
+    let out = app
+        .with_token(Method::POST, &format!("/api/v1/admin/users/{ann_id}/logout-all"), &admin.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(me_status(&app, &ann.access).await, 401);
+    assert_eq!(me_status(&app, &admin.access).await, 200);
 }
 
 // Tokens and sessions.
