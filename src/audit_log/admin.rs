@@ -11,7 +11,11 @@ use super::{
     models::{AuditEvent, AuditKind, DailyTotals, EventFilter, JobRun, Retention, RiskLevel, SessionEvent, Summary},
     repo, service, summary,
 };
-use crate::core::{AppError, AppResult, error::FieldErrors, extract::Page};
+use crate::core::{
+    AppError, AppResult,
+    error::FieldErrors,
+    extract::{Page, PageParams},
+};
 
 /// Query of the admin lists; every value is checked and a bad one is a 422 naming it.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -54,18 +58,14 @@ fn boolean(raw: &str) -> Option<bool> {
     }
 }
 
-/// The page of a query: `page` >= 1, `limit` 1..=100 (default 20), never clamped.
+/// The page of a query whose values arrive as text (so every bad parameter is reported at
+/// once); the range rules are `PageParams`'s.
 pub fn page(page: Option<&str>, limit: Option<&str>, errors: &mut FieldErrors) -> Page {
-    let number = |raw: Option<&str>, default: i64| raw.map(|r| r.parse::<i64>().ok()).unwrap_or(Some(default));
-    let p = number(page, 1).filter(|p| (1..=100_000).contains(p));
-    let l = number(limit, 20).filter(|l| (1..=100).contains(l));
-    if p.is_none() {
-        add(errors, "page", "must be a whole number from 1");
-    }
-    if l.is_none() {
-        add(errors, "limit", "must be a whole number from 1 to 100");
-    }
-    Page { page: p.unwrap_or(1), limit: l.unwrap_or(20) }
+    let mut number = |raw: Option<&str>, field: &str| {
+        raw.and_then(|r| r.parse::<i64>().map_err(|_| add(errors, field, "must be a whole number")).ok())
+    };
+    let params = PageParams { page: number(page, "page"), limit: number(limit, "limit") };
+    params.validate(errors)
 }
 
 /// Checks the query against `kind` (its action names).
