@@ -6,6 +6,8 @@ use ipnetwork::IpNetwork;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::audit_log::SessionEvent;
+
 use super::models::{Profile, SessionView, UserRow};
 
 pub async fn insert_user(
@@ -423,14 +425,19 @@ pub struct NewRefresh<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Opens a session with its first refresh token, stamps the user's last login and, for a
-/// password login, settles the attempt as a success: one statement, one round trip.
+/// Opens a session in one statement: the session, its first refresh token, the user's
+/// last login, the settled password attempt and the `login` audit row. One statement is
+/// one atomic commit without BEGIN/COMMIT round trips, and the user row's lock is held for
+/// this statement only (login is the hot path; see docs/performance.md). The audit columns
+/// are audit_log's own view of the event (`SessionEvent::columns`).
 pub async fn open_session(
     db: impl PgExecutor<'_>,
     s: &NewSession<'_>,
     r: &NewRefresh<'_>,
     attempt: Option<Uuid>,
+    event: &SessionEvent,
 ) -> sqlx::Result<()> {
+    let e = event.columns();
     sqlx::query!(
         r#"WITH session AS (
                INSERT INTO accounts_session
@@ -448,9 +455,17 @@ pub async fn open_session(
            ), settled AS (
                UPDATE accounts_loginattempt SET user_id = $2, outcome = 'success', failure_reason = NULL
                 WHERE id = $17 RETURNING id
+           ), audit AS (
+               INSERT INTO audit_log_sessionauditlog
+                   (user_id, session_id, device_id, action, session_type, mfa_verified, mfa_method, country, city,
+                    ip_address, risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, error_message,
+                    created_at)
+               SELECT $2, session.id, $3, $18, $19, $20, $21, $22, $23, $30, $24, $25, $26, $27, $28, $29, $14
+                 FROM session
+               RETURNING 1
            )
            SELECT (SELECT count(*) FROM refresh) AS "refresh!", (SELECT count(*) FROM stamped) AS "stamped!",
-                  (SELECT count(*) FROM settled) AS "settled!""#,
+                  (SELECT count(*) FROM settled) AS "settled!", (SELECT count(*) FROM audit) AS "audit!""#,
         s.id,
         s.user_id,
         s.device_id,
@@ -468,6 +483,19 @@ pub async fn open_session(
         r.jti,
         r.family_id,
         attempt,
+        e.action,
+        e.session_type,
+        event.mfa_verified,
+        e.mfa_method,
+        e.country,
+        e.city,
+        e.risk_level,
+        event.flags.is_anomalous,
+        e.anomaly_reasons.as_deref(),
+        event.flags.requires_review,
+        event.metadata,
+        event.error_message,
+        event.origin.ip,
     )
     .fetch_one(db)
     .await?;

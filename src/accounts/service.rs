@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, Duration, Utc};
 use minijinja::context;
 use secrecy::ExposeSecret;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::{
@@ -293,20 +293,19 @@ pub async fn login(
     // The second-factor step plugs in here: when the user has MFA on and the device is not
     // trusted to skip it, the otp app opens a challenge instead of a session, and the MFA
     // verification later calls `start_session` with aal 2.
-    let mut tx = state.db.begin().await?;
     let authenticated =
-        start_session(&mut tx, state, client, user, Some(attempt), 1, vec!["pwd".to_owned()], None).await?;
-    tx.commit().await?;
+        start_session(&state.db, state, client, user, Some(attempt), 1, vec!["pwd".to_owned()], None).await?;
     Metrics::count(&state.metrics.logins, "success");
     Ok(authenticated)
 }
 
 /// Opens a session with its first refresh token, records the login and signs the access
-/// token, inside the caller's transaction; settles the password attempt when given. Used
-/// by password login and, with aal 2, by MFA.
+/// token; settles the password attempt when given. The writes are one statement, so `db`
+/// is the pool for password login or the caller's transaction for MFA (aal 2), which
+/// consumes its challenge in the same commit.
 #[allow(clippy::too_many_arguments)]
 pub async fn start_session(
-    tx: &mut PgConnection,
+    db: impl PgExecutor<'_>,
     state: &AppState,
     client: &ClientContext,
     user: UserRow,
@@ -346,7 +345,6 @@ pub async fn start_session(
         created_at: now,
         expires_at,
     };
-    repo::open_session(&mut *tx, &session, &first, attempt).await?;
     let event = SessionEvent {
         session_id: Some(session_id),
         session_type: Some("web".into()),
@@ -354,7 +352,7 @@ pub async fn start_session(
         mfa_method: mfa_method.map(str::to_owned),
         ..session_event(user.id, SessionAction::Login, client)
     };
-    audit_log::record_session(&mut *tx, &event).await?;
+    repo::open_session(db, &session, &first, attempt, &event).await?;
     let claims = Claims::new(user.id, session_id, access_jti, now, access_ttl(state), aal, amr);
     let mut user = user;
     user.last_login = Some(now);

@@ -179,6 +179,35 @@ impl SessionEvent {
     }
 }
 
+/// A session event's text columns as stored: enums in their text form, free text cut to
+/// the column's width, no empty reason array. For a statement of another app that writes
+/// the event together with its own rows (login's session statement).
+#[derive(Debug)]
+pub struct SessionEventColumns {
+    pub action: &'static str,
+    pub risk_level: &'static str,
+    pub session_type: Option<String>,
+    pub mfa_method: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub anomaly_reasons: Option<Vec<String>>,
+}
+
+impl SessionEvent {
+    pub fn columns(&self) -> SessionEventColumns {
+        use super::repo::{fit, reasons};
+        SessionEventColumns {
+            action: self.action.as_str(),
+            risk_level: self.risk_level.as_str(),
+            session_type: fit(&self.session_type, 20),
+            mfa_method: fit(&self.mfa_method, 20),
+            country: fit(&self.origin.country, 100),
+            city: fit(&self.origin.city, 100),
+            anomaly_reasons: reasons(&self.flags.anomaly_reasons),
+        }
+    }
+}
+
 /// A row for audit_log_deviceauditlog.
 #[derive(Debug, Clone)]
 pub struct DeviceEvent {

@@ -7,16 +7,16 @@ use uuid::Uuid;
 use super::models::{DeviceEvent, LinkEvent, MfaEvent, PartitionInfo, SessionEvent};
 
 /// Cuts free text to a column's width so an over-long header never fails the caller.
-fn fit(value: &Option<String>, max: usize) -> Option<String> {
+pub(super) fn fit(value: &Option<String>, max: usize) -> Option<String> {
     value.as_ref().map(|v| v.chars().take(max).collect())
 }
 
-fn reasons(r: &[String]) -> Option<Vec<String>> {
+pub(super) fn reasons(r: &[String]) -> Option<Vec<String>> {
     if r.is_empty() { None } else { Some(r.to_vec()) }
 }
 
 pub async fn insert_session_event(db: impl PgExecutor<'_>, e: &SessionEvent) -> sqlx::Result<()> {
-    let reasons = reasons(&e.flags.anomaly_reasons);
+    let c = e.columns();
     sqlx::query!(
         r#"INSERT INTO audit_log_sessionauditlog
              (user_id, session_id, device_id, action, session_type, mfa_verified, mfa_method, country, city,
@@ -26,16 +26,16 @@ pub async fn insert_session_event(db: impl PgExecutor<'_>, e: &SessionEvent) -> 
         e.user_id,
         e.session_id,
         e.device_id,
-        e.action.as_str(),
-        fit(&e.session_type, 20),
+        c.action,
+        c.session_type,
         e.mfa_verified,
-        fit(&e.mfa_method, 20),
-        fit(&e.origin.country, 100),
-        fit(&e.origin.city, 100),
+        c.mfa_method,
+        c.country,
+        c.city,
         e.origin.ip,
-        e.risk_level.as_str(),
+        c.risk_level,
         e.flags.is_anomalous,
-        reasons.as_deref(),
+        c.anomaly_reasons.as_deref(),
         e.flags.requires_review,
         e.metadata,
         e.error_message,
