@@ -124,7 +124,20 @@ async fn login_returns_an_eddsa_token_with_the_session_claims(pool: PgPool) {
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
     assert!(claims["jti"].is_string());
     assert_eq!(me_status(&app, &t.access).await, 200);
-    assert!(session_actions(&pool).await.contains(&"login".to_owned()));
+    // The session statement also wrote the login's audit row and settled the attempt.
+    type LoginRow = (Option<uuid::Uuid>, Option<String>, Option<bool>, String, bool);
+    let audited: Vec<LoginRow> = sqlx::query_as(
+        "SELECT session_id, session_type, mfa_verified, risk_level, ip_address IS NOT NULL
+           FROM audit_log_sessionauditlog WHERE action = 'login'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let sid = uuid::Uuid::parse_str(&t.session_id).unwrap();
+    assert_eq!(audited, [(Some(sid), Some("web".to_owned()), Some(false), "low".to_owned(), true)]);
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM accounts_loginattempt").fetch_all(&pool).await.unwrap();
+    assert_eq!(outcomes, ["success"]);
 }
 
 #[sqlx::test]
