@@ -195,7 +195,6 @@ pub struct SessionEventColumns {
 
 impl SessionEvent {
     pub fn columns(&self) -> SessionEventColumns {
-        use super::repo::{fit, reasons};
         SessionEventColumns {
             action: self.action.as_str(),
             risk_level: self.risk_level.as_str(),
@@ -206,6 +205,16 @@ impl SessionEvent {
             anomaly_reasons: reasons(&self.flags.anomaly_reasons),
         }
     }
+}
+
+/// Cuts free text to a column's width so an over-long header never fails the caller.
+pub(super) fn fit(value: &Option<String>, max: usize) -> Option<String> {
+    value.as_ref().map(|v| v.chars().take(max).collect())
+}
+
+/// An empty reason list is stored as NULL.
+pub(super) fn reasons(r: &[String]) -> Option<Vec<String>> {
+    if r.is_empty() { None } else { Some(r.to_vec()) }
 }
 
 /// A row for audit_log_deviceauditlog.

@@ -4,16 +4,7 @@ use chrono::NaiveDate;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::models::{DeviceEvent, LinkEvent, MfaEvent, PartitionInfo, SessionEvent};
-
-/// Cuts free text to a column's width so an over-long header never fails the caller.
-pub(super) fn fit(value: &Option<String>, max: usize) -> Option<String> {
-    value.as_ref().map(|v| v.chars().take(max).collect())
-}
-
-pub(super) fn reasons(r: &[String]) -> Option<Vec<String>> {
-    if r.is_empty() { None } else { Some(r.to_vec()) }
-}
+use super::models::{DeviceEvent, LinkEvent, MfaEvent, PartitionInfo, SessionEvent, fit, reasons};
 
 pub async fn insert_session_event(db: impl PgExecutor<'_>, e: &SessionEvent) -> sqlx::Result<()> {
     let c = e.columns();
