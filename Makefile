@@ -16,13 +16,17 @@ help:
 	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
 	@echo "make bench         the benchmarks of docs/performance.md (release build, a few minutes)"
 
+# The build shows cargo's progress (a first build takes minutes on two cores); then the binary
+# runs directly.
 run:
 	@set -e; url=$$(scripts/db.sh url); export DATABASE_URL=$$url; \
-	mkdir -p .dev; \
-	[ -n "$$JWT_SIGNING_KEY_FILE" ] || [ -f $(DEV_KEY) ] || cargo run -q -- keys generate --out $(DEV_KEY); \
+	echo "building gatehouse (cargo build; the first build takes several minutes)"; \
+	cargo build --bin gatehouse; \
+	bin=target/debug/gatehouse; mkdir -p .dev; \
+	[ -n "$$JWT_SIGNING_KEY_FILE" ] || [ -f $(DEV_KEY) ] || $$bin keys generate --out $(DEV_KEY); \
 	export JWT_SIGNING_KEY_FILE=$${JWT_SIGNING_KEY_FILE:-$(DEV_KEY)}; \
-	cargo run -q -- migrate; \
-	exec cargo run -q -- serve
+	$$bin migrate; \
+	exec $$bin serve
 
 test: lint
 	@set -e; export DATABASE_URL=$$(scripts/db.sh url gatehouse_test); \

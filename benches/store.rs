@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, Utc};
 use gatehouse::{
     audit_log::summary::{self, Trigger},
-    core::db,
+    core::{db, types::Email},
     notifications::{
         self, NotificationType,
         delivery::{self, DeliveryConfig},
@@ -168,7 +168,7 @@ async fn outbox_bench(pool: &PgPool) {
         notifications::enqueue_email(
             &mut tx,
             user,
-            &format!("r{i}@bench.test"),
+            &Email::parse(&format!("r{i}@bench.test")).expect("email"),
             NotificationType::TokenReused,
             minijinja::context! { username => "bench" },
         )

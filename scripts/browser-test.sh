@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # The /admin page in headless Chromium (Debian's chromium, driven by playwright-core):
 # a scratch database with a staff user and some audit events, the debug binary serving it,
-# then tests/browser/admin.mjs. Installs chromium, node and the npm package when missing.
+# then tests/browser/admin.mjs. Installs what is missing (Debian's chromium, nodejs and npm;
+# the npm package playwright-core), quietly: apt's output goes to target/apt-install.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${BROWSER_TEST_PORT:-18181}"
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need chromium; then $sudo apt-get update -qq >&2; DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2; fi
-if ! need node || ! need npm; then DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >&2; fi
+missing=()
+need chromium || missing+=(chromium)
+{ need node && need npm; } || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  mkdir -p target
+  log=target/apt-install.log
+  echo "browser-test: installing ${missing[*]} with apt-get (output in $log)" >&2
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+  echo "browser-test: installed ${missing[*]}" >&2
+fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent >&2)
 
 url=$(scripts/db.sh url gatehouse_browser)

@@ -44,10 +44,7 @@ pub fn routes() -> Router<AppState> {
         .merge(core::routes::router())
         .nest("/api/v1", api)
         .merge(openapi::docs_router())
-        .route("/admin", get(accounts::admin_ui::page))
-        .route("/admin/login", axum::routing::post(accounts::admin_ui::login))
-        .route("/admin/review", axum::routing::post(accounts::admin_ui::review))
-        .route("/admin/logout", axum::routing::post(accounts::admin_ui::logout))
+        .merge(accounts::routes::pages())
 }
 
 /// The layers every route gets: JSON 404/405, the body limit, panic catching, request ids
@@ -58,7 +55,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(core::handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(state.clone(), core::request_id::middleware))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), core::request_id::middleware))
         .with_state(state)
 }
 

@@ -4,10 +4,13 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use gatehouse::{
-    AppState, audit_log, build_router,
+    AppState,
+    accounts::forms::Registration,
+    audit_log, build_router,
     core::{config::Config, crypto, db, telemetry},
     jobs,
 };
+use secrecy::SecretString;
 
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "Authentication, MFA and device trust over PostgreSQL")]
@@ -98,8 +101,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            if db::create_database_if_missing(&config.database_url).await.map_err(|e| e.to_string())? {
-                println!("created the database");
+            if let Some(name) = db::create_database_if_missing(&config.database_url).await.map_err(|e| e.to_string())? {
+                println!("created the database {name}");
             }
             let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
             db::migrate(&pool).await.map_err(|e| e.to_string())?;
@@ -107,8 +110,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Createsuperuser { email, username } => {
-            let password = match std::env::var("GATEHOUSE_PASSWORD") {
-                Ok(p) if !p.is_empty() => p,
+            let password: SecretString = match std::env::var("GATEHOUSE_PASSWORD") {
+                Ok(p) if !p.is_empty() => p.into(),
                 _ => {
                     let first =
                         rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read password: {e}"))?;
@@ -116,13 +119,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                     if first != again {
                         return Err("the passwords differ".into());
                     }
-                    first
+                    first.into()
                 }
             };
             let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
             let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
-            match gatehouse::accounts::service::create_superuser(&state, &email, &username, password).await {
+            let created = match Registration::parse(&email, &username, password, None, None) {
+                Ok(registration) => gatehouse::accounts::service::create_superuser(&state, registration).await,
+                Err(e) => Err(e),
+            };
+            match created {
                 Ok(user) => {
                     println!("superuser {} <{}> created ({})", user.username, user.email, user.id);
                     Ok(())

@@ -44,7 +44,7 @@ use crate::{
     ),
     components(schemas(
         core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination,
-        audit_log::models::AuditEvent, audit_log::models::Summary, notifications::settings::Delivery,
+        audit_log::models::AuditEvent, audit_log::models::Summary, notifications::models::Delivery,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -15,11 +15,11 @@ use axum::{
 };
 use chrono::{Days, Utc};
 use minijinja::{Environment, context};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{repo, service};
+use super::{models::LoginIdentifier, service};
 use crate::{
     audit_log::{
         admin as audit_admin,
@@ -142,11 +142,11 @@ struct QueueItem {
 
 async fn dashboard(state: &AppState, user: &AuthUser) -> Result<String, AppError> {
     let today = Utc::now().date_naive();
-    let days = audit_admin::daily(&state.db, today - Days::new(29), today).await?;
+    let days = audit_admin::daily(state, today - Days::new(29), today).await?;
     let mut top_date = None;
     let mut top_rows = Vec::new();
     for day in [today, today - Days::new(1)] {
-        let (rows, _) = audit_admin::summaries(&state.db, day, day, None, Page { page: 1, limit: 10 }).await?;
+        let (rows, _) = audit_admin::summaries(state, day, day, None, Page { page: 1, limit: 10 }).await?;
         if !rows.is_empty() {
             top_date = Some(day);
             top_rows = rows;
@@ -156,14 +156,14 @@ async fn dashboard(state: &AppState, user: &AuthUser) -> Result<String, AppError
     let review_filter = EventFilter { requires_review: Some(true), ..EventFilter::default() };
     let mut queue = Vec::new();
     for kind in AuditKind::ALL {
-        let (rows, _) = audit_admin::list(&state.db, *kind, &review_filter, Page { page: 1, limit: 50 }).await?;
+        let (rows, _) = audit_admin::list(state, *kind, &review_filter, Page { page: 1, limit: 50 }).await?;
         queue.extend(rows.into_iter().filter(|e| e.review_status.is_none()));
     }
     queue.sort_by_key(|e| std::cmp::Reverse(e.created_at));
     queue.truncate(50);
     let mut ids: Vec<Uuid> = top_rows.iter().map(|r| r.user_id).chain(queue.iter().map(|e| e.user_id)).collect();
     ids.push(user.user_id);
-    let names: HashMap<Uuid, String> = repo::usernames(&state.db, &ids).await?.into_iter().collect();
+    let names: HashMap<Uuid, String> = service::usernames(state, &ids).await?.into_iter().collect();
     let name = |id: &Uuid| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     let top: Vec<TopUser> = top_rows
         .iter()
@@ -278,9 +278,9 @@ fn chart(days: &[DailyTotals]) -> String {
 struct LoginForm {
     csrf: String,
     email: String,
-    password: String,
+    password: SecretString,
     #[serde(default)]
-    code: String,
+    code: SecretString,
 }
 
 /// POST /admin/login.
@@ -293,7 +293,8 @@ pub async fn login(State(state): State<AppState>, client: ClientContext, headers
         return login_page(&state, StatusCode::FORBIDDEN, Some("The form expired; please try again."));
     }
     let _ = f.code; // Verified once the otp app issues codes; until then aal 2 cannot be reached.
-    let authenticated = match service::login(&state, &client, &f.email, f.password).await {
+    let identifier = LoginIdentifier::from_submitted(&f.email);
+    let authenticated = match service::login(&state, &client, identifier, f.password).await {
         Ok(a) => a,
         Err(AppError::RateLimited { .. }) => {
             return login_page(&state, StatusCode::TOO_MANY_REQUESTS, Some("Too many attempts; try again later."));
@@ -355,8 +356,8 @@ pub async fn review(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let outcome = async {
         auth::require_permission(&state, &user, "audit_log.review_auditlog").await?;
-        let kind = audit_admin::parse_kind(&f.kind)?;
-        audit_admin::review(&state.db, kind, f.id, &f.status, None, user.user_id).await
+        let kind = AuditKind::from_path(&f.kind)?;
+        audit_admin::review(&state, kind, f.id, &f.status, None, user.user_id).await
     }
     .await;
     match outcome {

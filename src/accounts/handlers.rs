@@ -1,16 +1,17 @@
 //! HTTP in and out for accounts: parse the request, call the service, shape the response.
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    models::{
-        Authenticated, DeleteMeRequest, LoginRequest, Me, PasswordChangeRequest, PasswordResetConfirm,
-        PasswordResetRequest, RefreshRequest, RegisterRequest, SessionView, TokenRequest, UpdateMeRequest,
-        UserEnvelope,
+    forms::{
+        DeleteMeRequest, LoginRequest, PasswordChangeRequest, PasswordResetConfirm, PasswordResetRequest,
+        RefreshRequest, RegisterRequest, TokenRequest, UpdateMeRequest,
     },
+    models::{Authenticated, Email, LoginIdentifier, Me, SessionView, UserEnvelope},
     service,
 };
 use crate::core::{
@@ -35,6 +36,11 @@ fn accepted() -> (StatusCode, Json<Accepted>) {
 /// Longest token accepted; anything longer cannot be ours.
 const MAX_TOKEN_LEN: usize = 512;
 
+/// A token that could be ours: not empty, not longer than any we issue.
+fn plausible(token: &SecretString) -> bool {
+    (1..=MAX_TOKEN_LEN).contains(&token.expose_secret().len())
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, body = UserEnvelope, description = "created; a verification email is queued"),
     (status = 409, body = ErrorBody, description = "EMAIL_TAKEN or USERNAME_TAKEN"),
@@ -45,14 +51,7 @@ pub async fn register(
     client: ClientContext,
     AppJson(body): AppJson<RegisterRequest>,
 ) -> AppResult<impl IntoResponse> {
-    let registration = service::Registration {
-        email: body.email,
-        username: body.username,
-        password: body.password,
-        first_name: body.first_name,
-        last_name: body.last_name,
-    };
-    let user = service::register(&state, &client, registration).await?;
+    let user = service::register(&state, &client, body.parse()?).await?;
     Ok((StatusCode::CREATED, Json(UserEnvelope { user })))
 }
 
@@ -65,10 +64,10 @@ pub async fn verify_email(
     client: ClientContext,
     AppJson(body): AppJson<TokenRequest>,
 ) -> AppResult<Json<UserEnvelope>> {
-    if body.token.len() > MAX_TOKEN_LEN {
+    if !plausible(&body.token) {
         return Err(AppError::TokenInvalid);
     }
-    let user = service::verify_email(&state, &client, &body.token).await?;
+    let user = service::verify_email(&state, &client, body.token).await?;
     Ok(Json(UserEnvelope { user }))
 }
 
@@ -98,7 +97,8 @@ pub async fn login(
 ) -> AppResult<Json<Authenticated>> {
     // Its own task: a client that hangs up mid-login must not leave the attempt unsettled
     // (hyper drops the handler's future on disconnect; a spawned task runs to the end).
-    let task = tokio::spawn(async move { service::login(&state, &client, &body.email, body.password).await });
+    let identifier = LoginIdentifier::from_submitted(&body.email);
+    let task = tokio::spawn(async move { service::login(&state, &client, identifier, body.password).await });
     Ok(Json(task.await.map_err(AppError::internal)??))
 }
 
@@ -111,10 +111,10 @@ pub async fn refresh(
     client: ClientContext,
     AppJson(body): AppJson<RefreshRequest>,
 ) -> AppResult<Json<Authenticated>> {
-    if body.refresh_token.is_empty() || body.refresh_token.len() > MAX_TOKEN_LEN {
+    if !plausible(&body.refresh_token) {
         return Err(AppError::RefreshTokenInvalid);
     }
-    Ok(Json(service::refresh(&state, &client, &body.refresh_token).await?))
+    Ok(Json(service::refresh(&state, &client, body.refresh_token).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses(
@@ -160,7 +160,10 @@ pub async fn request_password_reset(
     client: ClientContext,
     AppJson(body): AppJson<PasswordResetRequest>,
 ) -> AppResult<impl IntoResponse> {
-    service::request_password_reset(&state, &client, &body.email).await?;
+    // A malformed address cannot have an account: the same 202, nothing sent.
+    if let Ok(email) = Email::parse(&body.email) {
+        service::request_password_reset(&state, &client, email).await?;
+    }
     Ok(accepted())
 }
 
@@ -174,10 +177,10 @@ pub async fn confirm_password_reset(
     client: ClientContext,
     AppJson(body): AppJson<PasswordResetConfirm>,
 ) -> AppResult<StatusCode> {
-    if body.token.len() > MAX_TOKEN_LEN {
+    if body.token.expose_secret().len() > MAX_TOKEN_LEN {
         return Err(AppError::TokenInvalid);
     }
-    service::confirm_password_reset(&state, &client, &body.token, body.new_password).await?;
+    service::confirm_password_reset(&state, &client, body.token, body.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -200,7 +203,7 @@ pub async fn update_me(
     auth: AuthUser,
     AppJson(body): AppJson<UpdateMeRequest>,
 ) -> AppResult<Json<Me>> {
-    Ok(Json(service::update_me(&state, &client, &auth, body).await?))
+    Ok(Json(service::update_me(&state, &client, &auth, body.parse()?).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = DeleteMeRequest,

@@ -1,15 +1,18 @@
-//! Users, profiles and sessions: rows, response objects, and the parsed inputs.
+//! Users, profiles and sessions: rows, response objects, and the account's own parsed
+//! values (`Username`, names, the login identifier). Request bodies are in forms.rs.
+
+use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ipnetwork::IpNetwork;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::error::FieldErrors;
+pub use crate::core::types::Email;
 
-/// An auth_user row.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An auth_user row. Its `Debug` leaves the password hash out.
+#[derive(Clone, sqlx::FromRow)]
 pub struct UserRow {
     pub id: Uuid,
     pub email: String,
@@ -25,6 +28,24 @@ pub struct UserRow {
     pub date_joined: DateTime<Utc>,
     pub last_login: Option<DateTime<Utc>>,
 }
+
+impl fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("username", &self.username)
+            .field("password_hash", &REDACTED)
+            .field("is_active", &self.is_active)
+            .field("is_staff", &self.is_staff)
+            .field("is_superuser", &self.is_superuser)
+            .field("mfa_enabled", &self.mfa_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a `Debug` shows in place of a secret.
+pub const REDACTED: &str = "[REDACTED]";
 
 /// The User object of API.md.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -94,8 +115,8 @@ pub struct UserEnvelope {
     pub user: User,
 }
 
-/// Body of a successful login, MFA verification or refresh.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// Body of a successful login, MFA verification or refresh. Its `Debug` leaves the tokens out.
+#[derive(Clone, Serialize, ToSchema)]
 pub struct Authenticated {
     /// Always `authenticated`.
     pub status: &'static str,
@@ -107,6 +128,18 @@ pub struct Authenticated {
     pub expires_in: i64,
     pub session_id: Uuid,
     pub user: User,
+}
+
+impl fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("access_token", &REDACTED)
+            .field("refresh_token", &REDACTED)
+            .field("expires_in", &self.expires_in)
+            .field("session_id", &self.session_id)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One of the caller's active sessions.
@@ -124,46 +157,6 @@ pub struct SessionView {
     pub mfa_verified: bool,
     /// True for the session of the token that asked.
     pub current: bool,
-}
-
-/// Input error collector: every field's problems at once, then one 422.
-#[derive(Default)]
-pub struct Problems(pub FieldErrors);
-
-impl Problems {
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.entry(field.to_owned()).or_default().push(message.into());
-    }
-
-    pub fn into_result(self) -> Result<(), crate::core::AppError> {
-        if self.0.is_empty() { Ok(()) } else { Err(crate::core::AppError::Validation(self.0)) }
-    }
-}
-
-/// A normalised (trimmed, lowercase) email address that passed seed 000's pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Email(String);
-
-impl Email {
-    pub fn parse(raw: &str) -> Result<Email, &'static str> {
-        let email = raw.trim().to_lowercase();
-        let Some((local, domain)) = email.rsplit_once('@') else { return Err("must be an email address") };
-        let local_ok = !local.is_empty()
-            && local.len() <= 64
-            && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b));
-        let labels: Vec<&str> = domain.split('.').collect();
-        let domain_ok = labels.len() >= 2
-            && labels.iter().all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-            && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
-        if !local_ok || !domain_ok || email.len() > 254 {
-            return Err("must be an email address");
-        }
-        Ok(Email(email))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// `^[a-zA-Z0-9_-]{3,50}$`, stored lowercase.
@@ -187,6 +180,22 @@ impl Username {
     }
 }
 
+/// What a login is attempted for: the submitted email, trimmed, lowercased and cut to the
+/// column's width, but not validated, since a malformed one must still fail (and count)
+/// exactly like a wrong password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginIdentifier(String);
+
+impl LoginIdentifier {
+    pub fn from_submitted(raw: &str) -> LoginIdentifier {
+        LoginIdentifier(raw.trim().to_lowercase().chars().take(255).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A name field (first/last), at most 100 characters, trimmed.
 pub fn parse_name(raw: &str) -> Result<String, &'static str> {
     let name = raw.trim();
@@ -199,111 +208,9 @@ pub fn parse_name(raw: &str) -> Result<String, &'static str> {
     Ok(name.to_owned())
 }
 
-/// Request bodies.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RegisterRequest {
-    pub email: String,
-    pub username: String,
-    pub password: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct LoginRequest {
-    pub email: String,
-    pub password: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct TokenRequest {
-    pub token: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RefreshRequest {
-    pub refresh_token: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PasswordChangeRequest {
-    pub current_password: String,
-    pub new_password: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PasswordResetRequest {
-    pub email: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PasswordResetConfirm {
-    pub token: String,
-    pub new_password: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct DeleteMeRequest {
-    pub password: String,
-}
-
-/// `PATCH /users/me`: names at the top level, any profile field inside `profile`.
-/// A field set to null clears it.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateMeRequest {
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub profile: Option<ProfilePatch>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProfilePatch {
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub phone_number: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub date_of_birth: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub address: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub city: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub state: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub country: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub postal_code: Option<Option<String>>,
-    pub timezone: Option<String>,
-    pub language: Option<String>,
-    #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
-    pub preferred_mfa_method: Option<Option<String>>,
-}
-
-/// Absent -> None (leave), null -> Some(None) (clear), value -> Some(Some(v)).
-fn patch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ann.Lee+x@Example.COM ").unwrap().as_str(), "ann.lee+x@example.com");
-        for bad in ["", "ann", "ann@", "@x.io", "ann@x", "ann@x.c", "a b@x.io", "ann@x..io"] {
-            assert!(Email::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn usernames_follow_the_seed_pattern() {

@@ -10,6 +10,8 @@ use argon2::{
     password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::core::{AppError, AppState, config::Argon2Params, crypto};
 
 thread_local! {
@@ -79,19 +81,19 @@ fn hash_blocking(params: Argon2Params, password: &str) -> Result<String, AppErro
 }
 
 /// The PHC string of `password` with the configured cost.
-pub async fn hash(state: &AppState, password: String) -> Result<String, AppError> {
+pub async fn hash(state: &AppState, password: SecretString) -> Result<String, AppError> {
     let params = state.config.argon2;
-    state.run_cpu(move || hash_blocking(params, &password)).await?
+    state.run_cpu(move || hash_blocking(params, password.expose_secret())).await?
 }
 
 /// Whether `password` matches `phc`. A malformed stored hash never matches.
-pub async fn verify(state: &AppState, password: String, phc: String) -> Result<bool, AppError> {
-    state.run_cpu(move || verify_blocking(&password, &phc)).await
+pub async fn verify(state: &AppState, password: SecretString, phc: String) -> Result<bool, AppError> {
+    state.run_cpu(move || verify_blocking(password.expose_secret(), &phc)).await
 }
 
 /// Checks `password` against several hashes in one blocking call (password history).
-pub async fn matches_any(state: &AppState, password: String, hashes: Vec<String>) -> Result<bool, AppError> {
-    state.run_cpu(move || hashes.iter().any(|h| verify_blocking(&password, h))).await
+pub async fn matches_any(state: &AppState, password: SecretString, hashes: Vec<String>) -> Result<bool, AppError> {
+    state.run_cpu(move || hashes.iter().any(|h| verify_blocking(password.expose_secret(), h))).await
 }
 
 /// Recomputes the stored hash with its own algorithm, version, cost and salt, and compares
@@ -115,8 +117,7 @@ pub async fn dummy_hash(state: &AppState) -> Result<String, AppError> {
     if let Some(h) = DUMMY.get() {
         return Ok(h.clone());
     }
-    let secret = crate::core::crypto::random_token();
-    let made = hash(state, secret).await?;
+    let made = hash(state, SecretString::from(crypto::random_token())).await?;
     Ok(DUMMY.get_or_init(|| made).clone())
 }
 

@@ -1,13 +1,14 @@
-//! Paths of the accounts app.
+//! Paths of the accounts app: the JSON API (nested under `/api/v1`) and the staff pages.
 
 use axum::{
     Router,
     routing::{delete, get, post},
 };
 
-use super::handlers;
+use super::{admin_ui, handlers};
 use crate::core::AppState;
 
+/// The JSON API of accounts.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(handlers::register))
@@ -25,4 +26,13 @@ pub fn router() -> Router<AppState> {
         .route("/sessions/{id}", delete(handlers::revoke_session))
         .route("/admin/users/{id}/unlock", post(handlers::admin_unlock))
         .route("/admin/users/{id}/logout-all", post(handlers::admin_logout_all))
+}
+
+/// The server-rendered staff pages, served at the root (not under `/api/v1`).
+pub fn pages() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(admin_ui::page))
+        .route("/admin/login", post(admin_ui::login))
+        .route("/admin/review", post(admin_ui::review))
+        .route("/admin/logout", post(admin_ui::logout))
 }

@@ -5,19 +5,23 @@
 use std::collections::HashMap;
 
 use axum::{Json, extract::State};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    admin::{self, EventQuery},
-    models::{AuditEvent, AuditKind, DailyTotals, JobRun, Retention, Summary},
+    admin,
+    models::{
+        AuditEvent, AuditKind, DailyTotals, DeviceAction, EventFilter, JobRun, LinkAction, MfaAction, Retention,
+        RiskLevel, SessionAction, Summary,
+    },
 };
 use crate::core::{
     AppResult, AppState,
     auth::{AuthUser, require_permission},
-    error::{ErrorBody, FieldErrors},
-    extract::{AppJson, AppPath, AppQuery, Paginated},
+    error::{ErrorBody, Problems},
+    extract::{AppJson, AppPath, AppQuery, Page, PageParams, Paginated},
 };
 
 #[utoipa::path(get, path = "/api/v1/admin/audit/{kind}", tag = "admin", security(("bearer" = [])),
@@ -33,9 +37,9 @@ pub async fn list(
     AppQuery(q): AppQuery<EventQuery>,
 ) -> AppResult<Json<Paginated<AuditEvent>>> {
     require_permission(&state, &auth, "audit_log.view_auditlog").await?;
-    let kind = admin::parse_kind(&kind)?;
-    let (filter, page) = admin::parse_query(Some(kind), &q)?;
-    let (items, total) = admin::list(&state.db, kind, &filter, page).await?;
+    let kind = AuditKind::from_path(&kind)?;
+    let (filter, page) = parse_query(Some(kind), &q)?;
+    let (items, total) = admin::list(&state, kind, &filter, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 
@@ -65,8 +69,8 @@ pub async fn review(
     AppJson(body): AppJson<ReviewRequest>,
 ) -> AppResult<Json<Reviewed>> {
     require_permission(&state, &auth, "audit_log.review_auditlog").await?;
-    let kind = admin::parse_kind(&kind)?;
-    admin::review(&state.db, kind, id, &body.review_status, body.review_notes.as_deref(), auth.user_id).await?;
+    let kind = AuditKind::from_path(&kind)?;
+    admin::review(&state, kind, id, &body.review_status, body.review_notes.as_deref(), auth.user_id).await?;
     Ok(Json(Reviewed { id, review_status: body.review_status }))
 }
 
@@ -93,21 +97,15 @@ pub async fn summaries(
     AppQuery(q): AppQuery<SummaryQuery>,
 ) -> AppResult<Json<Paginated<Summary>>> {
     require_permission(&state, &auth, "audit_log.view_auditlogsummary").await?;
-    let (from, to) = admin::date_range(q.date.as_deref(), q.from.as_deref(), q.to.as_deref())?;
-    let mut errors = FieldErrors::new();
-    let page = admin::page(q.page.as_deref(), q.limit.as_deref(), &mut errors);
-    let user = q.user_id.as_deref().map(|u| Uuid::parse_str(u).map_err(|_| ())).transpose();
-    let user = match user {
-        Ok(u) => u,
-        Err(()) => {
-            errors.entry("user_id".into()).or_default().push("must be a UUID".into());
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(crate::core::AppError::Validation(errors));
-    }
-    let (items, total) = admin::summaries(&state.db, from, to, user, page).await?;
+    let mut problems = Problems::new();
+    let (from, to) = date_range(q.date.as_deref(), q.from.as_deref(), q.to.as_deref(), &mut problems);
+    problems.into_result()?;
+    let mut problems = Problems::new();
+    let page = page(q.page.as_deref(), q.limit.as_deref(), &mut problems);
+    let user =
+        q.user_id.as_deref().and_then(|u| problems.check("user_id", Uuid::parse_str(u).map_err(|_| "must be a UUID")));
+    problems.into_result()?;
+    let (items, total) = admin::summaries(&state, from, to, user, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 
@@ -127,8 +125,10 @@ pub async fn daily(
     AppQuery(q): AppQuery<RangeQuery>,
 ) -> AppResult<Json<Vec<DailyTotals>>> {
     require_permission(&state, &auth, "audit_log.view_auditlogsummary").await?;
-    let (from, to) = admin::date_range(None, q.from.as_deref(), q.to.as_deref())?;
-    Ok(Json(admin::daily(&state.db, from, to).await?))
+    let mut problems = Problems::new();
+    let (from, to) = date_range(None, q.from.as_deref(), q.to.as_deref(), &mut problems);
+    problems.into_result()?;
+    Ok(Json(admin::daily(&state, from, to).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -149,7 +149,7 @@ pub async fn run_summary(
     AppJson(body): AppJson<RunRequest>,
 ) -> AppResult<Json<JobRun>> {
     require_permission(&state, &auth, "audit_log.run_auditlogsummary").await?;
-    Ok(Json(admin::run_summary(&state.db, body.date).await?))
+    Ok(Json(admin::run_summary(&state, body.date).await?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -169,17 +169,15 @@ pub async fn jobs(
     AppQuery(q): AppQuery<JobsQuery>,
 ) -> AppResult<Json<Paginated<JobRun>>> {
     require_permission(&state, &auth, "audit_log.view_jobrun").await?;
-    let mut errors = FieldErrors::new();
-    let page = admin::page(q.page.as_deref(), q.limit.as_deref(), &mut errors);
+    let mut problems = Problems::new();
+    let page = page(q.page.as_deref(), q.limit.as_deref(), &mut problems);
     if let Some(k) = &q.kind
         && !["audit_summary", "partitions", "cleanup", "outbox", "data_export"].contains(&k.as_str())
     {
-        errors.entry("kind".into()).or_default().push("is not a job kind".into());
+        problems.add("kind", "is not a job kind");
     }
-    if !errors.is_empty() {
-        return Err(crate::core::AppError::Validation(errors));
-    }
-    let (items, total) = admin::jobs(&state.db, q.kind.as_deref(), page).await?;
+    problems.into_result()?;
+    let (items, total) = admin::jobs(&state, q.kind.as_deref(), page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 
@@ -187,7 +185,7 @@ pub async fn jobs(
     responses((status = 200, body = Vec<Retention>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn retention(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<Retention>>> {
     require_permission(&state, &auth, "audit_log.view_retentionpolicy").await?;
-    Ok(Json(admin::retention(&state.db, state.config.audit_retention_months).await?))
+    Ok(Json(admin::retention(&state).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/audit/retention", tag = "admin", security(("bearer" = [])),
@@ -201,9 +199,9 @@ pub async fn set_retention(
 ) -> AppResult<Json<Vec<Retention>>> {
     require_permission(&state, &auth, "audit_log.change_retentionpolicy").await?;
     for (kind, months) in body {
-        admin::set_retention(&state.db, kind, months, auth.user_id).await?;
+        admin::set_retention(&state, kind, months, auth.user_id).await?;
     }
-    Ok(Json(admin::retention(&state.db, state.config.audit_retention_months).await?))
+    Ok(Json(admin::retention(&state).await?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -223,7 +221,151 @@ pub async fn own_events(
     AppQuery(q): AppQuery<OwnEventsQuery>,
 ) -> AppResult<Json<Paginated<AuditEvent>>> {
     let query = EventQuery { from: q.from, to: q.to, page: q.page, limit: q.limit, ..EventQuery::default() };
-    let (filter, page) = admin::parse_query(None, &query)?;
-    let (items, total) = admin::own_events(&state.db, auth.user_id, &filter, page).await?;
+    let (filter, page) = parse_query(None, &query)?;
+    let (items, total) = admin::own_events(&state, auth.user_id, &filter, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
+}
+
+// Query strings into filters: every value is text, so every bad parameter is reported at
+// once, each under its own name.
+
+/// Query of the admin lists; every value is checked and a bad one is a 422 naming it.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct EventQuery {
+    pub user_id: Option<String>,
+    /// RFC 3339 instant, or a date (`YYYY-MM-DD`, from its start, UTC).
+    pub from: Option<String>,
+    /// RFC 3339 instant (exclusive), or a date (`YYYY-MM-DD`, inclusive, UTC).
+    pub to: Option<String>,
+    pub action: Option<String>,
+    /// `low`, `medium`, `high` or `critical`.
+    pub risk_level: Option<String>,
+    /// 0-100.
+    pub min_risk_score: Option<String>,
+    pub is_anomalous: Option<String>,
+    pub requires_review: Option<String>,
+    pub page: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// Parses `from` (start of a date) or `to` (end of a date, exclusive).
+fn instant(raw: &str, end: bool) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()?;
+    let day = if end { day.checked_add_days(Days::new(1))? } else { day };
+    Some(day.and_time(NaiveTime::MIN).and_utc())
+}
+
+fn boolean(raw: &str) -> Option<bool> {
+    match raw {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The page of a query whose values arrive as text (so every bad parameter is reported at
+/// once); the range rules are `PageParams`'s.
+fn page(page: Option<&str>, limit: Option<&str>, problems: &mut Problems) -> Page {
+    let mut number = |raw: Option<&str>, field: &str| {
+        raw.and_then(|r| problems.check(field, r.parse::<i64>().map_err(|_| "must be a whole number")))
+    };
+    let params = PageParams { page: number(page, "page"), limit: number(limit, "limit") };
+    params.validate(problems)
+}
+
+/// Checks the query against `kind` (its action names).
+fn parse_query(kind: Option<AuditKind>, q: &EventQuery) -> AppResult<(EventFilter, Page)> {
+    let mut problems = Problems::new();
+    let mut f = EventFilter::default();
+    if let Some(u) = &q.user_id {
+        f.user_id = problems.check("user_id", Uuid::parse_str(u).map_err(|_| "must be a UUID"));
+    }
+    if let Some(v) = &q.from {
+        f.from = instant(v, false).or_else(|| {
+            problems.add("from", "must be an RFC 3339 time or YYYY-MM-DD");
+            None
+        });
+    }
+    if let Some(v) = &q.to {
+        f.to = instant(v, true).or_else(|| {
+            problems.add("to", "must be an RFC 3339 time or YYYY-MM-DD");
+            None
+        });
+    }
+    if let (Some(from), Some(to)) = (f.from, f.to)
+        && from >= to
+    {
+        problems.add("to", "must be after from");
+    }
+    if let (Some(a), Some(kind)) = (&q.action, kind) {
+        let known = match kind {
+            AuditKind::Session => SessionAction::parse(a).is_some(),
+            AuditKind::Device => DeviceAction::parse(a).is_some(),
+            AuditKind::Mfa => MfaAction::parse(a).is_some(),
+            AuditKind::Link => LinkAction::parse(a).is_some(),
+        };
+        if known {
+            f.action = Some(a.clone());
+        } else {
+            problems.add("action", "is not an action of this audit table (docs/audit.md)");
+        }
+    }
+    if let Some(r) = &q.risk_level {
+        f.risk_level = RiskLevel::parse(r).or_else(|| {
+            problems.add("risk_level", "must be low, medium, high or critical");
+            None
+        });
+    }
+    if let Some(s) = &q.min_risk_score {
+        f.min_risk_score = s.parse::<i32>().ok().filter(|s| (0..=100).contains(s)).or_else(|| {
+            problems.add("min_risk_score", "must be a whole number from 0 to 100");
+            None
+        });
+    }
+    for (raw, field, slot) in [
+        (&q.is_anomalous, "is_anomalous", &mut f.is_anomalous),
+        (&q.requires_review, "requires_review", &mut f.requires_review),
+    ] {
+        if let Some(v) = raw {
+            *slot = boolean(v).or_else(|| {
+                problems.add(field, "must be true or false");
+                None
+            });
+        }
+    }
+    let page = page(q.page.as_deref(), q.limit.as_deref(), &mut problems);
+    problems.finish((f, page))
+}
+
+/// The date range of a summaries query: `date`, or `from`..=`to` (default: the last 30 days).
+fn date_range(
+    date: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    problems: &mut Problems,
+) -> (NaiveDate, NaiveDate) {
+    let mut day = |raw: Option<&str>, field: &str| {
+        raw.and_then(|r| {
+            problems.check(field, NaiveDate::parse_from_str(r, "%Y-%m-%d").map_err(|_| "must be YYYY-MM-DD"))
+        })
+    };
+    let (d, f, t) = (day(date, "date"), day(from, "from"), day(to, "to"));
+    let today = Utc::now().date_naive();
+    let (from, to) = match (d, f, t) {
+        (Some(d), _, _) => (d, d),
+        (None, f, t) => {
+            let to = t.unwrap_or(today);
+            (f.unwrap_or(to - Days::new(29)), to)
+        }
+    };
+    if from > to {
+        problems.add("to", "must not be before from");
+    }
+    if (to - from).num_days() > 366 {
+        problems.add("from", "a range may span at most 367 days");
+    }
+    (from, to)
 }

@@ -1,5 +1,6 @@
 //! audit_log: records every security event into four monthly-partitioned tables, keeps
-//! the partitions, and (next) summarises each day for administrators. Imports only core.
+//! the partitions, summarises each day, and serves the administrators' review. Imports
+//! only core.
 
 pub mod admin;
 pub mod handlers;

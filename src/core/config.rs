@@ -35,7 +35,8 @@ pub struct Argon2Params {
     pub parallelism: u32,
 }
 
-#[derive(Debug, Clone)]
+/// Its `Debug` hides the keys and any credentials inside URLs.
+#[derive(Clone)]
 pub struct Config {
     pub app_env: AppEnv,
     pub database_url: String,
@@ -64,6 +65,53 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Run background jobs inside `serve`.
     pub run_jobs: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.data_encryption_key.map(|_| REDACTED);
+        f.debug_struct("Config")
+            .field("app_env", &self.app_env)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("database_acquire_timeout", &self.database_acquire_timeout)
+            .field("bind_addr", &self.bind_addr)
+            .field("public_base_url", &self.public_base_url)
+            .field("jwt_signing_key_file", &self.jwt_signing_key_file)
+            .field("jwt_verify_key_files", &self.jwt_verify_key_files)
+            .field("data_encryption_key", &key)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("email_from", &self.email_from)
+            .field("sms_provider", &self.sms_provider)
+            .field("sms_webhook_url", &self.sms_webhook_url.as_deref().map(redact_url))
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("refresh_reuse_leeway", &self.refresh_reuse_leeway)
+            .field("argon2", &self.argon2)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("audit_retention_months", &self.audit_retention_months)
+            .field("summary_run_at", &self.summary_run_at)
+            .field("log_format", &self.log_format)
+            .field("run_jobs", &self.run_jobs)
+            .finish()
+    }
+}
+
+const REDACTED: &str = "[REDACTED]";
+
+/// A URL with its userinfo and query (where passwords and tokens ride) replaced.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{REDACTED}@{host}"),
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, _)) => format!("{path}?{REDACTED}"),
+        None => rest,
+    };
+    if scheme.is_empty() { rest } else { format!("{scheme}://{rest}") }
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -247,4 +295,24 @@ fn parse_key(raw: &str) -> Result<[u8; 32], ConfigError> {
         .decode(raw)
         .map_err(|_| err("DATA_ENCRYPTION_KEY", "not valid base64"))?;
     bytes.try_into().map_err(|_| err("DATA_ENCRYPTION_KEY", "must decode to exactly 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_keys_and_url_credentials() {
+        let mut config =
+            Config::for_tests("postgres://app:db-pass-123@db.internal:5432/gatehouse?sslpassword=tls-pass-9");
+        config.data_encryption_key = Some(*b"0123456789abcdef0123456789abcdef");
+        config.smtp_url = Some("smtp://mailer:smtp-pass-456@mail.internal:587".into());
+        config.sms_webhook_url = Some("https://sms.example/send?token=hook-token-789".into());
+        let debug = format!("{config:?}");
+        for secret in ["db-pass-123", "tls-pass-9", "0123456789abcdef", "48, 49, 50", "smtp-pass-456", "hook-token-789"]
+        {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(debug.contains("db.internal:5432/gatehouse"), "the rest stays readable: {debug}");
+    }
 }

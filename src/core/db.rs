@@ -25,13 +25,15 @@ pub fn lazy_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
         .connect_lazy(&config.database_url)
 }
 
-/// Creates the database named in the URL when the server has none by that name.
-pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> {
+/// Creates the database named in the URL when the server has none by that name; returns
+/// the name it created.
+pub async fn create_database_if_missing(url: &str) -> Result<Option<String>, sqlx::Error> {
     if sqlx::Postgres::database_exists(url).await? {
-        return Ok(false);
+        return Ok(None);
     }
     sqlx::Postgres::create_database(url).await?;
-    Ok(true)
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    Ok(Some(options.get_database().unwrap_or("postgres").to_owned()))
 }
 
 /// Applies pending migrations; a second run is a no-op.

@@ -15,6 +15,40 @@ use super::request_id;
 /// Field name -> messages, the `details` of a 422.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
+/// The one way to build a 422: collect every field's problems, then fail once, so a
+/// client sees all of them in one answer.
+#[derive(Debug, Default)]
+pub struct Problems(FieldErrors);
+
+impl Problems {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_default().push(message.into());
+    }
+
+    /// The value of a parse, or None after recording its problem under `field`.
+    pub fn check<T, E: Into<String>>(&mut self, field: &str, parsed: Result<T, E>) -> Option<T> {
+        parsed.map_err(|m| self.add(field, m)).ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded, else one `VALIDATION_FAILED`.
+    pub fn into_result(self) -> Result<(), AppError> {
+        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self.0)) }
+    }
+
+    /// `value` when nothing was recorded, else one `VALIDATION_FAILED`.
+    pub fn finish<T>(self, value: T) -> Result<T, AppError> {
+        self.into_result().map(|()| value)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("malformed request: {0}")]
@@ -86,10 +120,11 @@ pub struct ErrorObject {
 }
 
 impl AppError {
+    /// A 422 about one field.
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
-        let mut errors = FieldErrors::new();
-        errors.entry(field.to_owned()).or_default().push(message.into());
-        AppError::Validation(errors)
+        let mut problems = Problems::new();
+        problems.add(field, message);
+        AppError::Validation(problems.0)
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {

@@ -9,7 +9,7 @@ use axum::{
 use serde::{Serialize, de::DeserializeOwned};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{AppError, FieldErrors};
+use super::error::{AppError, Problems};
 
 /// JSON body: 400 for bad JSON or content type, 422 naming the field for a missing or
 /// mistyped one, 413 past the body limit.
@@ -78,9 +78,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             } else {
                 path
             };
-            let mut errors = FieldErrors::new();
-            errors.entry(field).or_default().push(clean_serde_message(&message));
-            Err(AppError::Validation(errors))
+            Err(AppError::validation(&field, clean_serde_message(&message)))
         }
     }
 }
@@ -111,9 +109,7 @@ where
             let message = e.inner().to_string();
             let path = e.path().to_string();
             let field = if path == "." { message.split('`').nth(1).unwrap_or("query").to_owned() } else { path };
-            let mut errors = FieldErrors::new();
-            errors.entry(field).or_default().push(message);
-            AppError::Validation(errors)
+            AppError::validation(&field, message)
         })
     }
 }
@@ -163,22 +159,22 @@ impl Page {
 }
 
 impl PageParams {
-    pub fn validate(&self, errors: &mut FieldErrors) -> Page {
+    pub fn validate(&self, problems: &mut Problems) -> Page {
         let page = self.page.unwrap_or(1);
         let limit = self.limit.unwrap_or(20);
         if !(1..=100_000).contains(&page) {
-            errors.entry("page".into()).or_default().push("must be at least 1".into());
+            problems.add("page", "must be at least 1");
         }
         if !(1..=100).contains(&limit) {
-            errors.entry("limit".into()).or_default().push("must be between 1 and 100".into());
+            problems.add("limit", "must be between 1 and 100");
         }
         Page { page, limit }
     }
 
     pub fn page(&self) -> Result<Page, AppError> {
-        let mut errors = FieldErrors::new();
-        let page = self.validate(&mut errors);
-        if errors.is_empty() { Ok(page) } else { Err(AppError::Validation(errors)) }
+        let mut problems = Problems::new();
+        let page = self.validate(&mut problems);
+        problems.finish(page)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod request_id;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod types;
 #[macro_use]
 mod text_enum;
 

@@ -9,7 +9,7 @@ use axum::{
 };
 use tracing::Instrument;
 
-use super::state::AppState;
+use super::metrics::Metrics;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -28,7 +28,7 @@ fn valid(id: &str) -> bool {
 }
 
 /// Assigns the request id, scopes it, logs the request, counts it in the metrics.
-pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn middleware(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(HEADER)
@@ -49,7 +49,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    state.metrics.observe_request(method.as_str(), &route, status, elapsed);
+    metrics.observe_request(method.as_str(), &route, status, elapsed);
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request finished"));
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);

@@ -62,7 +62,8 @@ pub async fn run_summaries_once(state: &AppState) -> Result<(), sqlx::Error> {
     let runs = audit_log::summary::run_due(&state.db, chrono::Utc::now(), state.config.summary_run_at).await?;
     for run in runs {
         state.metrics.job(audit_log::summary::KIND, &run.status);
-        tracing::info!(date = ?run.target_date, status = %run.status, rows = run.rows_affected, "audit summary");
+        let date = run.target_date.map(|d| d.to_string()).unwrap_or_default();
+        tracing::info!(%date, status = %run.status, rows = run.rows_affected, "audit summary");
     }
     Ok(())
 }

@@ -4,11 +4,12 @@ use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use uuid::Uuid;
 
 use super::{
-    models::{ConsentType, NotificationType},
-    settings::{
-        self, Block, Consent, ConsentChange, Delivery, NewBlock, NewQuietHours, Preferences, PreferencesPatch,
-        QuietHours, TypePreference, TypePreferencePatch,
+    models::{
+        Block, Consent, ConsentChange, Delivery, NewBlock, NewQuietHours, Preferences, PreferencesPatch, QuietHours,
+        TypePreference, TypePreferencePatch,
     },
+    models::{ConsentType, NotificationType},
+    settings,
 };
 use crate::core::{
     AppError, AppResult, AppState,
@@ -21,8 +22,7 @@ use crate::core::{
 #[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Preferences), (status = 401, body = ErrorBody)))]
 pub async fn preferences(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Preferences>> {
-    let mut conn = state.db.acquire().await?;
-    Ok(Json(settings::preferences(&mut conn, auth.user_id).await?))
+    Ok(Json(settings::preferences(&state, auth.user_id).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
@@ -34,16 +34,14 @@ pub async fn update_preferences(
     auth: AuthUser,
     AppJson(patch): AppJson<PreferencesPatch>,
 ) -> AppResult<Json<Preferences>> {
-    let mut conn = state.db.acquire().await?;
-    Ok(Json(settings::update_preferences(&mut conn, auth.user_id, patch).await?))
+    Ok(Json(settings::update_preferences(&state, auth.user_id, patch).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/notifications/preferences/types", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Vec<TypePreference>, description = "every type, defaults where unset"),
         (status = 401, body = ErrorBody)))]
 pub async fn type_preferences(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<TypePreference>>> {
-    let mut conn = state.db.acquire().await?;
-    Ok(Json(settings::type_preferences(&mut conn, auth.user_id).await?))
+    Ok(Json(settings::type_preferences(&state, auth.user_id).await?))
 }
 
 fn notification_type(raw: &str) -> AppResult<NotificationType> {
@@ -63,15 +61,13 @@ pub async fn update_type_preference(
     AppJson(patch): AppJson<TypePreferencePatch>,
 ) -> AppResult<Json<TypePreference>> {
     let kind = notification_type(&kind)?;
-    let mut conn = state.db.acquire().await?;
-    Ok(Json(settings::update_type_preference(&mut conn, auth.user_id, kind, patch).await?))
+    Ok(Json(settings::update_type_preference(&state, auth.user_id, kind, patch).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/notifications/quiet-hours", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Vec<QuietHours>), (status = 401, body = ErrorBody)))]
 pub async fn quiet_hours(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<QuietHours>>> {
-    let mut conn = state.db.acquire().await?;
-    Ok(Json(settings::quiet_hours(&mut conn, auth.user_id).await?))
+    Ok(Json(settings::quiet_hours(&state, auth.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/notifications/quiet-hours", tag = "notifications", security(("bearer" = [])),
@@ -84,8 +80,7 @@ pub async fn add_quiet_hours(
     auth: AuthUser,
     AppJson(body): AppJson<NewQuietHours>,
 ) -> AppResult<impl IntoResponse> {
-    let mut conn = state.db.acquire().await?;
-    Ok((StatusCode::CREATED, Json(settings::add_quiet_hours(&mut conn, auth.user_id, body).await?)))
+    Ok((StatusCode::CREATED, Json(settings::add_quiet_hours(&state, auth.user_id, body).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/notifications/quiet-hours/{id}", tag = "notifications",
@@ -96,16 +91,14 @@ pub async fn delete_quiet_hours(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    let mut conn = state.db.acquire().await?;
-    settings::delete_quiet_hours(&mut conn, auth.user_id, id).await?;
+    settings::delete_quiet_hours(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/notifications/blocklist", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Vec<Block>, description = "active entries"), (status = 401, body = ErrorBody)))]
 pub async fn blocklist(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<Block>>> {
-    let mut conn = state.db.acquire().await?;
-    Ok(Json(settings::blocks(&mut conn, auth.user_id).await?))
+    Ok(Json(settings::blocks(&state, auth.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/notifications/blocklist", tag = "notifications", security(("bearer" = [])),
@@ -117,8 +110,7 @@ pub async fn add_block(
     auth: AuthUser,
     AppJson(body): AppJson<NewBlock>,
 ) -> AppResult<impl IntoResponse> {
-    let mut conn = state.db.acquire().await?;
-    Ok((StatusCode::CREATED, Json(settings::add_block(&mut conn, auth.user_id, body).await?)))
+    Ok((StatusCode::CREATED, Json(settings::add_block(&state, auth.user_id, body).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/notifications/blocklist/{id}", tag = "notifications",
@@ -129,8 +121,7 @@ pub async fn remove_block(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    let mut conn = state.db.acquire().await?;
-    settings::remove_block(&mut conn, auth.user_id, id).await?;
+    settings::remove_block(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,8 +129,7 @@ pub async fn remove_block(
     responses((status = 200, body = Vec<Consent>, description = "marketing, analytics, third_party"),
         (status = 401, body = ErrorBody)))]
 pub async fn consents(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<Consent>>> {
-    let mut conn = state.db.acquire().await?;
-    Ok(Json(settings::consents(&mut conn, auth.user_id).await?))
+    Ok(Json(settings::consents(&state, auth.user_id).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/notifications/consents/{type}", tag = "notifications", security(("bearer" = [])),
@@ -156,11 +146,9 @@ pub async fn set_consent(
 ) -> AppResult<Json<Consent>> {
     let kind = ConsentType::parse(&kind)
         .ok_or_else(|| AppError::MalformedRequest(format!("unknown consent type {kind:?}")))?;
-    let mut tx = state.db.begin().await?;
     let consent =
-        settings::set_consent(&mut tx, auth.user_id, kind, body, client.ip_network(), client.user_agent.as_deref())
+        settings::set_consent(&state, auth.user_id, kind, body, client.ip_network(), client.user_agent.as_deref())
             .await?;
-    tx.commit().await?;
     Ok(Json(consent))
 }
 
@@ -175,7 +163,6 @@ pub async fn history(
     AppQuery(params): AppQuery<PageParams>,
 ) -> AppResult<Json<Paginated<Delivery>>> {
     let page = params.page()?;
-    let mut conn = state.db.acquire().await?;
-    let (items, total) = settings::deliveries(&mut conn, auth.user_id, page.limit, page.offset()).await?;
+    let (items, total) = settings::deliveries(&state, auth.user_id, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }

@@ -1,4 +1,5 @@
-//! notifications: the email outbox and its delivery over SMTP. Imports audit_log and core only.
+//! notifications: the durable outbox (email over SMTP, SMS through a provider), the one
+//! delivery policy, the user's settings and history. Imports audit_log and core only.
 
 pub mod delivery;
 pub mod handlers;
@@ -12,5 +13,5 @@ pub mod settings;
 pub mod sms;
 pub mod templates;
 
-pub use models::NotificationType;
-pub use service::{MfaCode, enqueue_email, enqueue_mfa_code, enqueue_sms};
+pub use models::{MfaCode, NotificationType, Recipient};
+pub use service::{enqueue_email, enqueue_mfa_code, enqueue_sms};

@@ -1,9 +1,17 @@
-//! Notification types, priorities and outbox rows.
+//! Notification types, priorities, outbox rows, the shapes of the settings API and the
+//! values the policy and the MFA delivery pass around.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
+use ipnetwork::IpNetwork;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::text_enum;
+use crate::core::{
+    text_enum,
+    types::{Email, Phone},
+};
 
 text_enum!(
     /// Every kind of message the service sends; one email template each (and an SMS
@@ -87,8 +95,9 @@ pub enum Decision {
     Suppress { reason: &'static str },
 }
 
-/// An SMS claimed by a worker for delivery.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An SMS claimed by a worker for delivery. Its `Debug` leaves the message out: it may
+/// carry a code.
+#[derive(Clone, sqlx::FromRow)]
 pub struct ClaimedSms {
     pub id: Uuid,
     pub phone_number: String,
@@ -96,8 +105,18 @@ pub struct ClaimedSms {
     pub retry_count: i32,
 }
 
-/// An email claimed by a worker for delivery.
-#[derive(Debug, Clone, sqlx::FromRow)]
+impl std::fmt::Debug for ClaimedSms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedSms")
+            .field("id", &self.id)
+            .field("retry_count", &self.retry_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An email claimed by a worker for delivery. Its `Debug` leaves the bodies out: they may
+/// carry a code or a one-time link.
+#[derive(Clone, sqlx::FromRow)]
 pub struct ClaimedEmail {
     pub id: Uuid,
     pub to_email: String,
@@ -106,6 +125,16 @@ pub struct ClaimedEmail {
     pub html_body: Option<String>,
     pub retry_count: i32,
     pub max_retries: i32,
+}
+
+impl std::fmt::Debug for ClaimedEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedEmail")
+            .field("id", &self.id)
+            .field("subject", &self.subject)
+            .field("retry_count", &self.retry_count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a delivery attempt ended.
@@ -124,4 +153,247 @@ pub struct EmailStatus {
     pub sent_at: Option<DateTime<Utc>>,
     pub provider: Option<String>,
     pub error_message: Option<String>,
+}
+
+/// A quiet-hours window as the policy reads it: from `start` on `day_of_week`
+/// (0 = Monday) to `end`, the same day or, when `end <= start`, the next.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub day_of_week: i32,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub allow_critical_only: bool,
+}
+
+/// Where an MFA code goes: the account's email or a verified phone.
+#[derive(Debug, Clone, Copy)]
+pub enum Recipient<'a> {
+    Email(&'a Email),
+    Sms(&'a Phone),
+}
+
+impl Recipient<'_> {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Recipient::Email(_) => Channel::Email,
+            Recipient::Sms(_) => Channel::Sms,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Recipient::Email(e) => e.as_str(),
+            Recipient::Sms(p) => p.as_str(),
+        }
+    }
+}
+
+/// A one-time code to deliver for MFA. The caller (the otp app) makes and hashes the code;
+/// the code itself travels only inside the outgoing message, which is redacted once sent.
+#[derive(Debug)]
+pub struct MfaCode<'a> {
+    pub user_id: Uuid,
+    pub to: Recipient<'a>,
+    pub code: &'a SecretString,
+    /// HMAC of the code under the server key, as otp stores it.
+    pub code_hash: &'a str,
+    /// `login`, `setup` or `step_up`.
+    pub mfa_type: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+// The settings API (API.md "Notification settings"); the rules are in settings.rs.
+
+/// Global switches (notifications_notificationpreference).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Preferences {
+    pub email_otp: bool,
+    pub email_alerts: bool,
+    pub email_marketing: bool,
+    pub sms_otp: bool,
+    pub sms_alerts: bool,
+    pub push_enabled: bool,
+    pub quiet_hours_enabled: bool,
+    /// `HH:MM` or null.
+    pub quiet_start: Option<String>,
+    pub quiet_end: Option<String>,
+    /// `real-time`, `hourly`, `daily` or `weekly`.
+    pub digest_frequency: String,
+}
+
+/// `PUT /notifications/preferences`: any subset of the fields; absent ones stay.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesPatch {
+    pub email_otp: Option<bool>,
+    pub email_alerts: Option<bool>,
+    pub email_marketing: Option<bool>,
+    pub sms_otp: Option<bool>,
+    pub sms_alerts: Option<bool>,
+    pub push_enabled: Option<bool>,
+    pub quiet_hours_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub quiet_start: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub quiet_end: Option<Option<String>>,
+    pub digest_frequency: Option<String>,
+}
+
+/// One type's preference (notifications_detailednotificationpreference).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TypePreference {
+    pub notification_type: NotificationType,
+    /// Security messages (codes, resets, token reuse) go whatever this says.
+    pub security: bool,
+    pub email_enabled: bool,
+    pub sms_enabled: bool,
+    pub in_app_enabled: bool,
+    pub push_enabled: bool,
+    pub priority: Priority,
+    pub respect_quiet_hours: bool,
+    /// 0..=1440.
+    pub delay_minutes: i32,
+    /// 0..=10000 messages of this type per rolling 24 hours.
+    pub max_per_day: i32,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TypePreferencePatch {
+    pub email_enabled: Option<bool>,
+    pub sms_enabled: Option<bool>,
+    pub in_app_enabled: Option<bool>,
+    pub push_enabled: Option<bool>,
+    pub priority: Option<Priority>,
+    pub respect_quiet_hours: Option<bool>,
+    pub delay_minutes: Option<i32>,
+    pub max_per_day: Option<i32>,
+}
+
+/// A quiet-hours window; times are `HH:MM` in the user's profile timezone, and a window
+/// whose end is not after its start runs past midnight into the next day.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuietHours {
+    pub id: Uuid,
+    /// 0 = Monday .. 6 = Sunday.
+    pub day_of_week: i32,
+    pub start_time: String,
+    pub end_time: String,
+    pub is_enabled: bool,
+    /// Critical messages still go during the window.
+    pub allow_critical_only: bool,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewQuietHours {
+    pub day_of_week: i32,
+    pub start_time: String,
+    pub end_time: String,
+    pub is_enabled: Option<bool>,
+    pub allow_critical_only: Option<bool>,
+    pub description: Option<String>,
+}
+
+/// An active blocklist entry.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Block {
+    pub id: Uuid,
+    pub block_type: BlockType,
+    /// A notification type, a channel (`email`, `sms`, `in_app`, `push`), or a sender
+    /// class (`alerts`, `news`).
+    pub blocked_value: String,
+    pub reason: Option<String>,
+    pub blocked_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBlock {
+    pub block_type: BlockType,
+    pub blocked_value: String,
+    pub reason: Option<String>,
+}
+
+/// A consent record (GDPR): what, when, from where.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Consent {
+    pub consent_type: ConsentType,
+    pub is_consented: bool,
+    pub consented_at: Option<DateTime<Utc>>,
+    pub withdrawn_at: Option<DateTime<Utc>>,
+    pub source: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub ip_address: Option<IpNetwork>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChange {
+    pub is_consented: bool,
+    /// Where the consent was given, e.g. `settings_page` (at most 50 characters).
+    pub source: Option<String>,
+}
+
+/// One message of the user's delivery history.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    /// `email` or `sms`.
+    pub channel: String,
+    pub notification_type: String,
+    pub recipient: String,
+    pub subject: Option<String>,
+    /// `pending`, `sending`, `sent`, `delivered`, `opened`, `failed`, `cancelled`.
+    pub status: String,
+    pub retry_count: i32,
+    /// When it is (or was) due: later than `created_at` for a deferred message.
+    pub due_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Absent -> None (leave), null -> Some(None) (clear), value -> Some(Some(v)).
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_debug_prints_a_code_or_a_message_body() {
+        let secret = "904117-or-a-link-token";
+        let email = Email::parse("ann@example.com").unwrap();
+        let code = SecretString::from(secret);
+        let mfa = MfaCode {
+            user_id: Uuid::nil(),
+            to: Recipient::Email(&email),
+            code: &code,
+            code_hash: "hmac",
+            mfa_type: "login",
+            expires_at: Utc::now(),
+        };
+        let sms =
+            ClaimedSms { id: Uuid::nil(), phone_number: "+15551234567".into(), message: secret.into(), retry_count: 0 };
+        let mail = ClaimedEmail {
+            id: Uuid::nil(),
+            to_email: "ann@example.com".into(),
+            subject: "Your sign-in code".into(),
+            body: secret.into(),
+            html_body: Some(secret.into()),
+            retry_count: 0,
+            max_retries: 5,
+        };
+        for debug in [format!("{mfa:?}"), format!("{sms:?}"), format!("{mail:?}")] {
+            assert!(!debug.contains(secret), "leaked: {debug}");
+        }
+    }
 }

@@ -2,25 +2,15 @@
 //! otherwise the blocklist, consent, the global switches, the per-type preference
 //! (channel, daily cap, delay) and quiet hours in the user's timezone, in that order.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    models::{Channel, Decision, NotificationType, Priority},
+    models::{Channel, Decision, NotificationType, Priority, Window},
     repo,
 };
-
-/// A quiet-hours window: from `start` on `day_of_week` (0 = Monday) to `end`, the same
-/// day or, when `end <= start`, the next.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub day_of_week: i32,
-    pub start: NaiveTime,
-    pub end: NaiveTime,
-    pub allow_critical_only: bool,
-}
 
 /// The window covering the local time `at`, with its local end.
 pub fn quiet_window(windows: &[Window], at: NaiveDateTime) -> Option<(Window, NaiveDateTime)> {
@@ -116,7 +106,7 @@ pub async fn decide(
 
 #[cfg(test)]
 mod tests {
-    use chrono::NaiveDate;
+    use chrono::{NaiveDate, NaiveTime};
 
     use super::*;
 

@@ -258,9 +258,7 @@ async fn admins_unlock_a_locked_account_and_sign_a_user_out(pool: PgPool) {
     let unlock =
         |token: String| app.with_token(Method::POST, &format!("/api/v1/admin/users/{ann_id}/unlock"), &token).send();
     assert_error(unlock(ann.access.clone()).await.unwrap(), 403, "FORBIDDEN").await;
-    let root = gatehouse::accounts::service::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into())
-        .await
-        .unwrap();
+    let root = crate::helpers::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
     sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
         .bind(root.id)
         .execute(&pool)
@@ -602,16 +600,10 @@ async fn me_reads_updates_and_deletes(pool: PgPool) {
 async fn createsuperuser_makes_a_verified_staff_account(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let user =
-        gatehouse::accounts::service::create_superuser(&app.state, "Root@Example.com", "root", PASSWORD.to_owned())
-            .await
-            .unwrap();
+        crate::helpers::create_superuser(&app.state, "Root@Example.com", "root", PASSWORD.to_owned()).await.unwrap();
     assert!(user.is_staff && user.is_superuser && user.email_verified);
     assert_eq!(app.login("root@example.com", PASSWORD).await.status(), 200);
-    assert!(
-        gatehouse::accounts::service::create_superuser(&app.state, "x@example.com", "root2", "weak".into())
-            .await
-            .is_err()
-    );
+    assert!(crate::helpers::create_superuser(&app.state, "x@example.com", "root2", "weak".into()).await.is_err());
 }
 
 /// After a full flow, no password, token or link secret is stored anywhere in clear.

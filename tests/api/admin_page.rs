@@ -36,9 +36,7 @@ async fn sign_in(app: &TestApp, email: &str) -> reqwest::Response {
 #[sqlx::test]
 async fn staff_sign_in_see_the_dashboard_and_review(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
-    let root = gatehouse::accounts::service::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into())
-        .await
-        .unwrap();
+    let root = crate::helpers::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
     sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
         .bind(root.id)
         .execute(&pool)
@@ -137,9 +135,7 @@ async fn non_staff_and_staff_without_mfa_are_turned_away(pool: PgPool) {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("You may not administer."));
 
-    gatehouse::accounts::service::create_superuser(&app.state, "boss@example.com", "boss", PASSWORD.into())
-        .await
-        .unwrap();
+    crate::helpers::create_superuser(&app.state, "boss@example.com", "boss", PASSWORD.into()).await.unwrap();
     let r = sign_in(&app, "boss@example.com").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(set_cookie(&r, "gh_admin").is_none());

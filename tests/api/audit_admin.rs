@@ -12,9 +12,7 @@ use crate::helpers::{PASSWORD, TestApp, Tokens, assert_error, json};
 
 /// A staff superuser whose admin access does not demand MFA (enforce_for_admin off).
 async fn admin(app: &TestApp, pool: &PgPool) -> Tokens {
-    let user = gatehouse::accounts::service::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into())
-        .await
-        .unwrap();
+    let user = crate::helpers::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
     sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
         .bind(user.id)
         .execute(pool)
@@ -38,9 +36,7 @@ async fn only_staff_with_the_permission_and_mfa_may_administer(pool: PgPool) {
     assert_error(get(&app, &ann, "/api/v1/admin/audit/session").await, 403, "FORBIDDEN").await;
 
     // A superuser with the default enforce_for_admin must come with an aal 2 session.
-    gatehouse::accounts::service::create_superuser(&app.state, "boss@example.com", "boss", PASSWORD.into())
-        .await
-        .unwrap();
+    crate::helpers::create_superuser(&app.state, "boss@example.com", "boss", PASSWORD.into()).await.unwrap();
     let boss = app.login_ok("boss@example.com", PASSWORD).await;
     assert_error(get(&app, &boss, "/api/v1/admin/audit/session").await, 403, "MFA_REQUIRED").await;
 

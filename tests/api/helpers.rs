@@ -187,3 +187,22 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
     let claims = decode(parts.next().expect("claims"));
     (header, claims)
 }
+
+/// `gatehouse createsuperuser` as the CLI does it: parse the registration, then create.
+pub async fn create_superuser(
+    state: &AppState,
+    email: &str,
+    username: &str,
+    password: String,
+) -> Result<gatehouse::accounts::models::User, gatehouse::AppError> {
+    let registration = gatehouse::accounts::forms::Registration::parse(email, username, password.into(), None, None)?;
+    gatehouse::accounts::service::create_superuser(state, registration).await
+}
+
+pub fn email(raw: &str) -> gatehouse::core::types::Email {
+    gatehouse::core::types::Email::parse(raw).expect("a valid test email")
+}
+
+pub fn phone(raw: &str) -> gatehouse::core::types::Phone {
+    gatehouse::core::types::Phone::parse(raw).expect("a valid test phone")
+}

@@ -11,6 +11,7 @@ use std::{
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use chrono::Utc;
+use gatehouse::core::types::Phone;
 use gatehouse::notifications::{
     self, NotificationType,
     delivery::{self, DeliveryConfig},
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, PASSWORD_2, TestApp, Tokens, assert_error, json};
+use crate::helpers::{PASSWORD, PASSWORD_2, TestApp, Tokens, assert_error, email, json, phone};
 
 /// A third password: the first two are in the history and may not come back.
 const THIRD: &str = "Juniper-Meadow-Drift-63";
@@ -219,7 +220,7 @@ async fn marketing_needs_consent_and_consent_changes_are_audited(pool: PgPool) {
         let id = notifications::enqueue_email(
             &mut tx,
             ann,
-            "ann@example.com",
+            &email("ann@example.com"),
             NotificationType::Marketing,
             context! { username => "ann", body => "news" },
         )
@@ -366,7 +367,7 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
     let id = notifications::enqueue_sms(
         &mut tx,
         ann,
-        "+15551234567",
+        &phone("+15551234567"),
         NotificationType::MfaCode,
         context! { code => "482913", minutes => 5 },
     )
@@ -392,7 +393,7 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
 
     // The log provider records the message as sent, at no cost.
     let mut tx = pool.begin().await.unwrap();
-    notifications::enqueue_sms(&mut tx, ann, "+15551234567", NotificationType::PasswordChanged, context! {})
+    notifications::enqueue_sms(&mut tx, ann, &phone("+15551234567"), NotificationType::PasswordChanged, context! {})
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -408,7 +409,7 @@ async fn a_message_given_up_is_audited_and_history_lists_deliveries(pool: PgPool
     notifications::enqueue_sms(
         &mut tx,
         ann,
-        "+15551234567",
+        &phone("+15551234567"),
         NotificationType::MfaCode,
         context! { code => "111222", minutes => 5 },
     )
@@ -452,9 +453,8 @@ async fn an_mfa_code_is_delivered_and_recorded_by_hash_only(pool: PgPool) {
         &mut tx,
         &notifications::MfaCode {
             user_id: ann,
-            channel: notifications::models::Channel::Email,
-            recipient: "ann@example.com",
-            code: "904117",
+            to: notifications::Recipient::Email(&email("ann@example.com")),
+            code: &"904117".into(),
             code_hash: "hmac-of-the-code",
             mfa_type: "login",
             expires_at: Utc::now() + chrono::Duration::minutes(5),
@@ -477,10 +477,8 @@ async fn an_mfa_code_is_delivered_and_recorded_by_hash_only(pool: PgPool) {
     .unwrap();
     assert_eq!((sent, hash.as_str(), method.as_str()), (true, "hmac-of-the-code", "email"));
 
-    let mut tx = pool.begin().await.unwrap();
-    let bad =
-        notifications::enqueue_sms(&mut tx, ann, "555-1234", NotificationType::MfaCode, context! { code => "1" }).await;
-    assert!(matches!(bad, Err(notifications::service::EnqueueError::Invalid { field: "phone_number", .. })));
+    // A number that is not E.164 cannot be addressed at all: `Phone` refuses it.
+    assert!(Phone::parse("555-1234").is_err());
 }
 
 #[sqlx::test]
@@ -510,7 +508,7 @@ async fn queueing_wakes_the_worker_without_waiting_for_a_poll(pool: PgPool) {
     notifications::enqueue_email(
         &mut tx,
         ann,
-        "ann@example.com",
+        &email("ann@example.com"),
         NotificationType::TokenReused,
         context! { username => "ann" },
     )

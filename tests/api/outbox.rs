@@ -31,7 +31,7 @@ async fn queue_reset(pool: &PgPool, user: Uuid, to: &str) -> Uuid {
     let id = notifications::enqueue_email(
         &mut tx,
         user,
-        to,
+        &crate::helpers::email(to),
         NotificationType::PasswordReset,
         context! { username => "ann", link },
     )
@@ -128,7 +128,7 @@ async fn a_message_queued_in_a_rolled_back_transaction_is_never_sent(pool: PgPoo
     notifications::enqueue_email(
         &mut tx,
         user,
-        "ann@example.com",
+        &crate::helpers::email("ann@example.com"),
         NotificationType::TokenReused,
         context! { username => "ann" },
     )

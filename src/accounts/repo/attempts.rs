@@ -1,0 +1,149 @@
+//! accounts_loginattempt: every attempt is written (as 'pending') before the password is
+//! checked, so the identifier's lockout counts concurrent attempts too (see service::login).
+
+use chrono::{DateTime, Utc};
+use ipnetwork::IpNetwork;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::accounts::models::UserRow;
+
+pub async fn reserve_attempt(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    ip: Option<IpNetwork>,
+    user_agent: Option<&str>,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        "INSERT INTO accounts_loginattempt (identifier, ip_address, user_agent, outcome, failure_reason)
+         VALUES ($1, $2, $3, 'pending', NULL) RETURNING id",
+        identifier,
+        ip,
+        user_agent,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Everything login needs to know before checking a password, in one round trip: the
+/// identifier's failures since its last success or unlock (the latest other than `own`,
+/// and how many, `own` included, fall within `window_secs` of it), the same for the IP
+/// within `ip_window_secs`, and the account, if any.
+pub struct LoginFacts {
+    pub identifier_last: Option<DateTime<Utc>>,
+    pub identifier_failures: i64,
+    pub ip_last: Option<DateTime<Utc>>,
+    pub ip_failures: i64,
+    pub user: Option<UserRow>,
+}
+
+pub async fn login_facts(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    own: Uuid,
+    ip: Option<IpNetwork>,
+    window_secs: f64,
+    ip_window_secs: f64,
+) -> sqlx::Result<LoginFacts> {
+    let row = sqlx::query!(
+        r#"WITH failures AS (
+               SELECT a.id, a.created_at FROM accounts_loginattempt a
+                WHERE a.identifier = $1
+                  -- Since the last success or unlock, as a bound of the index range (an
+                  -- InitPlan), so the scan never walks the account's older attempts.
+                  AND a.created_at > GREATEST(
+                        now() - make_interval(secs => $4::float8 * 2),
+                        (SELECT created_at FROM accounts_loginattempt
+                          WHERE identifier = $1 AND outcome IN ('success', 'unlock')
+                          ORDER BY created_at DESC LIMIT 1))
+                  -- Attempts still being checked count too; one pending for over 30 s was
+                  -- cut off (a crash) and no longer counts.
+                  AND (a.outcome = 'failure' OR (a.outcome = 'pending' AND a.created_at > now() - interval '30 seconds'))
+           ), latest AS (SELECT max(created_at) AS at FROM failures WHERE id <> $2),
+           ident AS (
+               SELECT latest.at AS last, count(f.id) AS n
+                 FROM latest LEFT JOIN failures f ON f.created_at >= latest.at - make_interval(secs => $4)
+                GROUP BY latest.at
+           ), by_ip AS (
+               SELECT max(created_at) AS last, count(*) AS n FROM accounts_loginattempt
+                WHERE ip_address = $3 AND outcome = 'failure' AND created_at > now() - make_interval(secs => $5)
+           )
+           SELECT ident.last AS identifier_last, ident.n AS "identifier_failures!", by_ip.last AS ip_last,
+                  by_ip.n AS "ip_failures!",
+                  u.id AS "id?", u.email AS "email?", u.username AS "username?", u.password_hash AS "password_hash?",
+                  u.first_name AS "first_name?", u.last_name AS "last_name?", u.is_active AS "is_active?",
+                  u.is_staff AS "is_staff?", u.is_superuser AS "is_superuser?", u.email_verified AS "email_verified?",
+                  COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined AS "date_joined?", u.last_login
+             FROM ident CROSS JOIN by_ip
+             LEFT JOIN auth_user u ON u.email = $1
+             LEFT JOIN accounts_mfasettings m ON m.user_id = u.id"#,
+        identifier,
+        own,
+        ip,
+        window_secs,
+        ip_window_secs,
+    )
+    .fetch_one(db)
+    .await?;
+    let user = match (row.id, row.email, row.username, row.password_hash, row.date_joined) {
+        (Some(id), Some(email), Some(username), Some(password_hash), Some(date_joined)) => Some(UserRow {
+            id,
+            email,
+            username,
+            password_hash,
+            first_name: row.first_name.unwrap_or_default(),
+            last_name: row.last_name.unwrap_or_default(),
+            is_active: row.is_active.unwrap_or(false),
+            is_staff: row.is_staff.unwrap_or(false),
+            is_superuser: row.is_superuser.unwrap_or(false),
+            email_verified: row.email_verified.unwrap_or(false),
+            mfa_enabled: row.mfa_enabled,
+            date_joined,
+            last_login: row.last_login,
+        }),
+        _ => None,
+    };
+    Ok(LoginFacts {
+        identifier_last: row.identifier_last,
+        identifier_failures: row.identifier_failures,
+        ip_last: row.ip_last,
+        ip_failures: row.ip_failures,
+        user,
+    })
+}
+
+pub async fn finish_attempt(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    user_id: Option<Uuid>,
+    outcome: &str,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE accounts_loginattempt SET user_id = $2, outcome = $3, failure_reason = $4 WHERE id = $1",
+        id,
+        user_id,
+        outcome,
+        reason
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A refused (locked) attempt is not a failure: it must not extend the lock.
+pub async fn delete_attempt(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("DELETE FROM accounts_loginattempt WHERE id = $1", id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn insert_unlock(db: impl PgExecutor<'_>, identifier: &str, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_loginattempt (identifier, user_id, outcome) VALUES ($1, $2, 'unlock')",
+        identifier,
+        user_id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! accounts_onetimetoken (email verification, password reset): only a token's SHA-256 is
+//! stored, and a token is consumed by one UPDATE, so of concurrent uses exactly one wins.
+
+use chrono::{DateTime, Utc};
+use ipnetwork::IpNetwork;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+pub async fn insert_one_time_token(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    purpose: &str,
+    token_hash: &str,
+    expires_at: DateTime<Utc>,
+    ip: Option<IpNetwork>,
+    user_agent: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_onetimetoken (user_id, purpose, token_hash, expires_at, ip_address, user_agent)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        user_id,
+        purpose,
+        token_hash,
+        expires_at,
+        ip,
+        user_agent,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks a live token used and returns its user: one UPDATE, so of concurrent
+/// attempts exactly one succeeds.
+pub async fn consume_one_time_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &str,
+    purpose: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "UPDATE accounts_onetimetoken SET used_at = now()
+          WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+      RETURNING user_id",
+        token_hash,
+        purpose
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn revoke_one_time_tokens(db: impl PgExecutor<'_>, user_id: Uuid, purpose: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE accounts_onetimetoken SET revoked_at = now()
+          WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL AND revoked_at IS NULL",
+        user_id,
+        purpose
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Password login, with lockout per identifier and per IP.
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+
+use super::{
+    session_event,
+    sessions::{NewSession, start_session},
+};
+use crate::{
+    accounts::{
+        models::{Authenticated, LoginIdentifier},
+        passwords, repo,
+    },
+    audit_log::{self, RiskLevel, SessionAction, SessionEvent},
+    core::{AppError, AppResult, AppState, client::ClientContext, metrics::Metrics},
+};
+
+/// Seed 000: MAX_LOGIN_ATTEMPTS and LOCKOUT_DURATION_MINUTES.
+pub const MAX_FAILURES: i64 = 5;
+pub const LOCKOUT: Duration = Duration::minutes(30);
+/// Per client IP: this many failures within the window block the IP for the window.
+pub const MAX_IP_FAILURES: i64 = 50;
+pub const IP_WINDOW: Duration = Duration::minutes(15);
+
+fn retry_after(until: DateTime<Utc>) -> u64 {
+    (until - Utc::now()).num_seconds().max(1) as u64
+}
+
+/// The lockout in force for this attempt, if any: `Some(retry_after_secs)`.
+fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
+    let now = Utc::now();
+    // The caller's own attempt is still pending, so it is not among these failures.
+    if facts.ip_failures >= MAX_IP_FAILURES
+        && let Some(last) = facts.ip_last
+    {
+        return Some(retry_after(last + IP_WINDOW));
+    }
+    match facts.identifier_last {
+        Some(last) if facts.identifier_failures > MAX_FAILURES && last + LOCKOUT > now => {
+            Some(retry_after(last + LOCKOUT))
+        }
+        _ => None,
+    }
+}
+
+/// Password login. The same 401 body, and comparable work, whether or not the account
+/// exists. Every attempt is written before its password is checked, so concurrent
+/// guesses count against the lock as they happen; a refused attempt is removed again so
+/// it does not extend the lock.
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    state: &AppState,
+    client: &ClientContext,
+    identifier: LoginIdentifier,
+    password: SecretString,
+) -> AppResult<Authenticated> {
+    let identifier = identifier.as_str();
+    let attempt =
+        repo::reserve_attempt(&state.db, identifier, client.ip_network(), client.user_agent.as_deref()).await?;
+
+    let facts = repo::login_facts(
+        &state.db,
+        identifier,
+        attempt,
+        client.ip_network(),
+        LOCKOUT.num_seconds() as f64,
+        IP_WINDOW.num_seconds() as f64,
+    )
+    .await?;
+    if let Some(retry) = lockout(&facts) {
+        repo::delete_attempt(&state.db, attempt).await?;
+        if let Some(user) = &facts.user {
+            let event = SessionEvent {
+                risk_level: RiskLevel::High,
+                ..session_event(user.id, SessionAction::LoginLocked, client)
+            };
+            audit_log::record_session(&state.db, &event).await?;
+        }
+        Metrics::count(&state.metrics.logins, "locked");
+        return Err(AppError::RateLimited { retry_after_secs: retry });
+    }
+
+    let user = facts.user;
+    let hash = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => passwords::dummy_hash(state).await?,
+    };
+    let password_ok = passwords::verify(state, password, hash).await?;
+    let user = match user {
+        Some(u) if password_ok => u,
+        other => {
+            let mut tx = state.db.begin().await?;
+            let user_id = other.as_ref().map(|u| u.id);
+            let reason = if user_id.is_some() { "bad_password" } else { "unknown_user" };
+            repo::finish_attempt(&mut *tx, attempt, user_id, "failure", Some(reason)).await?;
+            if let Some(id) = user_id {
+                let event = SessionEvent {
+                    risk_level: RiskLevel::Medium,
+                    ..session_event(id, SessionAction::LoginFailed, client)
+                };
+                audit_log::record_session(&mut *tx, &event).await?;
+            }
+            tx.commit().await?;
+            Metrics::count(&state.metrics.logins, "invalid_credentials");
+            return Err(AppError::InvalidCredentials);
+        }
+    };
+    if !user.is_active {
+        let mut tx = state.db.begin().await?;
+        repo::finish_attempt(&mut *tx, attempt, Some(user.id), "failure", Some("disabled")).await?;
+        let event = SessionEvent {
+            error_message: Some("account disabled".into()),
+            ..session_event(user.id, SessionAction::LoginFailed, client)
+        };
+        audit_log::record_session(&mut *tx, &event).await?;
+        tx.commit().await?;
+        Metrics::count(&state.metrics.logins, "disabled");
+        return Err(AppError::AccountDisabled);
+    }
+
+    // The second-factor step plugs in here: when the user has MFA on and the device is not
+    // trusted to skip it, the otp app opens a challenge instead of a session, and the MFA
+    // verification later calls `start_session` with aal 2.
+    let session = NewSession::password(user, client, attempt);
+    let authenticated = start_session(&state.db, state, session).await?;
+    Metrics::count(&state.metrics.logins, "success");
+    Ok(authenticated)
+}

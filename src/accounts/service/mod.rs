@@ -1,0 +1,98 @@
+//! The rules of accounts, one file per concern, found by its name: registration, login,
+//! sessions, tokens (refresh, logout), passwords, profile, admin. Each public function
+//! owns its transaction; audit rows and queued emails commit with the change, and the
+//! outbox is woken after commit. Devices, API keys and exports join as files of their own.
+
+mod admin;
+mod login;
+mod passwords;
+mod profile;
+mod registration;
+mod sessions;
+mod tokens;
+
+pub use admin::{admin_logout_all, admin_unlock, create_superuser, usernames};
+pub use login::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES, login};
+pub use passwords::{
+    PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
+};
+pub use profile::{delete_me, me, update_me};
+pub use registration::{VERIFY_TOKEN_TTL, register, resend_verification, verify_email};
+pub use sessions::{NewSession, revoke_session, sessions, start_session};
+pub use tokens::{logout, logout_all, refresh};
+
+use chrono::Duration;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    models::{Authenticated, User},
+    repo,
+};
+use crate::{
+    audit_log::{Origin, SessionAction, SessionEvent},
+    core::{
+        AppResult, AppState,
+        auth::{self, Claims},
+        client::ClientContext,
+    },
+};
+
+fn origin(client: &ClientContext) -> Origin {
+    Origin { ip: client.ip_network(), country: client.country.clone(), city: client.city.clone() }
+}
+
+/// A session audit event about `user`, from where the request came.
+fn session_event(user: Uuid, action: SessionAction, client: &ClientContext) -> SessionEvent {
+    SessionEvent { origin: origin(client), ..SessionEvent::new(user, action) }
+}
+
+/// A row of accounts_auditlog, the account's own history.
+async fn account_event(
+    db: &mut PgConnection,
+    user: Option<Uuid>,
+    action: &str,
+    details: serde_json::Value,
+    client: &ClientContext,
+) -> sqlx::Result<()> {
+    repo::insert_account_event(db, user, action, details, client.ip_network(), client.user_agent.as_deref()).await
+}
+
+/// A link the service emails: `{PUBLIC_BASE_URL}/{path}?token=...`.
+fn link(state: &AppState, path: &str, token: &SecretString) -> String {
+    format!("{}/{path}?token={}", state.config.public_base_url, token.expose_secret())
+}
+
+/// The stored form of a one-time or refresh token: its SHA-256.
+fn token_hash(token: &SecretString) -> String {
+    crate::core::crypto::sha256_hex(token.expose_secret())
+}
+
+/// Seconds an access token lives.
+fn access_ttl(state: &AppState) -> i64 {
+    state.config.access_token_ttl.as_secs() as i64
+}
+
+/// How long a refresh token, and the session it keeps alive, lasts from its issue.
+fn refresh_ttl(state: &AppState) -> Duration {
+    Duration::seconds(state.config.refresh_token_ttl.as_secs() as i64)
+}
+
+/// The body of a successful login, MFA verification or refresh.
+fn authenticated(
+    state: &AppState,
+    claims: &Claims,
+    refresh_token: SecretString,
+    user: User,
+) -> AppResult<Authenticated> {
+    Ok(Authenticated {
+        status: "authenticated",
+        access_token: auth::sign(&state.keys, claims)?,
+        refresh_token: refresh_token.expose_secret().to_owned(),
+        token_type: "Bearer",
+        expires_in: claims.exp - claims.iat,
+        session_id: claims.sid,
+        user,
+    })
+}

@@ -1,0 +1,147 @@
+//! Changing a password (signed in) and resetting a forgotten one by an emailed link. The
+//! policy and the hashing are in `accounts::passwords`.
+
+use chrono::{Duration, Utc};
+use minijinja::context;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{account_event, link, session_event, token_hash};
+use crate::{
+    accounts::{
+        models::{Email, UserRow},
+        passwords, repo,
+    },
+    audit_log::{self, SessionAction, SessionEvent},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::Problems},
+    notifications::{self, NotificationType},
+};
+
+/// Password history depth: a new password may not match any of these.
+pub const PASSWORD_HISTORY: i64 = 5;
+pub const RESET_TOKEN_TTL: Duration = Duration::hours(1);
+const PURPOSE_RESET: &str = "password_reset";
+
+async fn check_not_reused(
+    state: &AppState,
+    tx: &mut PgConnection,
+    user: Uuid,
+    password: &SecretString,
+) -> AppResult<()> {
+    let recent = repo::recent_password_hashes(&mut *tx, user, PASSWORD_HISTORY).await?;
+    if passwords::matches_any(state, password.clone(), recent).await? {
+        return Err(AppError::PasswordReused);
+    }
+    Ok(())
+}
+
+/// The policy for a new password of `user`, who may not lean on their own words.
+fn policy(password: &SecretString, user: &UserRow) -> AppResult<()> {
+    let context = [user.email.as_str(), user.username.as_str(), user.first_name.as_str(), user.last_name.as_str()];
+    let mut problems = Problems::new();
+    for p in passwords::policy_problems(password.expose_secret(), &context) {
+        problems.add("new_password", p);
+    }
+    problems.into_result()
+}
+
+/// Changes the password; every other session of the user is revoked.
+#[tracing::instrument(skip_all, fields(user = %auth.user_id))]
+pub async fn change_password(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    current: SecretString,
+    new: SecretString,
+) -> AppResult<()> {
+    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    if !passwords::verify(state, current, user.password_hash.clone()).await? {
+        return Err(AppError::PasswordIncorrect);
+    }
+    policy(&new, &user)?;
+    let mut tx = state.db.begin().await?;
+    check_not_reused(state, &mut tx, user.id, &new).await?;
+    let hash = passwords::hash(state, new).await?;
+    repo::set_password(&mut *tx, user.id, &hash).await?;
+    repo::insert_password_history(&mut *tx, user.id, &hash, "user", "change").await?;
+    repo::revoke_sessions(&mut tx, user.id, None, Some(auth.session_id), "password_changed").await?;
+    account_event(&mut tx, Some(user.id), "password_changed", serde_json::json!({}), client).await?;
+    let event = SessionEvent {
+        session_id: Some(auth.session_id),
+        ..session_event(user.id, SessionAction::PasswordChanged, client)
+    };
+    audit_log::record_session(&mut *tx, &event).await?;
+    // An alert, not a security message: the user's preferences decide whether it goes.
+    let username = user.username.clone();
+    notifications::enqueue_email(
+        &mut tx,
+        user.id,
+        &Email::from_stored(&user.email),
+        NotificationType::PasswordChanged,
+        context! { username },
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// Queues a reset link when an active account has this email; silent otherwise.
+pub async fn request_password_reset(state: &AppState, client: &ClientContext, email: Email) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let Some(user) = repo::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
+        return Ok(());
+    };
+    let token = SecretString::from(crypto::random_token());
+    repo::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_RESET).await?;
+    repo::insert_one_time_token(
+        &mut *tx,
+        user.id,
+        PURPOSE_RESET,
+        &token_hash(&token),
+        Utc::now() + RESET_TOKEN_TTL,
+        client.ip_network(),
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    let link = link(state, "reset-password", &token);
+    notifications::enqueue_email(
+        &mut tx,
+        user.id,
+        &email,
+        NotificationType::PasswordReset,
+        context! { username => user.username, link },
+    )
+    .await?;
+    account_event(&mut tx, Some(user.id), "password_reset_requested", serde_json::json!({}), client).await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// Sets a new password from a reset token (single use); every session is revoked. The
+/// token is consumed only if the whole change commits.
+#[tracing::instrument(skip_all)]
+pub async fn confirm_password_reset(
+    state: &AppState,
+    client: &ClientContext,
+    token: SecretString,
+    new: SecretString,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let user_id = repo::consume_one_time_token(&mut *tx, &token_hash(&token), PURPOSE_RESET)
+        .await?
+        .ok_or(AppError::TokenInvalid)?;
+    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    policy(&new, &user)?;
+    check_not_reused(state, &mut tx, user.id, &new).await?;
+    let hash = passwords::hash(state, new).await?;
+    repo::set_password(&mut *tx, user.id, &hash).await?;
+    repo::insert_password_history(&mut *tx, user.id, &hash, "user", "reset").await?;
+    repo::revoke_sessions(&mut tx, user.id, None, None, "password_reset").await?;
+    account_event(&mut tx, Some(user.id), "password_reset", serde_json::json!({}), client).await?;
+    audit_log::record_session(&mut *tx, &session_event(user.id, SessionAction::PasswordReset, client)).await?;
+    tx.commit().await?;
+    Ok(())
+}

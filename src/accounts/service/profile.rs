@@ -1,0 +1,55 @@
+//! The signed-in user: reading, editing and deleting one's own account.
+
+use secrecy::SecretString;
+
+use super::account_event;
+use crate::{
+    accounts::{
+        forms::MeChanges,
+        models::{Me, User},
+        passwords, repo,
+    },
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
+};
+
+pub async fn me(state: &AppState, auth: &AuthUser) -> AppResult<Me> {
+    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let profile = repo::profile(&state.db, auth.user_id).await?;
+    Ok(Me { user: user.into(), profile })
+}
+
+/// Applies checked changes to the names and the profile.
+pub async fn update_me(state: &AppState, client: &ClientContext, auth: &AuthUser, changes: MeChanges) -> AppResult<Me> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let mut profile = repo::profile(&mut *tx, auth.user_id).await?;
+    let (mut first, mut last) = (user.first_name.clone(), user.last_name.clone());
+    let changed = changes.apply(&mut first, &mut last, &mut profile);
+    repo::set_names(&mut *tx, user.id, &first, &last).await?;
+    repo::save_profile(&mut *tx, user.id, &profile).await?;
+    // Field names only: the audit trail holds no personal data.
+    account_event(&mut tx, Some(user.id), "profile_updated", serde_json::json!({ "fields": changed }), client).await?;
+    let user: User = repo::user_by_id(&mut *tx, user.id).await?.ok_or(AppError::Unauthenticated)?.into();
+    tx.commit().await?;
+    Ok(Me { user, profile })
+}
+
+/// Deletes the account and, by cascade, everything of it. The record of the deletion
+/// stays in accounts_auditlog (its user_id set to null).
+#[tracing::instrument(skip_all, fields(user = %auth.user_id))]
+pub async fn delete_me(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    password: SecretString,
+) -> AppResult<()> {
+    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    if !passwords::verify(state, password, user.password_hash.clone()).await? {
+        return Err(AppError::PasswordIncorrect);
+    }
+    let mut tx = state.db.begin().await?;
+    account_event(&mut tx, Some(user.id), "deleted", serde_json::json!({ "user_id": user.id }), client).await?;
+    repo::delete_user(&mut *tx, user.id).await?;
+    tx.commit().await?;
+    Ok(())
+}

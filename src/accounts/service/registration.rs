@@ -1,0 +1,113 @@
+//! Registration and email verification.
+
+use chrono::{Duration, Utc};
+use minijinja::context;
+use secrecy::SecretString;
+use sqlx::PgConnection;
+
+use super::{account_event, link, session_event, token_hash};
+use crate::{
+    accounts::{
+        forms::Registration,
+        models::{Email, User, UserRow},
+        passwords, repo,
+    },
+    audit_log::{self, SessionAction},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint},
+    notifications::{self, NotificationType},
+};
+
+pub const VERIFY_TOKEN_TTL: Duration = Duration::hours(24);
+pub(super) const PURPOSE_VERIFY: &str = "email_verification";
+
+/// Inserts the user, its profile and its first password-history row.
+pub(super) async fn create_user(tx: &mut PgConnection, r: &Registration, hash: &str) -> AppResult<UserRow> {
+    // The unique constraints decide, not a check-then-insert that two requests could race.
+    let user = repo::insert_user(&mut *tx, r.email.as_str(), r.username.as_str(), hash, &r.first_name, &r.last_name)
+        .await
+        .map_err(|e| match constraint(&e) {
+            Some("auth_user_email_key") => AppError::Conflict {
+                code: "EMAIL_TAKEN",
+                field: "email",
+                message: "An account with this email already exists.",
+            },
+            Some("auth_user_username_key") => {
+                AppError::Conflict { code: "USERNAME_TAKEN", field: "username", message: "This username is taken." }
+            }
+            _ => e.into(),
+        })?;
+    repo::insert_profile(&mut *tx, user.id).await?;
+    repo::insert_password_history(&mut *tx, user.id, hash, "user", "initial").await?;
+    Ok(user)
+}
+
+#[tracing::instrument(skip_all, fields(username = r.username.as_str()))]
+pub async fn register(state: &AppState, client: &ClientContext, r: Registration) -> AppResult<User> {
+    let hash = passwords::hash(state, r.password.clone()).await?;
+    let mut tx = state.db.begin().await?;
+    let user = create_user(&mut tx, &r, &hash).await?;
+    queue_verification(&mut tx, state, client, &user).await?;
+    account_event(&mut tx, Some(user.id), "registered", serde_json::json!({}), client).await?;
+    audit_log::record_session(&mut *tx, &session_event(user.id, SessionAction::Registered, client)).await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(user.into())
+}
+
+async fn queue_verification(
+    tx: &mut PgConnection,
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+) -> AppResult<()> {
+    let token = SecretString::from(crypto::random_token());
+    let expires = Utc::now() + VERIFY_TOKEN_TTL;
+    repo::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_VERIFY).await?;
+    repo::insert_one_time_token(
+        &mut *tx,
+        user.id,
+        PURPOSE_VERIFY,
+        &token_hash(&token),
+        expires,
+        client.ip_network(),
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    let link = link(state, "verify-email", &token);
+    notifications::enqueue_email(
+        tx,
+        user.id,
+        &Email::from_stored(&user.email),
+        NotificationType::EmailVerification,
+        context! { username => user.username, link },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn verify_email(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
+    let mut tx = state.db.begin().await?;
+    let user_id = repo::consume_one_time_token(&mut *tx, &token_hash(&token), PURPOSE_VERIFY)
+        .await?
+        .ok_or(AppError::TokenInvalid)?;
+    repo::set_email_verified(&mut *tx, user_id).await?;
+    account_event(&mut tx, Some(user_id), "email_verified", serde_json::json!({}), client).await?;
+    audit_log::record_session(&mut *tx, &session_event(user_id, SessionAction::EmailVerified, client)).await?;
+    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    tx.commit().await?;
+    Ok(user.into())
+}
+
+/// Sends a fresh verification link (older ones die); nothing to do once verified.
+pub async fn resend_verification(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    if user.email_verified {
+        return Ok(());
+    }
+    queue_verification(&mut tx, state, client, &user).await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}

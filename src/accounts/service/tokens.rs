@@ -1,0 +1,125 @@
+//! Access and refresh tokens: refresh-token rotation with reuse detection, and logout.
+
+use chrono::{Duration, Utc};
+use minijinja::context;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use super::{access_ttl, authenticated, refresh_ttl, session_event, sessions::revoke, token_hash};
+use crate::{
+    accounts::{
+        models::{Authenticated, Email},
+        repo::{self, NewRefreshRow},
+    },
+    audit_log::{self, Flags, RiskLevel, SessionAction, SessionEvent},
+    core::{
+        AppError, AppResult, AppState,
+        auth::{AuthUser, Claims},
+        client::ClientContext,
+        crypto,
+    },
+    notifications::{self, NotificationType},
+};
+
+/// The child of a refresh token: derived, not random, so a parallel double-submit within
+/// the leeway can be answered with the very same pair without storing any token.
+fn child_token(state: &AppState, parent: &SecretString) -> SecretString {
+    let key = state.config.encryption_key();
+    SecretString::from(crypto::keyed_token(key.expose_secret(), &format!("refresh-child:{}", parent.expose_secret())))
+}
+
+/// Rotates a refresh token: the presented one dies and a child takes its place. A token
+/// presented again after its rotation (outside the leeway) means two parties hold the
+/// family: the family and its session are revoked and the user is told.
+#[tracing::instrument(skip_all)]
+pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<Authenticated> {
+    let jti = token_hash(&token);
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    // FOR UPDATE: concurrent refreshes of one token queue here; the first rotates it and
+    // every later one finds it rotated.
+    let record = repo::lock_refresh(&mut *tx, &jti).await?.ok_or(AppError::RefreshTokenInvalid)?;
+    let user = repo::user_by_id(&mut *tx, record.user_id).await?.ok_or(AppError::RefreshTokenInvalid)?;
+
+    if let Some(rotated_at) = record.rotated_at {
+        let leeway = Duration::seconds(state.config.refresh_reuse_leeway.as_secs() as i64);
+        let replay =
+            !leeway.is_zero() && now - rotated_at <= leeway && record.revoked_at.is_none() && record.session_active;
+        if replay {
+            // The same pair as the rotation returned: same child token, same claims.
+            let claims = Claims::new(
+                user.id,
+                record.session_id,
+                record.session_access_jti.clone(),
+                rotated_at,
+                access_ttl(state),
+                u8::try_from(record.aal).unwrap_or(1),
+                record.amr.clone(),
+            );
+            tx.commit().await?;
+            return authenticated(state, &claims, child_token(state, &token), user.into());
+        }
+        // Reuse of a rotated token: someone else holds this family. Kill it and its session.
+        repo::revoke_family(&mut *tx, record.family_id, "reuse_detected").await?;
+        repo::revoke_sessions(&mut tx, user.id, Some(record.session_id), None, "token_reused").await?;
+        let event = SessionEvent {
+            session_id: Some(record.session_id),
+            risk_level: RiskLevel::High,
+            flags: Flags {
+                is_anomalous: true,
+                anomaly_reasons: vec!["refresh_token_reuse".into()],
+                requires_review: true,
+            },
+            ..session_event(user.id, SessionAction::TokenReused, client)
+        };
+        audit_log::record_session(&mut *tx, &event).await?;
+        notifications::enqueue_email(
+            &mut tx,
+            user.id,
+            &Email::from_stored(&user.email),
+            NotificationType::TokenReused,
+            context! { username => user.username },
+        )
+        .await?;
+        tx.commit().await?;
+        state.outbox_wakeup.notify_one();
+        return Err(AppError::TokenReused);
+    }
+    if !record.is_valid || record.expires_at <= now || !record.session_active || !user.is_active {
+        return Err(AppError::RefreshTokenInvalid);
+    }
+
+    let child = child_token(state, &token);
+    let child_jti = token_hash(&child);
+    let access_jti = Uuid::new_v4().to_string();
+    let expires_at = now + refresh_ttl(state);
+    repo::mark_rotated(&mut *tx, &jti, now).await?;
+    let child_record = NewRefreshRow {
+        user_id: user.id,
+        session_id: record.session_id,
+        jti: &child_jti,
+        family_id: record.family_id,
+        parent_jti: Some(&jti),
+        created_at: now,
+        expires_at,
+    };
+    repo::insert_refresh(&mut *tx, &child_record).await?;
+    repo::update_session_tokens(&mut *tx, record.session_id, &access_jti, &child_jti, expires_at).await?;
+    let event =
+        SessionEvent { session_id: Some(record.session_id), ..session_event(user.id, SessionAction::Refresh, client) };
+    audit_log::record_session(&mut *tx, &event).await?;
+    tx.commit().await?;
+    let aal = u8::try_from(record.aal).unwrap_or(1);
+    let claims = Claims::new(user.id, record.session_id, access_jti, now, access_ttl(state), aal, record.amr);
+    authenticated(state, &claims, child, user.into())
+}
+
+pub async fn logout(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<()> {
+    revoke(state, client, auth.user_id, Some(auth.session_id), None, SessionAction::Logout, "logout").await?;
+    Ok(())
+}
+
+pub async fn logout_all(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<()> {
+    revoke(state, client, auth.user_id, None, None, SessionAction::LogoutAll, "logout_all").await?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! The daily summary statement and the record of background job runs.
+
+use chrono::NaiveDate;
+use sqlx::PgExecutor;
+
+use crate::audit_log::models::JobRun;
+
+/// Recomputes every user's summary row for `day` (UTC) in one set-based statement over that
+/// day's partitions; returns the rows written. Counter definitions: docs/audit.md.
+pub async fn upsert_day_summaries(db: impl PgExecutor<'_>, day: NaiveDate) -> sqlx::Result<u64> {
+    let done = sqlx::query_file!("queries/audit_summary_upsert.sql", day,).execute(db).await?;
+    Ok(done.rows_affected())
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the summary statement for `day`, run inside `tx`
+/// (the caller rolls it back): the plan the benchmark checks for spills and pruning.
+pub async fn explain_day_summaries(tx: &mut sqlx::PgConnection, day: NaiveDate) -> sqlx::Result<Vec<String>> {
+    let sql = concat!("EXPLAIN (ANALYZE, BUFFERS) ", include_str!("../../../queries/audit_summary_upsert.sql"));
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(day).fetch_all(tx).await
+}
+
+/// Memory for the summary's sorts and hashes, for this transaction only: the default 4 MB
+/// spills a day of a busy service to temporary files.
+pub async fn summary_work_mem(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query!("SET LOCAL work_mem = '64MB'").execute(db).await?;
+    Ok(())
+}
+
+/// Takes the per-day summary lock for the rest of the transaction, waiting for a holder.
+pub async fn lock_summary_day(db: impl PgExecutor<'_>, day: NaiveDate) -> sqlx::Result<()> {
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('audit_summary'), ($1::date - DATE '2000-01-01'))", day)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Whether a run for `day` of `kind` has already succeeded.
+pub async fn job_succeeded(db: impl PgExecutor<'_>, kind: &str, day: NaiveDate) -> sqlx::Result<bool> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM audit_log_jobrun WHERE kind = $1 AND target_date = $2
+                          AND status = 'succeeded') AS "found!""#,
+        kind,
+        day,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(found)
+}
+
+/// The latest day `kind` succeeded for.
+pub async fn last_succeeded_day(db: impl PgExecutor<'_>, kind: &str) -> sqlx::Result<Option<NaiveDate>> {
+    sqlx::query_scalar!("SELECT max(target_date) FROM audit_log_jobrun WHERE kind = $1 AND status = 'succeeded'", kind)
+        .fetch_one(db)
+        .await
+}
+
+/// Records a finished job run.
+pub async fn insert_job_run(
+    db: impl PgExecutor<'_>,
+    run: &crate::audit_log::models::NewJobRun<'_>,
+) -> sqlx::Result<JobRun> {
+    sqlx::query_as!(
+        JobRun,
+        r#"INSERT INTO audit_log_jobrun
+             (kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error, triggered_by)
+           VALUES ($1, $2, $3, $4, $5, clock_timestamp(),
+                   (extract(epoch FROM clock_timestamp() - $5) * 1000)::bigint, $6, $7)
+           RETURNING id, kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error,
+                     triggered_by"#,
+        run.kind,
+        run.target_date,
+        run.status,
+        run.rows_affected,
+        run.started_at,
+        run.error,
+        run.triggered_by,
+    )
+    .fetch_one(db)
+    .await
+}

@@ -1,0 +1,69 @@
+//! The monthly partitions of the audit tables, and how long each table keeps them.
+
+use chrono::NaiveDate;
+use sqlx::PgExecutor;
+
+use crate::audit_log::models::PartitionInfo;
+
+/// Creates `parent`'s partition for the month of `month` (moving DEFAULT rows into it).
+pub async fn create_partition(db: impl PgExecutor<'_>, parent: &str, month: NaiveDate) -> sqlx::Result<bool> {
+    let created = sqlx::query_scalar!(r#"SELECT audit_log_create_partition($1, $2) AS "created!""#, parent, month)
+        .fetch_one(db)
+        .await?;
+    Ok(created)
+}
+
+/// Every partition of the four audit tables with its bounds, live row count and size.
+pub async fn list_partitions(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<PartitionInfo>> {
+    // reltuples is an estimate; exact counts matter more here than speed.
+    sqlx::query_as!(
+        PartitionInfo,
+        r#"SELECT p.relname::text AS "parent!", c.relname::text AS "name!",
+                  pg_get_expr(c.relpartbound, c.oid) AS "bounds!",
+                  (xpath('/row/n/text()',
+                         query_to_xml(format('SELECT count(*) AS n FROM %I', c.relname), false, true, '')))[1]::text::bigint
+                      AS "rows!",
+                  pg_total_relation_size(c.oid) AS "size_bytes!"
+             FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_class p ON p.oid = i.inhparent
+            WHERE p.relname IN ('audit_log_sessionauditlog', 'audit_log_deviceauditlog',
+                                'audit_log_sessiondevicelinkauditlog', 'audit_log_mfaauditlog')
+            ORDER BY p.relname, c.relname"#
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Monthly partitions of `parent` whose month starts before `cutoff`.
+pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: NaiveDate) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT c.relname::text AS "name!"
+             FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = $1::text::regclass
+              AND c.relname ~ '_p[0-9]{4}_[0-9]{2}$'
+              AND to_date(right(c.relname, 7), 'YYYY_MM') < $2
+            ORDER BY c.relname"#,
+        parent,
+        cutoff,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Detaches and drops one partition; `name` comes from the catalogue, never from a client.
+pub async fn drop_partition(db: &mut sqlx::PgConnection, parent: &str, name: &str) -> sqlx::Result<()> {
+    let detach = format!("ALTER TABLE \"{parent}\" DETACH PARTITION \"{name}\"");
+    let drop = format!("DROP TABLE \"{name}\"");
+    sqlx::query(sqlx::AssertSqlSafe(detach)).execute(&mut *db).await?;
+    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut *db).await?;
+    Ok(())
+}
+
+/// Months kept per audit table, from audit_log_retentionpolicy.
+pub async fn retention_months(db: impl PgExecutor<'_>, table: &str) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!("SELECT months_kept FROM audit_log_retentionpolicy WHERE table_name = $1", table)
+        .fetch_optional(db)
+        .await
+}

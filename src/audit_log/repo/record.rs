@@ -1,0 +1,131 @@
+//! Inserts into the four partitioned audit tables. They take any executor, so an event
+//! joins the caller's transaction.
+
+use sqlx::PgExecutor;
+
+use crate::audit_log::models::{DeviceEvent, LinkEvent, MfaEvent, SessionEvent, fit, reasons};
+
+pub async fn insert_session_event(db: impl PgExecutor<'_>, e: &SessionEvent) -> sqlx::Result<()> {
+    let c = e.columns();
+    sqlx::query!(
+        r#"INSERT INTO audit_log_sessionauditlog
+             (user_id, session_id, device_id, action, session_type, mfa_verified, mfa_method, country, city,
+              ip_address, risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, error_message,
+              created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, COALESCE($17, now()))"#,
+        e.user_id,
+        e.session_id,
+        e.device_id,
+        c.action,
+        c.session_type,
+        e.mfa_verified,
+        c.mfa_method,
+        c.country,
+        c.city,
+        e.origin.ip,
+        c.risk_level,
+        e.flags.is_anomalous,
+        c.anomaly_reasons.as_deref(),
+        e.flags.requires_review,
+        e.metadata,
+        e.error_message,
+        e.created_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_device_event(db: impl PgExecutor<'_>, e: &DeviceEvent) -> sqlx::Result<()> {
+    let level = crate::audit_log::models::RiskLevel::from_score(e.risk_score);
+    let reasons = reasons(&e.flags.anomaly_reasons);
+    sqlx::query!(
+        r#"INSERT INTO audit_log_deviceauditlog
+             (user_id, device_id, session_id, action, device_type, browser, os, risk_score, previous_risk_score,
+              risk_level, is_anomalous, anomaly_reasons, requires_review, country, city, ip_address,
+              trust_state_change, metadata, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                   COALESCE($19, now()))"#,
+        e.user_id,
+        e.device_id,
+        e.session_id,
+        e.action.as_str(),
+        fit(&e.device_type, 50),
+        fit(&e.browser, 100),
+        fit(&e.os, 100),
+        e.risk_score.clamp(0, 100),
+        e.previous_risk_score.map(|s| s.clamp(0, 100)),
+        level.as_str(),
+        e.flags.is_anomalous,
+        reasons.as_deref(),
+        e.flags.requires_review,
+        fit(&e.origin.country, 100),
+        fit(&e.origin.city, 100),
+        e.origin.ip,
+        fit(&e.trust_state_change, 100),
+        e.metadata,
+        e.created_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_mfa_event(db: impl PgExecutor<'_>, e: &MfaEvent) -> sqlx::Result<()> {
+    let reasons = reasons(&e.flags.anomaly_reasons);
+    sqlx::query!(
+        r#"INSERT INTO audit_log_mfaauditlog
+             (user_id, device_id, session_id, action, mfa_method, challenge_id, verification_attempts,
+              request_count_last_hour, rate_limit_status, ip_address, risk_level, is_anomalous, anomaly_reasons,
+              requires_review, old_value, new_value, metadata, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   COALESCE($18, now()))"#,
+        e.user_id,
+        e.device_id,
+        e.session_id,
+        e.action.as_str(),
+        e.mfa_method,
+        e.challenge_id,
+        e.verification_attempts,
+        e.request_count_last_hour,
+        e.rate_limit_status,
+        e.origin.ip,
+        e.risk_level.as_str(),
+        e.flags.is_anomalous,
+        reasons.as_deref(),
+        e.flags.requires_review,
+        e.old_value,
+        e.new_value,
+        e.metadata,
+        e.created_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_link_event(db: impl PgExecutor<'_>, e: &LinkEvent) -> sqlx::Result<()> {
+    let reasons = reasons(&e.flags.anomaly_reasons);
+    sqlx::query!(
+        r#"INSERT INTO audit_log_sessiondevicelinkauditlog
+             (user_id, session_id, device_id, link_action, previous_device_id, link_duration_seconds, ip_address,
+              risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, now()))"#,
+        e.user_id,
+        e.session_id,
+        e.device_id,
+        e.action.as_str(),
+        e.previous_device_id,
+        e.link_duration_seconds,
+        e.origin.ip,
+        e.risk_level.as_str(),
+        e.flags.is_anomalous,
+        reasons.as_deref(),
+        e.flags.requires_review,
+        e.metadata,
+        e.created_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! Reads and reviews for administrators: filtered event lists, a user's own events,
+//! summaries, job runs and retention settings.
+
+use chrono::NaiveDate;
+use sqlx::PgExecutor;
+
+use crate::audit_log::models::JobRun;
+use uuid::Uuid;
+
+/// One page of `kind`'s rows matching `f`, newest first (each row carries the total).
+pub async fn list_events(
+    db: impl PgExecutor<'_>,
+    kind: crate::audit_log::models::AuditKind,
+    f: &crate::audit_log::models::EventFilter,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<crate::audit_log::models::AuditEvent>> {
+    use crate::audit_log::models::{AuditEvent, AuditKind};
+    let level = f.risk_level.map(|l| l.as_str());
+    macro_rules! list {
+        ($file:literal) => {
+            sqlx::query_file_as!(
+                AuditEvent,
+                $file,
+                f.from,
+                f.to,
+                f.user_id,
+                f.action.as_deref(),
+                level,
+                f.min_risk_score,
+                f.is_anomalous,
+                f.requires_review,
+                limit,
+                offset
+            )
+            .fetch_all(db)
+            .await
+        };
+    }
+    match kind {
+        AuditKind::Session => list!("queries/audit_list_session.sql"),
+        AuditKind::Device => list!("queries/audit_list_device.sql"),
+        AuditKind::Mfa => list!("queries/audit_list_mfa.sql"),
+        AuditKind::Link => list!("queries/audit_list_link.sql"),
+    }
+}
+
+/// The plan of `list_events` for `kind` between `from` and `to` (tests and diagnosis).
+pub async fn explain_list(
+    db: impl PgExecutor<'_>,
+    kind: crate::audit_log::models::AuditKind,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<Vec<String>> {
+    use crate::audit_log::models::AuditKind;
+    let sql = match kind {
+        AuditKind::Session => include_str!("../../../queries/audit_list_session.sql"),
+        AuditKind::Device => include_str!("../../../queries/audit_list_device.sql"),
+        AuditKind::Mfa => include_str!("../../../queries/audit_list_mfa.sql"),
+        AuditKind::Link => include_str!("../../../queries/audit_list_link.sql"),
+    };
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}")))
+        .bind(from)
+        .bind(to)
+        .bind(None::<Uuid>)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<i32>)
+        .bind(None::<bool>)
+        .bind(None::<bool>)
+        .bind(20_i64)
+        .bind(0_i64)
+        .fetch_all(db)
+        .await
+}
+
+/// A user's own events from all four tables, newest first.
+pub async fn events_of_user(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<crate::audit_log::models::AuditEvent>> {
+    sqlx::query_file_as!(
+        crate::audit_log::models::AuditEvent,
+        "queries/audit_events_of_user.sql",
+        user,
+        from,
+        to,
+        limit,
+        offset
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Records a review on one row of `kind`; returns whether the row exists.
+pub async fn review_event(
+    db: impl PgExecutor<'_>,
+    kind: crate::audit_log::models::AuditKind,
+    id: Uuid,
+    status: &str,
+    notes: Option<&str>,
+    reviewer: Uuid,
+) -> sqlx::Result<Option<Uuid>> {
+    use crate::audit_log::models::AuditKind;
+    match kind {
+        AuditKind::Session => {
+            sqlx::query_scalar!(
+                "UPDATE audit_log_sessionauditlog
+                    SET review_status = $2, review_notes = $3, reviewed_by_id = $4, reviewed_at = now()
+                  WHERE id = $1 RETURNING user_id",
+                id,
+                status,
+                notes,
+                reviewer
+            )
+            .fetch_optional(db)
+            .await
+        }
+        AuditKind::Device => {
+            sqlx::query_scalar!(
+                "UPDATE audit_log_deviceauditlog
+                    SET review_status = $2, review_notes = $3, reviewed_by_id = $4, reviewed_at = now()
+                  WHERE id = $1 RETURNING user_id",
+                id,
+                status,
+                notes,
+                reviewer
+            )
+            .fetch_optional(db)
+            .await
+        }
+        AuditKind::Mfa => {
+            sqlx::query_scalar!(
+                "UPDATE audit_log_mfaauditlog
+                    SET review_status = $2, review_notes = $3, reviewed_by_id = $4, reviewed_at = now()
+                  WHERE id = $1 RETURNING user_id",
+                id,
+                status,
+                notes,
+                reviewer
+            )
+            .fetch_optional(db)
+            .await
+        }
+        AuditKind::Link => {
+            sqlx::query_scalar!(
+                "UPDATE audit_log_sessiondevicelinkauditlog
+                    SET review_status = $2, review_notes = $3, reviewed_by_id = $4, reviewed_at = now()
+                  WHERE id = $1 RETURNING user_id",
+                id,
+                status,
+                notes,
+                reviewer
+            )
+            .fetch_optional(db)
+            .await
+        }
+    }
+}
+
+pub async fn summaries(
+    db: impl PgExecutor<'_>,
+    from: NaiveDate,
+    to: NaiveDate,
+    user: Option<Uuid>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<crate::audit_log::models::Summary>, i64)> {
+    let rows = sqlx::query!(
+        r#"SELECT user_id, date, total_sessions, total_devices, total_failed_logins, total_mfa_challenges,
+                  total_api_calls, total_events, low_risk_events, medium_risk_events, high_risk_events,
+                  critical_risk_events, countries_accessed, unique_ips, unique_devices, mfa_enabled_count,
+                  mfa_disabled_count, backup_codes_generated, rate_limit_exceeded, anomalies_detected,
+                  approvals_required, approvals_completed, updated_at, count(*) OVER () AS "total!"
+             FROM audit_log_auditlogsummary
+            WHERE date BETWEEN $1 AND $2 AND ($3::uuid IS NULL OR user_id = $3)
+            ORDER BY date DESC, high_risk_events DESC, user_id
+            LIMIT $4 OFFSET $5"#,
+        from,
+        to,
+        user,
+        limit,
+        offset,
+    )
+    .fetch_all(db)
+    .await?;
+    let total = rows.first().map(|r| r.total).unwrap_or(0);
+    let items = rows
+        .into_iter()
+        .map(|r| crate::audit_log::models::Summary {
+            user_id: r.user_id,
+            date: r.date,
+            total_sessions: r.total_sessions,
+            total_devices: r.total_devices,
+            total_failed_logins: r.total_failed_logins,
+            total_mfa_challenges: r.total_mfa_challenges,
+            total_api_calls: r.total_api_calls,
+            total_events: r.total_events,
+            low_risk_events: r.low_risk_events,
+            medium_risk_events: r.medium_risk_events,
+            high_risk_events: r.high_risk_events,
+            critical_risk_events: r.critical_risk_events,
+            countries_accessed: r.countries_accessed,
+            unique_ips: r.unique_ips,
+            unique_devices: r.unique_devices,
+            mfa_enabled_count: r.mfa_enabled_count,
+            mfa_disabled_count: r.mfa_disabled_count,
+            backup_codes_generated: r.backup_codes_generated,
+            rate_limit_exceeded: r.rate_limit_exceeded,
+            anomalies_detected: r.anomalies_detected,
+            approvals_required: r.approvals_required,
+            approvals_completed: r.approvals_completed,
+            updated_at: r.updated_at,
+        })
+        .collect();
+    Ok((items, total))
+}
+
+pub async fn daily_totals(
+    db: impl PgExecutor<'_>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> sqlx::Result<Vec<crate::audit_log::models::DailyTotals>> {
+    sqlx::query_as!(
+        crate::audit_log::models::DailyTotals,
+        r#"SELECT d::date AS "date!", count(s.user_id) AS "users!",
+                  COALESCE(sum(s.total_sessions), 0)::bigint AS "total_sessions!",
+                  COALESCE(sum(s.total_failed_logins), 0)::bigint AS "total_failed_logins!",
+                  COALESCE(sum(s.total_mfa_challenges), 0)::bigint AS "total_mfa_challenges!",
+                  COALESCE(sum(s.total_events), 0)::bigint AS "total_events!",
+                  COALESCE(sum(s.low_risk_events), 0)::bigint AS "low_risk_events!",
+                  COALESCE(sum(s.medium_risk_events), 0)::bigint AS "medium_risk_events!",
+                  COALESCE(sum(s.high_risk_events), 0)::bigint AS "high_risk_events!",
+                  COALESCE(sum(s.critical_risk_events), 0)::bigint AS "critical_risk_events!",
+                  COALESCE(sum(s.rate_limit_exceeded), 0)::bigint AS "rate_limit_exceeded!",
+                  COALESCE(sum(s.anomalies_detected), 0)::bigint AS "anomalies_detected!"
+             FROM generate_series($1::date, $2::date, interval '1 day') d
+             LEFT JOIN audit_log_auditlogsummary s ON s.date = d::date
+            GROUP BY d ORDER BY d"#,
+        from,
+        to,
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn job_runs(
+    db: impl PgExecutor<'_>,
+    kind: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<JobRun>, i64)> {
+    let rows = sqlx::query!(
+        r#"SELECT id, kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error, triggered_by,
+                  count(*) OVER () AS "total!"
+             FROM audit_log_jobrun WHERE ($1::text IS NULL OR kind = $1)
+            ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3"#,
+        kind,
+        limit,
+        offset,
+    )
+    .fetch_all(db)
+    .await?;
+    let total = rows.first().map(|r| r.total).unwrap_or(0);
+    let items = rows
+        .into_iter()
+        .map(|r| JobRun {
+            id: r.id,
+            kind: r.kind,
+            target_date: r.target_date,
+            status: r.status,
+            rows_affected: r.rows_affected,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            error: r.error,
+            triggered_by: r.triggered_by,
+        })
+        .collect();
+    Ok((items, total))
+}
+
+pub async fn retention_rows(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, i32)>> {
+    let rows = sqlx::query!("SELECT table_name, months_kept FROM audit_log_retentionpolicy").fetch_all(db).await?;
+    Ok(rows.into_iter().map(|r| (r.table_name, r.months_kept)).collect())
+}
+
+pub async fn set_retention(db: impl PgExecutor<'_>, table: &str, months: i32, by: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO audit_log_retentionpolicy (table_name, months_kept, updated_by_id) VALUES ($1, $2, $3)
+         ON CONFLICT ON CONSTRAINT audit_log_retentionpolicy_table_key DO UPDATE SET
+             months_kept = EXCLUDED.months_kept, updated_by_id = EXCLUDED.updated_by_id, updated_at = now()",
+        table,
+        months,
+        by,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
