@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The /admin page in headless Chromium (Debian's chromium, driven by playwright-core):
-# a scratch database with a staff user and some audit events, the debug binary serving it,
-# then tests/browser/admin.mjs. Installs what is missing (Debian's chromium, nodejs and npm;
-# the npm package playwright-core), quietly: apt's output goes to target/apt-install.log.
+# a scratch database with a staff user enrolled in TOTP and some audit events, the debug
+# binary serving it, then tests/browser/admin.mjs. Installs what is missing (Debian's
+# chromium, nodejs and npm; oathtool, the staff user's authenticator; zbar-tools and
+# librsvg2-bin to decode the TOTP QR code; the npm package playwright-core), quietly: apt's output goes to target/apt-install.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${BROWSER_TEST_PORT:-18181}"
@@ -10,6 +11,9 @@ sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need chromium || missing+=(chromium)
+need oathtool || missing+=(oathtool)
+need zbarimg || missing+=(zbar-tools)
+need rsvg-convert || missing+=(librsvg2-bin)
 { need node && need npm; } || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   mkdir -p target
@@ -31,8 +35,13 @@ bin=target/debug/gatehouse
 "$bin" migrate >/dev/null
 password="Correct-Horse-Battery-9"
 GATEHOUSE_PASSWORD="$password" "$bin" createsuperuser --email root@example.com --username root >/dev/null
-# The test admin signs in with a password only: no MFA enrolment exists yet.
-psql "$url" -qc "INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) SELECT id, false FROM auth_user WHERE username = 'root'"
+# The operator's path to an administering superuser: enrol TOTP at the shell, confirm it
+# with a code from an independent authenticator (oathtool), sign in on /admin with the next one.
+uri=$("$bin" mfa enroll --email root@example.com | grep '^otpauth://')
+secret=$(sed 's/.*secret=\([A-Z2-7]*\).*/\1/' <<<"$uri")
+"$bin" mfa confirm --email root@example.com --code "$(oathtool --totp -b "$secret")" >/dev/null
+# The next time step: the one used to confirm is spent (replay refused).
+code=$(oathtool --totp -b "$secret" --now "$(date -u -d '+30 seconds' '+%Y-%m-%d %H:%M:%S UTC')")
 
 "$bin" serve > target/browser-server.log 2>&1 &
 server=$!
@@ -50,5 +59,18 @@ post /api/v1/auth/refresh "{\"refresh_token\":\"$refresh\"}" >/dev/null
 curl -s -o /dev/null -XPOST "$base/api/v1/auth/refresh" -H 'content-type: application/json' -d "{\"refresh_token\":\"$refresh\"}"
 "$bin" summarize --date "$(date -u +%F)" >/dev/null
 
-BASE_URL="$base" ADMIN_EMAIL=root@example.com ADMIN_PASSWORD="$password" SCREENSHOT=target/admin.png \
+# The TOTP setup's QR code, rendered to PNG and read by a real decoder (zbar), is the very
+# otpauth URI the setup returns.
+access=$(post /api/v1/auth/login '{"email":"ann@example.com","password":"Tangerine-Lighthouse-42"}' \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+curl -sf -XPOST "$base/api/v1/mfa/totp/setup" -H "authorization: Bearer $access" > target/totp-setup.json
+python3 -c 'import json; d = json.load(open("target/totp-setup.json")); open("target/totp-qr.svg", "w").write(d["qr_svg"]); open("target/totp-uri.txt", "w").write(d["otpauth_uri"])'
+rsvg-convert -w 600 -b white target/totp-qr.svg -o target/totp-qr.png
+if [ "$(zbarimg --quiet --raw target/totp-qr.png 2>/dev/null)" = "$(cat target/totp-uri.txt)" ]; then
+  echo "ok   the TOTP QR code decodes to its otpauth URI"
+else
+  echo "FAIL the TOTP QR code does not decode to its otpauth URI"; exit 1
+fi
+
+BASE_URL="$base" ADMIN_EMAIL=root@example.com ADMIN_PASSWORD="$password" ADMIN_CODE="$code" SCREENSHOT=target/admin.png \
   node tests/browser/admin.mjs

@@ -35,7 +35,6 @@ pub fn build_router(state: AppState) -> Router {
 pub fn routes() -> Router<AppState> {
     let api = Router::new()
         .merge(accounts::routes::router())
-        .merge(otp::routes::router())
         .merge(notifications::routes::router())
         .merge(audit_log::routes::router())
         .route("/openapi.json", get(openapi::openapi_json));

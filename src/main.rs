@@ -1,16 +1,17 @@
 //! The `gatehouse` command: serve, migrate, and operator tasks.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use gatehouse::{
     AppState,
-    accounts::forms::Registration,
+    accounts::{forms::Registration, service},
     audit_log, build_router,
+    core::{client::ClientContext, types::Email},
     core::{config::Config, crypto, db, telemetry},
     jobs,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "Authentication, MFA and device trust over PostgreSQL")]
@@ -51,6 +52,35 @@ enum Command {
     Partitions {
         #[command(subcommand)]
         command: PartitionsCommand,
+    },
+    /// Second factors, for an operator at the shell.
+    Mfa {
+        #[command(subcommand)]
+        command: MfaCommand,
+    },
+    /// Delete what has expired (MFA challenges and codes), once.
+    Cleanup,
+}
+
+#[derive(Subcommand)]
+enum MfaCommand {
+    /// Set up TOTP for an account: prints the otpauth URI; on a terminal it then asks for a
+    /// code from the authenticator and confirms, otherwise run `mfa confirm`.
+    Enroll {
+        #[arg(long)]
+        email: String,
+    },
+    /// Confirm a TOTP setup with a code from the authenticator; prints the backup codes.
+    Confirm {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        code: String,
+    },
+    /// Approve a pending MFA change request (for a site with a single staff member).
+    Approve {
+        #[arg(long)]
+        request: uuid::Uuid,
     },
 }
 
@@ -126,7 +156,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             let created = match Registration::parse(&email, &username, password, None, None) {
-                Ok(registration) => gatehouse::accounts::service::create_superuser(&state, registration).await,
+                Ok(registration) => service::create_superuser(&state, registration).await,
                 Err(e) => Err(e),
             };
             match created {
@@ -141,6 +171,48 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .join("; ")),
                 Err(e) => Err(e.parts().2),
             }
+        }
+        Command::Mfa { command } => {
+            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
+            let state = AppState::new(pool, config, keys);
+            let message = |e: gatehouse::AppError| e.parts().2;
+            match command {
+                MfaCommand::Enroll { email } => {
+                    let email = Email::parse(&email).map_err(|m| format!("--email {m}"))?;
+                    let (_, setup) = service::operator_totp_setup(&state, &email).await.map_err(message)?;
+                    println!("Add this to an authenticator app:");
+                    println!("{}", setup.otpauth_uri.expose_secret());
+                    if !std::io::stdin().is_terminal() {
+                        println!("Then: gatehouse mfa confirm --email {} --code CODE", email.as_str());
+                        return Ok(());
+                    }
+                    let code =
+                        rpassword::prompt_password("Code from the authenticator: ").map_err(|e| e.to_string())?;
+                    confirm_totp(&state, &email, code).await
+                }
+                MfaCommand::Confirm { email, code } => {
+                    let email = Email::parse(&email).map_err(|m| format!("--email {m}"))?;
+                    confirm_totp(&state, &email, code).await
+                }
+                MfaCommand::Approve { request } => {
+                    service::approve_mfa_change(&state, &ClientContext::default(), request, None)
+                        .await
+                        .map_err(message)?;
+                    println!("change request {request} approved and applied");
+                    Ok(())
+                }
+            }
+        }
+        Command::Cleanup => {
+            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
+            let state = AppState::new(pool, config, keys);
+            match jobs::run_cleanup_once(&state, "cli").await.map_err(|e| e.to_string())? {
+                Some(rows) => println!("cleanup: {rows} expired rows deleted"),
+                None => println!("cleanup: another instance is running it; skipped"),
+            }
+            Ok(())
         }
         Command::Summarize { date, from, to } => {
             let (from, to) = match (date, from, to) {
@@ -277,4 +349,15 @@ async fn shutdown_signal() {
     let terminate = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
     tracing::info!("shutdown signal received");
+}
+
+/// Confirms an operator's TOTP enrolment and prints the backup codes, shown once.
+async fn confirm_totp(state: &AppState, email: &Email, code: String) -> Result<(), String> {
+    let codes =
+        service::operator_totp_confirm(state, email, code.into()).await.map_err(|e| e.parts().2)?;
+    println!("MFA is on for {}. Backup codes (shown once, keep them safe):", email.as_str());
+    for code in codes.backup_codes {
+        println!("  {code}");
+    }
+    Ok(())
 }

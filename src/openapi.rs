@@ -32,6 +32,12 @@ use crate::{
         accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
         accounts::handlers::sessions, accounts::handlers::revoke_session,
         accounts::handlers::admin_unlock, accounts::handlers::admin_logout_all,
+        accounts::handlers::mfa_send, accounts::handlers::mfa_verify, accounts::handlers::step_up,
+        accounts::handlers::mfa_status, accounts::handlers::totp_setup, accounts::handlers::totp_confirm,
+        accounts::handlers::totp_remove, accounts::handlers::regenerate_backup_codes,
+        accounts::handlers::email_setup, accounts::handlers::email_confirm, accounts::handlers::email_remove,
+        accounts::handlers::sms_setup, accounts::handlers::sms_confirm, accounts::handlers::sms_remove,
+        accounts::handlers::set_primary,
         notifications::handlers::history, notifications::handlers::preferences,
         notifications::handlers::update_preferences, notifications::handlers::type_preferences,
         notifications::handlers::update_type_preference, notifications::handlers::quiet_hours,
@@ -51,6 +57,10 @@ use crate::{
         (name = "service", description = "Health, readiness and keys"),
         (name = "auth", description = "Registration, login, tokens and passwords"),
         (name = "users", description = "The signed-in user"),
+        (name = "mfa", description = "The signed-in user's second factors: TOTP, email and SMS codes, backup codes. \
+            MFA turns on with the first confirmed factor. While it is on, changing factors needs the password and a \
+            second factor within STEP_UP_MAX_AGE_SECONDS (POST /auth/mfa/step-up renews it); a staff user's removal \
+            answers 202 approval_required until another staff member approves."),
         (name = "sessions", description = "The signed-in user's sessions"),
         (name = "audit", description = "The signed-in user's own security events"),
         (name = "admin", description = "Staff only, with the Django-style permission each route names \

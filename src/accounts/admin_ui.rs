@@ -19,7 +19,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{models::LoginIdentifier, service};
+use super::{
+    models::{LoginIdentifier, LoginResponse},
+    service,
+};
+use crate::otp::MfaMethod;
 use crate::{
     audit_log::{
         admin as audit_admin,
@@ -118,7 +122,8 @@ pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response
     }
 }
 
-const MFA_MESSAGE: &str = "Administration needs a session verified with a second factor: enrol MFA first.";
+const MFA_MESSAGE: &str = "Administration needs a session verified with a second factor: enrol MFA first \
+    (POST /api/v1/mfa/totp/setup, or `gatehouse mfa enroll --email E` at the shell), then sign in with its code.";
 
 #[derive(Serialize)]
 struct TopUser {
@@ -292,10 +297,9 @@ pub async fn login(State(state): State<AppState>, client: ClientContext, headers
     if expected.is_empty() || !crypto::constant_time_eq(expected.as_bytes(), f.csrf.as_bytes()) {
         return login_page(&state, StatusCode::FORBIDDEN, Some("The form expired; please try again."));
     }
-    let _ = f.code; // Verified once the otp app issues codes; until then aal 2 cannot be reached.
     let identifier = LoginIdentifier::from_submitted(&f.email);
-    let authenticated = match service::login(&state, &client, identifier, f.password).await {
-        Ok(a) => a,
+    let outcome = match service::login(&state, &client, identifier, f.password).await {
+        Ok(outcome) => outcome,
         Err(AppError::RateLimited { .. }) => {
             return login_page(&state, StatusCode::TOO_MANY_REQUESTS, Some("Too many attempts; try again later."));
         }
@@ -303,6 +307,36 @@ pub async fn login(State(state): State<AppState>, client: ClientContext, headers
             return login_page(&state, StatusCode::UNAUTHORIZED, Some("Invalid email or password."));
         }
         Err(e) => return e.into_response(),
+    };
+    let authenticated = match outcome {
+        LoginResponse::Authenticated(a) => a,
+        // The code field answers the challenge: six digits are a TOTP code, anything
+        // longer a backup code.
+        LoginResponse::MfaRequired(challenge) => {
+            let typed = f.code.expose_secret().trim();
+            if typed.is_empty() {
+                return login_page(&state, StatusCode::UNAUTHORIZED, Some("Enter the code from your authenticator."));
+            }
+            let method = if typed.len() == 6 && typed.bytes().all(|b| b.is_ascii_digit()) {
+                MfaMethod::Totp
+            } else {
+                MfaMethod::BackupCode
+            };
+            match service::mfa_verify(&state, &client, challenge.challenge_id, method, f.code, false).await {
+                Ok(a) => a,
+                Err(AppError::RateLimited { .. }) => {
+                    return login_page(
+                        &state,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Some("Too many attempts; try again later."),
+                    );
+                }
+                Err(AppError::MfaCodeInvalid { .. }) | Err(AppError::ChallengeExpired) => {
+                    return login_page(&state, StatusCode::UNAUTHORIZED, Some("Invalid code."));
+                }
+                Err(e) => return e.into_response(),
+            }
+        }
     };
     let user = match auth::authenticate(&state, &authenticated.access_token).await {
         Ok(u) => u,

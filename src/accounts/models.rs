@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use crate::core::types::Email;
+use crate::otp::MfaMethod;
 
 /// An auth_user row. Its `Debug` leaves the password hash out.
 #[derive(Clone, sqlx::FromRow)]
@@ -115,7 +116,8 @@ pub struct UserEnvelope {
     pub user: User,
 }
 
-/// Body of a successful login, MFA verification or refresh. Its `Debug` leaves the tokens out.
+// Its `Debug` (below) leaves the tokens out.
+/// Body of a successful login, MFA verification or refresh.
 #[derive(Clone, Serialize, ToSchema)]
 pub struct Authenticated {
     /// Always `authenticated`.
@@ -140,6 +142,68 @@ impl fmt::Debug for Authenticated {
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
+}
+
+/// Body of a login (or a step-up) that needs its second factor.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always `mfa_required`.
+    pub status: &'static str,
+    /// Answer it at `POST /auth/mfa/verify` (and `mfa/send` for an emailed or texted code).
+    pub challenge_id: Uuid,
+    /// The factors the user has set up: `totp`, `backup_code`, `email`, `sms`.
+    pub methods: Vec<MfaMethod>,
+    /// Seconds the challenge lives (300).
+    pub expires_in: i64,
+}
+
+/// What `POST /auth/login` answers: tokens, or a challenge for the second factor.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Authenticated(Authenticated),
+    MfaRequired(MfaRequired),
+}
+
+/// One factor in `GET /mfa`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MethodStatus {
+    pub method: MfaMethod,
+    /// Usable to answer a challenge.
+    pub enabled: bool,
+    /// Ownership proven (a code came back); false while a setup waits for its code.
+    pub setup_completed: bool,
+}
+
+/// `GET /mfa`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaStatus {
+    pub enabled: bool,
+    /// `totp`, `email` or `sms`; null while MFA is off.
+    pub primary_method: Option<MfaMethod>,
+    pub methods: Vec<MethodStatus>,
+    pub backup_codes_remaining: i64,
+}
+
+/// New backup codes, shown once. Empty when a confirm added a method to an account that
+/// already had MFA on (its codes stay as they were).
+#[derive(Clone, Serialize, ToSchema)]
+pub struct BackupCodes {
+    pub backup_codes: Vec<String>,
+}
+
+impl fmt::Debug for BackupCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackupCodes").field("count", &self.backup_codes.len()).finish_non_exhaustive()
+    }
+}
+
+/// 202 for a staff user's MFA change that waits for another staff member's approval.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApprovalRequired {
+    /// Always `approval_required`.
+    pub status: &'static str,
+    pub change_request_id: Uuid,
 }
 
 /// One of the caller's active sessions.

@@ -2,7 +2,7 @@
 
 use axum::{
     Router,
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 
 use super::{admin_ui, handlers};
@@ -24,6 +24,21 @@ pub fn router() -> Router<AppState> {
         .route("/users/me", get(handlers::me).patch(handlers::update_me).delete(handlers::delete_me))
         .route("/sessions", get(handlers::sessions))
         .route("/sessions/{id}", delete(handlers::revoke_session))
+        .route("/auth/mfa/send", post(handlers::mfa_send))
+        .route("/auth/mfa/verify", post(handlers::mfa_verify))
+        .route("/auth/mfa/step-up", post(handlers::step_up))
+        .route("/mfa", get(handlers::mfa_status))
+        .route("/mfa/totp", delete(handlers::totp_remove))
+        .route("/mfa/totp/setup", post(handlers::totp_setup))
+        .route("/mfa/totp/confirm", post(handlers::totp_confirm))
+        .route("/mfa/backup-codes", post(handlers::regenerate_backup_codes))
+        .route("/mfa/email", delete(handlers::email_remove))
+        .route("/mfa/email/setup", post(handlers::email_setup))
+        .route("/mfa/email/confirm", post(handlers::email_confirm))
+        .route("/mfa/sms", delete(handlers::sms_remove))
+        .route("/mfa/sms/setup", post(handlers::sms_setup))
+        .route("/mfa/sms/confirm", post(handlers::sms_confirm))
+        .route("/mfa/primary", put(handlers::set_primary))
         .route("/admin/users/{id}/unlock", post(handlers::admin_unlock))
         .route("/admin/users/{id}/logout-all", post(handlers::admin_logout_all))
 }

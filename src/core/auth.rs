@@ -68,6 +68,17 @@ pub struct AuthUser {
     pub amr: Vec<String>,
     pub is_staff: bool,
     pub is_superuser: bool,
+    /// When the session last passed a second factor (login MFA or step-up).
+    pub mfa_verified_at: Option<DateTime<Utc>>,
+}
+
+impl AuthUser {
+    /// An aal 2 session whose second factor is at most `max_age` old: what actions that
+    /// need aal 2 ask for, so an old aal 2 carried through refreshes does not count.
+    pub fn has_recent_mfa(&self, max_age: std::time::Duration) -> bool {
+        let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::zero());
+        self.aal >= 2 && self.mfa_verified_at.is_some_and(|at| Utc::now() - at <= max_age)
+    }
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -81,7 +92,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
     let claims = verify(&state.keys, token)?;
     let row = sqlx::query!(
-        r#"SELECT u.is_staff, u.is_superuser
+        r#"SELECT u.is_staff, u.is_superuser, s.mfa_verified_at
              FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
             WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now()
               AND u.is_active"#,
@@ -98,6 +109,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, App
         amr: claims.amr,
         is_staff: row.is_staff,
         is_superuser: row.is_superuser,
+        mfa_verified_at: row.mfa_verified_at,
     })
 }
 

@@ -47,8 +47,12 @@ pub struct Config {
     pub jwt_signing_key_file: Option<PathBuf>,
     /// Extra PEM files (public or private) whose keys still verify tokens during rotation.
     pub jwt_verify_key_files: Vec<PathBuf>,
-    /// 32-byte AES-256-GCM key for secrets at rest (TOTP seeds); also keys code HMACs.
+    /// The root of the per-purpose data keys (core::keys): secrets at rest, code hashes.
     pub data_encryption_key: Option<[u8; 32]>,
+    /// Earlier roots, still able to decrypt and verify what they made (key rotation).
+    pub data_encryption_keys_old: Vec<[u8; 32]>,
+    /// A second factor older than this does not count for actions that need aal 2.
+    pub step_up_max_age: Duration,
     pub smtp_url: Option<String>,
     pub email_from: String,
     pub sms_provider: SmsProviderKind,
@@ -80,6 +84,8 @@ impl std::fmt::Debug for Config {
             .field("jwt_signing_key_file", &self.jwt_signing_key_file)
             .field("jwt_verify_key_files", &self.jwt_verify_key_files)
             .field("data_encryption_key", &key)
+            .field("data_encryption_keys_old", &self.data_encryption_keys_old.len())
+            .field("step_up_max_age", &self.step_up_max_age)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("email_from", &self.email_from)
             .field("sms_provider", &self.sms_provider)
@@ -165,6 +171,10 @@ impl Config {
             other => return Err(err("SMS_PROVIDER", format!("{other:?} is not log or webhook"))),
         };
         let data_encryption_key = var("DATA_ENCRYPTION_KEY").map(|raw| parse_key(&raw)).transpose()?;
+        let data_encryption_keys_old = var("DATA_ENCRYPTION_KEYS_OLD")
+            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_key).collect())
+            .transpose()?
+            .unwrap_or_default();
         let trusted_proxies = var("TRUSTED_PROXIES")
             .map(|raw| {
                 raw.split(',')
@@ -197,6 +207,8 @@ impl Config {
                 .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
                 .unwrap_or_default(),
             data_encryption_key,
+            data_encryption_keys_old,
+            step_up_max_age: Duration::from_secs(parse("STEP_UP_MAX_AGE_SECONDS", 900)?),
             smtp_url: var("SMTP_URL"),
             email_from: var("EMAIL_FROM").unwrap_or_else(|| "Gatehouse <no-reply@gatehouse.local>".to_owned()),
             sms_provider,
@@ -244,6 +256,9 @@ impl Config {
             if self.smtp_url.is_none() {
                 return Err(err("SMTP_URL", "production needs an SMTP server"));
             }
+            if self.sms_provider == SmsProviderKind::Log {
+                return Err(err("SMS_PROVIDER", "production needs a real SMS provider (webhook), not the log"));
+            }
         }
         Ok(())
     }
@@ -269,6 +284,8 @@ impl Config {
             jwt_signing_key_file: None,
             jwt_verify_key_files: Vec::new(),
             data_encryption_key: Some([7u8; 32]),
+            data_encryption_keys_old: Vec::new(),
+            step_up_max_age: Duration::from_secs(900),
             smtp_url: None,
             email_from: "Gatehouse <no-reply@gatehouse.test>".to_owned(),
             sms_provider: SmsProviderKind::Log,
@@ -314,5 +331,18 @@ mod tests {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
         assert!(debug.contains("db.internal:5432/gatehouse"), "the rest stays readable: {debug}");
+    }
+
+    #[test]
+    fn production_refuses_the_log_sms_provider() {
+        let mut config = Config::for_tests("postgres://localhost/gatehouse");
+        config.app_env = AppEnv::Production;
+        config.jwt_signing_key_file = Some("key.pem".into());
+        config.smtp_url = Some("smtp://127.0.0.1:25".into());
+        config.sms_provider = SmsProviderKind::Log;
+        assert_eq!(config.validate().map_err(|e| e.var), Err("SMS_PROVIDER"));
+        config.sms_provider = SmsProviderKind::Webhook;
+        config.sms_webhook_url = Some("https://sms.example/send".into());
+        assert!(config.validate().is_ok());
     }
 }

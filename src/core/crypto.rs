@@ -8,7 +8,7 @@ use ed25519_dalek::{
     SigningKey, VerifyingKey,
     pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
 
@@ -144,7 +144,7 @@ pub fn sha256_hex(input: &str) -> String {
 
 /// HMAC-SHA-256 hex keyed by the server: for low-entropy codes a plain hash cannot protect.
 pub fn keyed_hash(key: &[u8], input: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(input.as_bytes());
     hex_encode(&mac.finalize().into_bytes())
 }
@@ -152,7 +152,7 @@ pub fn keyed_hash(key: &[u8], input: &str) -> String {
 /// A token derived from `input` under the server key, URL-safe base64: the same input
 /// always gives the same token, and nobody without the key can compute it.
 pub fn keyed_token(key: &[u8], input: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(input.as_bytes());
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }

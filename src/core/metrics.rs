@@ -28,6 +28,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MfaLabels {
+    pub method: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
     pub kind: String,
     pub status: String,
@@ -45,7 +51,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub logins: Family<ResultLabels, Counter>,
-    pub mfa: Family<ResultLabels, Counter>,
+    pub mfa: Family<MfaLabels, Counter>,
     pub jobs: Family<JobLabels, Counter>,
     pub outbox_depth: Family<ChannelLabels, Gauge>,
 }
@@ -64,13 +70,13 @@ impl Metrics {
             Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
         });
         let logins = Family::<ResultLabels, Counter>::default();
-        let mfa = Family::<ResultLabels, Counter>::default();
+        let mfa = Family::<MfaLabels, Counter>::default();
         let jobs = Family::<JobLabels, Counter>::default();
         let outbox_depth = Family::<ChannelLabels, Gauge>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("logins", "Login attempts by result", logins.clone());
-        registry.register("mfa_verifications", "MFA verifications by result", mfa.clone());
+        registry.register("mfa", "MFA steps by method and result (verified, failed, code_sent, rate_limited)", mfa.clone());
         registry.register("job_runs", "Background job runs by kind and status", jobs.clone());
         registry.register("outbox_depth", "Undelivered notifications by channel", outbox_depth.clone());
         Metrics { registry: Arc::new(registry), requests, latency, logins, mfa, jobs, outbox_depth }
@@ -87,6 +93,11 @@ impl Metrics {
 
     pub fn count(family: &Family<ResultLabels, Counter>, result: &str) {
         family.get_or_create(&ResultLabels { result: result.to_owned() }).inc();
+    }
+
+    /// One MFA step of `method` (`totp`, `backup_code`, `email`, `sms`) and its result.
+    pub fn mfa(&self, method: &str, result: &str) {
+        self.mfa.get_or_create(&MfaLabels { method: method.to_owned(), result: result.to_owned() }).inc();
     }
 
     pub fn job(&self, kind: &str, status: &str) {

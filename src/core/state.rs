@@ -5,13 +5,17 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use super::{config::Config, cpu::CpuPool, crypto::JwtKeys, metrics::Metrics};
+use secrecy::ExposeSecret;
+
+use super::{config::Config, cpu::CpuPool, crypto::JwtKeys, keys::DataKeys, metrics::Metrics};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub keys: Arc<JwtKeys>,
+    /// Per-purpose keys for secrets at rest and keyed hashes of codes.
+    pub data_keys: Arc<DataKeys>,
     pub metrics: Metrics,
     /// Wakes the outbox worker as soon as a message is queued.
     pub outbox_wakeup: Arc<Notify>,
@@ -22,8 +26,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: PgPool, config: Config, keys: JwtKeys) -> Self {
         let threads = config.hash_concurrency;
+        let data_keys = DataKeys::new(config.encryption_key().expose_secret(), &config.data_encryption_keys_old);
         AppState {
             db,
+            data_keys: Arc::new(data_keys),
             config: Arc::new(config),
             keys: Arc::new(keys),
             metrics: Metrics::new(),

@@ -14,6 +14,7 @@ use crate::{
 /// Advisory-lock keys, one per job kind.
 pub mod locks {
     pub const PARTITIONS: i64 = 0x6761_7465_0001;
+    pub const CLEANUP: i64 = 0x6761_7465_0002;
 }
 
 /// Months of audit partitions kept ready ahead of time.
@@ -56,6 +57,33 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Deletes what has expired (MFA challenges and codes so far; later expiries join here)
+/// and records the run in audit_log_jobrun with the rows it removed.
+pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Option<i64>, sqlx::Error> {
+    let started_at = chrono::Utc::now();
+    let outcome = with_advisory_lock(state, locks::CLEANUP, || async {
+        let mut tx = state.db.begin().await?;
+        let (challenges, codes) = crate::otp::repo::delete_expired(&mut tx).await?;
+        let rows = i64::try_from(challenges + codes).unwrap_or(i64::MAX);
+        let run = audit_log::models::NewJobRun {
+            kind: "cleanup",
+            target_date: Some(started_at.date_naive()),
+            status: "succeeded",
+            rows_affected: rows,
+            started_at,
+            error: None,
+            triggered_by,
+        };
+        audit_log::repo::insert_job_run(&mut *tx, &run).await?;
+        tx.commit().await?;
+        tracing::info!(challenges, codes, "expired MFA challenges and codes deleted");
+        Ok(rows)
+    })
+    .await?;
+    state.metrics.job("cleanup", if outcome.is_some() { "succeeded" } else { "skipped" });
+    Ok(outcome)
+}
+
 /// One summary tick: summarises every day owed at this moment (see `summary::due_days`).
 /// Concurrent instances serialise per day on an advisory lock; the later one skips.
 pub async fn run_summaries_once(state: &AppState) -> Result<(), sqlx::Error> {
@@ -88,6 +116,9 @@ pub fn spawn(
         )),
         tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(6 * 3600), "partitions", |s| {
             Box::pin(async move { run_partitions_once(&s).await })
+        })),
+        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(600), "cleanup", |s| {
+            Box::pin(async move { run_cleanup_once(&s, "scheduler").await.map(|_| ()) })
         })),
         // A cheap check each minute; work happens only once a day is owed.
         tokio::spawn(every(state, shutdown, Duration::from_secs(60), "audit_summary", |s| {

@@ -64,9 +64,36 @@ pub fn render(kind: NotificationType, context: Value) -> Result<Rendered, miniji
     })
 }
 
+/// A message as a log may show it: every 6-digit number (the only place a code appears,
+/// API.md) replaced by `******`.
+pub fn mask_codes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        out.push_str(if digits.len() == 6 { "******" } else { digits.as_str() });
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_masked_for_logs() {
+        assert_eq!(mask_codes("Your code: 482913. Valid 5 minutes."), "Your code: ******. Valid 5 minutes.");
+        assert_eq!(mask_codes("2026-12-01 1234567 482913"), "2026-12-01 1234567 ******");
+    }
 
     #[test]
     fn every_type_renders_both_parts() {

@@ -1,4 +1,10 @@
-//! otp: TOTP devices, backup codes, emailed and texted codes, MFA challenges.
-//! Imports notifications, audit_log and core.
+//! otp: TOTP devices, backup codes, emailed and texted codes, MFA challenges. Imports
+//! notifications, audit_log and core. Its HTTP routes live in accounts, because answering a
+//! challenge opens or raises a session.
 
-pub mod routes;
+pub mod factors;
+pub mod models;
+pub mod repo;
+pub mod service;
+
+pub use models::{Challenge, ChallengeType, Factors, MfaMethod, TotpSetup};

@@ -9,5 +9,6 @@ mod admin_page;
 mod audit_admin;
 mod audit_summary;
 mod foundation;
+mod mfa;
 mod notifications;
 mod outbox;

@@ -1,10 +1,12 @@
-// Headless Chromium against a running Gatehouse: sign in on /admin, check that the chart
+// Headless Chromium against a running Gatehouse: sign in on /admin with a password and a
+// TOTP code (the staff user enrolled with `gatehouse mfa enroll`), check that the chart
 // and the table render with the seeded data, dismiss an event from the review queue.
 import { chromium } from 'playwright-core';
 
 const base = process.env.BASE_URL;
 const email = process.env.ADMIN_EMAIL;
 const password = process.env.ADMIN_PASSWORD;
+const code = process.env.ADMIN_CODE;
 let passed = 0;
 let failed = 0;
 
@@ -22,9 +24,16 @@ try {
   const page = await browser.newPage();
   await page.goto(`${base}/admin`);
   check('sign-in form renders', await page.locator('form[action="/admin/login"]').count() === 1);
+  // A password alone is not enough for a staff account with MFA on.
   await page.fill('#email', email);
   await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  check('without a code the form asks for one', (await page.content()).includes('Enter the code from your authenticator'));
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.fill('#code', code);
   await Promise.all([page.waitForURL(`${base}/admin`), page.click('button[type=submit]')]);
+  check('a password and a TOTP code reach the dashboard', await page.locator('#chart').count() === 1);
 
   const bars = await page.locator('#chart rect.bar').count();
   check('chart draws bars for the seeded events', bars > 0, `bars=${bars}`);

@@ -147,3 +147,27 @@ pub async fn insert_unlock(db: impl PgExecutor<'_>, identifier: &str, user_id: U
     .await?;
     Ok(())
 }
+
+/// A failed second factor: it counts against the identifier's lockout like a wrong
+/// password, so fresh challenges cannot be farmed for guesses.
+pub async fn insert_failed_attempt(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    user_id: Uuid,
+    reason: &str,
+    ip: Option<IpNetwork>,
+    user_agent: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_loginattempt (identifier, user_id, ip_address, user_agent, outcome, failure_reason)
+         VALUES ($1, $2, $3, $4, 'failure', $5)",
+        identifier,
+        user_id,
+        ip,
+        user_agent,
+        reason
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

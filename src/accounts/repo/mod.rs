@@ -2,11 +2,13 @@
 //! the service decides which run together in one transaction.
 
 mod attempts;
+mod mfa;
 mod one_time_tokens;
 mod sessions;
 mod users;
 
 pub use attempts::*;
+pub use mfa::*;
 pub use one_time_tokens::*;
 pub use sessions::*;
 pub use users::*;

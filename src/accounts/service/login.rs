@@ -4,12 +4,13 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
 
 use super::{
+    challenges::second_step,
     session_event,
     sessions::{NewSession, start_session},
 };
 use crate::{
     accounts::{
-        models::{Authenticated, LoginIdentifier},
+        models::{LoginIdentifier, LoginResponse},
         passwords, repo,
     },
     audit_log::{self, RiskLevel, SessionAction, SessionEvent},
@@ -28,7 +29,7 @@ fn retry_after(until: DateTime<Utc>) -> u64 {
 }
 
 /// The lockout in force for this attempt, if any: `Some(retry_after_secs)`.
-fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
+pub(super) fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
     let now = Utc::now();
     // The caller's own attempt is still pending, so it is not among these failures.
     if facts.ip_failures >= MAX_IP_FAILURES
@@ -47,14 +48,15 @@ fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
 /// Password login. The same 401 body, and comparable work, whether or not the account
 /// exists. Every attempt is written before its password is checked, so concurrent
 /// guesses count against the lock as they happen; a refused attempt is removed again so
-/// it does not extend the lock.
+/// it does not extend the lock. An account with MFA on gets a challenge instead of
+/// tokens (see `challenges`).
 #[tracing::instrument(skip_all)]
 pub async fn login(
     state: &AppState,
     client: &ClientContext,
     identifier: LoginIdentifier,
     password: SecretString,
-) -> AppResult<Authenticated> {
+) -> AppResult<LoginResponse> {
     let identifier = identifier.as_str();
     let attempt =
         repo::reserve_attempt(&state.db, identifier, client.ip_network(), client.user_agent.as_deref()).await?;
@@ -119,11 +121,11 @@ pub async fn login(
         return Err(AppError::AccountDisabled);
     }
 
-    // The second-factor step plugs in here: when the user has MFA on and the device is not
-    // trusted to skip it, the otp app opens a challenge instead of a session, and the MFA
-    // verification later calls `start_session` with aal 2.
+    if user.mfa_enabled {
+        return second_step(state, client, user, attempt).await;
+    }
     let session = NewSession::password(user, client, attempt);
     let authenticated = start_session(&state.db, state, session).await?;
     Metrics::count(&state.metrics.logins, "success");
-    Ok(authenticated)
+    Ok(LoginResponse::Authenticated(authenticated))
 }

@@ -1,10 +1,13 @@
 //! The rules of accounts, one file per concern, found by its name: registration, login,
+//! challenges (the second step of a login, step-up), mfa (managing one's factors),
 //! sessions, tokens (refresh, logout), passwords, profile, admin. Each public function
 //! owns its transaction; audit rows and queued emails commit with the change, and the
 //! outbox is woken after commit. Devices, API keys and exports join as files of their own.
 
 mod admin;
+mod challenges;
 mod login;
+mod mfa;
 mod passwords;
 mod profile;
 mod registration;
@@ -12,7 +15,9 @@ mod sessions;
 mod tokens;
 
 pub use admin::{admin_logout_all, admin_unlock, create_superuser, usernames};
+pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
 pub use login::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES, login};
+pub use mfa::*;
 pub use passwords::{
     PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
 };

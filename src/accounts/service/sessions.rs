@@ -32,12 +32,26 @@ pub struct NewSession<'a> {
     pub amr: Vec<String>,
     /// The second factor used, when aal is 2.
     pub mfa_method: Option<&'a str>,
+    /// The device the session runs on, when known (a trusted device that skipped MFA, or
+    /// one trusted at this verification).
+    pub device_id: Option<Uuid>,
+    /// Extra facts for the login's audit row (e.g. that MFA was skipped, and why).
+    pub audit_note: Option<serde_json::Value>,
 }
 
 impl<'a> NewSession<'a> {
     /// A password-only (aal 1) session settling `attempt`.
     pub fn password(user: UserRow, client: &'a ClientContext, attempt: Uuid) -> Self {
-        NewSession { user, client, attempt: Some(attempt), aal: 1, amr: vec!["pwd".to_owned()], mfa_method: None }
+        NewSession {
+            user,
+            client,
+            attempt: Some(attempt),
+            aal: 1,
+            amr: vec!["pwd".to_owned()],
+            mfa_method: None,
+            device_id: None,
+            audit_note: None,
+        }
     }
 }
 
@@ -56,7 +70,7 @@ pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSess
     let row = NewSessionRow {
         id: session_id,
         user_id: s.user.id,
-        device_id: None,
+        device_id: s.device_id,
         access_jti: &access_jti,
         refresh_jti: &refresh_jti,
         ip: client.ip_network(),
@@ -83,6 +97,8 @@ pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSess
         session_type: Some("web".into()),
         mfa_verified: Some(s.aal == 2),
         mfa_method: s.mfa_method.map(str::to_owned),
+        device_id: s.device_id,
+        metadata: s.audit_note,
         ..session_event(s.user.id, SessionAction::Login, client)
     };
     repo::open_session(db, &row, &first, s.attempt, &event).await?;

@@ -1,13 +1,11 @@
-//! Request bodies of accounts and their parsing into domain values, as Django's forms do:
-//! a handler calls `parse`, and a service receives only checked values, with every
-//! password and token in a `SecretString` whose `Debug` prints `[REDACTED]`.
+//! Bodies of registration, login, tokens, passwords and the profile.
 
 use chrono::{Datelike, NaiveDate, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{
+use crate::accounts::{
     models::{Email, Profile, Username, parse_name},
     passwords,
 };
@@ -17,6 +15,7 @@ use crate::core::{
     types::{Language, Phone, Timezone},
 };
 
+/// Request bodies.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     pub email: String,
@@ -87,7 +86,7 @@ pub struct LoginRequest {
     pub password: SecretString,
 }
 
-/// A one-time token from an email link (verification, reset).
+// A one-time token from an email link (verification, reset).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
     #[schema(value_type = String)]
@@ -359,6 +358,7 @@ mod tests {
             amr: vec!["pwd".into()],
             is_staff: false,
             is_superuser: false,
+            mfa_verified_at: None,
         };
         assert_hidden("AuthUser", format!("{auth:?}"));
     }

@@ -1,4 +1,4 @@
-//! HTTP in and out for accounts: parse the request, call the service, shape the response.
+//! Registration, login, tokens, passwords, the signed-in user, sessions, admin actions.
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use secrecy::{ExposeSecret, SecretString};
@@ -6,12 +6,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{
+use crate::accounts::{
     forms::{
         DeleteMeRequest, LoginRequest, PasswordChangeRequest, PasswordResetConfirm, PasswordResetRequest,
         RefreshRequest, RegisterRequest, TokenRequest, UpdateMeRequest,
     },
-    models::{Authenticated, Email, LoginIdentifier, Me, SessionView, UserEnvelope},
+    models::{Authenticated, Email, LoginIdentifier, LoginResponse, Me, SessionView, UserEnvelope},
     service,
 };
 use crate::core::{
@@ -29,7 +29,7 @@ pub struct Accepted {
     pub status: &'static str,
 }
 
-fn accepted() -> (StatusCode, Json<Accepted>) {
+pub(super) fn accepted() -> (StatusCode, Json<Accepted>) {
     (StatusCode::ACCEPTED, Json(Accepted { status: "accepted" }))
 }
 
@@ -85,7 +85,7 @@ pub async fn resend_verification(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses(
-    (status = 200, body = Authenticated),
+    (status = 200, body = LoginResponse, description = "Authenticated, or MFA required (status mfa_required, challenge_id, methods, expires_in) when the account has MFA on and the device is not trusted to skip it"),
     (status = 401, body = ErrorBody, description = "INVALID_CREDENTIALS, the same for an unknown email"),
     (status = 403, body = ErrorBody, description = "ACCOUNT_DISABLED (only after a correct password)"),
     (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: 5 failures for the identifier within 30 minutes (locked 30 minutes after the last), or 50 from the IP within 15 minutes"),
@@ -94,7 +94,7 @@ pub async fn login(
     State(state): State<AppState>,
     client: ClientContext,
     AppJson(body): AppJson<LoginRequest>,
-) -> AppResult<Json<Authenticated>> {
+) -> AppResult<Json<LoginResponse>> {
     // Its own task: a client that hangs up mid-login must not leave the attempt unsettled
     // (hyper drops the handler's future on disconnect; a spawned task runs to the end).
     let identifier = LoginIdentifier::from_submitted(&body.email);

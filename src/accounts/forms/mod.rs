@@ -1,0 +1,9 @@
+//! Request bodies of accounts and their parsing into domain values, as Django's forms do:
+//! a handler calls `parse`, and a service receives only checked values, with every
+//! password, token and code in a `SecretString` whose `Debug` prints `[REDACTED]`.
+
+mod auth;
+mod mfa;
+
+pub use auth::*;
+pub use mfa::*;

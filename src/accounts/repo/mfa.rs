@@ -1,0 +1,243 @@
+//! accounts_mfasettings, accounts_mfamethodpreference, accounts_mfachangelog, and the
+//! device trust that lets a login skip its second factor (accounts_device,
+//! accounts_trusteddevice).
+
+use chrono::{DateTime, Utc};
+use ipnetwork::IpNetwork;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// The user's MFA switches; defaults where no row exists.
+pub struct MfaSettingsRow {
+    pub is_enabled: bool,
+    pub primary_method: String,
+}
+
+pub async fn mfa_settings(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<MfaSettingsRow> {
+    let row = sqlx::query!("SELECT is_enabled, primary_method FROM accounts_mfasettings WHERE user_id = $1", user)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map_or(MfaSettingsRow { is_enabled: false, primary_method: "totp".into() }, |r| MfaSettingsRow {
+        is_enabled: r.is_enabled,
+        primary_method: r.primary_method,
+    }))
+}
+
+/// Turns MFA on or off; `primary` becomes the primary method when given.
+pub async fn set_mfa_enabled(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    enabled: bool,
+    primary: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_mfasettings (user_id, is_enabled, primary_method) VALUES ($1, $2, COALESCE($3, 'totp'))
+         ON CONFLICT (user_id) DO UPDATE
+            SET is_enabled = $2, primary_method = COALESCE($3, accounts_mfasettings.primary_method), updated_at = now()",
+        user,
+        enabled,
+        primary
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records a method's state for the user (accounts_mfamethodpreference).
+pub async fn set_method_state(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    method: &str,
+    enabled: bool,
+    setup_completed: bool,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_mfamethodpreference (user_id, mfa_method, is_enabled, setup_completed)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, mfa_method) DO UPDATE
+            SET is_enabled = $3, setup_completed = $4, updated_at = now()",
+        user,
+        method,
+        enabled,
+        setup_completed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A row of accounts_mfachangelog.
+#[derive(Debug, Clone)]
+pub struct MfaChange {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub action: String,
+    pub mfa_method: Option<String>,
+    pub approval_status: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_mfa_change(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    action: &str,
+    method: Option<&str>,
+    old_value: Option<serde_json::Value>,
+    new_value: Option<serde_json::Value>,
+    reason: Option<&str>,
+    approval_status: &str,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        "INSERT INTO accounts_mfachangelog
+             (user_id, action, mfa_method, old_value, new_value, change_reason, approval_required, approval_status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7 = 'pending', $7) RETURNING id",
+        user,
+        action,
+        method,
+        old_value,
+        new_value,
+        reason,
+        approval_status
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A pending change request, locked until the transaction ends.
+pub async fn lock_pending_change(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<MfaChange>> {
+    sqlx::query_as!(
+        MfaChange,
+        "SELECT id, user_id, action, mfa_method, approval_status FROM accounts_mfachangelog
+          WHERE id = $1 AND approval_status = 'pending' FOR UPDATE",
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn decide_change(db: impl PgExecutor<'_>, id: Uuid, status: &str, by: Option<Uuid>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE accounts_mfachangelog SET approval_status = $2, approved_by_id = $3, approved_at = now() WHERE id = $1",
+        id,
+        status,
+        by
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+// Device trust.
+
+/// The user's device with this fingerprint hash, if it may skip MFA right now.
+pub async fn skipping_device(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    fingerprint_hash: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM accounts_device
+          WHERE user_id = $1 AND fingerprint_hash = $2 AND can_skip_mfa AND mfa_skip_until > now()
+            AND NOT is_compromised",
+        user,
+        fingerprint_hash
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Finds or creates the user's device for this fingerprint and trusts it (skip MFA)
+/// until `until`; the grant is recorded in accounts_trusteddevice. Returns the device id.
+pub async fn trust_device(
+    db: &mut sqlx::PgConnection,
+    user: Uuid,
+    fingerprint_hash: &str,
+    user_agent: Option<&str>,
+    ip: Option<IpNetwork>,
+    until: DateTime<Utc>,
+) -> sqlx::Result<Uuid> {
+    let device = sqlx::query_scalar!(
+        "INSERT INTO accounts_device
+             (user_id, fingerprint_hash, user_agent, ip_address, is_verified, is_trusted, trust_expires_at,
+              can_skip_mfa, mfa_skip_until, last_used_at)
+         VALUES ($1, $2, $3, $4, true, true, $5, true, $5, now())
+         ON CONFLICT (user_id, fingerprint_hash) DO UPDATE
+            SET is_verified = true, is_trusted = true, trust_expires_at = $5, can_skip_mfa = true,
+                mfa_skip_until = $5, last_used_at = now(), user_agent = COALESCE($3, accounts_device.user_agent),
+                ip_address = COALESCE($4, accounts_device.ip_address), updated_at = now()
+          WHERE NOT accounts_device.is_compromised
+         RETURNING id",
+        user,
+        fingerprint_hash,
+        user_agent,
+        ip,
+        until
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    let Some(device) = device else { return Err(sqlx::Error::RowNotFound) };
+    sqlx::query!(
+        "UPDATE accounts_trusteddevice SET is_trusted = false, revoked_at = now(), updated_at = now()
+          WHERE device_id = $1 AND is_trusted AND NOT is_deleted",
+        device
+    )
+    .execute(&mut *db)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO accounts_trusteddevice (user_id, device_id, trust_expires_at, can_skip_mfa, mfa_skip_until)
+         VALUES ($1, $2, $3, true, $3)",
+        user,
+        device,
+        until
+    )
+    .execute(&mut *db)
+    .await?;
+    Ok(device)
+}
+
+/// Marks a device used by a session that skipped MFA on its trust.
+pub async fn touch_device(db: impl PgExecutor<'_>, device: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE accounts_device SET last_used_at = now() WHERE id = $1", device).execute(db).await?;
+    Ok(())
+}
+
+/// Raises a live session to aal 2 after a step-up, with fresh token ids; returns whether
+/// the session was still active.
+pub async fn raise_session(
+    db: impl PgExecutor<'_>,
+    session: Uuid,
+    amr: &[String],
+    method: &str,
+    access_jti: &str,
+    refresh_jti: &str,
+) -> sqlx::Result<bool> {
+    let id = sqlx::query_scalar!(
+        "UPDATE accounts_session
+            SET aal = 2, amr = $2, mfa_verified = true, mfa_verified_at = now(), mfa_method_used = $3,
+                access_jti = $4, refresh_jti = $5, requires_mfa_recheck = false, updated_at = now()
+          WHERE id = $1 AND status = 'active' AND expires_at > now()
+      RETURNING id",
+        session,
+        amr,
+        method,
+        access_jti,
+        refresh_jti
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(id.is_some())
+}
+
+/// Retires a session's refresh tokens (after a step-up hands out a new pair).
+pub async fn retire_session_refresh(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE accounts_refreshtokenrecord SET is_valid = false, revoked_at = COALESCE(revoked_at, now()),
+                revocation_reason = COALESCE(revocation_reason, $2)
+          WHERE session_id = $1 AND is_valid",
+        session,
+        reason
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The second step: a login (or a step-up) of an account with MFA on opens a challenge,
+//! which a code then answers. A correct code opens the session (aal 2) or raises it, in the
+//! challenge's transaction; a wrong one costs the challenge an attempt and counts against
+//! the account's lockout, so fresh challenges cannot be farmed for guesses.
+
+use chrono::{Duration, Utc};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::{
+    access_ttl, authenticated,
+    login::{IP_WINDOW, LOCKOUT, lockout},
+    refresh_ttl,
+    sessions::{NewSession, start_session},
+    token_hash,
+};
+use crate::{
+    accounts::{
+        models::{Authenticated, Email, LoginResponse, MfaRequired, UserRow},
+        repo::{self, NewRefreshRow},
+    },
+    audit_log::{self, MfaAction, MfaEvent, Origin, RiskLevel},
+    core::{
+        AppError, AppResult, AppState,
+        auth::{AuthUser, Claims},
+        client::ClientContext,
+        crypto,
+        metrics::Metrics,
+        types::Phone,
+    },
+    notifications::Recipient,
+    otp::{
+        self, Challenge, ChallengeType, MfaMethod,
+        service::{CHALLENGE_TTL, CodeCheck, CodePurpose},
+    },
+};
+
+/// How long `trust_device: true` lets a device skip MFA.
+pub const TRUST_DAYS: i64 = 30;
+
+/// An MFA audit event about `user`, from where the request came.
+pub(super) fn mfa_event(user: Uuid, action: MfaAction, client: &ClientContext) -> MfaEvent {
+    let origin = Origin { ip: client.ip_network(), country: client.country.clone(), city: client.city.clone() };
+    MfaEvent { origin, ..MfaEvent::new(user, action) }
+}
+
+/// The stored form of a device fingerprint.
+pub(super) fn fingerprint_hash(client: &ClientContext) -> Option<String> {
+    client.fingerprint.as_deref().map(crypto::sha256_hex)
+}
+
+/// The password was right and the account has MFA on: a device trusted to skip MFA gets
+/// an aal 1 session (recorded as skipped); any other gets a challenge, and the password
+/// attempt stays `mfa_pending`, neither a success nor a failure for the lockout.
+pub(super) async fn second_step(
+    state: &AppState,
+    client: &ClientContext,
+    user: UserRow,
+    attempt: Uuid,
+) -> AppResult<LoginResponse> {
+    let fingerprint = fingerprint_hash(client);
+    if let Some(fp) = &fingerprint
+        && let Some(device) = repo::skipping_device(&state.db, user.id, fp).await?
+    {
+        repo::touch_device(&state.db, device).await?;
+        let session = NewSession {
+            device_id: Some(device),
+            audit_note: Some(serde_json::json!({ "mfa": "skipped", "reason": "trusted_device" })),
+            ..NewSession::password(user, client, attempt)
+        };
+        let authenticated = start_session(&state.db, state, session).await?;
+        Metrics::count(&state.metrics.logins, "success_mfa_skipped");
+        return Ok(LoginResponse::Authenticated(authenticated));
+    }
+    let mut tx = state.db.begin().await?;
+    let metadata = serde_json::json!({ "attempt_id": attempt, "fingerprint_hash": fingerprint });
+    let challenge = otp::service::open_challenge(&mut tx, user.id, ChallengeType::Login, None, metadata).await?;
+    repo::finish_attempt(&mut *tx, attempt, Some(user.id), "mfa_pending", None).await?;
+    let factors = otp::service::factors(&mut tx, user.id).await?;
+    let event = MfaEvent {
+        challenge_id: Some(challenge.challenge_id),
+        ..mfa_event(user.id, MfaAction::ChallengeCreated, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Metrics::count(&state.metrics.logins, "mfa_required");
+    Ok(LoginResponse::MfaRequired(mfa_required(&challenge, factors.usable())))
+}
+
+fn mfa_required(challenge: &Challenge, methods: Vec<MfaMethod>) -> MfaRequired {
+    MfaRequired {
+        status: "mfa_required",
+        challenge_id: challenge.challenge_id,
+        methods,
+        expires_in: CHALLENGE_TTL.num_seconds(),
+    }
+}
+
+/// `POST /auth/mfa/step-up`: a challenge that, answered, raises the caller's session to
+/// aal 2 with a fresh second factor.
+pub async fn step_up(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<MfaRequired> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    if !user.mfa_enabled {
+        return Err(AppError::Conflict {
+            code: "MFA_NOT_ENABLED",
+            field: "mfa",
+            message: "Set up a second factor first.",
+        });
+    }
+    let challenge = otp::service::open_challenge(
+        &mut tx,
+        user.id,
+        ChallengeType::StepUp,
+        Some(auth.session_id),
+        serde_json::json!({}),
+    )
+    .await?;
+    let factors = otp::service::factors(&mut tx, user.id).await?;
+    let event = MfaEvent {
+        challenge_id: Some(challenge.challenge_id),
+        session_id: Some(auth.session_id),
+        metadata: Some(serde_json::json!({ "challenge_type": "step_up" })),
+        ..mfa_event(user.id, MfaAction::ChallengeCreated, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(mfa_required(&challenge, factors.usable()))
+}
+
+/// `POST /auth/mfa/send`: an emailed or texted code for a live challenge, at most
+/// `SENDS_PER_HOUR` per method and user.
+pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, method: MfaMethod) -> AppResult<()> {
+    if !matches!(method, MfaMethod::Email | MfaMethod::Sms) {
+        return Err(AppError::validation("method", "codes are sent by email or sms"));
+    }
+    let mut tx = state.db.begin().await?;
+    let challenge = otp::service::live_challenge(&mut tx, challenge_id).await?;
+    let user = challenge.user_id;
+    let factors = otp::service::factors(&mut tx, user).await?;
+    let email = factors.email_address.clone().filter(|_| factors.email).map(Email::from_stored);
+    let phone = factors.phone.as_deref().filter(|_| factors.sms).and_then(|p| Phone::parse(p).ok());
+    let to = match (method, &email, &phone) {
+        (MfaMethod::Email, Some(e), _) => Recipient::Email(e),
+        (MfaMethod::Sms, _, Some(p)) => Recipient::Sms(p),
+        _ => return Err(AppError::validation("method", "is not set up for this account")),
+    };
+    let purpose = CodePurpose::for_challenge(challenge.kind());
+    match otp::service::send_code(&mut tx, &state.data_keys, user, to, purpose, Some(challenge.id)).await {
+        Ok(sent) => {
+            let event = MfaEvent {
+                mfa_method: Some(method.as_str().into()),
+                challenge_id: Some(challenge.challenge_id),
+                request_count_last_hour: i32::try_from(sent).ok(),
+                ..mfa_event(user, MfaAction::CodeSent, client)
+            };
+            audit_log::record_mfa(&mut *tx, &event).await?;
+            tx.commit().await?;
+            state.outbox_wakeup.notify_one();
+            state.metrics.mfa(method.as_str(), "code_sent");
+            Ok(())
+        }
+        Err(AppError::RateLimited { retry_after_secs }) => {
+            drop(tx);
+            let event = MfaEvent {
+                mfa_method: Some(method.as_str().into()),
+                challenge_id: Some(challenge.challenge_id),
+                rate_limit_status: "exceeded",
+                risk_level: RiskLevel::Medium,
+                ..mfa_event(user, MfaAction::RateLimited, client)
+            };
+            audit_log::record_mfa(&state.db, &event).await?;
+            state.metrics.mfa(method.as_str(), "rate_limited");
+            Err(AppError::RateLimited { retry_after_secs })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the account behind a challenge is locked (too many failures, passwords and
+/// second factors alike): `Some(retry_after)`. Read on the caller's connection: a request
+/// never holds two.
+async fn locked(tx: &mut sqlx::PgConnection, user: &UserRow) -> AppResult<Option<u64>> {
+    let mut facts = repo::login_facts(
+        &mut *tx,
+        &user.email,
+        Uuid::nil(),
+        None,
+        LOCKOUT.num_seconds() as f64,
+        IP_WINDOW.num_seconds() as f64,
+    )
+    .await?;
+    // This verification counts as an attempt, as a login's own pending attempt does.
+    facts.identifier_failures += 1;
+    Ok(lockout(&facts))
+}
+
+/// Checks `code` for `method`; Ok(true) when it is right (and now used).
+async fn check(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    challenge: &Challenge,
+    method: MfaMethod,
+    code: &SecretString,
+) -> AppResult<bool> {
+    let keys = &state.data_keys;
+    let email = Email::from_stored(&user.email);
+    match method {
+        MfaMethod::Totp => otp::service::check_totp(tx, keys, user.id, &email, code, false).await,
+        MfaMethod::BackupCode => {
+            let Some(left) = otp::service::use_backup_code(tx, keys, user.id, code, client.ip_network()).await? else {
+                return Ok(false);
+            };
+            let event = MfaEvent {
+                mfa_method: Some(method.as_str().into()),
+                challenge_id: Some(challenge.challenge_id),
+                risk_level: if left <= 2 { RiskLevel::Medium } else { RiskLevel::Low },
+                metadata: Some(serde_json::json!({ "backup_codes_remaining": left })),
+                ..mfa_event(user.id, MfaAction::BackupCodeUsed, client)
+            };
+            audit_log::record_mfa(&mut *tx, &event).await?;
+            Ok(true)
+        }
+        MfaMethod::Email | MfaMethod::Sms => {
+            let purpose = CodePurpose::for_challenge(challenge.kind());
+            let outcome = otp::service::check_code(
+                tx,
+                keys,
+                user.id,
+                method,
+                purpose,
+                Some(challenge.id),
+                code,
+                client.ip_network(),
+            )
+            .await?;
+            Ok(outcome == CodeCheck::Accepted)
+        }
+    }
+}
+
+/// `POST /auth/mfa/verify`: answers a challenge. Right: the login's session opens (aal 2)
+/// or the step-up's session is raised, with new tokens, in this transaction. Wrong: 401
+/// `MFA_CODE_INVALID` with the attempts left, and a failure on the account's lockout.
+#[tracing::instrument(skip_all, fields(method = method.as_str()))]
+pub async fn verify(
+    state: &AppState,
+    client: &ClientContext,
+    challenge_id: Uuid,
+    method: MfaMethod,
+    code: SecretString,
+    trust_device: bool,
+) -> AppResult<Authenticated> {
+    let mut tx = state.db.begin().await?;
+    let challenge = otp::service::live_challenge(&mut tx, challenge_id).await?;
+    let user = repo::user_by_id(&mut *tx, challenge.user_id).await?.ok_or(AppError::ChallengeExpired)?;
+    if !user.is_active {
+        return Err(AppError::ChallengeExpired);
+    }
+    if let Some(retry) = locked(&mut tx, &user).await? {
+        drop(tx);
+        let event = MfaEvent {
+            challenge_id: Some(challenge.challenge_id),
+            rate_limit_status: "exceeded",
+            risk_level: RiskLevel::High,
+            metadata: Some(serde_json::json!({ "reason": "account_locked" })),
+            ..mfa_event(user.id, MfaAction::RateLimited, client)
+        };
+        audit_log::record_mfa(&state.db, &event).await?;
+        state.metrics.mfa(method.as_str(), "locked");
+        return Err(AppError::RateLimited { retry_after_secs: retry });
+    }
+
+    if !check(&mut tx, state, client, &user, &challenge, method, &code).await? {
+        let left = otp::service::fail_challenge(&mut tx, &challenge).await?;
+        repo::insert_failed_attempt(
+            &mut *tx,
+            &user.email,
+            user.id,
+            "mfa_failed",
+            client.ip_network(),
+            client.user_agent.as_deref(),
+        )
+        .await?;
+        let event = MfaEvent {
+            mfa_method: Some(method.as_str().into()),
+            challenge_id: Some(challenge.challenge_id),
+            verification_attempts: Some(challenge.failed_attempts + 1),
+            risk_level: if left == 0 { RiskLevel::High } else { RiskLevel::Medium },
+            ..mfa_event(user.id, MfaAction::Failed, client)
+        };
+        audit_log::record_mfa(&mut *tx, &event).await?;
+        tx.commit().await?;
+        state.metrics.mfa(method.as_str(), "failed");
+        return Err(AppError::MfaCodeInvalid { attempts_remaining: left.max(0) });
+    }
+
+    let device = match (trust_device, fingerprint_hash(client)) {
+        (true, Some(fp)) => {
+            let until = Utc::now() + Duration::days(TRUST_DAYS);
+            let ua = client.user_agent.as_deref();
+            Some(repo::trust_device(&mut tx, user.id, &fp, ua, client.ip_network(), until).await.map_err(|e| {
+                match e {
+                    // A device marked compromised cannot be trusted again.
+                    sqlx::Error::RowNotFound => AppError::Forbidden,
+                    other => other.into(),
+                }
+            })?)
+        }
+        _ => None,
+    };
+    otp::service::close_challenge(&mut tx, &challenge, device).await?;
+    let event = MfaEvent {
+        mfa_method: Some(method.as_str().into()),
+        challenge_id: Some(challenge.challenge_id),
+        device_id: device,
+        verification_attempts: Some(challenge.failed_attempts + 1),
+        metadata: device.map(|d| serde_json::json!({ "trusted_device": d, "trust_days": TRUST_DAYS })),
+        ..mfa_event(user.id, MfaAction::Verified, client)
+    };
+    let amr = vec!["pwd".to_owned(), method.amr().to_owned(), "mfa".to_owned()];
+    let authenticated = match (challenge.kind(), challenge.session_id) {
+        (Some(ChallengeType::StepUp), Some(session)) => {
+            let event = MfaEvent { session_id: Some(session), ..event };
+            audit_log::record_mfa(&mut *tx, &event).await?;
+            raise(&mut tx, state, user, session, amr, method).await?
+        }
+        _ => {
+            audit_log::record_mfa(&mut *tx, &event).await?;
+            let session = NewSession {
+                user,
+                client,
+                attempt: challenge.attempt_id(),
+                aal: 2,
+                amr,
+                mfa_method: Some(method.as_str()),
+                device_id: device,
+                audit_note: None,
+            };
+            start_session(&mut *tx, state, session).await?
+        }
+    };
+    tx.commit().await?;
+    state.metrics.mfa(method.as_str(), "verified");
+    Ok(authenticated)
+}
+
+/// Raises a live session to aal 2 and hands out a new pair: the session's older refresh
+/// tokens retire, a new family starts.
+async fn raise(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    user: UserRow,
+    session: Uuid,
+    amr: Vec<String>,
+    method: MfaMethod,
+) -> AppResult<Authenticated> {
+    let now = Utc::now();
+    let access_jti = Uuid::new_v4().to_string();
+    let refresh_token = SecretString::from(crypto::random_token());
+    let refresh_jti = token_hash(&refresh_token);
+    if !repo::raise_session(&mut *tx, session, &amr, method.as_str(), &access_jti, &refresh_jti).await? {
+        return Err(AppError::ChallengeExpired);
+    }
+    repo::retire_session_refresh(&mut *tx, session, "step_up").await?;
+    let record = NewRefreshRow {
+        user_id: user.id,
+        session_id: session,
+        jti: &refresh_jti,
+        family_id: Uuid::now_v7(),
+        parent_jti: None,
+        created_at: now,
+        expires_at: now + refresh_ttl(state),
+    };
+    repo::insert_refresh(&mut *tx, &record).await?;
+    let claims = Claims::new(user.id, session, access_jti, now, access_ttl(state), 2, amr);
+    authenticated(state, &claims, refresh_token, user.into())
+}

@@ -1,0 +1,477 @@
+//! Managing one's own second factors (API.md "MFA management"): set up and confirm TOTP,
+//! email and SMS, backup codes, the primary method, removal. MFA turns on with the first
+//! confirmed factor, when backup codes are issued. While MFA is on, changing factors needs
+//! the password and a second factor within `STEP_UP_MAX_AGE_SECONDS`; a staff user's
+//! removal waits for another staff member's approval. Every change is written to
+//! accounts_mfachangelog and audited in its transaction.
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::challenges::mfa_event;
+use crate::{
+    accounts::{
+        models::{BackupCodes, Email, MethodStatus, MfaStatus, UserRow},
+        passwords, repo,
+    },
+    audit_log::{self, MfaAction, MfaEvent, RiskLevel},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, types::Phone},
+    notifications::Recipient,
+    otp::{
+        self, Factors, MfaMethod, TotpSetup,
+        service::{CodeCheck, CodePurpose},
+    },
+};
+
+/// What a removal did: applied at once, or waiting for approval (staff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Done,
+    ApprovalRequired(Uuid),
+}
+
+pub async fn mfa_status(state: &AppState, auth: &AuthUser) -> AppResult<MfaStatus> {
+    let mut conn = state.db.acquire().await?;
+    let settings = repo::mfa_settings(&mut *conn, auth.user_id).await?;
+    let f = otp::service::factors(&mut conn, auth.user_id).await?;
+    Ok(status(&settings, &f))
+}
+
+fn status(settings: &repo::MfaSettingsRow, f: &Factors) -> MfaStatus {
+    // A factor counts once its setup is proven; until then (a code awaited) it is neither.
+    let method = |method, proven: bool| MethodStatus { method, enabled: proven, setup_completed: proven };
+    MfaStatus {
+        enabled: settings.is_enabled,
+        primary_method: settings.is_enabled.then(|| MfaMethod::parse(&settings.primary_method)).flatten(),
+        methods: vec![
+            method(MfaMethod::Totp, f.totp),
+            method(MfaMethod::Email, f.email),
+            method(MfaMethod::Sms, f.sms),
+            method(MfaMethod::BackupCode, f.backup_codes_remaining > 0),
+        ],
+        backup_codes_remaining: f.backup_codes_remaining,
+    }
+}
+
+/// The signed-in user, after the checks a factor change needs while MFA is on: the
+/// password (403 `PASSWORD_INCORRECT`) and a recent second factor (403 `MFA_REQUIRED`;
+/// `POST /auth/mfa/step-up` renews it). The hash is checked before any transaction opens.
+async fn guarded_user(state: &AppState, auth: &AuthUser, password: Option<SecretString>) -> AppResult<UserRow> {
+    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    if !user.mfa_enabled {
+        return Ok(user);
+    }
+    if !auth.has_recent_mfa(state.config.step_up_max_age) {
+        return Err(AppError::MfaRequired);
+    }
+    let password = password.ok_or_else(|| AppError::validation("password", "is required while MFA is on"))?;
+    if !passwords::verify(state, password, user.password_hash.clone()).await? {
+        return Err(AppError::PasswordIncorrect);
+    }
+    Ok(user)
+}
+
+/// Starts TOTP setup: a new secret, not active until `totp_confirm`.
+#[tracing::instrument(skip_all, fields(user = %auth.user_id))]
+pub async fn totp_setup(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    password: Option<SecretString>,
+) -> AppResult<TotpSetup> {
+    let user = guarded_user(state, auth, password).await?;
+    let mut tx = state.db.begin().await?;
+    let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, &Email::from_stored(&user.email)).await?;
+    repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
+    let event = MfaEvent { mfa_method: Some("totp".into()), ..mfa_event(user.id, MfaAction::SetupStarted, client) };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(setup)
+}
+
+/// Confirms TOTP with a code from the authenticator.
+#[tracing::instrument(skip_all, fields(user = %auth.user_id))]
+pub async fn totp_confirm(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    code: SecretString,
+) -> AppResult<BackupCodes> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let email = Email::from_stored(&user.email);
+    if !otp::service::check_totp(&mut tx, &state.data_keys, user.id, &email, &code, true).await? {
+        return Err(AppError::MfaCodeInvalid { attempts_remaining: 1 });
+    }
+    let codes = factor_added(&mut tx, state, client, &user, MfaMethod::Totp).await?;
+    tx.commit().await?;
+    Ok(codes)
+}
+
+/// Records a newly proven factor; the first one turns MFA on and issues backup codes.
+async fn factor_added(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    method: MfaMethod,
+) -> AppResult<BackupCodes> {
+    repo::set_method_state(&mut *tx, user.id, method.as_str(), true, true).await?;
+    let new_value = Some(serde_json::json!({ "method": method.as_str() }));
+    if user.mfa_enabled {
+        repo::insert_mfa_change(
+            &mut *tx,
+            user.id,
+            "method_added",
+            Some(method.as_str()),
+            None,
+            new_value,
+            None,
+            "not_required",
+        )
+        .await?;
+        let event =
+            MfaEvent { mfa_method: Some(method.as_str().into()), ..mfa_event(user.id, MfaAction::MethodAdded, client) };
+        audit_log::record_mfa(&mut *tx, &event).await?;
+        return Ok(BackupCodes { backup_codes: Vec::new() });
+    }
+    repo::set_mfa_enabled(&mut *tx, user.id, true, Some(method.as_str())).await?;
+    let codes = otp::service::new_backup_codes(&mut *tx, &state.data_keys, user.id).await?;
+    repo::set_method_state(&mut *tx, user.id, MfaMethod::BackupCode.as_str(), true, true).await?;
+    repo::insert_mfa_change(&mut *tx, user.id, "enabled", Some(method.as_str()), None, new_value, None, "not_required")
+        .await?;
+    let event = MfaEvent {
+        mfa_method: Some(method.as_str().into()),
+        new_value: Some(serde_json::json!({ "enabled": true, "primary_method": method.as_str() })),
+        ..mfa_event(user.id, MfaAction::Enabled, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    Ok(BackupCodes { backup_codes: codes })
+}
+
+/// Starts the email method: a code goes to the account's address.
+pub async fn email_setup(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    password: Option<SecretString>,
+) -> AppResult<()> {
+    let user = guarded_user(state, auth, password).await?;
+    let email = Email::from_stored(&user.email);
+    let mut tx = state.db.begin().await?;
+    otp::service::begin_email_method(&mut tx, user.id, &email).await?;
+    send_setup_code(&mut tx, state, client, &user, Recipient::Email(&email)).await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// Starts the SMS method: a code goes to `phone`.
+pub async fn sms_setup(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    phone: Phone,
+    password: Option<SecretString>,
+) -> AppResult<()> {
+    let user = guarded_user(state, auth, password).await?;
+    let mut tx = state.db.begin().await?;
+    otp::service::begin_sms_method(&mut tx, user.id, &phone).await?;
+    send_setup_code(&mut tx, state, client, &user, Recipient::Sms(&phone)).await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+async fn send_setup_code(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    to: Recipient<'_>,
+) -> AppResult<()> {
+    let method = to.channel().as_str().to_owned();
+    repo::set_method_state(&mut *tx, user.id, &method, false, false).await?;
+    let sent = otp::service::send_code(tx, &state.data_keys, user.id, to, CodePurpose::Setup, None).await?;
+    let event = MfaEvent {
+        mfa_method: Some(method),
+        request_count_last_hour: i32::try_from(sent).ok(),
+        ..mfa_event(user.id, MfaAction::SetupStarted, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    Ok(())
+}
+
+/// Confirms the email or SMS method with the code it received.
+#[tracing::instrument(skip_all, fields(user = %auth.user_id, method = method.as_str()))]
+pub async fn method_confirm(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    method: MfaMethod,
+    code: SecretString,
+) -> AppResult<BackupCodes> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let outcome = otp::service::check_code(
+        &mut tx,
+        &state.data_keys,
+        user.id,
+        method,
+        CodePurpose::Setup,
+        None,
+        &code,
+        client.ip_network(),
+    )
+    .await?;
+    if let CodeCheck::Rejected { attempts_left } = outcome {
+        // The spent attempt must stick, so commit before refusing.
+        tx.commit().await?;
+        return Err(AppError::MfaCodeInvalid { attempts_remaining: attempts_left });
+    }
+    otp::service::confirm_method(&mut tx, user.id, method).await?;
+    let codes = factor_added(&mut tx, state, client, &user, method).await?;
+    tx.commit().await?;
+    Ok(codes)
+}
+
+/// Whether `code` is a current TOTP code or an unused backup code of the user (used up
+/// when it is).
+async fn current_code(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    code: &SecretString,
+) -> AppResult<bool> {
+    let email = Email::from_stored(&user.email);
+    if otp::service::check_totp(tx, &state.data_keys, user.id, &email, code, false).await? {
+        return Ok(true);
+    }
+    Ok(otp::service::use_backup_code(tx, &state.data_keys, user.id, code, client.ip_network()).await?.is_some())
+}
+
+/// Removes a factor after the password and a current code. A staff user's removal becomes
+/// a change request that another staff member approves. Removing the last factor turns
+/// MFA off.
+#[tracing::instrument(skip_all, fields(user = %auth.user_id, method = method.as_str()))]
+pub async fn remove_factor(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    method: MfaMethod,
+    password: SecretString,
+    code: SecretString,
+) -> AppResult<Removal> {
+    let user = guarded_user(state, auth, Some(password)).await?;
+    if !user.mfa_enabled {
+        return Err(AppError::NotFound);
+    }
+    let mut tx = state.db.begin().await?;
+    if !current_code(&mut tx, state, client, &user, &code).await? {
+        return Err(AppError::MfaCodeInvalid { attempts_remaining: 0 });
+    }
+    if user.is_staff {
+        let id = repo::insert_mfa_change(
+            &mut *tx,
+            user.id,
+            "method_removed",
+            Some(method.as_str()),
+            Some(serde_json::json!({ "method": method.as_str() })),
+            None,
+            Some("requested by the user"),
+            "pending",
+        )
+        .await?;
+        let event = MfaEvent {
+            mfa_method: Some(method.as_str().into()),
+            metadata: Some(serde_json::json!({ "change_request_id": id })),
+            risk_level: RiskLevel::Medium,
+            ..mfa_event(user.id, MfaAction::ChangeRequested, client)
+        };
+        audit_log::record_mfa(&mut *tx, &event).await?;
+        tx.commit().await?;
+        return Ok(Removal::ApprovalRequired(id));
+    }
+    apply_removal(&mut tx, user.id, method, client, None).await?;
+    tx.commit().await?;
+    Ok(Removal::Done)
+}
+
+/// Removes `method`; when no factor is left, MFA goes off and the backup codes die.
+async fn apply_removal(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    method: MfaMethod,
+    client: &ClientContext,
+    approved_change: Option<Uuid>,
+) -> AppResult<()> {
+    if !otp::service::remove_method(tx, user, method).await? {
+        return Err(AppError::NotFound);
+    }
+    repo::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
+    let left = otp::service::factors(tx, user).await?;
+    let settings = repo::mfa_settings(&mut *tx, user).await?;
+    let old_value = Some(serde_json::json!({ "method": method.as_str() }));
+    let (action, audit) = if left.any() {
+        if settings.primary_method == method.as_str()
+            && let Some(next) = left.usable().into_iter().find(|m| *m != MfaMethod::BackupCode)
+        {
+            repo::set_mfa_enabled(&mut *tx, user, true, Some(next.as_str())).await?;
+        }
+        ("method_removed", MfaAction::MethodRemoved)
+    } else {
+        otp::service::remove_backup_codes(tx, user).await?;
+        repo::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
+        repo::set_mfa_enabled(&mut *tx, user, false, None).await?;
+        ("disabled", MfaAction::Disabled)
+    };
+    if approved_change.is_none() {
+        repo::insert_mfa_change(
+            &mut *tx,
+            user,
+            action,
+            Some(method.as_str()),
+            old_value.clone(),
+            None,
+            None,
+            "not_required",
+        )
+        .await?;
+    }
+    let event = MfaEvent {
+        mfa_method: Some(method.as_str().into()),
+        old_value,
+        risk_level: if audit == MfaAction::Disabled { RiskLevel::High } else { RiskLevel::Medium },
+        metadata: approved_change.map(|id| serde_json::json!({ "change_request_id": id })),
+        ..mfa_event(user, audit, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    Ok(())
+}
+
+/// A new set of backup codes (the old set dies), after the password and a recent factor.
+#[tracing::instrument(skip_all, fields(user = %auth.user_id))]
+pub async fn regenerate_backup_codes(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    password: SecretString,
+) -> AppResult<BackupCodes> {
+    let user = guarded_user(state, auth, Some(password)).await?;
+    if !user.mfa_enabled {
+        return Err(AppError::Conflict {
+            code: "MFA_NOT_ENABLED",
+            field: "mfa",
+            message: "Set up a second factor first.",
+        });
+    }
+    let mut tx = state.db.begin().await?;
+    let codes = otp::service::new_backup_codes(&mut tx, &state.data_keys, user.id).await?;
+    repo::insert_mfa_change(
+        &mut *tx,
+        user.id,
+        "codes_regenerated",
+        Some("backup_code"),
+        None,
+        None,
+        None,
+        "not_required",
+    )
+    .await?;
+    audit_log::record_mfa(&mut *tx, &mfa_event(user.id, MfaAction::CodesRegenerated, client)).await?;
+    tx.commit().await?;
+    Ok(BackupCodes { backup_codes: codes })
+}
+
+/// Makes a set-up factor (not a backup code) the primary one.
+pub async fn set_primary(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    method: MfaMethod,
+) -> AppResult<MfaStatus> {
+    let mut tx = state.db.begin().await?;
+    let f = otp::service::factors(&mut tx, auth.user_id).await?;
+    let settings = repo::mfa_settings(&mut *tx, auth.user_id).await?;
+    if method == MfaMethod::BackupCode || !f.usable().contains(&method) || !settings.is_enabled {
+        return Err(AppError::validation("method", "must be a factor that is set up: totp, email or sms"));
+    }
+    repo::set_mfa_enabled(&mut *tx, auth.user_id, true, Some(method.as_str())).await?;
+    let old_value = Some(serde_json::json!({ "primary_method": settings.primary_method }));
+    let new_value = Some(serde_json::json!({ "primary_method": method.as_str() }));
+    repo::insert_mfa_change(
+        &mut *tx,
+        auth.user_id,
+        "primary_changed",
+        Some(method.as_str()),
+        old_value.clone(),
+        new_value.clone(),
+        None,
+        "not_required",
+    )
+    .await?;
+    let event = MfaEvent { old_value, new_value, ..mfa_event(auth.user_id, MfaAction::PrimaryChanged, client) };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    let settings = repo::mfa_settings(&mut *tx, auth.user_id).await?;
+    tx.commit().await?;
+    Ok(status(&settings, &f))
+}
+
+/// Approves a pending MFA change request and applies it. `approver` is the staff member
+/// (never the requester); None is an operator at the shell (`gatehouse mfa approve`).
+pub async fn approve_mfa_change(
+    state: &AppState,
+    client: &ClientContext,
+    change: Uuid,
+    approver: Option<Uuid>,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
+    if approver == Some(request.user_id) {
+        return Err(AppError::Forbidden);
+    }
+    let method = request.mfa_method.as_deref().and_then(MfaMethod::parse).ok_or(AppError::NotFound)?;
+    apply_removal(&mut tx, request.user_id, method, client, Some(request.id)).await?;
+    repo::decide_change(&mut *tx, request.id, "approved", approver).await?;
+    let event = MfaEvent {
+        mfa_method: Some(method.as_str().into()),
+        metadata: Some(serde_json::json!({ "change_request_id": request.id, "approved_by": approver })),
+        ..mfa_event(request.user_id, MfaAction::ChangeApproved, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `gatehouse mfa enroll --email E`, step one: a TOTP secret for the account, for an
+/// operator bootstrapping the first staff user (no session exists yet).
+pub async fn operator_totp_setup(state: &AppState, email: &Email) -> AppResult<(Uuid, TotpSetup)> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_email(&mut *tx, email.as_str()).await?.ok_or(AppError::NotFound)?;
+    let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, email).await?;
+    repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
+    let event = MfaEvent {
+        mfa_method: Some("totp".into()),
+        metadata: Some(serde_json::json!({ "by": "operator" })),
+        ..mfa_event(user.id, MfaAction::SetupStarted, &ClientContext::default())
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok((user.id, setup))
+}
+
+/// Step two: confirms with a code from the authenticator; MFA is on, codes issued.
+pub async fn operator_totp_confirm(state: &AppState, email: &Email, code: SecretString) -> AppResult<BackupCodes> {
+    let user = repo::user_by_email(&state.db, email.as_str()).await?.ok_or(AppError::NotFound)?;
+    let auth = AuthUser {
+        user_id: user.id,
+        session_id: Uuid::nil(),
+        aal: 1,
+        amr: Vec::new(),
+        is_staff: false,
+        is_superuser: false,
+        mfa_verified_at: None,
+    };
+    totp_confirm(state, &ClientContext::default(), &auth, code).await
+}

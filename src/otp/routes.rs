@@ -1,9 +1,0 @@
-//! Paths of the otp app.
-
-use axum::Router;
-
-use crate::core::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-}

@@ -1,0 +1,272 @@
+//! The rules of second factors. Every function works inside the caller's transaction
+//! (accounts opens it, since a factor's outcome opens or raises a session, enables MFA or
+//! settles a login), so a code used, a challenge failed and its audit row commit together.
+//! Secrets never leave here in clear except the ones shown once (a TOTP setup, new backup
+//! codes) and the code inside the outgoing message.
+
+use chrono::{Duration, Utc};
+use ipnetwork::IpNetwork;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    factors,
+    models::{Challenge, ChallengeType, Factors, MfaMethod, TotpSetup},
+    repo,
+};
+use crate::{
+    core::{
+        AppError, AppResult,
+        keys::{DataKeys, Purpose},
+        types::{Email, Phone},
+    },
+    notifications::{self, MfaCode, Recipient},
+};
+
+/// How long an emailed or texted code lives.
+pub const CODE_TTL: Duration = Duration::minutes(5);
+/// Wrong guesses a code or a challenge survives.
+pub const MAX_ATTEMPTS: i32 = 3;
+/// Codes per method and user per hour.
+pub const SENDS_PER_HOUR: i64 = 10;
+/// How long a challenge waits for its second factor.
+pub const CHALLENGE_TTL: Duration = Duration::minutes(5);
+
+pub async fn factors(db: &mut PgConnection, user: Uuid) -> AppResult<Factors> {
+    Ok(repo::factors(db, user).await?)
+}
+
+// TOTP.
+
+/// Makes a new secret for `user` (not active until confirmed) and returns it with its
+/// otpauth URI and QR code. A confirmed device must be removed first: 409.
+pub async fn begin_totp(tx: &mut PgConnection, keys: &DataKeys, user: Uuid, email: &Email) -> AppResult<TotpSetup> {
+    let secret = factors::new_totp_secret();
+    let totp = factors::totp(secret.clone(), email.as_str()).map_err(AppError::internal)?;
+    let uri = totp.to_url().map_err(AppError::internal)?;
+    let qr_svg = factors::qr_svg(&uri).map_err(AppError::internal)?;
+    let sealed = keys.seal(Purpose::TotpSecret, &secret);
+    if !repo::put_pending_totp(&mut *tx, user, &sealed).await? {
+        return Err(AppError::Conflict {
+            code: "MFA_METHOD_EXISTS",
+            field: "method",
+            message: "TOTP is already set up; remove it first.",
+        });
+    }
+    Ok(TotpSetup {
+        secret: SecretString::from(totp.secret().to_base32()),
+        otpauth_uri: SecretString::from(uri),
+        qr_svg,
+    })
+}
+
+/// Checks a TOTP code: `confirm` for the pending device at setup, otherwise the confirmed
+/// one. A code's time step is accepted once; any code of that step or an earlier one is
+/// refused afterwards.
+pub async fn check_totp(
+    tx: &mut PgConnection,
+    keys: &DataKeys,
+    user: Uuid,
+    email: &Email,
+    code: &SecretString,
+    confirm: bool,
+) -> AppResult<bool> {
+    let Some((sealed, verified)) = repo::totp_secret(&mut *tx, user).await? else { return Ok(false) };
+    if verified == confirm {
+        return Ok(false);
+    }
+    let secret = keys.open(Purpose::TotpSecret, &sealed).map_err(AppError::internal)?;
+    let totp = factors::totp(secret, email.as_str()).map_err(AppError::internal)?;
+    let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+    let Some(step) = factors::totp_step(&totp, code.expose_secret(), now) else { return Ok(false) };
+    Ok(repo::accept_totp_step(&mut *tx, user, step, confirm).await?)
+}
+
+pub async fn remove_totp(tx: &mut PgConnection, user: Uuid) -> AppResult<bool> {
+    Ok(repo::delete_totp(tx, user).await?)
+}
+
+// Backup codes.
+
+/// A new set of backup codes, shown once; the old set dies.
+pub async fn new_backup_codes(tx: &mut PgConnection, keys: &DataKeys, user: Uuid) -> AppResult<Vec<String>> {
+    let codes: Vec<String> = (0..factors::BACKUP_CODES).map(|_| factors::new_backup_code()).collect();
+    let hashes: Vec<String> =
+        codes.iter().map(|c| keys.mac(Purpose::CodeHash, &factors::normalise_backup_code(c))).collect();
+    repo::replace_backup_codes(tx, user, &hashes).await?;
+    Ok(codes)
+}
+
+/// Uses a backup code; on success records the recovery and returns the codes left.
+pub async fn use_backup_code(
+    tx: &mut PgConnection,
+    keys: &DataKeys,
+    user: Uuid,
+    code: &SecretString,
+    ip: Option<IpNetwork>,
+) -> AppResult<Option<i64>> {
+    let typed = factors::normalise_backup_code(code.expose_secret());
+    if typed.len() != 8 {
+        return Ok(None);
+    }
+    let hashes = keys.macs(Purpose::CodeHash, &typed);
+    if !repo::use_backup_code(&mut *tx, user, &hashes, ip).await? {
+        return Ok(None);
+    }
+    repo::insert_recovery(&mut *tx, user, MfaMethod::BackupCode.as_str(), ip, true).await?;
+    Ok(Some(repo::factors(&mut *tx, user).await?.backup_codes_remaining))
+}
+
+pub async fn remove_backup_codes(tx: &mut PgConnection, user: Uuid) -> AppResult<()> {
+    Ok(repo::delete_backup_codes(tx, user).await?)
+}
+
+// Emailed and texted codes.
+
+/// What a code is for, as otp_otp records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    Login,
+    Setup,
+    StepUp,
+}
+
+impl CodePurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::Login => "login",
+            CodePurpose::Setup => "setup",
+            CodePurpose::StepUp => "step_up",
+        }
+    }
+
+    pub fn for_challenge(kind: Option<ChallengeType>) -> CodePurpose {
+        match kind {
+            Some(ChallengeType::StepUp) => CodePurpose::StepUp,
+            _ => CodePurpose::Login,
+        }
+    }
+}
+
+/// Sends a fresh 6-digit code by email or SMS (a security message: always delivered),
+/// storing only its keyed hash; the message is queued in this transaction. Past
+/// `SENDS_PER_HOUR` for this user and method: 429 and nothing sent. Returns the sends
+/// counted in the last hour, this one included.
+pub async fn send_code(
+    tx: &mut PgConnection,
+    keys: &DataKeys,
+    user: Uuid,
+    to: Recipient<'_>,
+    purpose: CodePurpose,
+    challenge: Option<Uuid>,
+) -> AppResult<i64> {
+    let method = to.channel().as_str();
+    let sent = repo::lock_and_count_sends(&mut *tx, user, method).await?;
+    if sent >= SENDS_PER_HOUR {
+        return Err(AppError::RateLimited { retry_after_secs: 3600 });
+    }
+    let code = SecretString::from(factors::new_delivery_code());
+    let hash = keys.mac(Purpose::CodeHash, code.expose_secret());
+    let expires_at = Utc::now() + CODE_TTL;
+    repo::insert_code(&mut *tx, user, challenge, method, purpose.as_str(), &hash, expires_at, MAX_ATTEMPTS).await?;
+    repo::note_sent(&mut *tx, user, method).await?;
+    let message = MfaCode { user_id: user, to, code: &code, code_hash: &hash, mfa_type: purpose.as_str(), expires_at };
+    notifications::enqueue_mfa_code(&mut *tx, &message).await?;
+    Ok(sent + 1)
+}
+
+/// The outcome of a code check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    Accepted,
+    /// Wrong; the live code has this many attempts left (0: it is dead, or none was live).
+    Rejected {
+        attempts_left: i32,
+    },
+}
+
+/// Checks an emailed or texted code; a wrong one costs the live code an attempt.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_code(
+    tx: &mut PgConnection,
+    keys: &DataKeys,
+    user: Uuid,
+    method: MfaMethod,
+    purpose: CodePurpose,
+    challenge: Option<Uuid>,
+    code: &SecretString,
+    ip: Option<IpNetwork>,
+) -> AppResult<CodeCheck> {
+    let typed = code.expose_secret().trim();
+    let purpose = purpose.as_str();
+    let method = method.as_str();
+    if typed.len() == 6 && typed.bytes().all(|b| b.is_ascii_digit()) {
+        let hashes = keys.macs(Purpose::CodeHash, typed);
+        if repo::use_code(&mut *tx, user, challenge, method, purpose, &hashes, ip).await? {
+            return Ok(CodeCheck::Accepted);
+        }
+    }
+    let attempts_left = repo::miss_code(&mut *tx, user, challenge, method, purpose).await?;
+    Ok(CodeCheck::Rejected { attempts_left })
+}
+
+/// Registers the account's email as a method (unproven until its code comes back).
+pub async fn begin_email_method(tx: &mut PgConnection, user: Uuid, email: &Email) -> AppResult<()> {
+    Ok(repo::put_pending_email_method(tx, user, email.as_str()).await?)
+}
+
+/// Registers a phone as a method (unproven until its code comes back).
+pub async fn begin_sms_method(tx: &mut PgConnection, user: Uuid, phone: &Phone) -> AppResult<()> {
+    Ok(repo::put_pending_sms_method(tx, user, phone.as_str()).await?)
+}
+
+/// Marks an email or SMS method proven.
+pub async fn confirm_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod) -> AppResult<()> {
+    Ok(repo::verify_method(tx, user, method.as_str()).await?)
+}
+
+pub async fn remove_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod) -> AppResult<bool> {
+    match method {
+        MfaMethod::Totp => remove_totp(tx, user).await,
+        MfaMethod::Email | MfaMethod::Sms => Ok(repo::delete_method(tx, user, method.as_str()).await?),
+        MfaMethod::BackupCode => remove_backup_codes(tx, user).await.map(|()| true),
+    }
+}
+
+// Challenges.
+
+/// Opens a challenge for `user`; `metadata` carries what its verification needs (the
+/// login attempt it settles, the client's hashed fingerprint).
+pub async fn open_challenge(
+    tx: &mut PgConnection,
+    user: Uuid,
+    kind: ChallengeType,
+    session: Option<Uuid>,
+    metadata: serde_json::Value,
+) -> AppResult<Challenge> {
+    let expires_at = Utc::now() + CHALLENGE_TTL;
+    Ok(repo::insert_challenge(tx, user, session, kind.as_str(), expires_at, metadata).await?)
+}
+
+/// The live challenge `challenge_id`, locked for this transaction; an unknown, expired,
+/// used or exhausted one is 401 `CHALLENGE_EXPIRED`.
+pub async fn live_challenge(tx: &mut PgConnection, challenge_id: Uuid) -> AppResult<Challenge> {
+    let challenge = repo::lock_challenge(tx, challenge_id).await?.ok_or(AppError::ChallengeExpired)?;
+    if challenge.is_live(Utc::now()) { Ok(challenge) } else { Err(AppError::ChallengeExpired) }
+}
+
+/// Counts a failed verification; returns the attempts left.
+pub async fn fail_challenge(tx: &mut PgConnection, challenge: &Challenge) -> AppResult<i32> {
+    Ok(repo::fail_challenge(tx, challenge.id).await?)
+}
+
+/// Marks the challenge answered: it cannot be used again.
+pub async fn close_challenge(tx: &mut PgConnection, challenge: &Challenge, device: Option<Uuid>) -> AppResult<()> {
+    Ok(repo::close_challenge(tx, challenge.id, device).await?)
+}
+
+/// Deletes challenges and codes expired over an hour ago: (challenges, codes).
+pub async fn delete_expired(tx: &mut PgConnection) -> AppResult<(u64, u64)> {
+    Ok(repo::delete_expired(tx).await?)
+}
