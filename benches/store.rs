@@ -153,6 +153,7 @@ async fn summary_bench(pool: &PgPool) {
 }
 
 async fn outbox_bench(pool: &PgPool) {
+    let keys = std::sync::Arc::new(gatehouse::core::keys::DataKeys::new(&[7u8; 32], &[]));
     const MESSAGES: usize = 2_000;
     let capture = smtp::SmtpCapture::start().await;
     let user: uuid::Uuid = sqlx::query_scalar(
@@ -167,6 +168,7 @@ async fn outbox_bench(pool: &PgPool) {
         let mut tx = pool.begin().await.expect("tx");
         notifications::enqueue_email(
             &mut tx,
+            &keys,
             user,
             &Email::parse(&format!("r{i}@bench.test")).expect("email"),
             NotificationType::TokenReused,
@@ -196,9 +198,9 @@ async fn outbox_bench(pool: &PgPool) {
     let started = Instant::now();
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let (pool, mailer) = (pool.clone(), mailer.clone());
+            let (pool, mailer, keys) = (pool.clone(), mailer.clone(), keys.clone());
             tokio::spawn(async move {
-                while delivery::deliver_once(&pool, &mailer, &config).await.expect("deliver")
+                while delivery::deliver_once(&pool, &keys, &mailer, &config).await.expect("deliver")
                     != delivery::Pass::default()
                 {}
             })

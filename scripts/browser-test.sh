@@ -29,7 +29,7 @@ fi
 
 url=$(scripts/db.sh url gatehouse_browser)
 psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS gatehouse_browser WITH (FORCE)" -c "CREATE DATABASE gatehouse_browser" >/dev/null
-export DATABASE_URL="$url" APP_ENV=development RUN_JOBS=false RUST_LOG=warn BIND_ADDR="127.0.0.1:$port"
+export DATABASE_URL="$url" APP_ENV=development RUN_JOBS=false RUST_LOG=info BIND_ADDR="127.0.0.1:$port"
 SQLX_OFFLINE=true cargo build -q
 bin=target/debug/gatehouse
 "$bin" migrate >/dev/null
@@ -39,7 +39,7 @@ GATEHOUSE_PASSWORD="$password" "$bin" createsuperuser --email root@example.com -
 # with a code from an independent authenticator (oathtool), sign in on /admin with the next one.
 uri=$("$bin" mfa enroll --email root@example.com | grep '^otpauth://')
 secret=$(sed 's/.*secret=\([A-Z2-7]*\).*/\1/' <<<"$uri")
-"$bin" mfa confirm --email root@example.com --code "$(oathtool --totp -b "$secret")" >/dev/null
+"$bin" mfa confirm --email root@example.com --code "$(oathtool --totp -b "$secret")" > target/backup-codes.txt
 # The next time step: the one used to confirm is spent (replay refused).
 code=$(oathtool --totp -b "$secret" --now "$(date -u -d '+30 seconds' '+%Y-%m-%d %H:%M:%S UTC')")
 
@@ -74,3 +74,11 @@ fi
 
 BASE_URL="$base" ADMIN_EMAIL=root@example.com ADMIN_PASSWORD="$password" ADMIN_CODE="$code" SCREENSHOT=target/admin.png \
   node tests/browser/admin.mjs
+
+# No log line of the run holds the TOTP secret or a backup code.
+leaks=0
+for secret_text in "$secret" $(grep -Eo '[0-9A-Z]{4}-[0-9A-Z]{4}' target/backup-codes.txt); do
+  if grep -qF -- "$secret_text" target/browser-server.log; then echo "FAIL the server log holds a secret"; leaks=1; fi
+done
+[ "$leaks" = 0 ] && echo "ok   no secret or code in the server log ($(wc -l < target/browser-server.log) lines)"
+exit "$leaks"

@@ -353,8 +353,7 @@ async fn shutdown_signal() {
 
 /// Confirms an operator's TOTP enrolment and prints the backup codes, shown once.
 async fn confirm_totp(state: &AppState, email: &Email, code: String) -> Result<(), String> {
-    let codes =
-        service::operator_totp_confirm(state, email, code.into()).await.map_err(|e| e.parts().2)?;
+    let codes = service::operator_totp_confirm(state, email, code.into()).await.map_err(|e| e.parts().2)?;
     println!("MFA is on for {}. Backup codes (shown once, keep them safe):", email.as_str());
     for code in codes.backup_codes {
         println!("  {code}");

@@ -10,6 +10,7 @@ use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce,
     aead::{Aead, Payload},
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,8 @@ impl Purpose {
 }
 
 const KID_LEN: usize = 8;
+/// Marks a text column's value as sealed.
+const SEALED_PREFIX: &str = "sealed:v1:";
 const NONCE_LEN: usize = 12;
 
 /// One root key with its id and the keys derived from it, one per purpose.
@@ -143,6 +146,18 @@ impl DataKeys {
         cipher.decrypt(&Nonce::from(nonce), Payload { msg: body, aad: purpose.info() }).map_err(|_| SealError::Invalid)
     }
 
+    /// `seal` for a text column: `sealed:v1:` and the ciphertext in URL-safe base64.
+    pub fn seal_text(&self, purpose: Purpose, text: &str) -> String {
+        format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(self.seal(purpose, text.as_bytes())))
+    }
+
+    /// The text `seal_text` sealed; text that was never sealed comes back as it is.
+    pub fn open_text(&self, purpose: Purpose, stored: &str) -> Result<String, SealError> {
+        let Some(encoded) = stored.strip_prefix(SEALED_PREFIX) else { return Ok(stored.to_owned()) };
+        let sealed = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| SealError::Invalid)?;
+        String::from_utf8(self.open(purpose, &sealed)?).map_err(|_| SealError::Invalid)
+    }
+
     fn mac_with(root: &Root, purpose: Purpose, input: &str) -> String {
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(root.key(purpose)).expect("HMAC accepts keys of any length");
@@ -193,6 +208,16 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert_eq!(old.open(Purpose::TotpSecret, &tampered), Err(SealError::Invalid));
+    }
+
+    #[test]
+    fn sealed_text_round_trips_and_plain_text_passes() {
+        let keys = DataKeys::new(&[1u8; 32], &[]);
+        let sealed = keys.seal_text(Purpose::OutboxBody, "Your code: 482913");
+        assert!(sealed.starts_with("sealed:v1:") && !sealed.contains("482913"));
+        assert_eq!(keys.open_text(Purpose::OutboxBody, &sealed).unwrap(), "Your code: 482913");
+        assert_eq!(keys.open_text(Purpose::OutboxBody, "plain").unwrap(), "plain");
+        assert_eq!(keys.open_text(Purpose::OutboxBody, "sealed:v1:!!"), Err(SealError::Invalid));
     }
 
     #[test]

@@ -76,7 +76,11 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("logins", "Login attempts by result", logins.clone());
-        registry.register("mfa", "MFA steps by method and result (verified, failed, code_sent, rate_limited)", mfa.clone());
+        registry.register(
+            "mfa",
+            "MFA steps by method and result (verified, failed, code_sent, rate_limited)",
+            mfa.clone(),
+        );
         registry.register("job_runs", "Background job runs by kind and status", jobs.clone());
         registry.register("outbox_depth", "Undelivered notifications by channel", outbox_depth.clone());
         Metrics { registry: Arc::new(registry), requests, latency, logins, mfa, jobs, outbox_depth }

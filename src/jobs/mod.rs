@@ -107,6 +107,7 @@ pub fn spawn(
         // Woken as soon as a message is queued; polls each second for retries that fall due.
         tokio::spawn(notifications::delivery::run(
             state.db.clone(),
+            state.data_keys.clone(),
             mailer,
             sms,
             notifications::delivery::DeliveryConfig::default(),

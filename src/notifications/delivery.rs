@@ -1,7 +1,8 @@
-//! The outbox worker: claim due rows, send, record the outcome. At-least-once: a worker
-//! that dies mid-send leaves a stale claim that another worker retries.
+//! The outbox worker: claim due rows, open what was sealed, send, record the outcome.
+//! At-least-once: a worker that dies mid-send leaves a stale claim that another worker
+//! retries.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
@@ -11,7 +12,10 @@ use super::{
     repo,
     sms::{AnySms, SmsOutcome, SmsProvider},
 };
-use crate::audit_log::{self, RiskLevel, SessionAction, SessionEvent};
+use crate::{
+    audit_log::{self, RiskLevel, SessionAction, SessionEvent},
+    core::keys::{DataKeys, Purpose},
+};
 
 /// Delivery tuning; tests shorten the backoff.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +53,12 @@ impl Pass {
 /// message's body and its terminating dot in two writes, so each message on a connection
 /// waits out the server's delayed ACK (~40 ms), and one-at-a-time delivery would cap a
 /// worker near 25 messages/s. One recipient's messages still go in the order they fell due.
-pub async fn deliver_once(db: &PgPool, mailer: &Mailer, config: &DeliveryConfig) -> sqlx::Result<Pass> {
+pub async fn deliver_once(
+    db: &PgPool,
+    keys: &Arc<DataKeys>,
+    mailer: &Mailer,
+    config: &DeliveryConfig,
+) -> sqlx::Result<Pass> {
     let claimed = repo::claim_emails(db, config.batch, config.claim.as_secs_f64()).await?;
     let mut by_recipient: Vec<Vec<ClaimedEmail>> = Vec::new();
     for email in claimed {
@@ -60,11 +69,11 @@ pub async fn deliver_once(db: &PgPool, mailer: &Mailer, config: &DeliveryConfig)
     }
     let mut tasks = tokio::task::JoinSet::new();
     for group in by_recipient {
-        let (db, mailer, config) = (db.clone(), mailer.clone(), *config);
+        let (db, keys, mailer, config) = (db.clone(), keys.clone(), mailer.clone(), *config);
         tasks.spawn(async move {
             let mut pass = Pass::default();
             for email in group {
-                deliver(&db, &mailer, &config, email, &mut pass).await?;
+                deliver(&db, &keys, &mailer, &config, email, &mut pass).await?;
             }
             Ok::<_, sqlx::Error>(pass)
         });
@@ -90,28 +99,42 @@ pub async fn deliver_once(db: &PgPool, mailer: &Mailer, config: &DeliveryConfig)
     }
 }
 
+/// A claimed message with its sealed parts opened for sending.
+fn opened(keys: &DataKeys, mut email: ClaimedEmail) -> Result<ClaimedEmail, String> {
+    let open = |text: &str| keys.open_text(Purpose::OutboxBody, text).map_err(|e| format!("sealed body: {e}"));
+    email.body = open(&email.body)?;
+    email.html_body = email.html_body.as_deref().map(open).transpose()?;
+    Ok(email)
+}
+
 async fn deliver(
     db: &PgPool,
+    keys: &DataKeys,
     mailer: &Mailer,
     config: &DeliveryConfig,
     email: ClaimedEmail,
     pass: &mut Pass,
 ) -> sqlx::Result<()> {
-    match mailer.send(&email).await {
+    let (id, retry_count) = (email.id, email.retry_count);
+    let outcome = match opened(keys, email) {
+        Ok(email) => mailer.send(&email).await,
+        Err(error) => Outcome::Failed { error },
+    };
+    match outcome {
         Outcome::Sent { provider, message_id } => {
-            if let Some((user, kind, to, _)) = repo::mark_sent(db, email.id, provider, message_id.as_deref()).await? {
+            if let Some((user, kind, to, _)) = repo::mark_sent(db, id, provider, message_id.as_deref()).await? {
                 repo::insert_log(db, user, &kind, "email", &to, "sent", None).await?;
                 if kind == NotificationType::MfaCode.as_str() {
-                    repo::mark_mfa_sent(db, email.id, provider, message_id.as_deref()).await?;
+                    repo::mark_mfa_sent(db, id, provider, message_id.as_deref()).await?;
                 }
             }
             pass.sent += 1;
         }
         Outcome::Failed { error } => {
-            let backoff = backoff(config, email.retry_count);
-            tracing::warn!(id = %email.id, retry = email.retry_count + 1, %error, "email delivery failed");
+            let backoff = backoff(config, retry_count);
+            tracing::warn!(%id, retry = retry_count + 1, %error, "email delivery failed");
             let mut tx = db.begin().await?;
-            match repo::mark_failed(&mut *tx, email.id, mailer.provider(), &error, backoff).await? {
+            match repo::mark_failed(&mut *tx, id, mailer.provider(), &error, backoff).await? {
                 Some((user, kind, to, status)) if status == "failed" => {
                     gave_up(&mut tx, user, &kind, "email", &to, &error).await?;
                     pass.failed += 1;
@@ -127,12 +150,17 @@ async fn deliver(
 /// Claims one batch of SMS and delivers it, one after another.
 pub async fn deliver_sms_once<P: SmsProvider>(
     db: &PgPool,
+    keys: &DataKeys,
     provider: &P,
     config: &DeliveryConfig,
 ) -> sqlx::Result<Pass> {
     let mut pass = Pass::default();
     for sms in repo::claim_sms(db, config.batch, config.claim.as_secs_f64()).await? {
-        match provider.send(&sms.phone_number, &sms.message).await {
+        let outcome = match keys.open_text(Purpose::OutboxBody, &sms.message) {
+            Ok(message) => provider.send(&sms.phone_number, &message).await,
+            Err(e) => SmsOutcome::Failed { error: format!("sealed message: {e}") },
+        };
+        match outcome {
             SmsOutcome::Sent { message_id, cost } => {
                 let marked = repo::mark_sms_sent(db, sms.id, provider.name(), message_id.as_deref(), cost).await?;
                 if let Some((user, kind, to)) = marked {
@@ -187,18 +215,20 @@ async fn gave_up(
 }
 
 /// Delivers until stopped: immediately when woken, else every `poll` for retries.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     db: PgPool,
+    keys: Arc<DataKeys>,
     mailer: Mailer,
     sms: AnySms,
     config: DeliveryConfig,
-    wakeup: std::sync::Arc<tokio::sync::Notify>,
+    wakeup: Arc<tokio::sync::Notify>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     poll: Duration,
 ) {
     loop {
-        let email = deliver_once(&db, &mailer, &config).await;
-        let texts = deliver_sms_once(&db, &sms, &config).await;
+        let email = deliver_once(&db, &keys, &mailer, &config).await;
+        let texts = deliver_sms_once(&db, &keys, &sms, &config).await;
         match (email, texts) {
             // A full batch may mean more is due: go again without waiting.
             (Ok(e), Ok(t)) if e.total() >= config.batch as usize || t.total() >= config.batch as usize => continue,

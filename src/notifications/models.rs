@@ -23,6 +23,7 @@ text_enum!(
         TokenReused => "token_reused",
         PasswordChanged => "password_changed",
         Marketing => "marketing",
+        BackupCodesLow => "backup_codes_low",
     }
 );
 
@@ -47,6 +48,15 @@ text_enum!(
 );
 
 impl NotificationType {
+    /// Whether the message carries a code or a live one-time link: its body is sealed while
+    /// it waits and removed once delivery ends.
+    pub fn carries_secret(self) -> bool {
+        matches!(
+            self,
+            NotificationType::EmailVerification | NotificationType::PasswordReset | NotificationType::MfaCode
+        )
+    }
+
     /// Security messages always go: no preference, quiet hours or blocklist holds them.
     pub fn is_security(self) -> bool {
         matches!(
@@ -55,6 +65,7 @@ impl NotificationType {
                 | NotificationType::PasswordReset
                 | NotificationType::MfaCode
                 | NotificationType::TokenReused
+                | NotificationType::BackupCodesLow
         )
     }
 
@@ -62,7 +73,7 @@ impl NotificationType {
         match self {
             NotificationType::MfaCode | NotificationType::TokenReused => Priority::Critical,
             NotificationType::PasswordReset | NotificationType::EmailVerification => Priority::High,
-            NotificationType::PasswordChanged => Priority::High,
+            NotificationType::PasswordChanged | NotificationType::BackupCodesLow => Priority::High,
             NotificationType::Marketing => Priority::Low,
         }
     }
@@ -80,6 +91,7 @@ impl NotificationType {
             NotificationType::TokenReused => "Security alert: a session was signed out",
             NotificationType::PasswordChanged => "Your password was changed",
             NotificationType::Marketing => "News from Gatehouse",
+            NotificationType::BackupCodesLow => "You are running out of backup codes",
         }
     }
 }

@@ -8,7 +8,10 @@ use secrecy::ExposeSecret;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::core::types::{Email, Phone};
+use crate::core::{
+    keys::{DataKeys, Purpose},
+    types::{Email, Phone},
+};
 
 use super::{
     models::{Channel, Decision, MfaCode, NotificationType, Recipient},
@@ -57,13 +60,19 @@ async fn decide(
 /// the outbox row, or None when suppressed.
 pub async fn enqueue_email(
     tx: &mut PgConnection,
+    keys: &DataKeys,
     user_id: Uuid,
     to: &Email,
     kind: NotificationType,
     context: minijinja::Value,
 ) -> Result<Option<Uuid>, EnqueueError> {
     let Some(due) = decide(&mut *tx, user_id, kind, Channel::Email, to.as_str()).await? else { return Ok(None) };
-    let rendered = templates::render(kind, context)?;
+    let mut rendered = templates::render(kind, context)?;
+    if kind.carries_secret() {
+        // No code or link is readable in the database while the message waits.
+        rendered.text = keys.seal_text(Purpose::OutboxBody, &rendered.text);
+        rendered.html = keys.seal_text(Purpose::OutboxBody, &rendered.html);
+    }
     let id = repo::insert_email(
         &mut *tx,
         &NewEmail {
@@ -84,6 +93,7 @@ pub async fn enqueue_email(
 /// The SMS counterpart of `enqueue_email`, to an E.164 number.
 pub async fn enqueue_sms(
     tx: &mut PgConnection,
+    keys: &DataKeys,
     user_id: Uuid,
     phone: &Phone,
     kind: NotificationType,
@@ -96,7 +106,10 @@ pub async fn enqueue_sms(
         )));
     }
     let Some(due) = decide(&mut *tx, user_id, kind, Channel::Sms, phone.as_str()).await? else { return Ok(None) };
-    let message = templates::render_sms(kind, context)?;
+    let mut message = templates::render_sms(kind, context)?;
+    if kind.carries_secret() {
+        message = keys.seal_text(Purpose::OutboxBody, &message);
+    }
     let id =
         repo::insert_sms(&mut *tx, user_id, phone.as_str(), &message, kind.as_str(), kind.priority().as_str(), due)
             .await?;
@@ -105,14 +118,16 @@ pub async fn enqueue_sms(
 
 /// Queues an MFA code (always sent: a security message) and its notifications_mfanotification
 /// row, linked to the outbox row that carries it.
-pub async fn enqueue_mfa_code(tx: &mut PgConnection, m: &MfaCode<'_>) -> Result<Uuid, EnqueueError> {
+pub async fn enqueue_mfa_code(tx: &mut PgConnection, keys: &DataKeys, m: &MfaCode<'_>) -> Result<Uuid, EnqueueError> {
     let minutes = (m.expires_at - Utc::now()).num_minutes().max(1);
     let context = minijinja::context! { code => m.code.expose_secret(), minutes };
     let (email_id, sms_id) = match m.to {
         Recipient::Email(to) => {
-            (enqueue_email(&mut *tx, m.user_id, to, NotificationType::MfaCode, context).await?, None)
+            (enqueue_email(&mut *tx, keys, m.user_id, to, NotificationType::MfaCode, context).await?, None)
         }
-        Recipient::Sms(to) => (None, enqueue_sms(&mut *tx, m.user_id, to, NotificationType::MfaCode, context).await?),
+        Recipient::Sms(to) => {
+            (None, enqueue_sms(&mut *tx, keys, m.user_id, to, NotificationType::MfaCode, context).await?)
+        }
     };
     Ok(repo::insert_mfa_notification(&mut *tx, m, email_id, sms_id).await?)
 }

@@ -23,6 +23,7 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     template_pair!(env, "token_reused");
     template_pair!(env, "password_changed");
     template_pair!(env, "marketing");
+    template_pair!(env, "backup_codes_low");
     env.add_template("sms/mfa_code.txt", include_str!("../../templates/sms/mfa_code.txt"))?;
     env.add_template("sms/password_changed.txt", include_str!("../../templates/sms/password_changed.txt"))?;
     env.add_template("sms/marketing.txt", include_str!("../../templates/sms/marketing.txt"))?;

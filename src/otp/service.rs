@@ -172,7 +172,7 @@ pub async fn send_code(
     repo::insert_code(&mut *tx, user, challenge, method, purpose.as_str(), &hash, expires_at, MAX_ATTEMPTS).await?;
     repo::note_sent(&mut *tx, user, method).await?;
     let message = MfaCode { user_id: user, to, code: &code, code_hash: &hash, mfa_type: purpose.as_str(), expires_at };
-    notifications::enqueue_mfa_code(&mut *tx, &message).await?;
+    notifications::enqueue_mfa_code(&mut *tx, keys, &message).await?;
     Ok(sent + 1)
 }
 

@@ -84,7 +84,7 @@ impl TestApp {
     pub async fn deliver_mail(&self) -> Vec<CapturedMail> {
         let mailer = Mailer::new(Some(&self.smtp.url()), "Gatehouse <no-reply@gatehouse.test>").expect("mailer");
         let config = DeliveryConfig { backoff_base: std::time::Duration::ZERO, ..DeliveryConfig::default() };
-        delivery::deliver_once(&self.state.db, &mailer, &config).await.expect("deliver");
+        delivery::deliver_once(&self.state.db, &self.state.data_keys, &mailer, &config).await.expect("deliver");
         self.smtp.mails()
     }
 
@@ -205,4 +205,9 @@ pub fn email(raw: &str) -> gatehouse::core::types::Email {
 
 pub fn phone(raw: &str) -> gatehouse::core::types::Phone {
     gatehouse::core::types::Phone::parse(raw).expect("a valid test phone")
+}
+
+/// The data keys of `Config::for_tests`, for tests that queue or deliver without an app.
+pub fn keys() -> std::sync::Arc<gatehouse::core::keys::DataKeys> {
+    std::sync::Arc::new(gatehouse::core::keys::DataKeys::new(&[7u8; 32], &[]))
 }

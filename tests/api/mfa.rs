@@ -523,6 +523,18 @@ async fn no_mfa_secret_or_code_is_stored_in_clear(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(setup.status(), 202);
+    // While they wait, the code mail and the verification link mail are sealed.
+    let waiting: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT email_type, body, html_body FROM notifications_emailnotification WHERE status = 'pending'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let kinds: HashSet<&str> = waiting.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(kinds, HashSet::from(["email_verification", "mfa_code"]));
+    for (kind, body, html) in &waiting {
+        assert!(body.starts_with("sealed:v1:") && html.starts_with("sealed:v1:"), "{kind} waits in clear");
+    }
     let emailed = mailed_code(&app, "ann@example.com").await;
     app.deliver_mail().await;
 
@@ -567,4 +579,71 @@ async fn no_mfa_secret_or_code_is_stored_in_clear(pool: PgPool) {
             }
         }
     }
+}
+
+#[sqlx::test]
+async fn using_a_backup_code_warns_by_email_when_two_or_fewer_are_left(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let t = app.signed_in("ann").await;
+    let e = enrol_totp(&app, &t).await;
+    let warnings = |mails: &[crate::smtp::CapturedMail]| {
+        mails.iter().filter(|m| m.parsed().subject() == Some("You are running out of backup codes")).count()
+    };
+    for (used, code) in e.backup_codes.iter().enumerate().take(8) {
+        let id = challenge(&app, "ann@example.com").await;
+        assert_eq!(verify(&app, &id, "backup_code", code).await.status(), 200);
+        let expected = (used + 1).saturating_sub(7);
+        assert_eq!(warnings(&app.deliver_mail().await), expected, "after {} codes", used + 1);
+    }
+    let mails = app.deliver_mail().await;
+    let warning = mails.iter().rfind(|m| m.parsed().subject() == Some("You are running out of backup codes")).unwrap();
+    assert!(warning.parsed().body_text(0).unwrap().contains("2 of your backup codes are left"));
+}
+
+#[sqlx::test]
+async fn the_cleanup_job_deletes_only_expired_challenges_and_codes(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let t = app.signed_in("ann").await;
+    enrol_email(&app, &t).await;
+    let live = challenge(&app, "ann@example.com").await;
+    let old = challenge(&app, "ann@example.com").await;
+    for id in [&old, &live] {
+        let send = json!({"challenge_id": id, "method": "email"});
+        assert_eq!(app.post_json("/api/v1/auth/mfa/send", &send).await.status(), 202);
+    }
+    sqlx::query("UPDATE otp_mfachallenge SET expires_at = now() - interval '2 hours' WHERE challenge_id = $1::uuid")
+        .bind(&old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE otp_otp SET expires_at = now() - interval '2 hours'
+          WHERE challenge_id = (SELECT id FROM otp_mfachallenge WHERE challenge_id = $1::uuid)",
+    )
+    .bind(&old)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let counts = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM otp_mfachallenge), (SELECT count(*) FROM otp_otp)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    // Two challenges; three codes (the setup's, used, and one per challenge).
+    assert_eq!(counts().await, (2, 3));
+    let removed = gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    assert_eq!(removed, Some(2), "the old challenge and its code");
+    assert_eq!(counts().await, (1, 2));
+    let (kind, rows): (String, i64) =
+        sqlx::query_as("SELECT kind, rows_affected FROM audit_log_jobrun ORDER BY started_at DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((kind.as_str(), rows), ("cleanup", 2));
+    // The live challenge and its code still work.
+    let code = mailed_code(&app, "ann@example.com").await;
+    assert_eq!(verify(&app, &live, "email", &code).await.status(), 200);
 }

@@ -219,6 +219,7 @@ async fn marketing_needs_consent_and_consent_changes_are_audited(pool: PgPool) {
         let mut tx = pool.begin().await.unwrap();
         let id = notifications::enqueue_email(
             &mut tx,
+            &crate::helpers::keys(),
             ann,
             &email("ann@example.com"),
             NotificationType::Marketing,
@@ -366,6 +367,7 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
     let mut tx = pool.begin().await.unwrap();
     let id = notifications::enqueue_sms(
         &mut tx,
+        &crate::helpers::keys(),
         ann,
         &phone("+15551234567"),
         NotificationType::MfaCode,
@@ -378,8 +380,8 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
 
     let (url, receiver) = webhook(1).await;
     let provider = WebhookSms::new(&url).unwrap();
-    assert_eq!(delivery::deliver_sms_once(&pool, &provider, &FAST).await.unwrap().retried, 1);
-    assert_eq!(delivery::deliver_sms_once(&pool, &provider, &FAST).await.unwrap().sent, 1);
+    assert_eq!(delivery::deliver_sms_once(&pool, &crate::helpers::keys(), &provider, &FAST).await.unwrap().retried, 1);
+    assert_eq!(delivery::deliver_sms_once(&pool, &crate::helpers::keys(), &provider, &FAST).await.unwrap().sent, 1);
     let bodies = receiver.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["to"], "+15551234567");
@@ -393,11 +395,18 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
 
     // The log provider records the message as sent, at no cost.
     let mut tx = pool.begin().await.unwrap();
-    notifications::enqueue_sms(&mut tx, ann, &phone("+15551234567"), NotificationType::PasswordChanged, context! {})
-        .await
-        .unwrap();
+    notifications::enqueue_sms(
+        &mut tx,
+        &crate::helpers::keys(),
+        ann,
+        &phone("+15551234567"),
+        NotificationType::PasswordChanged,
+        context! {},
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(delivery::deliver_sms_once(&pool, &LogSms, &FAST).await.unwrap().sent, 1);
+    assert_eq!(delivery::deliver_sms_once(&pool, &crate::helpers::keys(), &LogSms, &FAST).await.unwrap().sent, 1);
 }
 
 #[sqlx::test]
@@ -408,6 +417,7 @@ async fn a_message_given_up_is_audited_and_history_lists_deliveries(pool: PgPool
     let mut tx = pool.begin().await.unwrap();
     notifications::enqueue_sms(
         &mut tx,
+        &crate::helpers::keys(),
         ann,
         &phone("+15551234567"),
         NotificationType::MfaCode,
@@ -418,7 +428,7 @@ async fn a_message_given_up_is_audited_and_history_lists_deliveries(pool: PgPool
     tx.commit().await.unwrap();
     let provider = WebhookSms::new("http://127.0.0.1:1/sms").unwrap();
     for _ in 0..4 {
-        delivery::deliver_sms_once(&pool, &provider, &FAST).await.unwrap();
+        delivery::deliver_sms_once(&pool, &crate::helpers::keys(), &provider, &FAST).await.unwrap();
     }
     let (action, error): (String, Option<String>) = sqlx::query_as(
         "SELECT action, error_message FROM audit_log_sessionauditlog WHERE action = 'notification_failed'",
@@ -451,6 +461,7 @@ async fn an_mfa_code_is_delivered_and_recorded_by_hash_only(pool: PgPool) {
     let mut tx = pool.begin().await.unwrap();
     let record = notifications::enqueue_mfa_code(
         &mut tx,
+        &crate::helpers::keys(),
         &notifications::MfaCode {
             user_id: ann,
             to: notifications::Recipient::Email(&email("ann@example.com")),
@@ -496,6 +507,7 @@ async fn queueing_wakes_the_worker_without_waiting_for_a_poll(pool: PgPool) {
     // A poll period far longer than the test: only the wake-up can deliver in time.
     let worker = tokio::spawn(delivery::run(
         pool.clone(),
+        crate::helpers::keys(),
         mailer,
         gatehouse::notifications::sms::AnySms::Log(LogSms),
         FAST,
@@ -507,6 +519,7 @@ async fn queueing_wakes_the_worker_without_waiting_for_a_poll(pool: PgPool) {
     let mut tx = pool.begin().await.unwrap();
     notifications::enqueue_email(
         &mut tx,
+        &crate::helpers::keys(),
         ann,
         &email("ann@example.com"),
         NotificationType::TokenReused,

@@ -30,6 +30,7 @@ async fn queue_reset(pool: &PgPool, user: Uuid, to: &str) -> Uuid {
     let link = "http://gatehouse.test/reset-password?token=abc123";
     let id = notifications::enqueue_email(
         &mut tx,
+        &crate::helpers::keys(),
         user,
         &crate::helpers::email(to),
         NotificationType::PasswordReset,
@@ -52,7 +53,7 @@ async fn a_queued_email_arrives_with_subject_both_parts_and_link(pool: PgPool) {
     let user = user(&pool).await;
     let id = queue_reset(&pool, user, "ann@example.com").await;
 
-    let pass = delivery::deliver_once(&pool, &mailer(&capture), &FAST).await.unwrap();
+    let pass = delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap();
     assert_eq!(pass.sent, 1);
     let mails = capture.wait_for(1, 5).await;
     assert_eq!(mails.len(), 1);
@@ -80,9 +81,9 @@ async fn a_refused_message_goes_out_on_retry(pool: PgPool) {
     let id = queue_reset(&pool, user, "ann@example.com").await;
     capture.refuse_next(1);
 
-    let first = delivery::deliver_once(&pool, &mailer(&capture), &FAST).await.unwrap();
+    let first = delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap();
     assert_eq!(first.retried, 1);
-    let second = delivery::deliver_once(&pool, &mailer(&capture), &FAST).await.unwrap();
+    let second = delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap();
     assert_eq!(second.sent, 1);
     assert_eq!(capture.mails().len(), 1);
     let status = repo::email_status(&pool, id).await.unwrap().unwrap();
@@ -96,14 +97,14 @@ async fn with_smtp_down_the_message_waits_and_goes_out_when_it_returns(pool: PgP
     // A port nobody listens on: connections are refused.
     let down = Mailer::new(Some("smtp://127.0.0.1:1"), "Gatehouse <no-reply@gatehouse.test>").unwrap();
     for _ in 0..2 {
-        assert_eq!(delivery::deliver_once(&pool, &down, &FAST).await.unwrap().retried, 1);
+        assert_eq!(delivery::deliver_once(&pool, &crate::helpers::keys(), &down, &FAST).await.unwrap().retried, 1);
     }
     let status = repo::email_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.retry_count), ("pending", 2));
     assert!(status.error_message.is_some());
 
     let capture = SmtpCapture::start().await;
-    assert_eq!(delivery::deliver_once(&pool, &mailer(&capture), &FAST).await.unwrap().sent, 1);
+    assert_eq!(delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap().sent, 1);
     assert_eq!(capture.mails().len(), 1);
 }
 
@@ -113,11 +114,14 @@ async fn retries_stop_at_max_retries(pool: PgPool) {
     let id = queue_reset(&pool, user, "ann@example.com").await;
     let down = Mailer::new(Some("smtp://127.0.0.1:1"), "Gatehouse <no-reply@gatehouse.test>").unwrap();
     for _ in 0..4 {
-        delivery::deliver_once(&pool, &down, &FAST).await.unwrap();
+        delivery::deliver_once(&pool, &crate::helpers::keys(), &down, &FAST).await.unwrap();
     }
     let status = repo::email_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.retry_count), ("failed", 4));
-    assert_eq!(delivery::deliver_once(&pool, &down, &FAST).await.unwrap(), delivery::Pass::default());
+    assert_eq!(
+        delivery::deliver_once(&pool, &crate::helpers::keys(), &down, &FAST).await.unwrap(),
+        delivery::Pass::default()
+    );
 }
 
 #[sqlx::test]
@@ -127,6 +131,7 @@ async fn a_message_queued_in_a_rolled_back_transaction_is_never_sent(pool: PgPoo
     let mut tx = pool.begin().await.unwrap();
     notifications::enqueue_email(
         &mut tx,
+        &crate::helpers::keys(),
         user,
         &crate::helpers::email("ann@example.com"),
         NotificationType::TokenReused,
@@ -135,7 +140,10 @@ async fn a_message_queued_in_a_rolled_back_transaction_is_never_sent(pool: PgPoo
     .await
     .unwrap();
     tx.rollback().await.unwrap();
-    assert_eq!(delivery::deliver_once(&pool, &mailer(&capture), &FAST).await.unwrap(), delivery::Pass::default());
+    assert_eq!(
+        delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap(),
+        delivery::Pass::default()
+    );
     assert!(capture.mails().is_empty());
 }
 
@@ -150,7 +158,7 @@ async fn a_stale_claim_is_retried(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    assert_eq!(delivery::deliver_once(&pool, &mailer(&capture), &FAST).await.unwrap().sent, 1);
+    assert_eq!(delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap().sent, 1);
     assert_eq!(capture.mails().len(), 1);
 }
 
@@ -165,7 +173,7 @@ async fn two_workers_never_send_the_same_row_twice(pool: PgPool) {
     let worker = |pool: PgPool, mailer: Mailer| async move {
         let mut sent = 0;
         loop {
-            let pass = delivery::deliver_once(&pool, &mailer, &config).await.unwrap();
+            let pass = delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer, &config).await.unwrap();
             if pass == delivery::Pass::default() {
                 return sent;
             }

@@ -28,7 +28,7 @@ use crate::{
         metrics::Metrics,
         types::Phone,
     },
-    notifications::Recipient,
+    notifications::{self, NotificationType, Recipient},
     otp::{
         self, Challenge, ChallengeType, MfaMethod,
         service::{CHALLENGE_TTL, CodeCheck, CodePurpose},
@@ -37,6 +37,8 @@ use crate::{
 
 /// How long `trust_device: true` lets a device skip MFA.
 pub const TRUST_DAYS: i64 = 30;
+/// At or below this many unused backup codes, using one emails a warning.
+pub const LOW_BACKUP_CODES: i64 = 2;
 
 /// An MFA audit event about `user`, from where the request came.
 pub(super) fn mfa_event(user: Uuid, action: MfaAction, client: &ClientContext) -> MfaEvent {
@@ -221,6 +223,11 @@ async fn check(
                 ..mfa_event(user.id, MfaAction::BackupCodeUsed, client)
             };
             audit_log::record_mfa(&mut *tx, &event).await?;
+            if left <= LOW_BACKUP_CODES {
+                let context = minijinja::context! { username => user.username, remaining => left };
+                notifications::enqueue_email(tx, keys, user.id, &email, NotificationType::BackupCodesLow, context)
+                    .await?;
+            }
             Ok(true)
         }
         MfaMethod::Email | MfaMethod::Sms => {
@@ -343,6 +350,7 @@ pub async fn verify(
         }
     };
     tx.commit().await?;
+    state.outbox_wakeup.notify_one();
     state.metrics.mfa(method.as_str(), "verified");
     Ok(authenticated)
 }

@@ -76,6 +76,7 @@ pub async fn change_password(
     let username = user.username.clone();
     notifications::enqueue_email(
         &mut tx,
+        &state.data_keys,
         user.id,
         &Email::from_stored(&user.email),
         NotificationType::PasswordChanged,
@@ -108,6 +109,7 @@ pub async fn request_password_reset(state: &AppState, client: &ClientContext, em
     let link = link(state, "reset-password", &token);
     notifications::enqueue_email(
         &mut tx,
+        &state.data_keys,
         user.id,
         &email,
         NotificationType::PasswordReset,

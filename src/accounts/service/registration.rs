@@ -76,6 +76,7 @@ async fn queue_verification(
     let link = link(state, "verify-email", &token);
     notifications::enqueue_email(
         tx,
+        &state.data_keys,
         user.id,
         &Email::from_stored(&user.email),
         NotificationType::EmailVerification,

@@ -75,6 +75,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
         audit_log::record_session(&mut *tx, &event).await?;
         notifications::enqueue_email(
             &mut tx,
+            &state.data_keys,
             user.id,
             &Email::from_stored(&user.email),
             NotificationType::TokenReused,
