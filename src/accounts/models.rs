@@ -130,6 +130,9 @@ pub struct Authenticated {
     pub expires_in: i64,
     pub session_id: Uuid,
     pub user: User,
+    /// Present when a backup code answered the challenge: the codes left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_codes_remaining: Option<i64>,
 }
 
 impl fmt::Debug for Authenticated {

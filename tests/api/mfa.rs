@@ -156,7 +156,9 @@ async fn totp_from_setup_to_an_aal2_login(pool: PgPool) {
     let code = fresh_code(&e.secret, &mut e.used_step);
     let r = verify(&app, &challenge_id, "totp", &code).await;
     assert_eq!(r.status(), 200);
-    let signed = tokens(json(r).await);
+    let body = json(r).await;
+    assert!(body.get("backup_codes_remaining").is_none(), "only a backup code's answer counts them");
+    let signed = tokens(body);
     let c = claims(&signed.access);
     assert_eq!(c["aal"], 2);
     assert_eq!(c["amr"], json!(["pwd", "otp", "mfa"]));
@@ -591,7 +593,9 @@ async fn using_a_backup_code_warns_by_email_when_two_or_fewer_are_left(pool: PgP
     };
     for (used, code) in e.backup_codes.iter().enumerate().take(8) {
         let id = challenge(&app, "ann@example.com").await;
-        assert_eq!(verify(&app, &id, "backup_code", code).await.status(), 200);
+        let r = verify(&app, &id, "backup_code", code).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(json(r).await["backup_codes_remaining"], 9 - used as i64, "the answer says how many remain");
         let expected = (used + 1).saturating_sub(7);
         assert_eq!(warnings(&app.deliver_mail().await), expected, "after {} codes", used + 1);
     }

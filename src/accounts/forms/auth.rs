@@ -349,6 +349,7 @@ mod tests {
             expires_in: 900,
             session_id: Uuid::nil(),
             user,
+            backup_codes_remaining: None,
         };
         assert_hidden("Authenticated", format!("{authenticated:?}"));
         let auth = AuthUser {

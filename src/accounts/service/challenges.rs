@@ -197,7 +197,16 @@ async fn locked(tx: &mut sqlx::PgConnection, user: &UserRow) -> AppResult<Option
     Ok(lockout(&facts))
 }
 
-/// Checks `code` for `method`; Ok(true) when it is right (and now used).
+/// What a code check found.
+enum Checked {
+    Wrong,
+    /// Right, and now used; for a backup code, the codes left.
+    Right {
+        backup_left: Option<i64>,
+    },
+}
+
+/// Checks `code` for `method`; a right one is used up.
 async fn check(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
@@ -206,19 +215,20 @@ async fn check(
     challenge: &Challenge,
     method: MfaMethod,
     code: &SecretString,
-) -> AppResult<bool> {
+) -> AppResult<Checked> {
+    let right = |ok: bool| if ok { Checked::Right { backup_left: None } } else { Checked::Wrong };
     let keys = &state.data_keys;
     let email = Email::from_stored(&user.email);
     match method {
-        MfaMethod::Totp => otp::service::check_totp(tx, keys, user.id, &email, code, false).await,
+        MfaMethod::Totp => Ok(right(otp::service::check_totp(tx, keys, user.id, &email, code, false).await?)),
         MfaMethod::BackupCode => {
             let Some(left) = otp::service::use_backup_code(tx, keys, user.id, code, client.ip_network()).await? else {
-                return Ok(false);
+                return Ok(Checked::Wrong);
             };
             let event = MfaEvent {
                 mfa_method: Some(method.as_str().into()),
                 challenge_id: Some(challenge.challenge_id),
-                risk_level: if left <= 2 { RiskLevel::Medium } else { RiskLevel::Low },
+                risk_level: if left <= LOW_BACKUP_CODES { RiskLevel::Medium } else { RiskLevel::Low },
                 metadata: Some(serde_json::json!({ "backup_codes_remaining": left })),
                 ..mfa_event(user.id, MfaAction::BackupCodeUsed, client)
             };
@@ -228,7 +238,7 @@ async fn check(
                 notifications::enqueue_email(tx, keys, user.id, &email, NotificationType::BackupCodesLow, context)
                     .await?;
             }
-            Ok(true)
+            Ok(Checked::Right { backup_left: Some(left) })
         }
         MfaMethod::Email | MfaMethod::Sms => {
             let purpose = CodePurpose::for_challenge(challenge.kind());
@@ -243,7 +253,7 @@ async fn check(
                 client.ip_network(),
             )
             .await?;
-            Ok(outcome == CodeCheck::Accepted)
+            Ok(right(outcome == CodeCheck::Accepted))
         }
     }
 }
@@ -280,29 +290,10 @@ pub async fn verify(
         return Err(AppError::RateLimited { retry_after_secs: retry });
     }
 
-    if !check(&mut tx, state, client, &user, &challenge, method, &code).await? {
-        let left = otp::service::fail_challenge(&mut tx, &challenge).await?;
-        repo::insert_failed_attempt(
-            &mut *tx,
-            &user.email,
-            user.id,
-            "mfa_failed",
-            client.ip_network(),
-            client.user_agent.as_deref(),
-        )
-        .await?;
-        let event = MfaEvent {
-            mfa_method: Some(method.as_str().into()),
-            challenge_id: Some(challenge.challenge_id),
-            verification_attempts: Some(challenge.failed_attempts + 1),
-            risk_level: if left == 0 { RiskLevel::High } else { RiskLevel::Medium },
-            ..mfa_event(user.id, MfaAction::Failed, client)
-        };
-        audit_log::record_mfa(&mut *tx, &event).await?;
-        tx.commit().await?;
-        state.metrics.mfa(method.as_str(), "failed");
-        return Err(AppError::MfaCodeInvalid { attempts_remaining: left.max(0) });
-    }
+    let backup_left = match check(&mut tx, state, client, &user, &challenge, method, &code).await? {
+        Checked::Right { backup_left } => backup_left,
+        Checked::Wrong => return failed(tx, state, client, &user, &challenge, method).await,
+    };
 
     let device = match (trust_device, fingerprint_hash(client)) {
         (true, Some(fp)) => {
@@ -352,7 +343,40 @@ pub async fn verify(
     tx.commit().await?;
     state.outbox_wakeup.notify_one();
     state.metrics.mfa(method.as_str(), "verified");
-    Ok(authenticated)
+    Ok(Authenticated { backup_codes_remaining: backup_left, ..authenticated })
+}
+
+/// A wrong code: the challenge loses an attempt, the account's lockout gains a failure,
+/// both audited and committed before the 401.
+async fn failed(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    challenge: &Challenge,
+    method: MfaMethod,
+) -> AppResult<Authenticated> {
+    let left = otp::service::fail_challenge(&mut tx, challenge).await?;
+    repo::insert_failed_attempt(
+        &mut *tx,
+        &user.email,
+        user.id,
+        "mfa_failed",
+        client.ip_network(),
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    let event = MfaEvent {
+        mfa_method: Some(method.as_str().into()),
+        challenge_id: Some(challenge.challenge_id),
+        verification_attempts: Some(challenge.failed_attempts + 1),
+        risk_level: if left == 0 { RiskLevel::High } else { RiskLevel::Medium },
+        ..mfa_event(user.id, MfaAction::Failed, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    tx.commit().await?;
+    state.metrics.mfa(method.as_str(), "failed");
+    Err(AppError::MfaCodeInvalid { attempts_remaining: left.max(0) })
 }
 
 /// Raises a live session to aal 2 and hands out a new pair: the session's older refresh

@@ -99,5 +99,6 @@ fn authenticated(
         expires_in: claims.exp - claims.iat,
         session_id: claims.sid,
         user,
+        backup_codes_remaining: None,
     })
 }
