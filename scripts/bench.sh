@@ -21,7 +21,7 @@ command -v curl >/dev/null || { apt-get install -y -qq curl >&2 || sudo apt-get 
 
 url=$(scripts/db.sh url gatehouse_bench)
 psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS gatehouse_bench WITH (FORCE)" -c "CREATE DATABASE gatehouse_bench" >/dev/null
-export DATABASE_URL="$url"
+export DATABASE_URL="$url" APP_ENV=development
 
 cargo build --release --bins --benches -q 2>&1 | grep -v '^$' >&2 || true
 bin=target/release/gatehouse

@@ -14,6 +14,7 @@ need chromium || missing+=(chromium)
 need oathtool || missing+=(oathtool)
 need zbarimg || missing+=(zbar-tools)
 need rsvg-convert || missing+=(librsvg2-bin)
+need openssl || missing+=(openssl)
 { need node && need npm; } || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   mkdir -p target
@@ -33,6 +34,18 @@ export DATABASE_URL="$url" APP_ENV=development RUN_JOBS=false RUST_LOG=info BIND
 SQLX_OFFLINE=true cargo build -q
 bin=target/debug/gatehouse
 "$bin" migrate >/dev/null
+
+# Keys interoperate with standard tools: OpenSSL reads what `keys generate` writes (mode
+# 0600), and the server signs with a key that `openssl genpkey` made.
+rm -f target/gatehouse-key.pem target/openssl-key.pem
+"$bin" keys generate --out target/gatehouse-key.pem >/dev/null
+if openssl pkey -in target/gatehouse-key.pem -noout 2>/dev/null && [ "$(stat -c %a target/gatehouse-key.pem)" = 600 ]; then
+  echo "ok   openssl reads a key from gatehouse keys generate (mode 600)"
+else
+  echo "FAIL openssl cannot read the generated key, or its mode is not 600"; exit 1
+fi
+openssl genpkey -algorithm ed25519 -out target/openssl-key.pem 2>/dev/null
+export JWT_SIGNING_KEY_FILE=target/openssl-key.pem
 password="Correct-Horse-Battery-9"
 GATEHOUSE_PASSWORD="$password" "$bin" createsuperuser --email root@example.com --username root >/dev/null
 # The operator's path to an administering superuser: enrol TOTP at the shell, confirm it

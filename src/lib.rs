@@ -46,14 +46,15 @@ pub fn routes() -> Router<AppState> {
         .merge(accounts::routes::pages())
 }
 
-/// The layers every route gets: JSON 404/405, the body limit, panic catching, request ids
-/// and metrics.
+/// The layers every route gets: JSON 404/405, the body limit, panic catching, security
+/// headers, request ids and metrics.
 pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(core::handlers::not_found)
         .method_not_allowed_fallback(core::handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(core::headers::middleware))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), core::request_id::middleware))
         .with_state(state)
 }

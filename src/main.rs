@@ -272,13 +272,27 @@ fn generate_key(out: &PathBuf, force: bool) -> Result<(), String> {
         return Err(format!("{} exists; pass --force to replace it", out.display()));
     }
     let pem = crypto::generate_signing_key_pem().map_err(|e| e.to_string())?;
-    std::fs::write(out, pem).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    // Created 0600 from the start (no moment where it is world-readable) beside the target,
+    // then renamed over it, so a reader never sees half a key.
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".gatehouse-key-{}.tmp", uuid::Uuid::new_v4()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
-    println!("wrote an Ed25519 signing key to {}", out.display());
+    let written = options.open(&tmp).and_then(|mut file| {
+        use std::io::Write;
+        file.write_all(pem.as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, out)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write {}: {e}", out.display()));
+    }
+    println!("wrote an Ed25519 signing key (PKCS#8 v1, mode 0600) to {}", out.display());
     Ok(())
 }
 

@@ -21,7 +21,8 @@ use crate::{
             422 VALIDATION_FAILED (details: field -> messages; also a bad query value or `limit` \
             outside 1..100, never clamped), 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED, \
             413 PAYLOAD_TOO_LARGE (bodies over 1 MiB), 429 RATE_LIMITED with Retry-After, \
-            503 UNAVAILABLE, 500 INTERNAL. Every response carries X-Request-Id."
+            503 UNAVAILABLE, 500 INTERNAL. Every response carries X-Request-Id. Access tokens are EdDSA JWTs \
+            whose iss and aud are both the deployment's PUBLIC_BASE_URL."
     ),
     paths(
         core::handlers::healthz, core::handlers::readyz, core::handlers::jwks,

@@ -35,6 +35,7 @@ use crate::{
         client::ClientContext,
         crypto,
         extract::Page,
+        keys::Purpose,
     },
 };
 
@@ -74,14 +75,18 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
-    let secure = if state.config.public_base_url.starts_with("https://") { "; Secure" } else { "" };
+    // Secure in production whatever the base URL says (TLS may end at a proxy), and
+    // whenever the site is served over https.
+    let https = state.config.public_base_url.starts_with("https://");
+    let secure = if https || state.config.is_production() { "; Secure" } else { "" };
     HeaderValue::from_str(&format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
         .ok()
 }
 
-/// The CSRF token of an admin session: derived, so nothing is stored.
+/// The CSRF token of an admin session: a keyed hash of it under the CSRF data key, so
+/// nothing is stored.
 fn session_csrf(state: &AppState, session: Uuid) -> String {
-    crypto::keyed_token(state.config.encryption_key().expose_secret(), &format!("admin-csrf:{session}"))
+    state.data_keys.mac(Purpose::Csrf, &format!("admin-csrf:{session}"))
 }
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<AuthUser> {

@@ -13,6 +13,12 @@ use super::{crypto::JwtKeys, error::AppError, state::AppState};
 /// Access-token claims (API.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
+    /// PUBLIC_BASE_URL of the deployment that issued it.
+    #[serde(default)]
+    pub iss: String,
+    /// Who may accept it: this deployment (PUBLIC_BASE_URL as well).
+    #[serde(default)]
+    pub aud: String,
     pub sub: Uuid,
     pub sid: Uuid,
     pub jti: String,
@@ -35,7 +41,22 @@ impl Claims {
         amr: Vec<String>,
     ) -> Self {
         let iat = issued.timestamp();
-        Claims { sub: user, sid: session, jti, iat, exp: iat + ttl_secs, aal, amr }
+        Claims {
+            iss: String::new(),
+            aud: String::new(),
+            sub: user,
+            sid: session,
+            jti,
+            iat,
+            exp: iat + ttl_secs,
+            aal,
+            amr,
+        }
+    }
+
+    /// The claims as `issuer` signs them: it is both the issuer and the audience.
+    pub fn issued_by(self, issuer: &str) -> Self {
+        Claims { iss: issuer.to_owned(), aud: issuer.to_owned(), ..self }
     }
 }
 
@@ -46,8 +67,9 @@ pub fn sign(keys: &JwtKeys, claims: &Claims) -> Result<String, AppError> {
     jsonwebtoken::encode(&header, claims, &keys.encoding).map_err(AppError::internal)
 }
 
-/// Checks signature, algorithm, key id and expiry. Any failure is the same 401.
-pub fn verify(keys: &JwtKeys, token: &str) -> Result<Claims, AppError> {
+/// Checks signature, algorithm, key id, expiry, issuer and audience (`issuer` for both).
+/// Any failure is the same 401.
+pub fn verify(keys: &JwtKeys, token: &str, issuer: &str) -> Result<Claims, AppError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| AppError::Unauthenticated)?;
     if header.alg != Algorithm::EdDSA {
         return Err(AppError::Unauthenticated);
@@ -55,7 +77,9 @@ pub fn verify(keys: &JwtKeys, token: &str) -> Result<Claims, AppError> {
     let key = header.kid.as_deref().and_then(|kid| keys.decoding_key(kid)).ok_or(AppError::Unauthenticated)?;
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+    validation.set_required_spec_claims(&["exp", "sub", "iat", "iss", "aud"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[issuer]);
     jsonwebtoken::decode::<Claims>(token, key, &validation).map(|d| d.claims).map_err(|_| AppError::Unauthenticated)
 }
 
@@ -90,7 +114,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 /// Authenticates an access token: signature, expiry, and a still-active session of an
 /// active user (read on every call, so a revocation is refused at once everywhere).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
-    let claims = verify(&state.keys, token)?;
+    let claims = verify(&state.keys, token, &state.config.public_base_url)?;
     let row = sqlx::query!(
         r#"SELECT u.is_staff, u.is_superuser, s.mfa_verified_at
              FROM accounts_session s JOIN auth_user u ON u.id = s.user_id

@@ -40,22 +40,35 @@ fn header(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
         .map(|v| v.chars().take(max).collect())
 }
 
-/// The client address: the socket peer, or when that peer is a trusted proxy the
-/// right-most X-Forwarded-For entry that is not itself a trusted proxy.
+/// One `X-Forwarded-For` entry as proxies write it: `ip`, `ip:port`, `[v6]` or `[v6]:port`.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
+/// The client's address: the socket peer, or, when the peer is a trusted proxy, the
+/// nearest `X-Forwarded-For` hop that is not one, read from the right. The walk stops at
+/// the first entry that does not parse: what lies left of it cannot be trusted, so the
+/// last proxy seen stands for the client.
 pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNetwork]) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(*ip));
-    let peer = peer?;
-    if !is_trusted(&peer) {
-        return Some(peer);
+    let mut current = peer?;
+    let entries: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    for entry in entries.into_iter().rev() {
+        if !is_trusted(&current) {
+            break;
+        }
+        match forwarded_ip(entry) {
+            Some(ip) => current = ip,
+            None => break,
+        }
     }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+    Some(current)
 }
 
 impl FromRequestParts<AppState> for ClientContext {
@@ -107,5 +120,23 @@ mod tests {
         assert_eq!(client_ip(Some(proxy), &headers, &trusted), Some("203.0.113.9".parse().unwrap()));
         assert_eq!(client_ip(Some(stranger), &headers, &trusted), Some(stranger));
         assert_eq!(client_ip(Some(proxy), &headers, &[]), Some(proxy));
+    }
+
+    #[test]
+    fn forwarded_for_takes_ports_and_stops_at_garbage() {
+        let trusted: Vec<IpNetwork> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = |xff: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", xff.parse().unwrap());
+            client_ip(Some(proxy), &headers, &trusted).map(|ip| ip.to_string())
+        };
+        assert_eq!(ip("203.0.113.7:4711").as_deref(), Some("203.0.113.7"));
+        assert_eq!(ip("[2001:db8::7]:443, 10.0.0.2").as_deref(), Some("2001:db8::7"));
+        assert_eq!(ip("[2001:db8::8]").as_deref(), Some("2001:db8::8"));
+        // A client may write anything left of the proxies; a spoofed entry past an
+        // unparseable one is not believed.
+        assert_eq!(ip("198.51.100.9, not-an-ip, 10.0.0.5").as_deref(), Some("10.0.0.5"));
+        assert_eq!(ip("198.51.100.9, 203.0.113.7").as_deref(), Some("203.0.113.7"));
     }
 }

@@ -61,6 +61,8 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub refresh_reuse_leeway: Duration,
+    /// A session's absolute lifetime: refreshes never extend it past this from its start.
+    pub session_max_age: Duration,
     pub argon2: Argon2Params,
     /// Password hashes allowed to run at once (the blocking pool's bound).
     pub hash_concurrency: usize,
@@ -94,6 +96,7 @@ impl std::fmt::Debug for Config {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("refresh_reuse_leeway", &self.refresh_reuse_leeway)
+            .field("session_max_age", &self.session_max_age)
             .field("argon2", &self.argon2)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("audit_retention_months", &self.audit_retention_months)
@@ -152,6 +155,14 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gateh
 impl Config {
     /// Reads every variable; missing ones take the defaults listed in `.env.example`.
     pub fn from_env() -> Result<Self, ConfigError> {
+        // Development keys are in the source: running on them must be asked for by name.
+        if var("APP_ENV").is_none() && (var("DATA_ENCRYPTION_KEY").is_none() || var("JWT_SIGNING_KEY_FILE").is_none()) {
+            return Err(err(
+                "APP_ENV",
+                "is not set and DATA_ENCRYPTION_KEY or JWT_SIGNING_KEY_FILE is missing: set APP_ENV=development to \
+                 run on development keys (make run does), or give both keys",
+            ));
+        }
         let app_env = match var("APP_ENV").as_deref().unwrap_or("development") {
             "development" | "dev" => AppEnv::Development,
             "test" => AppEnv::Test,
@@ -217,6 +228,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(parse("ACCESS_TOKEN_TTL_SECONDS", 900)?),
             refresh_token_ttl: Duration::from_secs(parse("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600)?),
             refresh_reuse_leeway: Duration::from_secs(parse("REFRESH_REUSE_LEEWAY_SECONDS", 0)?),
+            session_max_age: Duration::from_secs(parse("SESSION_MAX_AGE_SECONDS", 30 * 24 * 3600)?),
             argon2: Argon2Params {
                 memory_kib: parse("ARGON2_MEMORY_KIB", 19_456)?,
                 iterations: parse("ARGON2_ITERATIONS", 2)?,
@@ -237,7 +249,7 @@ impl Config {
         if !(1..=120).contains(&self.audit_retention_months) {
             return Err(err("AUDIT_RETENTION_MONTHS", "must be 1..=120"));
         }
-        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
+        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() || self.session_max_age.is_zero() {
             return Err(err("ACCESS_TOKEN_TTL_SECONDS", "token lifetimes must be positive"));
         }
         if self.sms_provider == SmsProviderKind::Webhook && self.sms_webhook_url.is_none() {
@@ -255,6 +267,10 @@ impl Config {
             }
             if self.smtp_url.is_none() {
                 return Err(err("SMTP_URL", "production needs an SMTP server"));
+            }
+            // OWASP's minimum for argon2id: 19 MiB, 2 passes, 1 lane.
+            if self.argon2.memory_kib < 19_456 || self.argon2.iterations < 2 || self.argon2.parallelism < 1 {
+                return Err(err("ARGON2_MEMORY_KIB", "production needs at least m=19456 KiB, t=2, p=1 (OWASP)"));
             }
             if self.sms_provider == SmsProviderKind::Log {
                 return Err(err("SMS_PROVIDER", "production needs a real SMS provider (webhook), not the log"));
@@ -294,6 +310,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
             refresh_reuse_leeway: Duration::ZERO,
+            session_max_age: Duration::from_secs(30 * 24 * 3600),
             argon2: Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 },
             hash_concurrency: 2,
             audit_retention_months: 13,
@@ -334,15 +351,19 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_the_log_sms_provider() {
+    fn production_refuses_unsafe_settings() {
         let mut config = Config::for_tests("postgres://localhost/gatehouse");
         config.app_env = AppEnv::Production;
         config.jwt_signing_key_file = Some("key.pem".into());
         config.smtp_url = Some("smtp://127.0.0.1:25".into());
+        config.argon2 = Argon2Params { memory_kib: 19_456, iterations: 2, parallelism: 1 };
         config.sms_provider = SmsProviderKind::Log;
         assert_eq!(config.validate().map_err(|e| e.var), Err("SMS_PROVIDER"));
         config.sms_provider = SmsProviderKind::Webhook;
         config.sms_webhook_url = Some("https://sms.example/send".into());
         assert!(config.validate().is_ok());
+        // The tests' cheap hashing is below OWASP's minimum: production refuses it.
+        config.argon2 = Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 };
+        assert_eq!(config.validate().map_err(|e| e.var), Err("ARGON2_MEMORY_KIB"));
     }
 }

@@ -1,5 +1,6 @@
 //! Crypto helpers: Ed25519 signing keys for access tokens (with their JWKS), random
-//! secrets, and keyed hashes for tokens and codes that must never be stored in clear.
+//! secrets and plain hashes of high-entropy tokens. Keys for data at rest and keyed hashes
+//! are in `core::keys`.
 
 use std::path::Path;
 
@@ -8,7 +9,6 @@ use ed25519_dalek::{
     SigningKey, VerifyingKey,
     pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
-use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
 
@@ -104,9 +104,12 @@ fn read_private(path: &Path) -> Result<SigningKey, KeyError> {
     SigningKey::from_pkcs8_pem(&read(path)?).map_err(|_| KeyError::Parse { path: path.display().to_string() })
 }
 
-/// A new Ed25519 private key as PKCS#8 PEM (`gatehouse keys generate`).
+/// A new Ed25519 private key as PKCS#8 v1 PEM (`gatehouse keys generate`): the seed alone,
+/// as `openssl genpkey -algorithm ed25519` writes it (RFC 8410). The v2 form with the public
+/// key inside is refused by OpenSSL 3 and Python's `cryptography`.
 pub fn generate_signing_key_pem() -> Result<String, KeyError> {
-    SigningKey::from_bytes(&random_bytes::<32>())
+    let seed = random_bytes::<32>();
+    ed25519_dalek::ed25519::pkcs8::KeypairBytes { secret_key: seed, public_key: None }
         .to_pkcs8_pem(LineEnding::LF)
         .map(|pem| pem.to_string())
         .map_err(|_| KeyError::Parse { path: "generated key".into() })
@@ -142,21 +145,6 @@ pub fn sha256_hex(input: &str) -> String {
     hex_encode(&Sha256::digest(input.as_bytes()))
 }
 
-/// HMAC-SHA-256 hex keyed by the server: for low-entropy codes a plain hash cannot protect.
-pub fn keyed_hash(key: &[u8], input: &str) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(input.as_bytes());
-    hex_encode(&mac.finalize().into_bytes())
-}
-
-/// A token derived from `input` under the server key, URL-safe base64: the same input
-/// always gives the same token, and nobody without the key can compute it.
-pub fn keyed_token(key: &[u8], input: &str) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(input.as_bytes());
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
 /// Equality that takes the same time wherever the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -189,17 +177,27 @@ mod tests {
     }
 
     #[test]
+    fn generated_keys_are_pkcs8_v1_as_openssl_writes_them() {
+        use base64::engine::general_purpose::STANDARD;
+        let pem = generate_signing_key_pem().unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = STANDARD.decode(body).unwrap();
+        // RFC 8410 section 10.3: SEQUENCE { INTEGER 0 (v1), AlgorithmIdentifier 1.3.101.112,
+        // OCTET STRING { OCTET STRING seed } }, 48 bytes, no public key attached.
+        let prefix = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], prefix);
+        // The key as `openssl genpkey -algorithm ed25519` writes it (RFC 8410's example) loads.
+        let openssl = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+        assert!(SigningKey::from_pkcs8_pem(openssl).is_ok());
+    }
+
+    #[test]
     fn digits_have_the_right_length() {
         for _ in 0..100 {
             let code = random_digits(6);
             assert_eq!(code.len(), 6);
             assert!(code.bytes().all(|b| b.is_ascii_digit()));
         }
-    }
-
-    #[test]
-    fn keyed_hash_depends_on_key() {
-        assert_ne!(keyed_hash(b"a", "123456"), keyed_hash(b"b", "123456"));
-        assert_eq!(keyed_hash(b"a", "123456").len(), 64);
     }
 }

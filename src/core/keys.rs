@@ -26,16 +26,23 @@ pub enum Purpose {
     CodeHash,
     /// Outbox bodies that carry a code or a live link, while they wait (AES-256-GCM).
     OutboxBody,
+    /// A rotated refresh token's child, kept on the parent for the reuse leeway (AES-256-GCM).
+    RefreshChild,
+    /// The staff page's session-bound CSRF tokens (HMAC).
+    Csrf,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 3] = [Purpose::TotpSecret, Purpose::CodeHash, Purpose::OutboxBody];
+    const ALL: [Purpose; 5] =
+        [Purpose::TotpSecret, Purpose::CodeHash, Purpose::OutboxBody, Purpose::RefreshChild, Purpose::Csrf];
 
     fn info(self) -> &'static [u8] {
         match self {
             Purpose::TotpSecret => b"gatehouse/v1/totp-secret",
             Purpose::CodeHash => b"gatehouse/v1/code-hash",
             Purpose::OutboxBody => b"gatehouse/v1/outbox-body",
+            Purpose::RefreshChild => b"gatehouse/v1/refresh-child",
+            Purpose::Csrf => b"gatehouse/v1/csrf",
         }
     }
 
@@ -52,7 +59,7 @@ const NONCE_LEN: usize = 12;
 /// One root key with its id and the keys derived from it, one per purpose.
 struct Root {
     id: [u8; KID_LEN],
-    derived: [[u8; 32]; 3],
+    derived: [[u8; 32]; 5],
 }
 
 impl Root {
@@ -62,7 +69,7 @@ impl Root {
         let mut id = [0u8; KID_LEN];
         id.copy_from_slice(hex_encode(&digest[..KID_LEN / 2]).as_bytes());
         let hkdf = Hkdf::<Sha256>::new(Some(b"gatehouse data keys"), root);
-        let mut derived = [[0u8; 32]; 3];
+        let mut derived = [[0u8; 32]; 5];
         for purpose in Purpose::ALL {
             // 32 bytes is far below HKDF-SHA-256's 8160-byte limit.
             let _ = hkdf.expand(purpose.info(), &mut derived[purpose.index()]);

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod headers;
 pub mod keys;
 pub mod metrics;
 pub mod request_id;

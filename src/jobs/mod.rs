@@ -57,14 +57,18 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Deletes what has expired (MFA challenges and codes so far; later expiries join here)
+/// Deletes what has expired (MFA challenges and codes, refresh children past the reuse
+/// leeway; later expiries join here)
 /// and records the run in audit_log_jobrun with the rows it removed.
 pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Option<i64>, sqlx::Error> {
     let started_at = chrono::Utc::now();
     let outcome = with_advisory_lock(state, locks::CLEANUP, || async {
         let mut tx = state.db.begin().await?;
         let (challenges, codes) = crate::otp::repo::delete_expired(&mut tx).await?;
-        let rows = i64::try_from(challenges + codes).unwrap_or(i64::MAX);
+        // A rotated refresh token's sealed child lives for the reuse leeway only.
+        let leeway = state.config.refresh_reuse_leeway.as_secs_f64();
+        let children = crate::accounts::repo::wipe_refresh_children(&mut *tx, leeway).await?;
+        let rows = i64::try_from(challenges + codes + children).unwrap_or(i64::MAX);
         let run = audit_log::models::NewJobRun {
             kind: "cleanup",
             target_date: Some(started_at.date_naive()),
@@ -76,7 +80,7 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
         };
         audit_log::repo::insert_job_run(&mut *tx, &run).await?;
         tx.commit().await?;
-        tracing::info!(challenges, codes, "expired MFA challenges and codes deleted");
+        tracing::info!(challenges, codes, children, "expired MFA challenges and codes deleted, refresh children wiped");
         Ok(rows)
     })
     .await?;

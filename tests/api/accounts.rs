@@ -305,6 +305,13 @@ async fn forged_expired_and_tampered_tokens_are_refused(pool: PgPool) {
     let expired = auth::Claims { iat: claims.iat - 2000, exp: claims.iat - 1000, ..claims.clone() };
     assert_eq!(me_status(&app, &auth::sign(&app.state.keys, &expired).unwrap()).await, 401);
 
+    // Our own key, but issued for another deployment, or for no one.
+    assert_eq!((claims.iss.as_str(), claims.aud.as_str()), ("http://gatehouse.test", "http://gatehouse.test"));
+    let elsewhere = auth::Claims { iss: "https://other.example".into(), ..claims.clone() };
+    assert_eq!(me_status(&app, &auth::sign(&app.state.keys, &elsewhere).unwrap()).await, 401);
+    let for_others = auth::Claims { aud: "https://other.example".into(), ..claims.clone() };
+    assert_eq!(me_status(&app, &auth::sign(&app.state.keys, &for_others).unwrap()).await, 401);
+
     let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = t.access.split('.').nth(1).unwrap();
     assert_eq!(me_status(&app, &format!("{none_header}.{payload}.")).await, 401);
@@ -666,4 +673,62 @@ async fn an_abandoned_attempt_stops_counting_after_30_seconds(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(app.login("ann@example.com", PASSWORD).await.status(), 200);
+}
+
+#[sqlx::test]
+async fn refreshing_never_extends_a_session_past_its_absolute_lifetime(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let t = app.signed_in("ann").await;
+    // 29 days in: a refresh works, but the new token ends with the session's 30th day.
+    sqlx::query("UPDATE accounts_session SET created_at = now() - interval '29 days'").execute(&pool).await.unwrap();
+    let r = tokens(json(app.refresh(&t.refresh).await).await);
+    let left: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - now())::float8 FROM accounts_refreshtokenrecord WHERE parent_jti IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(left <= 24.0 * 3600.0 + 5.0, "the child outlives the session: {left} s left");
+    // Past 30 days the refresh token is dead, however recently it was issued.
+    sqlx::query("UPDATE accounts_session SET created_at = now() - interval '30 days 1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_error(app.refresh(&r.refresh).await, 401, "TOKEN_INVALID").await;
+}
+
+#[sqlx::test]
+async fn refresh_tokens_are_random_and_a_kept_child_is_sealed_then_wiped(pool: PgPool) {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut config = test_config(&pool);
+    config.refresh_reuse_leeway = std::time::Duration::from_secs(30);
+    let app = TestApp::spawn_with(pool.clone(), config, gatehouse::routes()).await;
+    let t = app.signed_in("ann").await;
+    let child = tokens(json(app.refresh(&t.refresh).await).await);
+    // Whoever holds DATA_ENCRYPTION_KEY and an old token cannot compute the live one: the
+    // child is not the HMAC of its parent that it once was.
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&[7u8; 32]).unwrap();
+    mac.update(format!("refresh-child:{}", t.refresh).as_bytes());
+    assert_ne!(child.refresh, B64.encode(mac.finalize().into_bytes()));
+    // The child waits on its parent, sealed, for the leeway only.
+    let kept: Vec<u8> =
+        sqlx::query_scalar("SELECT child_sealed FROM accounts_refreshtokenrecord WHERE rotated_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!kept.windows(child.refresh.len()).any(|w| w == child.refresh.as_bytes()));
+    sqlx::query("UPDATE accounts_refreshtokenrecord SET rotated_at = now() - interval '31 seconds' WHERE rotated_at IS NOT NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM accounts_refreshtokenrecord WHERE child_sealed IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+    // Past the leeway, presenting the parent again is a reuse.
+    assert_error(app.refresh(&t.refresh).await, 401, "TOKEN_REUSED").await;
 }

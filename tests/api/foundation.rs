@@ -305,3 +305,51 @@ async fn smtp_capture_receives_real_lettre_mail() {
     assert_eq!(parsed.body_text(0).as_deref().map(str::trim), Some("plain body"));
     assert!(parsed.body_html(0).unwrap().contains("html body"));
 }
+
+/// The `gatehouse` binary with none of the configuration of this machine's environment.
+fn bare_gatehouse(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run gatehouse")
+}
+
+#[test]
+fn without_app_env_and_keys_the_service_refuses_to_start() {
+    let out = bare_gatehouse(&["serve"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("APP_ENV"), "{stderr}");
+    // Asking for development by name is enough to get past configuration (it then fails
+    // on the database, which is not there: a different message).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["migrate"])
+        .env_clear()
+        .env("APP_ENV", "development")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run gatehouse");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("APP_ENV"));
+}
+
+#[sqlx::test]
+async fn responses_carry_security_headers_and_token_answers_are_not_cached(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.register("ann@example.com", "ann", crate::helpers::PASSWORD).await;
+    let login = app.login("ann@example.com", crate::helpers::PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    let h = login.headers();
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    let admin = app.get("/admin").await;
+    let csp = admin.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(admin.headers()["cache-control"], "no-store");
+    let docs = app.get("/docs/").await;
+    assert!(docs.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+}

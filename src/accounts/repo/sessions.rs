@@ -140,9 +140,12 @@ pub struct RefreshRecord {
     pub rotated_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub session_active: bool,
+    pub session_created_at: DateTime<Utc>,
     pub session_access_jti: String,
     pub aal: i16,
     pub amr: Vec<String>,
+    /// The child token, sealed, while the reuse leeway lasts.
+    pub child_sealed: Option<Vec<u8>>,
 }
 
 pub async fn lock_refresh(db: impl PgExecutor<'_>, jti: &str) -> sqlx::Result<Option<RefreshRecord>> {
@@ -150,7 +153,8 @@ pub async fn lock_refresh(db: impl PgExecutor<'_>, jti: &str) -> sqlx::Result<Op
         RefreshRecord,
         r#"SELECT r.user_id, r.session_id, r.family_id, r.is_valid, r.expires_at, r.rotated_at, r.revoked_at,
                   (s.status = 'active' AND s.expires_at > now()) AS "session_active!",
-                  s.access_jti AS session_access_jti, s.aal, s.amr
+                  s.created_at AS session_created_at, s.access_jti AS session_access_jti, s.aal, s.amr,
+                  r.child_sealed
              FROM accounts_refreshtokenrecord r JOIN accounts_session s ON s.id = r.session_id
             WHERE r.jti = $1
               FOR UPDATE OF r, s"#,
@@ -160,11 +164,34 @@ pub async fn lock_refresh(db: impl PgExecutor<'_>, jti: &str) -> sqlx::Result<Op
     .await
 }
 
-pub async fn mark_rotated(db: impl PgExecutor<'_>, jti: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE accounts_refreshtokenrecord SET is_valid = false, rotated_at = $2 WHERE jti = $1", jti, at)
-        .execute(db)
-        .await?;
+/// Marks a token rotated at `at`; `child_sealed` keeps its child for the reuse leeway.
+pub async fn mark_rotated(
+    db: impl PgExecutor<'_>,
+    jti: &str,
+    at: DateTime<Utc>,
+    child_sealed: Option<&[u8]>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE accounts_refreshtokenrecord SET is_valid = false, rotated_at = $2, child_sealed = $3 WHERE jti = $1",
+        jti,
+        at,
+        child_sealed
+    )
+    .execute(db)
+    .await?;
     Ok(())
+}
+
+/// Wipes the sealed children kept past the reuse leeway (the cleanup job).
+pub async fn wipe_refresh_children(db: impl PgExecutor<'_>, leeway_secs: f64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE accounts_refreshtokenrecord SET child_sealed = NULL
+          WHERE child_sealed IS NOT NULL AND rotated_at < now() - make_interval(secs => $1)",
+        leeway_secs
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 pub async fn update_session_tokens(

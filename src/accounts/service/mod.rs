@@ -79,6 +79,11 @@ fn access_ttl(state: &AppState) -> i64 {
     state.config.access_token_ttl.as_secs() as i64
 }
 
+/// The absolute lifetime of a session (SESSION_MAX_AGE_SECONDS).
+fn session_max_age(state: &AppState) -> Duration {
+    Duration::seconds(state.config.session_max_age.as_secs() as i64)
+}
+
 /// How long a refresh token, and the session it keeps alive, lasts from its issue.
 fn refresh_ttl(state: &AppState) -> Duration {
     Duration::seconds(state.config.refresh_token_ttl.as_secs() as i64)
@@ -93,7 +98,7 @@ fn authenticated(
 ) -> AppResult<Authenticated> {
     Ok(Authenticated {
         status: "authenticated",
-        access_token: auth::sign(&state.keys, claims)?,
+        access_token: auth::sign(&state.keys, &claims.clone().issued_by(&state.config.public_base_url))?,
         refresh_token: refresh_token.expose_secret().to_owned(),
         token_type: "Bearer",
         expires_in: claims.exp - claims.iat,

@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{access_ttl, authenticated, refresh_ttl, session_event, token_hash};
+use super::{access_ttl, authenticated, refresh_ttl, session_event, session_max_age, token_hash};
 use crate::{
     accounts::{
         models::{Authenticated, SessionView, UserRow},
@@ -65,7 +65,7 @@ pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSess
     let access_jti = Uuid::new_v4().to_string();
     let refresh_token = SecretString::from(crypto::random_token());
     let refresh_jti = token_hash(&refresh_token);
-    let expires_at = now + refresh_ttl(state);
+    let expires_at = now + refresh_ttl(state).min(session_max_age(state));
     let client = s.client;
     let row = NewSessionRow {
         id: session_id,

@@ -5,7 +5,7 @@ use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::{access_ttl, authenticated, refresh_ttl, session_event, sessions::revoke, token_hash};
+use super::{access_ttl, authenticated, refresh_ttl, session_event, session_max_age, sessions::revoke, token_hash};
 use crate::{
     accounts::{
         models::{Authenticated, Email},
@@ -17,16 +17,10 @@ use crate::{
         auth::{AuthUser, Claims},
         client::ClientContext,
         crypto,
+        keys::Purpose,
     },
     notifications::{self, NotificationType},
 };
-
-/// The child of a refresh token: derived, not random, so a parallel double-submit within
-/// the leeway can be answered with the very same pair without storing any token.
-fn child_token(state: &AppState, parent: &SecretString) -> SecretString {
-    let key = state.config.encryption_key();
-    SecretString::from(crypto::keyed_token(key.expose_secret(), &format!("refresh-child:{}", parent.expose_secret())))
-}
 
 /// Rotates a refresh token: the presented one dies and a child takes its place. A token
 /// presented again after its rotation (outside the leeway) means two parties hold the
@@ -45,7 +39,12 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
         let leeway = Duration::seconds(state.config.refresh_reuse_leeway.as_secs() as i64);
         let replay =
             !leeway.is_zero() && now - rotated_at <= leeway && record.revoked_at.is_none() && record.session_active;
-        if replay {
+        let kept_child = record
+            .child_sealed
+            .as_deref()
+            .and_then(|sealed| state.data_keys.open(Purpose::RefreshChild, sealed).ok())
+            .and_then(|child| String::from_utf8(child).ok());
+        if let (true, Some(child)) = (replay, kept_child) {
             // The same pair as the rotation returned: same child token, same claims.
             let claims = Claims::new(
                 user.id,
@@ -57,7 +56,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
                 record.amr.clone(),
             );
             tx.commit().await?;
-            return authenticated(state, &claims, child_token(state, &token), user.into());
+            return authenticated(state, &claims, SecretString::from(child), user.into());
         }
         // Reuse of a rotated token: someone else holds this family. Kill it and its session.
         repo::revoke_family(&mut *tx, record.family_id, "reuse_detected").await?;
@@ -86,15 +85,26 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
         state.outbox_wakeup.notify_one();
         return Err(AppError::TokenReused);
     }
-    if !record.is_valid || record.expires_at <= now || !record.session_active || !user.is_active {
+    // A session lives at most SESSION_MAX_AGE_SECONDS from its start, however often it is
+    // refreshed: a stolen refresh token does not live for ever.
+    let end_of_session = record.session_created_at + session_max_age(state);
+    if !record.is_valid
+        || record.expires_at <= now
+        || !record.session_active
+        || !user.is_active
+        || end_of_session <= now
+    {
         return Err(AppError::RefreshTokenInvalid);
     }
 
-    let child = child_token(state, &token);
+    // Random, never derived: no key and no old token lets anyone compute the live one.
+    let child = SecretString::from(crypto::random_token());
     let child_jti = token_hash(&child);
     let access_jti = Uuid::new_v4().to_string();
-    let expires_at = now + refresh_ttl(state);
-    repo::mark_rotated(&mut *tx, &jti, now).await?;
+    let expires_at = (now + refresh_ttl(state)).min(end_of_session);
+    let kept = (!state.config.refresh_reuse_leeway.is_zero())
+        .then(|| state.data_keys.seal(Purpose::RefreshChild, child.expose_secret().as_bytes()));
+    repo::mark_rotated(&mut *tx, &jti, now, kept.as_deref()).await?;
     let child_record = NewRefreshRow {
         user_id: user.id,
         session_id: record.session_id,
