@@ -17,7 +17,8 @@ use crate::{
         version = "1",
         description = "Authentication, MFA and device trust. Every error is \
             `{\"error\": {\"code\", \"message\", \"details\", \"request_id\", \"timestamp\"}}`: \
-            400 MALFORMED_REQUEST (bad JSON, wrong content type, bad path value), \
+            400 MALFORMED_REQUEST (bad JSON, bad path value), 415 UNSUPPORTED_MEDIA_TYPE (a body that is not \
+            application/json), \
             422 VALIDATION_FAILED (details: field -> messages; also a bad query value or `limit` \
             outside 1..100, never clamped), 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED, \
             413 PAYLOAD_TOO_LARGE (bodies over 1 MiB), 429 RATE_LIMITED with Retry-After, \

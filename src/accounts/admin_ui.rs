@@ -152,10 +152,17 @@ struct QueueItem {
 
 async fn dashboard(state: &AppState, user: &AuthUser) -> Result<String, AppError> {
     let today = Utc::now().date_naive();
-    let days = audit_admin::daily(state, today - Days::new(29), today).await?;
+    // Summaries need the permission the API asks for them: without it the page shows the
+    // review queue only.
+    let summaries = match auth::require_permission(state, user, "audit_log.view_auditlogsummary").await {
+        Ok(()) => true,
+        Err(AppError::Forbidden) => false,
+        Err(e) => return Err(e),
+    };
+    let days = if summaries { audit_admin::daily(state, today - Days::new(29), today).await? } else { Vec::new() };
     let mut top_date = None;
     let mut top_rows = Vec::new();
-    for day in [today, today - Days::new(1)] {
+    for day in [today, today - Days::new(1)].into_iter().filter(|_| summaries) {
         let (rows, _) = audit_admin::summaries(state, day, day, None, Page { page: 1, limit: 10 }).await?;
         if !rows.is_empty() {
             top_date = Some(day);

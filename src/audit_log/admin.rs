@@ -17,13 +17,19 @@ pub async fn list(state: &AppState, kind: AuditKind, f: &EventFilter, page: Page
     Ok((rows, total))
 }
 
+/// A user's own events, without what staff wrote about them: review notes and reviewer ids
+/// stay with the staff.
 pub async fn own_events(
     state: &AppState,
     user: Uuid,
     f: &EventFilter,
     page: Page,
 ) -> AppResult<(Vec<AuditEvent>, i64)> {
-    let rows = repo::events_of_user(&state.db, user, f.from, f.to, page.limit, page.offset()).await?;
+    let mut rows = repo::events_of_user(&state.db, user, f.from, f.to, page.limit, page.offset()).await?;
+    for row in &mut rows {
+        row.review_notes = None;
+        row.reviewed_by_id = None;
+    }
     let total = rows.first().map(|r| r.total).unwrap_or(0);
     Ok((rows, total))
 }
@@ -45,6 +51,10 @@ pub async fn review(
     }
     let mut tx = state.db.begin().await?;
     let subject = repo::review_event(&mut *tx, kind, id, status, notes, reviewer).await?.ok_or(AppError::NotFound)?;
+    // Nobody reviews events about themselves; dropping the transaction undoes the update.
+    if subject == reviewer {
+        return Err(AppError::Forbidden);
+    }
     let event = SessionEvent {
         metadata: Some(serde_json::json!({
             "kind": kind.as_str(), "event_id": id, "review_status": status, "subject_user_id": subject,

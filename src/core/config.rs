@@ -71,6 +71,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Run background jobs inside `serve`.
     pub run_jobs: bool,
+    /// When set, `/metrics` answers only a request bearing it (`Authorization: Bearer`).
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -103,6 +105,7 @@ impl std::fmt::Debug for Config {
             .field("summary_run_at", &self.summary_run_at)
             .field("log_format", &self.log_format)
             .field("run_jobs", &self.run_jobs)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| REDACTED))
             .finish()
     }
 }
@@ -239,6 +242,7 @@ impl Config {
             summary_run_at,
             log_format,
             run_jobs: parse("RUN_JOBS", true)?,
+            metrics_token: var("METRICS_TOKEN"),
         };
         config.validate()?;
         Ok(config)
@@ -317,6 +321,7 @@ impl Config {
             summary_run_at: NaiveTime::from_hms_opt(0, 30, 0).unwrap_or_default(),
             log_format: LogFormat::Pretty,
             run_jobs: false,
+            metrics_token: None,
         }
     }
 }

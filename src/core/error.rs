@@ -53,6 +53,9 @@ impl Problems {
 pub enum AppError {
     #[error("malformed request: {0}")]
     MalformedRequest(String),
+    /// A body that is not `application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("authentication required")]
@@ -136,6 +139,11 @@ impl AppError {
         use AppError::*;
         let (status, code, message): (StatusCode, &'static str, &str) = match self {
             MalformedRequest(m) => return (StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", m.clone()),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "The request body must be application/json.",
+            ),
             Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", "The request has invalid fields."),
             Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Authentication is required."),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS", "Invalid email or password."),
@@ -237,6 +245,7 @@ mod tests {
     fn every_variant_has_its_status_and_code() {
         let cases = [
             (AppError::MalformedRequest("x".into()), 400, "MALFORMED_REQUEST"),
+            (AppError::UnsupportedMediaType, 415, "UNSUPPORTED_MEDIA_TYPE"),
             (AppError::validation("email", "bad"), 422, "VALIDATION_FAILED"),
             (AppError::Unauthenticated, 401, "UNAUTHENTICATED"),
             (AppError::InvalidCredentials, 401, "INVALID_CREDENTIALS"),

@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, Problems};
 
-/// JSON body: 400 for bad JSON or content type, 422 naming the field for a missing or
-/// mistyped one, 413 past the body limit.
+/// JSON body: 415 for another content type, 400 for bad JSON, 422 naming the field for a
+/// missing or mistyped one, 413 past the body limit.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
 
@@ -31,7 +31,7 @@ where
             .and_then(|v| v.parse::<mime_guess_lite::Mime>().ok())
             .is_some_and(|m| m.is_json());
         if !is_json {
-            return Err(AppError::MalformedRequest("Expected Content-Type: application/json.".into()));
+            return Err(AppError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         parse_json(&bytes).map(AppJson)

@@ -42,6 +42,13 @@ pub async fn middleware(State(metrics): State<Metrics>, request: Request, next: 
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().clone();
+    // Only the methods HTTP defines get a series of their own: a client inventing methods
+    // must not grow the metrics without bound (unmatched paths already share one label).
+    let method_label = match method.as_str() {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "CONNECT" | "TRACE" => method.as_str(),
+        _ => "OTHER",
+    }
+    .to_owned();
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = std::time::Instant::now();
 
@@ -49,7 +56,7 @@ pub async fn middleware(State(metrics): State<Metrics>, request: Request, next: 
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    metrics.observe_request(method.as_str(), &route, status, elapsed);
+    metrics.observe_request(&method_label, &route, status, elapsed);
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request finished"));
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);

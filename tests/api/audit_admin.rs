@@ -246,3 +246,47 @@ async fn a_one_month_list_scans_only_that_months_partition(pool: PgPool) {
         assert!(scanned.iter().all(|p| *p == this_month), "only {this_month}: {plan}");
     }
 }
+
+#[sqlx::test]
+async fn own_events_hide_staff_notes_and_nobody_reviews_themselves(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let root = admin(&app, &pool).await;
+    let ann = app.signed_in("ann").await;
+    let ann_id = id_of(&pool, "ann").await;
+    let root_id = id_of(&pool, "root").await;
+    let event_of = |user: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "SELECT id FROM audit_log_sessionauditlog WHERE user_id = $1 ORDER BY created_at LIMIT 1",
+            )
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let review = |id: Uuid| {
+        app.with_token(Method::POST, &format!("/api/v1/admin/audit/session/{id}/review"), &root.access)
+            .json(&json!({"review_status": "confirmed", "review_notes": "looks like the usual laptop"}))
+            .send()
+    };
+    assert_eq!(review(event_of(ann_id).await).await.unwrap().status(), 200);
+    let own = json(get(&app, &ann, "/api/v1/audit/events").await).await;
+    let reviewed = own["items"].as_array().unwrap().iter().find(|e| e["review_status"] == "confirmed").unwrap();
+    assert_eq!(reviewed["review_notes"], Value::Null);
+    assert_eq!(reviewed["reviewed_by_id"], Value::Null);
+    // Staff still see their notes.
+    let listed = json(get(&app, &root, &format!("/api/v1/admin/audit/session?user_id={ann_id}")).await).await;
+    assert!(listed["items"].as_array().unwrap().iter().any(|e| e["review_notes"] == "looks like the usual laptop"));
+
+    let own_event = event_of(root_id).await;
+    assert_error(review(own_event).await.unwrap(), 403, "FORBIDDEN").await;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT review_status FROM audit_log_sessionauditlog WHERE id = $1")
+            .bind(own_event)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, None, "the refused review left no trace");
+}

@@ -169,7 +169,7 @@ async fn every_error_path_returns_the_json_error_body(pool: PgPool) {
 
     let wrong_type =
         app.client.post(app.url("/probe")).header("content-type", "text/plain").body("{}").send().await.unwrap();
-    assert_error(wrong_type, 400, "MALFORMED_REQUEST").await;
+    assert_error(wrong_type, 415, "UNSUPPORTED_MEDIA_TYPE").await;
 
     let missing = app.post_json("/probe", &json!({"email": "a@b.c"})).await;
     let body = assert_error(missing, 422, "VALIDATION_FAILED").await;
@@ -352,4 +352,24 @@ async fn responses_carry_security_headers_and_token_answers_are_not_cached(pool:
     assert_eq!(admin.headers()["cache-control"], "no-store");
     let docs = app.get("/docs/").await;
     assert!(docs.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+}
+
+#[sqlx::test]
+async fn invented_methods_share_one_metrics_series_and_metrics_can_need_a_token(pool: PgPool) {
+    let mut config = crate::helpers::test_config(&pool);
+    config.metrics_token = Some("scrape-secret-1".into());
+    let app = TestApp::spawn_with(pool, config, gatehouse::routes()).await;
+    for verb in ["FROB", "ZAP", "QUUX"] {
+        let method = reqwest::Method::from_bytes(verb.as_bytes()).unwrap();
+        app.client.request(method, app.url("/healthz")).send().await.unwrap();
+    }
+    assert_error(app.get("/metrics").await, 401, "UNAUTHENTICATED").await;
+    let wrong = app.client.get(app.url("/metrics")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let text =
+        app.client.get(app.url("/metrics")).bearer_auth("scrape-secret-1").send().await.unwrap().text().await.unwrap();
+    for verb in ["FROB", "ZAP", "QUUX"] {
+        assert!(!text.contains(&format!("method=\"{verb}\"")), "{verb} got its own series");
+    }
+    assert!(text.contains("method=\"OTHER\""), "{text}");
 }
