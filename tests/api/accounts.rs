@@ -732,3 +732,28 @@ async fn refresh_tokens_are_random_and_a_kept_child_is_sealed_then_wiped(pool: P
     // Past the leeway, presenting the parent again is a reuse.
     assert_error(app.refresh(&t.refresh).await, 401, "TOKEN_REUSED").await;
 }
+
+#[sqlx::test]
+async fn wrong_current_passwords_count_against_the_login_lockout(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let t = app.signed_in("ann").await;
+    let change = |current: &str| {
+        app.with_token(Method::POST, "/api/v1/auth/password/change", &t.access)
+            .json(&json!({"current_password": current, "new_password": PASSWORD_2}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_error(change("Not-The-Password-1").await.unwrap(), 403, "PASSWORD_INCORRECT").await;
+    }
+    // A token thief guessing the password through signed-in actions meets the same lock
+    // as one guessing at the login: both are now refused, even with the right password.
+    assert_error(change(PASSWORD).await.unwrap(), 429, "RATE_LIMITED").await;
+    assert_error(app.login("ann@example.com", PASSWORD).await, 429, "RATE_LIMITED").await;
+    let delete = app
+        .with_token(Method::DELETE, "/api/v1/users/me", &t.access)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(delete, 429, "RATE_LIMITED").await;
+}

@@ -30,6 +30,22 @@ pub async fn insert_one_time_token(
     Ok(())
 }
 
+/// The user of a live token, without using it (checks that come before the transaction).
+pub async fn peek_one_time_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &str,
+    purpose: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT user_id FROM accounts_onetimetoken
+          WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()",
+        token_hash,
+        purpose
+    )
+    .fetch_optional(db)
+    .await
+}
+
 /// Marks a live token used and returns its user: one UPDATE, so of concurrent
 /// attempts exactly one succeeds.
 pub async fn consume_one_time_token(

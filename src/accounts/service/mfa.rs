@@ -12,7 +12,7 @@ use super::challenges::mfa_event;
 use crate::{
     accounts::{
         models::{BackupCodes, Email, MethodStatus, MfaStatus, UserRow},
-        passwords, repo,
+        repo,
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, types::Phone},
@@ -56,7 +56,12 @@ fn status(settings: &repo::MfaSettingsRow, f: &Factors) -> MfaStatus {
 /// The signed-in user, after the checks a factor change needs while MFA is on: the
 /// password (403 `PASSWORD_INCORRECT`) and a recent second factor (403 `MFA_REQUIRED`;
 /// `POST /auth/mfa/step-up` renews it). The hash is checked before any transaction opens.
-async fn guarded_user(state: &AppState, auth: &AuthUser, password: Option<SecretString>) -> AppResult<UserRow> {
+async fn guarded_user(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    password: Option<SecretString>,
+) -> AppResult<UserRow> {
     let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     if !user.mfa_enabled {
         return Ok(user);
@@ -65,9 +70,7 @@ async fn guarded_user(state: &AppState, auth: &AuthUser, password: Option<Secret
         return Err(AppError::MfaRequired);
     }
     let password = password.ok_or_else(|| AppError::validation("password", "is required while MFA is on"))?;
-    if !passwords::verify(state, password, user.password_hash.clone()).await? {
-        return Err(AppError::PasswordIncorrect);
-    }
+    super::confirm_password(state, client, &user, password).await?;
     Ok(user)
 }
 
@@ -79,7 +82,7 @@ pub async fn totp_setup(
     auth: &AuthUser,
     password: Option<SecretString>,
 ) -> AppResult<TotpSetup> {
-    let user = guarded_user(state, auth, password).await?;
+    let user = guarded_user(state, client, auth, password).await?;
     let mut tx = state.db.begin().await?;
     let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, &Email::from_stored(&user.email)).await?;
     repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
@@ -156,7 +159,7 @@ pub async fn email_setup(
     auth: &AuthUser,
     password: Option<SecretString>,
 ) -> AppResult<()> {
-    let user = guarded_user(state, auth, password).await?;
+    let user = guarded_user(state, client, auth, password).await?;
     let email = Email::from_stored(&user.email);
     let mut tx = state.db.begin().await?;
     otp::service::begin_email_method(&mut tx, user.id, &email).await?;
@@ -174,7 +177,7 @@ pub async fn sms_setup(
     phone: Phone,
     password: Option<SecretString>,
 ) -> AppResult<()> {
-    let user = guarded_user(state, auth, password).await?;
+    let user = guarded_user(state, client, auth, password).await?;
     let mut tx = state.db.begin().await?;
     otp::service::begin_sms_method(&mut tx, user.id, &phone).await?;
     send_setup_code(&mut tx, state, client, &user, Recipient::Sms(&phone)).await?;
@@ -263,7 +266,7 @@ pub async fn remove_factor(
     password: SecretString,
     code: SecretString,
 ) -> AppResult<Removal> {
-    let user = guarded_user(state, auth, Some(password)).await?;
+    let user = guarded_user(state, client, auth, Some(password)).await?;
     if !user.mfa_enabled {
         return Err(AppError::NotFound);
     }
@@ -358,7 +361,7 @@ pub async fn regenerate_backup_codes(
     auth: &AuthUser,
     password: SecretString,
 ) -> AppResult<BackupCodes> {
-    let user = guarded_user(state, auth, Some(password)).await?;
+    let user = guarded_user(state, client, auth, Some(password)).await?;
     if !user.mfa_enabled {
         return Err(AppError::Conflict {
             code: "MFA_NOT_ENABLED",

@@ -32,13 +32,13 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    models::{Authenticated, User},
+    models::{Authenticated, User, UserRow},
     repo,
 };
 use crate::{
     audit_log::{Origin, SessionAction, SessionEvent},
     core::{
-        AppResult, AppState,
+        AppError, AppResult, AppState,
         auth::{self, Claims},
         client::ClientContext,
     },
@@ -62,6 +62,36 @@ async fn account_event(
     client: &ClientContext,
 ) -> sqlx::Result<()> {
     repo::insert_account_event(db, user, action, details, client.ip_network(), client.user_agent.as_deref()).await
+}
+
+/// Checks the current password of a signed-in action (change password, delete the
+/// account, change MFA factors). A wrong one counts against the account's lockout like a
+/// failed login, and a locked account is refused (429) before any hash is spent.
+async fn confirm_password(
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    password: SecretString,
+) -> AppResult<()> {
+    let mut facts = repo::login_facts(
+        &state.db,
+        &user.email,
+        Uuid::nil(),
+        None,
+        login::LOCKOUT.num_seconds() as f64,
+        login::IP_WINDOW.num_seconds() as f64,
+    )
+    .await?;
+    facts.identifier_failures += 1;
+    if let Some(retry_after_secs) = login::lockout(&facts) {
+        return Err(AppError::RateLimited { retry_after_secs });
+    }
+    if crate::accounts::passwords::verify(state, password, user.password_hash.clone()).await? {
+        return Ok(());
+    }
+    let (ip, agent) = (client.ip_network(), client.user_agent.as_deref());
+    repo::insert_failed_attempt(&state.db, &user.email, user.id, "wrong_current_password", ip, agent).await?;
+    Err(AppError::PasswordIncorrect)
 }
 
 /// A link the service emails: `{PUBLIC_BASE_URL}/{path}?token=...`.

@@ -4,7 +4,6 @@
 use chrono::{Duration, Utc};
 use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{account_event, link, session_event, token_hash};
@@ -23,13 +22,11 @@ pub const PASSWORD_HISTORY: i64 = 5;
 pub const RESET_TOKEN_TTL: Duration = Duration::hours(1);
 const PURPOSE_RESET: &str = "password_reset";
 
-async fn check_not_reused(
-    state: &AppState,
-    tx: &mut PgConnection,
-    user: Uuid,
-    password: &SecretString,
-) -> AppResult<()> {
-    let recent = repo::recent_password_hashes(&mut *tx, user, PASSWORD_HISTORY).await?;
+/// Refuses one of the last `PASSWORD_HISTORY` passwords. Reads on the pool and hashes with
+/// no connection held: the hashing waits for the CPU pool, never while a request holds
+/// one of the database's.
+async fn check_not_reused(state: &AppState, user: Uuid, password: &SecretString) -> AppResult<()> {
+    let recent = repo::recent_password_hashes(&state.db, user, PASSWORD_HISTORY).await?;
     if passwords::matches_any(state, password.clone(), recent).await? {
         return Err(AppError::PasswordReused);
     }
@@ -56,13 +53,11 @@ pub async fn change_password(
     new: SecretString,
 ) -> AppResult<()> {
     let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
-    if !passwords::verify(state, current, user.password_hash.clone()).await? {
-        return Err(AppError::PasswordIncorrect);
-    }
+    super::confirm_password(state, client, &user, current).await?;
     policy(&new, &user)?;
-    let mut tx = state.db.begin().await?;
-    check_not_reused(state, &mut tx, user.id, &new).await?;
+    check_not_reused(state, user.id, &new).await?;
     let hash = passwords::hash(state, new).await?;
+    let mut tx = state.db.begin().await?;
     repo::set_password(&mut *tx, user.id, &hash).await?;
     repo::insert_password_history(&mut *tx, user.id, &hash, "user", "change").await?;
     repo::revoke_sessions(&mut tx, user.id, None, Some(auth.session_id), "password_changed").await?;
@@ -131,14 +126,18 @@ pub async fn confirm_password_reset(
     token: SecretString,
     new: SecretString,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let user_id = repo::consume_one_time_token(&mut *tx, &token_hash(&token), PURPOSE_RESET)
-        .await?
-        .ok_or(AppError::TokenInvalid)?;
-    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    // Checks and hashing first, with no connection held; then the token is used in the
+    // transaction of the change, so it is consumed only if the change commits.
+    let stored = token_hash(&token);
+    let user_id = repo::peek_one_time_token(&state.db, &stored, PURPOSE_RESET).await?.ok_or(AppError::TokenInvalid)?;
+    let user = repo::user_by_id(&state.db, user_id).await?.ok_or(AppError::TokenInvalid)?;
     policy(&new, &user)?;
-    check_not_reused(state, &mut tx, user.id, &new).await?;
+    check_not_reused(state, user.id, &new).await?;
     let hash = passwords::hash(state, new).await?;
+    let mut tx = state.db.begin().await?;
+    if repo::consume_one_time_token(&mut *tx, &stored, PURPOSE_RESET).await? != Some(user.id) {
+        return Err(AppError::TokenInvalid);
+    }
     repo::set_password(&mut *tx, user.id, &hash).await?;
     repo::insert_password_history(&mut *tx, user.id, &hash, "user", "reset").await?;
     repo::revoke_sessions(&mut tx, user.id, None, None, "password_reset").await?;
