@@ -757,3 +757,54 @@ async fn wrong_current_passwords_count_against_the_login_lockout(pool: PgPool) {
         .unwrap();
     assert_error(delete, 429, "RATE_LIMITED").await;
 }
+
+#[sqlx::test]
+async fn a_flood_of_parallel_logins_from_one_address_is_held_at_the_ip_limit(pool: PgPool) {
+    // A real hash cost, so the flood arrives while the first guesses are still hashing:
+    // counting only finished failures would let far more than the limit through.
+    let mut config = test_config(&pool);
+    config.argon2 = gatehouse::core::config::Argon2Params { memory_kib: 19_456, iterations: 2, parallelism: 1 };
+    let app = std::sync::Arc::new(TestApp::spawn_with(pool.clone(), config, gatehouse::routes()).await);
+    let calls: Vec<_> = (0..300)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(
+                async move { app.login(&format!("stranger{i}@example.com"), PASSWORD).await.status().as_u16() },
+            )
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap());
+    }
+    // Every attempt is written before its check, per IP as per identifier: at most the
+    // limit of them reach the hash; the rest are refused at once.
+    let hashed = statuses.iter().filter(|s| **s == 401).count();
+    assert!(hashed <= 50, "{hashed} attempts reached the hash");
+    assert_eq!(hashed + statuses.iter().filter(|s| **s == 429).count(), 300, "{statuses:?}");
+}
+
+#[sqlx::test]
+async fn ipv6_clients_are_limited_per_64(pool: PgPool) {
+    let mut config = test_config(&pool);
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let app = TestApp::spawn_with(pool, config, gatehouse::routes()).await;
+    let login_from = |ip: String, email: String| {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .header("X-Forwarded-For", ip)
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+    };
+    // One /64 is one client, whatever the address inside it (each guess at another account,
+    // so only the address limit applies).
+    for i in 0..50 {
+        let r = login_from(format!("2001:db8:1:2::{:x}", i + 1), format!("u{i}@example.com")).await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let blocked = login_from("2001:db8:1:2:ffff::9".into(), "u50@example.com".into()).await.unwrap();
+    assert_error(blocked, 429, "RATE_LIMITED").await;
+    // Another /64 is another client.
+    let other = login_from("2001:db8:1:3::1".into(), "u51@example.com".into()).await.unwrap();
+    assert_eq!(other.status(), 401);
+}

@@ -27,8 +27,9 @@ pub async fn reserve_attempt(
 
 /// Everything login needs to know before checking a password, in one round trip: the
 /// identifier's failures since its last success or unlock (the latest other than `own`,
-/// and how many, `own` included, fall within `window_secs` of it), the same for the IP
-/// within `ip_window_secs`, and the account, if any.
+/// and how many, `own` included, fall within `window_secs` of it), the failures and
+/// in-flight attempts of the IP (its /64 for IPv6) within `ip_window_secs`, `own` excluded,
+/// and the account, if any.
 pub struct LoginFacts {
     pub identifier_last: Option<DateTime<Utc>>,
     pub identifier_failures: i64,
@@ -65,8 +66,12 @@ pub async fn login_facts(
                  FROM latest LEFT JOIN failures f ON f.created_at >= latest.at - make_interval(secs => $4)
                 GROUP BY latest.at
            ), by_ip AS (
+               -- Failures and attempts still being checked (not this one), from the address
+               -- or, for IPv6, its /64.
                SELECT max(created_at) AS last, count(*) AS n FROM accounts_loginattempt
-                WHERE ip_address = $3 AND outcome = 'failure' AND created_at > now() - make_interval(secs => $5)
+                WHERE ip_address <<= network(set_masklen($3::inet, CASE WHEN family($3::inet) = 6 THEN 64 ELSE 32 END))
+                  AND created_at > now() - make_interval(secs => $5) AND id <> $2
+                  AND (outcome = 'failure' OR (outcome = 'pending' AND created_at > now() - interval '30 seconds'))
            )
            SELECT ident.last AS identifier_last, ident.n AS "identifier_failures!", by_ip.last AS ip_last,
                   by_ip.n AS "ip_failures!",
