@@ -651,3 +651,62 @@ async fn the_cleanup_job_deletes_only_expired_challenges_and_codes(pool: PgPool)
     let code = mailed_code(&app, "ann@example.com").await;
     assert_eq!(verify(&app, &live, "email", &code).await.status(), 200);
 }
+
+/// The newest text to `phone`, read as the phone would: the outbox holds it sealed, so the
+/// test opens it with the deployment's data key.
+async fn texted_code(pool: &PgPool, phone: &str) -> String {
+    let sealed: String = sqlx::query_scalar(
+        "SELECT message FROM notifications_smsnotification WHERE phone_number = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(phone)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(sealed.starts_with("sealed:v1:"), "an SMS with a code waits sealed");
+    let keys = crate::helpers::keys();
+    let text = keys.open_text(gatehouse::core::keys::Purpose::OutboxBody, &sealed).unwrap();
+    let codes: Vec<&str> = text.split(|c: char| !c.is_ascii_digit()).filter(|w| w.len() == 6).collect();
+    assert_eq!(codes.len(), 1, "{text}");
+    codes[0].to_owned()
+}
+
+#[sqlx::test]
+async fn sms_as_a_second_factor_from_setup_to_login(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let t = app.signed_in("ann").await;
+    let bad = app
+        .with_token(Method::POST, "/api/v1/mfa/sms/setup", &t.access)
+        .json(&json!({"phone_number": "555-1234"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 422, "VALIDATION_FAILED").await;
+    let setup = app
+        .with_token(Method::POST, "/api/v1/mfa/sms/setup", &t.access)
+        .json(&json!({"phone_number": "+15551234567"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(setup.status(), 202);
+    let code = texted_code(&pool, "+15551234567").await;
+    let confirm = app
+        .with_token(Method::POST, "/api/v1/mfa/sms/confirm", &t.access)
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), 200);
+    assert_eq!(json(confirm).await["backup_codes"].as_array().unwrap().len(), 10);
+    let status = json(app.with_token(Method::GET, "/api/v1/mfa", &t.access).send().await.unwrap()).await;
+    assert_eq!(status["primary_method"], "sms");
+
+    let body = json(app.login("ann@example.com", PASSWORD).await).await;
+    assert_eq!(body["methods"], json!(["backup_code", "sms"]));
+    let id = body["challenge_id"].as_str().unwrap();
+    let send = json!({"challenge_id": id, "method": "sms"});
+    assert_eq!(app.post_json("/api/v1/auth/mfa/send", &send).await.status(), 202);
+    let code = texted_code(&pool, "+15551234567").await;
+    let r = verify(&app, id, "sms", &code).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(claims(&tokens(json(r).await).access)["amr"], json!(["pwd", "sms", "mfa"]));
+}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     access_ttl, authenticated,
-    login::{IP_WINDOW, LOCKOUT, lockout},
+    lockout::{IP_WINDOW, LOCKOUT, lockout},
     refresh_ttl,
     sessions::{NewSession, start_session},
     token_hash,

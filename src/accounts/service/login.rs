@@ -1,10 +1,10 @@
 //! Password login, with lockout per identifier and per IP.
 
-use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
 
 use super::{
     challenges::second_step,
+    lockout::{IP_WINDOW, LOCKOUT, lockout},
     session_event,
     sessions::{NewSession, start_session},
 };
@@ -16,34 +16,6 @@ use crate::{
     audit_log::{self, RiskLevel, SessionAction, SessionEvent},
     core::{AppError, AppResult, AppState, client::ClientContext, metrics::Metrics},
 };
-
-/// Seed 000: MAX_LOGIN_ATTEMPTS and LOCKOUT_DURATION_MINUTES.
-pub const MAX_FAILURES: i64 = 5;
-pub const LOCKOUT: Duration = Duration::minutes(30);
-/// Per client IP: this many failures within the window block the IP for the window.
-pub const MAX_IP_FAILURES: i64 = 50;
-pub const IP_WINDOW: Duration = Duration::minutes(15);
-
-fn retry_after(until: DateTime<Utc>) -> u64 {
-    (until - Utc::now()).num_seconds().max(1) as u64
-}
-
-/// The lockout in force for this attempt, if any: `Some(retry_after_secs)`.
-pub(super) fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
-    let now = Utc::now();
-    // The caller's own attempt is still pending, so it is not among these failures.
-    if facts.ip_failures >= MAX_IP_FAILURES
-        && let Some(last) = facts.ip_last
-    {
-        return Some(retry_after(last + IP_WINDOW));
-    }
-    match facts.identifier_last {
-        Some(last) if facts.identifier_failures > MAX_FAILURES && last + LOCKOUT > now => {
-            Some(retry_after(last + LOCKOUT))
-        }
-        _ => None,
-    }
-}
 
 /// Password login. The same 401 body, and comparable work, whether or not the account
 /// exists. Every attempt is written before its password is checked, so concurrent

@@ -70,7 +70,7 @@ async fn guarded_user(
         return Err(AppError::MfaRequired);
     }
     let password = password.ok_or_else(|| AppError::validation("password", "is required while MFA is on"))?;
-    super::confirm_password(state, client, &user, password).await?;
+    super::lockout::confirm_password(state, client, &user, password).await?;
     Ok(user)
 }
 
@@ -302,7 +302,7 @@ pub async fn remove_factor(
 }
 
 /// Removes `method`; when no factor is left, MFA goes off and the backup codes die.
-async fn apply_removal(
+pub(super) async fn apply_removal(
     tx: &mut sqlx::PgConnection,
     user: Uuid,
     method: MfaMethod,
@@ -419,62 +419,4 @@ pub async fn set_primary(
     let settings = repo::mfa_settings(&mut *tx, auth.user_id).await?;
     tx.commit().await?;
     Ok(status(&settings, &f))
-}
-
-/// Approves a pending MFA change request and applies it. `approver` is the staff member
-/// (never the requester); None is an operator at the shell (`gatehouse mfa approve`).
-pub async fn approve_mfa_change(
-    state: &AppState,
-    client: &ClientContext,
-    change: Uuid,
-    approver: Option<Uuid>,
-) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
-    if approver == Some(request.user_id) {
-        return Err(AppError::Forbidden);
-    }
-    let method = request.mfa_method.as_deref().and_then(MfaMethod::parse).ok_or(AppError::NotFound)?;
-    apply_removal(&mut tx, request.user_id, method, client, Some(request.id)).await?;
-    repo::decide_change(&mut *tx, request.id, "approved", approver).await?;
-    let event = MfaEvent {
-        mfa_method: Some(method.as_str().into()),
-        metadata: Some(serde_json::json!({ "change_request_id": request.id, "approved_by": approver })),
-        ..mfa_event(request.user_id, MfaAction::ChangeApproved, client)
-    };
-    audit_log::record_mfa(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `gatehouse mfa enroll --email E`, step one: a TOTP secret for the account, for an
-/// operator bootstrapping the first staff user (no session exists yet).
-pub async fn operator_totp_setup(state: &AppState, email: &Email) -> AppResult<(Uuid, TotpSetup)> {
-    let mut tx = state.db.begin().await?;
-    let user = repo::user_by_email(&mut *tx, email.as_str()).await?.ok_or(AppError::NotFound)?;
-    let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, email).await?;
-    repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
-    let event = MfaEvent {
-        mfa_method: Some("totp".into()),
-        metadata: Some(serde_json::json!({ "by": "operator" })),
-        ..mfa_event(user.id, MfaAction::SetupStarted, &ClientContext::default())
-    };
-    audit_log::record_mfa(&mut *tx, &event).await?;
-    tx.commit().await?;
-    Ok((user.id, setup))
-}
-
-/// Step two: confirms with a code from the authenticator; MFA is on, codes issued.
-pub async fn operator_totp_confirm(state: &AppState, email: &Email, code: SecretString) -> AppResult<BackupCodes> {
-    let user = repo::user_by_email(&state.db, email.as_str()).await?.ok_or(AppError::NotFound)?;
-    let auth = AuthUser {
-        user_id: user.id,
-        session_id: Uuid::nil(),
-        aal: 1,
-        amr: Vec::new(),
-        is_staff: false,
-        is_superuser: false,
-        mfa_verified_at: None,
-    };
-    totp_confirm(state, &ClientContext::default(), &auth, code).await
 }

@@ -1,13 +1,16 @@
 //! The rules of accounts, one file per concern, found by its name: registration, login,
-//! challenges (the second step of a login, step-up), mfa (managing one's factors),
-//! sessions, tokens (refresh, logout), passwords, profile, admin. Each public function
+//! lockout, challenges (the second step of a login, step-up), mfa (managing one's factors),
+//! mfa_admin (approvals, the operator's enrolment), sessions, tokens (refresh, logout),
+//! passwords, profile, admin. Each public function
 //! owns its transaction; audit rows and queued emails commit with the change, and the
 //! outbox is woken after commit. Devices, API keys and exports join as files of their own.
 
 mod admin;
 mod challenges;
+mod lockout;
 mod login;
 mod mfa;
+mod mfa_admin;
 mod passwords;
 mod profile;
 mod registration;
@@ -16,8 +19,10 @@ mod tokens;
 
 pub use admin::{admin_logout_all, admin_unlock, create_superuser, usernames};
 pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
-pub use login::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES, login};
+pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
+pub use login::login;
 pub use mfa::*;
+pub use mfa_admin::*;
 pub use passwords::{
     PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
 };
@@ -32,13 +37,13 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    models::{Authenticated, User, UserRow},
+    models::{Authenticated, User},
     repo,
 };
 use crate::{
     audit_log::{Origin, SessionAction, SessionEvent},
     core::{
-        AppError, AppResult, AppState,
+        AppResult, AppState,
         auth::{self, Claims},
         client::ClientContext,
     },
@@ -62,36 +67,6 @@ async fn account_event(
     client: &ClientContext,
 ) -> sqlx::Result<()> {
     repo::insert_account_event(db, user, action, details, client.ip_network(), client.user_agent.as_deref()).await
-}
-
-/// Checks the current password of a signed-in action (change password, delete the
-/// account, change MFA factors). A wrong one counts against the account's lockout like a
-/// failed login, and a locked account is refused (429) before any hash is spent.
-async fn confirm_password(
-    state: &AppState,
-    client: &ClientContext,
-    user: &UserRow,
-    password: SecretString,
-) -> AppResult<()> {
-    let mut facts = repo::login_facts(
-        &state.db,
-        &user.email,
-        Uuid::nil(),
-        None,
-        login::LOCKOUT.num_seconds() as f64,
-        login::IP_WINDOW.num_seconds() as f64,
-    )
-    .await?;
-    facts.identifier_failures += 1;
-    if let Some(retry_after_secs) = login::lockout(&facts) {
-        return Err(AppError::RateLimited { retry_after_secs });
-    }
-    if crate::accounts::passwords::verify(state, password, user.password_hash.clone()).await? {
-        return Ok(());
-    }
-    let (ip, agent) = (client.ip_network(), client.user_agent.as_deref());
-    repo::insert_failed_attempt(&state.db, &user.email, user.id, "wrong_current_password", ip, agent).await?;
-    Err(AppError::PasswordIncorrect)
 }
 
 /// A link the service emails: `{PUBLIC_BASE_URL}/{path}?token=...`.

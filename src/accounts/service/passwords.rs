@@ -53,7 +53,7 @@ pub async fn change_password(
     new: SecretString,
 ) -> AppResult<()> {
     let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
-    super::confirm_password(state, client, &user, current).await?;
+    super::lockout::confirm_password(state, client, &user, current).await?;
     policy(&new, &user)?;
     check_not_reused(state, user.id, &new).await?;
     let hash = passwords::hash(state, new).await?;

@@ -44,7 +44,7 @@ pub async fn delete_me(
     password: SecretString,
 ) -> AppResult<()> {
     let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
-    super::confirm_password(state, client, &user, password).await?;
+    super::lockout::confirm_password(state, client, &user, password).await?;
     let mut tx = state.db.begin().await?;
     account_event(&mut tx, Some(user.id), "deleted", serde_json::json!({ "user_id": user.id }), client).await?;
     repo::delete_user(&mut *tx, user.id).await?;

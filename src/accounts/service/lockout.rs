@@ -1,0 +1,69 @@
+//! The account lockout (seed 000) that failed logins, failed second factors and wrong
+//! current passwords all count against, and the per-IP limit.
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::{
+    accounts::{models::UserRow, passwords, repo},
+    core::{AppError, AppResult, AppState, client::ClientContext},
+};
+
+/// Seed 000: MAX_LOGIN_ATTEMPTS and LOCKOUT_DURATION_MINUTES.
+pub const MAX_FAILURES: i64 = 5;
+pub const LOCKOUT: Duration = Duration::minutes(30);
+/// Per client IP: this many failures within the window block the IP for the window.
+pub const MAX_IP_FAILURES: i64 = 50;
+pub const IP_WINDOW: Duration = Duration::minutes(15);
+
+fn retry_after(until: DateTime<Utc>) -> u64 {
+    (until - Utc::now()).num_seconds().max(1) as u64
+}
+
+/// The lockout in force for this attempt, if any: `Some(retry_after_secs)`.
+pub(super) fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
+    let now = Utc::now();
+    // The caller's own attempt is still pending, so it is not among these failures.
+    if facts.ip_failures >= MAX_IP_FAILURES
+        && let Some(last) = facts.ip_last
+    {
+        return Some(retry_after(last + IP_WINDOW));
+    }
+    match facts.identifier_last {
+        Some(last) if facts.identifier_failures > MAX_FAILURES && last + LOCKOUT > now => {
+            Some(retry_after(last + LOCKOUT))
+        }
+        _ => None,
+    }
+}
+
+/// Checks the current password of a signed-in action (change password, delete the
+/// account, change MFA factors). A wrong one counts against the account's lockout like a
+/// failed login, and a locked account is refused (429) before any hash is spent.
+pub(super) async fn confirm_password(
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    password: SecretString,
+) -> AppResult<()> {
+    let mut facts = repo::login_facts(
+        &state.db,
+        &user.email,
+        Uuid::nil(),
+        None,
+        LOCKOUT.num_seconds() as f64,
+        IP_WINDOW.num_seconds() as f64,
+    )
+    .await?;
+    facts.identifier_failures += 1;
+    if let Some(retry_after_secs) = lockout(&facts) {
+        return Err(AppError::RateLimited { retry_after_secs });
+    }
+    if passwords::verify(state, password, user.password_hash.clone()).await? {
+        return Ok(());
+    }
+    let (ip, agent) = (client.ip_network(), client.user_agent.as_deref());
+    repo::insert_failed_attempt(&state.db, &user.email, user.id, "wrong_current_password", ip, agent).await?;
+    Err(AppError::PasswordIncorrect)
+}
