@@ -9,7 +9,7 @@ use super::{
     models::{AuditEvent, AuditKind, DailyTotals, EventFilter, JobRun, Retention, SessionEvent, Summary},
     repo, service, summary,
 };
-use crate::core::{AppError, AppResult, AppState, extract::Page};
+use crate::core::{AppError, AppResult, AppState, error::Problems, extract::Page};
 
 pub async fn list(state: &AppState, kind: AuditKind, f: &EventFilter, page: Page) -> AppResult<(Vec<AuditEvent>, i64)> {
     let rows = repo::list_events(&state.db, kind, f, page.limit, page.offset()).await?;
@@ -109,9 +109,27 @@ pub async fn retention(state: &AppState) -> AppResult<Vec<Retention>> {
         .collect())
 }
 
-pub async fn set_retention(state: &AppState, kind: AuditKind, months: i32, by: Uuid) -> AppResult<()> {
-    if !(1..=120).contains(&months) {
-        return Err(AppError::validation("months_kept", "must be between 1 and 120"));
+/// Sets months kept per table, all or none, never below AUDIT_RETENTION_MIN_MONTHS; each
+/// change is audited (who, old, new) in the same transaction.
+pub async fn set_retention(state: &AppState, changes: &[(AuditKind, i32)], by: Uuid) -> AppResult<()> {
+    let floor = state.config.audit_retention_min_months;
+    let mut problems = Problems::new();
+    for (kind, months) in changes {
+        if !(floor..=120).contains(months) {
+            problems.add(kind.as_str(), format!("must be between {floor} (AUDIT_RETENTION_MIN_MONTHS) and 120"));
+        }
     }
-    Ok(repo::set_retention(&state.db, kind.table(), months, by).await?)
+    problems.into_result()?;
+    let mut tx = state.db.begin().await?;
+    for (kind, months) in changes {
+        let old = repo::retention_months(&mut *tx, kind.table()).await?.unwrap_or(state.config.audit_retention_months);
+        repo::set_retention(&mut *tx, kind.table(), *months, by).await?;
+        let event = SessionEvent {
+            metadata: Some(serde_json::json!({ "table": kind.table(), "old_months": old, "new_months": months })),
+            ..SessionEvent::new(by, super::models::SessionAction::RetentionChanged)
+        };
+        service::record_session(&mut *tx, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -189,7 +189,7 @@ pub async fn retention(State(state): State<AppState>, auth: AuthUser) -> AppResu
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/audit/retention", tag = "admin", security(("bearer" = [])),
-    request_body(content = Object, description = "kind -> months kept (1..120), any subset: {\"session\": 6, \"mfa\": 24}"),
+    request_body(content = Object, description = "kind -> months kept (AUDIT_RETENTION_MIN_MONTHS, default 12, ..120), any subset: {\"session\": 18, \"mfa\": 24}; all or none; each change audited (retention_changed)"),
     responses((status = 200, body = Vec<Retention>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn set_retention(
@@ -198,9 +198,8 @@ pub async fn set_retention(
     AppJson(body): AppJson<HashMap<AuditKind, i32>>,
 ) -> AppResult<Json<Vec<Retention>>> {
     require_permission(&state, &auth, "audit_log.change_retentionpolicy").await?;
-    for (kind, months) in body {
-        admin::set_retention(&state, kind, months, auth.user_id).await?;
-    }
+    let changes: Vec<(AuditKind, i32)> = body.into_iter().collect();
+    admin::set_retention(&state, &changes, auth.user_id).await?;
     Ok(Json(admin::retention(&state).await?))
 }
 

@@ -67,6 +67,8 @@ pub struct Config {
     /// Password hashes allowed to run at once (the blocking pool's bound).
     pub hash_concurrency: usize,
     pub audit_retention_months: i32,
+    /// No audit table may keep fewer months than this, whoever asks.
+    pub audit_retention_min_months: i32,
     pub summary_run_at: NaiveTime,
     pub log_format: LogFormat,
     /// Run background jobs inside `serve`.
@@ -102,6 +104,7 @@ impl std::fmt::Debug for Config {
             .field("argon2", &self.argon2)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("audit_retention_months", &self.audit_retention_months)
+            .field("audit_retention_min_months", &self.audit_retention_min_months)
             .field("summary_run_at", &self.summary_run_at)
             .field("log_format", &self.log_format)
             .field("run_jobs", &self.run_jobs)
@@ -239,6 +242,7 @@ impl Config {
             },
             hash_concurrency: parse("HASH_CONCURRENCY", cores)?.max(1),
             audit_retention_months: parse("AUDIT_RETENTION_MONTHS", 13)?,
+            audit_retention_min_months: parse("AUDIT_RETENTION_MIN_MONTHS", 12)?,
             summary_run_at,
             log_format,
             run_jobs: parse("RUN_JOBS", true)?,
@@ -250,8 +254,11 @@ impl Config {
 
     /// Refuses combinations that are unsafe or cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=120).contains(&self.audit_retention_months) {
-            return Err(err("AUDIT_RETENTION_MONTHS", "must be 1..=120"));
+        if !(1..=120).contains(&self.audit_retention_min_months) {
+            return Err(err("AUDIT_RETENTION_MIN_MONTHS", "must be 1..=120"));
+        }
+        if !(self.audit_retention_min_months..=120).contains(&self.audit_retention_months) {
+            return Err(err("AUDIT_RETENTION_MONTHS", "must be between AUDIT_RETENTION_MIN_MONTHS and 120"));
         }
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() || self.session_max_age.is_zero() {
             return Err(err("ACCESS_TOKEN_TTL_SECONDS", "token lifetimes must be positive"));
@@ -318,6 +325,7 @@ impl Config {
             argon2: Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 },
             hash_concurrency: 2,
             audit_retention_months: 13,
+            audit_retention_min_months: 12,
             summary_run_at: NaiveTime::from_hms_opt(0, 30, 0).unwrap_or_default(),
             log_format: LogFormat::Pretty,
             run_jobs: false,

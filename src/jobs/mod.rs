@@ -39,6 +39,7 @@ where
 
 /// Partition upkeep: premake the coming months, drop those past retention.
 pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
+    let started_at = chrono::Utc::now();
     let today = audit_log::service::today();
     let outcome = with_advisory_lock(state, locks::PARTITIONS, || async {
         let created = audit_log::service::ensure_partitions(&state.db, today, PARTITION_MONTHS_AHEAD).await?;
@@ -49,6 +50,18 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
     .await?;
     match outcome {
         Some((created, dropped)) => {
+            // Recorded like every job, so GET /admin/jobs shows the run and how many partitions
+            // it created or dropped (their names are in the log line below).
+            let run = audit_log::models::NewJobRun {
+                kind: "partitions",
+                target_date: Some(today),
+                status: "succeeded",
+                rows_affected: i64::try_from(created.len() + dropped.len()).unwrap_or(i64::MAX),
+                started_at,
+                error: None,
+                triggered_by: "scheduler",
+            };
+            audit_log::repo::insert_job_run(&state.db, &run).await?;
             tracing::info!(created = ?created, dropped = ?dropped, "audit partitions maintained");
             state.metrics.job("partitions", "succeeded");
         }

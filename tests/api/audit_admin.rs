@@ -290,3 +290,32 @@ async fn own_events_hide_staff_notes_and_nobody_reviews_themselves(pool: PgPool)
             .unwrap();
     assert_eq!(status, None, "the refused review left no trace");
 }
+
+#[sqlx::test]
+async fn retention_has_a_floor_every_change_is_audited_and_partition_runs_are_listed(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let root = admin(&app, &pool).await;
+    let put =
+        |body: Value| app.with_token(Method::PUT, "/api/v1/admin/audit/retention", &root.access).json(&body).send();
+    // Below AUDIT_RETENTION_MIN_MONTHS (12): refused, and nothing of the request applies.
+    let low = assert_error(put(json!({"session": 6, "mfa": 24})).await.unwrap(), 422, "VALIDATION_FAILED").await;
+    assert!(low["error"]["details"]["session"].is_array(), "{low}");
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log_retentionpolicy").fetch_one(&pool).await.unwrap();
+    assert_eq!(kept, 0);
+    assert_eq!(put(json!({"session": 18})).await.unwrap().status(), 200);
+    let (by, metadata): (Uuid, Value) =
+        sqlx::query_as("SELECT user_id, metadata FROM audit_log_sessionauditlog WHERE action = 'retention_changed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(by, id_of(&pool, "root").await);
+    assert_eq!(metadata["old_months"], 13);
+    assert_eq!(metadata["new_months"], 18);
+    assert_eq!(metadata["table"], "audit_log_sessionauditlog");
+
+    gatehouse::jobs::run_partitions_once(&app.state).await.unwrap();
+    let jobs = json(get(&app, &root, "/api/v1/admin/jobs?kind=partitions").await).await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs["items"][0]["status"], "succeeded");
+}

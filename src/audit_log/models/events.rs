@@ -47,6 +47,7 @@ text_enum!(
         EmailVerified => "email_verified",
         SuspiciousActivity => "suspicious_activity",
         AuditReviewed => "audit_reviewed",
+        RetentionChanged => "retention_changed",
     }
 );
 
