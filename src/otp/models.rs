@@ -88,22 +88,14 @@ impl Challenge {
     pub fn attempt_id(&self) -> Option<Uuid> {
         self.metadata.as_ref()?.get("attempt_id")?.as_str()?.parse().ok()
     }
-
-    /// The hashed device fingerprint of the client that opened it, if it sent one.
-    pub fn fingerprint_hash(&self) -> Option<String> {
-        Some(self.metadata.as_ref()?.get("fingerprint_hash")?.as_str()?.to_owned())
-    }
 }
 
 /// A user's factors as `GET /mfa` and the login's `methods` list need them.
 #[derive(Debug, Clone, Default)]
 pub struct Factors {
     pub totp: bool,
-    pub totp_pending: bool,
     pub email: bool,
-    pub email_pending: bool,
     pub sms: bool,
-    pub sms_pending: bool,
     pub backup_codes_remaining: i64,
     /// The verified phone, for sending SMS codes.
     pub phone: Option<String>,

@@ -15,7 +15,6 @@ pub async fn factors(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Factor
     let r = sqlx::query!(
         r#"SELECT
              COALESCE((SELECT is_verified FROM otp_totpdevice WHERE user_id = $1), false) AS "totp!",
-             EXISTS (SELECT 1 FROM otp_totpdevice WHERE user_id = $1 AND NOT is_verified) AS "totp_pending!",
              (SELECT is_verified FROM otp_emailmfamethod WHERE user_id = $1) AS email_verified,
              (SELECT email FROM otp_emailmfamethod WHERE user_id = $1) AS email_address,
              (SELECT is_verified FROM otp_smsmfamethod WHERE user_id = $1) AS sms_verified,
@@ -27,11 +26,8 @@ pub async fn factors(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Factor
     .await?;
     Ok(Factors {
         totp: r.totp,
-        totp_pending: r.totp_pending,
         email: r.email_verified == Some(true),
-        email_pending: r.email_verified == Some(false),
         sms: r.sms_verified == Some(true),
-        sms_pending: r.sms_verified == Some(false),
         backup_codes_remaining: r.backup,
         phone: r.phone.filter(|_| r.sms_verified.is_some()),
         email_address: r.email_address,

@@ -83,7 +83,7 @@ pub async fn check_totp(
     Ok(repo::accept_totp_step(&mut *tx, user, step, confirm).await?)
 }
 
-pub async fn remove_totp(tx: &mut PgConnection, user: Uuid) -> AppResult<bool> {
+async fn remove_totp(tx: &mut PgConnection, user: Uuid) -> AppResult<bool> {
     Ok(repo::delete_totp(tx, user).await?)
 }
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{
     access_ttl, authenticated,
-    lockout::{IP_WINDOW, LOCKOUT, lockout},
-    refresh_ttl,
+    lockout::account_lock,
+    origin, refresh_ttl,
     sessions::{NewSession, start_session},
     token_hash,
 };
@@ -19,7 +19,7 @@ use crate::{
         models::{Authenticated, Email, LoginResponse, MfaRequired, UserRow},
         repo::{self, NewRefreshRow},
     },
-    audit_log::{self, MfaAction, MfaEvent, Origin, RiskLevel},
+    audit_log::{self, MfaAction, MfaEvent, RiskLevel},
     core::{
         AppError, AppResult, AppState,
         auth::{AuthUser, Claims},
@@ -42,8 +42,7 @@ pub const LOW_BACKUP_CODES: i64 = 2;
 
 /// An MFA audit event about `user`, from where the request came.
 pub(super) fn mfa_event(user: Uuid, action: MfaAction, client: &ClientContext) -> MfaEvent {
-    let origin = Origin { ip: client.ip_network(), country: client.country.clone(), city: client.city.clone() };
-    MfaEvent { origin, ..MfaEvent::new(user, action) }
+    MfaEvent { origin: origin(client), ..MfaEvent::new(user, action) }
 }
 
 /// The stored form of a device fingerprint.
@@ -60,9 +59,8 @@ pub(super) async fn second_step(
     user: UserRow,
     attempt: Uuid,
 ) -> AppResult<LoginResponse> {
-    let fingerprint = fingerprint_hash(client);
-    if let Some(fp) = &fingerprint
-        && let Some(device) = repo::skipping_device(&state.db, user.id, fp).await?
+    if let Some(fp) = fingerprint_hash(client)
+        && let Some(device) = repo::skipping_device(&state.db, user.id, &fp).await?
     {
         repo::touch_device(&state.db, device).await?;
         let session = NewSession {
@@ -75,7 +73,7 @@ pub(super) async fn second_step(
         return Ok(LoginResponse::Authenticated(authenticated));
     }
     let mut tx = state.db.begin().await?;
-    let metadata = serde_json::json!({ "attempt_id": attempt, "fingerprint_hash": fingerprint });
+    let metadata = serde_json::json!({ "attempt_id": attempt });
     let challenge = otp::service::open_challenge(&mut tx, user.id, ChallengeType::Login, None, metadata).await?;
     repo::finish_attempt(&mut *tx, attempt, Some(user.id), "mfa_pending", None).await?;
     let factors = otp::service::factors(&mut tx, user.id).await?;
@@ -179,24 +177,6 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
     }
 }
 
-/// Whether the account behind a challenge is locked (too many failures, passwords and
-/// second factors alike): `Some(retry_after)`. Read on the caller's connection: a request
-/// never holds two.
-async fn locked(tx: &mut sqlx::PgConnection, user: &UserRow) -> AppResult<Option<u64>> {
-    let mut facts = repo::login_facts(
-        &mut *tx,
-        &user.email,
-        Uuid::nil(),
-        None,
-        LOCKOUT.num_seconds() as f64,
-        IP_WINDOW.num_seconds() as f64,
-    )
-    .await?;
-    // This verification counts as an attempt, as a login's own pending attempt does.
-    facts.identifier_failures += 1;
-    Ok(lockout(&facts))
-}
-
 /// What a code check found.
 enum Checked {
     Wrong,
@@ -276,7 +256,7 @@ pub async fn verify(
     if !user.is_active {
         return Err(AppError::ChallengeExpired);
     }
-    if let Some(retry) = locked(&mut tx, &user).await? {
+    if let Some(retry) = account_lock(&mut *tx, &user.email).await? {
         drop(tx);
         let event = MfaEvent {
             challenge_id: Some(challenge.challenge_id),

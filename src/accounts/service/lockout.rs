@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::{
@@ -38,6 +39,17 @@ pub(super) fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
     }
 }
 
+/// Whether `email`'s account is locked for an attempt made now (this one counted, as a
+/// login's own pending attempt is): `Some(retry_after_secs)`. Takes the caller's executor,
+/// so a request inside a transaction does not ask the pool for a second connection.
+pub(super) async fn account_lock(db: impl PgExecutor<'_>, email: &str) -> AppResult<Option<u64>> {
+    let mut facts =
+        repo::login_facts(db, email, Uuid::nil(), None, LOCKOUT.num_seconds() as f64, IP_WINDOW.num_seconds() as f64)
+            .await?;
+    facts.identifier_failures += 1;
+    Ok(lockout(&facts))
+}
+
 /// Checks the current password of a signed-in action (change password, delete the
 /// account, change MFA factors). A wrong one counts against the account's lockout like a
 /// failed login, and a locked account is refused (429) before any hash is spent.
@@ -47,17 +59,7 @@ pub(super) async fn confirm_password(
     user: &UserRow,
     password: SecretString,
 ) -> AppResult<()> {
-    let mut facts = repo::login_facts(
-        &state.db,
-        &user.email,
-        Uuid::nil(),
-        None,
-        LOCKOUT.num_seconds() as f64,
-        IP_WINDOW.num_seconds() as f64,
-    )
-    .await?;
-    facts.identifier_failures += 1;
-    if let Some(retry_after_secs) = lockout(&facts) {
+    if let Some(retry_after_secs) = account_lock(&state.db, &user.email).await? {
         return Err(AppError::RateLimited { retry_after_secs });
     }
     if passwords::verify(state, password, user.password_hash.clone()).await? {

@@ -83,10 +83,25 @@ pub async fn totp_setup(
     password: Option<SecretString>,
 ) -> AppResult<TotpSetup> {
     let user = guarded_user(state, client, auth, password).await?;
+    begin_totp(state, client, &user, None).await
+}
+
+/// A new pending TOTP secret for `user`, its method state and the `setup_started` audit
+/// row, in one transaction; `note` tells the audit who started it when not the user.
+pub(super) async fn begin_totp(
+    state: &AppState,
+    client: &ClientContext,
+    user: &UserRow,
+    note: Option<serde_json::Value>,
+) -> AppResult<TotpSetup> {
     let mut tx = state.db.begin().await?;
     let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, &Email::from_stored(&user.email)).await?;
     repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
-    let event = MfaEvent { mfa_method: Some("totp".into()), ..mfa_event(user.id, MfaAction::SetupStarted, client) };
+    let event = MfaEvent {
+        mfa_method: Some("totp".into()),
+        metadata: note,
+        ..mfa_event(user.id, MfaAction::SetupStarted, client)
+    };
     audit_log::record_mfa(&mut *tx, &event).await?;
     tx.commit().await?;
     Ok(setup)

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     challenges::mfa_event,
-    mfa::{apply_removal, totp_confirm},
+    mfa::{apply_removal, begin_totp, totp_confirm},
 };
 use crate::{
     accounts::{
@@ -16,7 +16,7 @@ use crate::{
     },
     audit_log::{self, MfaAction, MfaEvent},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
-    otp::{self, MfaMethod, TotpSetup},
+    otp::{MfaMethod, TotpSetup},
 };
 
 /// Approves a pending MFA change request and applies it. `approver` is the staff member
@@ -48,17 +48,9 @@ pub async fn approve_mfa_change(
 /// `gatehouse mfa enroll --email E`, step one: a TOTP secret for the account, for an
 /// operator bootstrapping the first staff user (no session exists yet).
 pub async fn operator_totp_setup(state: &AppState, email: &Email) -> AppResult<(Uuid, TotpSetup)> {
-    let mut tx = state.db.begin().await?;
-    let user = repo::user_by_email(&mut *tx, email.as_str()).await?.ok_or(AppError::NotFound)?;
-    let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, email).await?;
-    repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
-    let event = MfaEvent {
-        mfa_method: Some("totp".into()),
-        metadata: Some(serde_json::json!({ "by": "operator" })),
-        ..mfa_event(user.id, MfaAction::SetupStarted, &ClientContext::default())
-    };
-    audit_log::record_mfa(&mut *tx, &event).await?;
-    tx.commit().await?;
+    let user = repo::user_by_email(&state.db, email.as_str()).await?.ok_or(AppError::NotFound)?;
+    let note = Some(serde_json::json!({ "by": "operator" }));
+    let setup = begin_totp(state, &ClientContext::default(), &user, note).await?;
     Ok((user.id, setup))
 }
 
