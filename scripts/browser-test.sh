@@ -62,6 +62,16 @@ trap 'kill $server 2>/dev/null || true' EXIT
 base="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
 post() { curl -sf -XPOST "$base$1" -H 'content-type: application/json' -d "$2"; }
+
+# The served OpenAPI document passes a standard validator (openapi-spec-validator, from
+# PyPI, in a venv under target/; schemathesis runs in `make fuzz`).
+scripts/py-venv.sh openapi-spec-validator >/dev/null
+curl -sf "$base/api/v1/openapi.json" > target/openapi.json
+if target/py-venv/bin/python -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))' target/openapi.json; then
+  echo "ok   the served OpenAPI document validates (openapi-spec-validator)"
+else
+  echo "FAIL the served OpenAPI document does not validate"; exit 1
+fi
 post /api/v1/auth/register '{"email":"ann@example.com","username":"ann","password":"Tangerine-Lighthouse-42"}' >/dev/null
 curl -s -o /dev/null -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"ann@example.com","password":"Wrong-Password-1"}'

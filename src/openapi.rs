@@ -54,7 +54,7 @@ use crate::{
         core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination,
         audit_log::models::AuditEvent, audit_log::models::Summary, notifications::models::Delivery,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "service", description = "Health, readiness and keys"),
         (name = "auth", description = "Registration, login, tokens and passwords"),
@@ -70,8 +70,9 @@ use crate::{
             view_retentionpolicy, change_retentionpolicy; superusers hold all). When the staff user's \
             enforce_for_admin is on (the default) the session must be aal 2: 403 MFA_REQUIRED otherwise."),
         (name = "notifications", description = "Notification settings and delivery history. Security \
-            notifications (codes, resets, token reuse) always go, whatever the settings; marketing needs \
-            consent. Every delivery decision is logged."),
+            notifications (codes, links, token reuse, and every notice that the account changed: password \
+            changed or reset, MFA turned off) always go, whatever the settings; only marketing is optional, and \
+            it needs consent. Every delivery decision is logged."),
     )
 )]
 pub struct ApiDoc;
@@ -88,6 +89,73 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
+}
+
+/// The answers every operation of a kind can give, declared once here rather than on each
+/// handler: what the extractors and layers answer before a handler runs (a body that is
+/// not JSON, a path value of the wrong form), a missing token, and load shedding.
+/// An operation's own declaration of the same status wins.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, path::ParameterIn};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = matches!(path.as_str(), "/healthz" | "/readyz" | "/.well-known/jwks.json");
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                let params: Vec<ParameterIn> = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| match p {
+                        RefOr::T(p) => Some(p.parameter_in.clone()),
+                        RefOr::Ref(_) => None,
+                    })
+                    .collect();
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = op.request_body.is_some();
+                let responses = &mut op.responses.responses;
+                let mut add = |status: &str, text: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| error_response(text));
+                };
+                if has_body {
+                    add("400", "MALFORMED_REQUEST: the body is not valid JSON, or a field has the wrong type");
+                    add("413", "PAYLOAD_TOO_LARGE: a body over 1 MiB");
+                    add("415", "UNSUPPORTED_MEDIA_TYPE: the body is not application/json");
+                    add("422", "VALIDATION_FAILED: details name each field and what is wrong with it");
+                }
+                if params.contains(&ParameterIn::Path) {
+                    add("400", "MALFORMED_REQUEST: a path value of the wrong form (e.g. not a UUID)");
+                    add("404", "NOT_FOUND: no such item of yours");
+                }
+                if params.contains(&ParameterIn::Query) {
+                    add("422", "VALIDATION_FAILED: a query value out of range or of the wrong form");
+                }
+                if secured {
+                    add("401", "UNAUTHENTICATED: no access token, or an expired, forged or revoked one");
+                }
+                if !public {
+                    add("503", "UNAVAILABLE with Retry-After: the database is out of reach or the service sheds load");
+                }
+                // OpenAPI requires a description on every response.
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(r) = response
+                        && r.description.is_empty()
+                    {
+                        let reason = status.parse::<u16>().ok().and_then(|s| axum::http::StatusCode::from_u16(s).ok());
+                        r.description = reason.and_then(|s| s.canonical_reason()).unwrap_or("Response").to_owned();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    ResponseBuilder::new().description(description).content("application/json", content).build().into()
 }
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

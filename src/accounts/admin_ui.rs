@@ -95,7 +95,9 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<AuthUser> {
 
 /// Form bodies; a malformed one is treated like a forged one.
 fn form<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Option<T> {
-    serde_urlencoded::from_bytes(body).ok()
+    // PostgreSQL text cannot hold NUL: such a form is refused here, not by the database.
+    let has_nul = form_urlencoded::parse(body).any(|(k, v)| k.contains('\0') || v.contains('\0'));
+    if has_nul { None } else { serde_urlencoded::from_bytes(body).ok() }
 }
 
 fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {

@@ -75,6 +75,7 @@ pub async fn review(
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// One day, `YYYY-MM-DD`.
     pub date: Option<String>,
@@ -110,6 +111,7 @@ pub async fn summaries(
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
     pub from: Option<String>,
     pub to: Option<String>,
@@ -153,6 +155,7 @@ pub async fn run_summary(
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// `audit_summary`, `partitions`, `cleanup`, `outbox` or `data_export`.
     pub kind: Option<String>,
@@ -182,7 +185,9 @@ pub async fn jobs(
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/audit/retention", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Retention>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Retention>, description = "Months kept per audit table"),
+        (status = 401, body = ErrorBody, description = "UNAUTHENTICATED"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN without audit_log.view_retentionpolicy; MFA_REQUIRED")))]
 pub async fn retention(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<Retention>>> {
     require_permission(&state, &auth, "audit_log.view_retentionpolicy").await?;
     Ok(Json(admin::retention(&state).await?))
@@ -190,8 +195,10 @@ pub async fn retention(State(state): State<AppState>, auth: AuthUser) -> AppResu
 
 #[utoipa::path(put, path = "/api/v1/admin/audit/retention", tag = "admin", security(("bearer" = [])),
     request_body(content = Object, description = "kind -> months kept (AUDIT_RETENTION_MIN_MONTHS, default 12, ..120), any subset: {\"session\": 18, \"mfa\": 24}; all or none; each change audited (retention_changed)"),
-    responses((status = 200, body = Vec<Retention>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Retention>, description = "Months kept per audit table, after the change"),
+        (status = 401, body = ErrorBody, description = "UNAUTHENTICATED"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN without audit_log.change_retentionpolicy; MFA_REQUIRED"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: an unknown table, or months outside AUDIT_RETENTION_MIN_MONTHS..120")))]
 pub async fn set_retention(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -204,6 +211,7 @@ pub async fn set_retention(
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OwnEventsQuery {
     pub from: Option<String>,
     pub to: Option<String>,
@@ -230,6 +238,7 @@ pub async fn own_events(
 
 /// Query of the admin lists; every value is checked and a bad one is a 422 naming it.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     pub user_id: Option<String>,
     /// RFC 3339 instant, or a date (`YYYY-MM-DD`, from its start, UTC).

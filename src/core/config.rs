@@ -35,6 +35,22 @@ pub struct Argon2Params {
     pub parallelism: u32,
 }
 
+/// Requests per client address (IPv6: per /64) and hour, counted per instance; 0 turns a
+/// limit off. Each is a bucket that refills evenly over the hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub register: u32,
+    pub password_reset: u32,
+    pub email_resend: u32,
+    pub mfa_send: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { register: 30, password_reset: 30, email_resend: 30, mfa_send: 60 }
+    }
+}
+
 /// Its `Debug` hides the keys and any credentials inside URLs.
 #[derive(Clone)]
 pub struct Config {
@@ -64,8 +80,12 @@ pub struct Config {
     /// A session's absolute lifetime: refreshes never extend it past this from its start.
     pub session_max_age: Duration,
     pub argon2: Argon2Params,
-    /// Password hashes allowed to run at once (the blocking pool's bound).
+    /// Password hashes allowed to run at once (the CPU pool's threads).
     pub hash_concurrency: usize,
+    /// Hashes allowed to wait for a thread; beyond it requests get 503 at once.
+    pub hash_queue_depth: usize,
+    /// Per-address limits on unauthenticated work that costs a hash or sends a message.
+    pub rate_limits: RateLimits,
     pub audit_retention_months: i32,
     /// No audit table may keep fewer months than this, whoever asks.
     pub audit_retention_min_months: i32,
@@ -103,6 +123,8 @@ impl std::fmt::Debug for Config {
             .field("session_max_age", &self.session_max_age)
             .field("argon2", &self.argon2)
             .field("hash_concurrency", &self.hash_concurrency)
+            .field("hash_queue_depth", &self.hash_queue_depth)
+            .field("rate_limits", &self.rate_limits)
             .field("audit_retention_months", &self.audit_retention_months)
             .field("audit_retention_min_months", &self.audit_retention_min_months)
             .field("summary_run_at", &self.summary_run_at)
@@ -207,6 +229,7 @@ impl Config {
             Some(raw) => NaiveTime::parse_from_str(&raw, "%H:%M")
                 .map_err(|_| err("SUMMARY_RUN_AT", format!("{raw:?} is not HH:MM")))?,
         };
+        let limits = RateLimits::default();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
 
         let config = Config {
@@ -241,6 +264,13 @@ impl Config {
                 parallelism: parse("ARGON2_PARALLELISM", 1)?,
             },
             hash_concurrency: parse("HASH_CONCURRENCY", cores)?.max(1),
+            hash_queue_depth: parse("HASH_QUEUE_DEPTH", 32 * cores)?,
+            rate_limits: RateLimits {
+                register: parse("RATE_LIMIT_REGISTER_PER_HOUR", limits.register)?,
+                password_reset: parse("RATE_LIMIT_PASSWORD_RESET_PER_HOUR", limits.password_reset)?,
+                email_resend: parse("RATE_LIMIT_EMAIL_RESEND_PER_HOUR", limits.email_resend)?,
+                mfa_send: parse("RATE_LIMIT_MFA_SEND_PER_HOUR", limits.mfa_send)?,
+            },
             audit_retention_months: parse("AUDIT_RETENTION_MONTHS", 13)?,
             audit_retention_min_months: parse("AUDIT_RETENTION_MIN_MONTHS", 12)?,
             summary_run_at,
@@ -324,6 +354,8 @@ impl Config {
             session_max_age: Duration::from_secs(30 * 24 * 3600),
             argon2: Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 },
             hash_concurrency: 2,
+            hash_queue_depth: 64,
+            rate_limits: RateLimits::default(),
             audit_retention_months: 13,
             audit_retention_min_months: 12,
             summary_run_at: NaiveTime::from_hms_opt(0, 30, 0).unwrap_or_default(),

@@ -1,26 +1,52 @@
 //! A fixed pool of threads for CPU-heavy work (password hashing): as many threads as may
-//! hash at once, so the async workers never stall, the queue is bounded by the callers,
-//! and per-thread scratch memory (argon2's 19 MiB) is allocated once per thread, not per call.
+//! hash at once, so the async workers never stall, and per-thread scratch memory
+//! (argon2's 19 MiB) is allocated once per thread, not per call.
+//!
+//! The queue in front of the threads is bounded twice: at most `depth` jobs wait (more
+//! are refused at once, `Busy`, which the API answers with 503 and `Retry-After`), and a
+//! job that waited longer than `MAX_QUEUE_WAIT` is dropped unrun. The second bound keeps
+//! a login's reservation alive for as long as its guess can still be checked: a pending
+//! attempt counts against the lockout for 30 s (accounts::repo::attempts), far beyond this.
 
 use std::{
     panic::AssertUnwindSafe,
     sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
 };
 
+use tokio::sync::Semaphore;
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The longest a job may wait for a thread before it is dropped unrun.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct CpuPool {
     jobs: mpsc::Sender<Job>,
     threads: usize,
+    /// One permit per running or waiting job: `threads + depth` in all.
+    slots: Arc<Semaphore>,
+    max_wait: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("the CPU pool dropped the job (a panic in it)")]
-pub struct PoolError;
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The queue is full, or the job waited past `MAX_QUEUE_WAIT`: it did not run.
+    #[error("the CPU pool is saturated; the job did not run")]
+    Busy,
+    /// The job panicked; its answer is lost.
+    #[error("the CPU pool lost the job (a panic in it)")]
+    Lost,
+}
 
 impl CpuPool {
-    pub fn new(threads: usize) -> Self {
+    /// `threads` workers with at most `depth` jobs waiting for them.
+    pub fn new(threads: usize, depth: usize) -> Self {
+        Self::with_max_wait(threads, depth, MAX_QUEUE_WAIT)
+    }
+
+    pub fn with_max_wait(threads: usize, depth: usize, max_wait: Duration) -> Self {
         let threads = threads.max(1);
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
@@ -34,7 +60,7 @@ impl CpuPool {
                         Err(_) => return,
                     };
                     match job {
-                        // A panicking job loses its answer (the caller sees PoolError), not the thread.
+                        // A panicking job loses its answer (the caller sees Lost), not the thread.
                         Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(job))),
                         Err(_) => return,
                     }
@@ -44,26 +70,33 @@ impl CpuPool {
                 tracing::error!(error = %e, "cannot start a CPU pool thread");
             }
         }
-        CpuPool { jobs, threads }
+        CpuPool { jobs, threads, slots: Arc::new(Semaphore::new(threads + depth)), max_wait }
     }
 
     pub fn threads(&self) -> usize {
         self.threads
     }
 
-    /// Runs `f` on a pool thread and awaits its result.
+    /// Runs `f` on a pool thread and awaits its result; `Busy` at once when `depth` jobs
+    /// already wait. The slot is held until the job ends, even if the caller goes away,
+    /// so the bound counts work in flight, not callers.
     pub async fn run<T, F>(&self, f: F) -> Result<T, PoolError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| PoolError::Busy)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued_at = Instant::now();
+        let max_wait = self.max_wait;
         self.jobs
             .send(Box::new(move || {
-                let _ = tx.send(f());
+                let _slot = slot;
+                let answer = (queued_at.elapsed() <= max_wait).then(f);
+                let _ = tx.send(answer);
             }))
-            .map_err(|_| PoolError)?;
-        rx.await.map_err(|_| PoolError)
+            .map_err(|_| PoolError::Lost)?;
+        rx.await.map_err(|_| PoolError::Lost)?.ok_or(PoolError::Busy)
     }
 }
 
@@ -73,19 +106,55 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_survives_a_panic() {
-        let pool = CpuPool::new(2);
+        let pool = CpuPool::new(2, 8);
         assert_eq!(pool.run(|| 40 + 2).await.unwrap(), 42);
-        assert!(pool.run(|| -> u8 { panic!("boom") }).await.is_err());
-        let results = futures_join(&pool).await;
+        assert_eq!(pool.run(|| -> u8 { panic!("boom") }).await, Err(PoolError::Lost));
+        let handles: Vec<_> = (0..4u64).map(|i| pool.run(move || i * i)).collect();
+        let mut results = Vec::new();
+        for h in handles {
+            results.push(h.await.unwrap());
+        }
         assert_eq!(results, vec![0, 1, 4, 9]);
     }
 
-    async fn futures_join(pool: &CpuPool) -> Vec<u64> {
-        let mut out = Vec::new();
-        let handles: Vec<_> = (0..4u64).map(|i| pool.run(move || i * i)).collect();
-        for h in handles {
-            out.push(h.await.unwrap());
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_frees_its_slots() {
+        let pool = CpuPool::new(1, 1);
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let running = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(move || gate.recv().is_ok()).await }
+        });
+        // The running job and one waiting fill the pool; a third is refused, not queued.
+        while pool.slots.available_permits() > 1 {
+            tokio::task::yield_now().await;
         }
-        out
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(|| 7).await }
+        });
+        while pool.slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.run(|| 1).await, Err(PoolError::Busy));
+        release.send(()).unwrap();
+        assert_eq!(running.await.unwrap(), Ok(true));
+        assert_eq!(waiting.await.unwrap(), Ok(7));
+        assert_eq!(pool.run(|| 2).await, Ok(2), "slots come back");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_waited_too_long_is_dropped_unrun() {
+        let pool = CpuPool::with_max_wait(1, 4, Duration::from_millis(20));
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let slow = pool.run(|| std::thread::sleep(Duration::from_millis(200)));
+        let late = pool.run({
+            let ran = Arc::clone(&ran);
+            move || ran.store(true, std::sync::atomic::Ordering::SeqCst)
+        });
+        let (slow, late) = tokio::join!(slow, late);
+        assert_eq!(slow, Ok(()));
+        assert_eq!(late, Err(PoolError::Busy));
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "the stale job never ran");
     }
 }

@@ -95,8 +95,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// The database is out of reach or the service sheds load; the client may retry.
     #[error("service unavailable")]
-    Unavailable,
+    Unavailable { retry_after_secs: u64 },
     /// Anything the client cannot fix; the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -172,7 +173,9 @@ impl AppError {
             RateLimited { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests; try again later.")
             }
-            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is temporarily unavailable."),
+            Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is temporarily unavailable.")
+            }
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal server error."),
         };
         (status, code, message.to_owned())
@@ -206,7 +209,7 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let AppError::RateLimited { retry_after_secs } = self
+        if let AppError::RateLimited { retry_after_secs } | AppError::Unavailable { retry_after_secs } = self
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -220,7 +223,7 @@ impl From<sqlx::Error> for AppError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 tracing::warn!(error = %e, "database unavailable");
-                AppError::Unavailable
+                AppError::Unavailable { retry_after_secs: 5 }
             }
             sqlx::Error::RowNotFound => AppError::NotFound,
             other => AppError::Internal(other.to_string()),
@@ -264,7 +267,7 @@ mod tests {
             (AppError::PasswordReused, 422, "PASSWORD_REUSED"),
             (AppError::PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
             (AppError::RateLimited { retry_after_secs: 5 }, 429, "RATE_LIMITED"),
-            (AppError::Unavailable, 503, "UNAVAILABLE"),
+            (AppError::Unavailable { retry_after_secs: 1 }, 503, "UNAVAILABLE"),
             (AppError::Internal("secret detail".into()), 500, "INTERNAL"),
         ];
         for (error, status, code) in cases {

@@ -76,7 +76,17 @@ fn body_error(e: BytesRejection) -> AppError {
 }
 
 /// Parses a JSON document, telling syntax errors (400) from shape errors (422, by field).
+/// A string holding NUL (`\u0000`) is a 422 too: PostgreSQL text cannot store it.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.windows(6).any(|w| w == b"\\u0000")
+        && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_at(&doc, "")
+    {
+        return Err(AppError::validation(
+            if field.is_empty() { "body" } else { &field },
+            "must not contain NUL characters",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => {
@@ -106,6 +116,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     }
 }
 
+/// The path (`a.b[2]`) of the first string or key in `v` that holds a NUL character.
+fn nul_at(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0').then(|| at.to_owned()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| nul_at(item, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            if k.contains('\0') { Some(path) } else { nul_at(item, &path) }
+        }),
+        _ => None,
+    }
+}
+
 /// serde's messages end with " at line 1 column 9"; clients need only the first part.
 fn clean_serde_message(message: &str) -> String {
     match message.find(" at line ") {
@@ -127,6 +151,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        if let Some((k, _)) = form_urlencoded_parse(query).find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(AppError::validation(&k.replace('\0', ""), "must not contain NUL characters"));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
         serde_path_to_error::deserialize::<_, T>(de).map(AppQuery).map_err(|e| {
             let message = e.inner().to_string();
@@ -162,6 +189,7 @@ where
 
 /// `?page=1&limit=20`; limit outside 1..=100 is a 422, never clamped.
 #[derive(Debug, Clone, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1-based page number.
     pub page: Option<i64>,
@@ -256,6 +284,19 @@ mod tests {
     struct Login {
         email: String,
         password: String,
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_by_field_before_it_reaches_the_database() {
+        let body = br#"{"email": "a\u0000@example.com", "password": "x"}"#;
+        match parse_json::<Login>(body) {
+            Err(AppError::Validation(fields)) => assert!(fields.contains_key("email"), "{fields:?}"),
+            other => panic!("{other:?}"),
+        }
+        let nested = br#"{"email": "a@example.com", "password": "x", "extra": [{"\u0000": 1}]}"#;
+        assert!(matches!(parse_json::<Login>(nested), Err(AppError::Validation(_))));
+        // An escaped backslash before "u0000" is ordinary text.
+        assert!(parse_json::<Login>(br#"{"email": "a\\u0000", "password": "x"}"#).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod headers;
 pub mod keys;
 pub mod metrics;
+pub mod ratelimit;
 pub mod request_id;
 pub mod routes;
 pub mod state;

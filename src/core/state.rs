@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use secrecy::ExposeSecret;
 
-use super::{config::Config, cpu::CpuPool, crypto::JwtKeys, keys::DataKeys, metrics::Metrics};
+use super::{
+    config::Config, cpu::CpuPool, crypto::JwtKeys, keys::DataKeys, metrics::Metrics, ratelimit::AddressLimits,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,13 +21,22 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wakes the outbox worker as soon as a message is queued.
     pub outbox_wakeup: Arc<Notify>,
-    /// Threads for CPU-heavy work (password hashing), `HASH_CONCURRENCY` of them.
+    /// Threads for CPU-heavy work (password hashing), `HASH_CONCURRENCY` of them, with at
+    /// most `HASH_QUEUE_DEPTH` jobs waiting.
     pub cpu: CpuPool,
+    /// Per-address budgets of unauthenticated work (this instance's count).
+    pub limits: Arc<AddressLimits>,
+    /// Slots for work done after the answer (`spawn_bounded`).
+    background: Arc<Semaphore>,
 }
+
+/// Background tasks one instance runs at once; more are refused with 503.
+const BACKGROUND_TASKS: usize = 256;
 
 impl AppState {
     pub fn new(db: PgPool, config: Config, keys: JwtKeys) -> Self {
-        let threads = config.hash_concurrency;
+        let limits = AddressLimits::new(&config.rate_limits);
+        let (threads, depth) = (config.hash_concurrency, config.hash_queue_depth);
         let data_keys = DataKeys::new(config.encryption_key().expose_secret(), &config.data_encryption_keys_old);
         AppState {
             db,
@@ -34,7 +45,9 @@ impl AppState {
             keys: Arc::new(keys),
             metrics: Metrics::new(),
             outbox_wakeup: Arc::new(Notify::new()),
-            cpu: CpuPool::new(threads),
+            cpu: CpuPool::new(threads, depth),
+            limits: Arc::new(limits),
+            background: Arc::new(Semaphore::new(BACKGROUND_TASKS)),
         }
     }
 
@@ -44,6 +57,33 @@ impl AppState {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.cpu.run(f).await.map_err(super::error::AppError::internal)
+        use super::{cpu::PoolError, error::AppError};
+        self.cpu.run(f).await.map_err(|e| match e {
+            PoolError::Busy => AppError::Unavailable { retry_after_secs: 1 },
+            PoolError::Lost => AppError::internal(e),
+        })
+    }
+
+    /// Runs `task` after the request has its answer, so its work does not show in the
+    /// answer's timing. 503 at once when `BACKGROUND_TASKS` are already running. Work is
+    /// lost if the process stops before it ends; callers use it only for what a client
+    /// may simply ask again (a reset email).
+    pub fn spawn_bounded<F>(&self, task: F) -> Result<(), super::error::AppError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let slot = Arc::clone(&self.background)
+            .try_acquire_owned()
+            .map_err(|_| super::error::AppError::Unavailable { retry_after_secs: 1 })?;
+        tokio::spawn(async move {
+            task.await;
+            drop(slot);
+        });
+        Ok(())
+    }
+
+    /// Background tasks still running (tests wait for this to reach 0).
+    pub fn background_in_flight(&self) -> usize {
+        BACKGROUND_TASKS - self.background.available_permits()
     }
 }

@@ -22,6 +22,7 @@ text_enum!(
         MfaCode => "mfa_code",
         TokenReused => "token_reused",
         PasswordChanged => "password_changed",
+        MfaDisabled => "mfa_disabled",
         Marketing => "marketing",
         BackupCodesLow => "backup_codes_low",
     }
@@ -58,22 +59,19 @@ impl NotificationType {
     }
 
     /// Security messages always go: no preference, quiet hours or blocklist holds them.
+    /// Codes and links, and every notice that the account changed (an attacker who took
+    /// it over would rather the owner did not hear). Only news is optional; a new type is
+    /// a security message unless it is listed here.
     pub fn is_security(self) -> bool {
-        matches!(
-            self,
-            NotificationType::EmailVerification
-                | NotificationType::PasswordReset
-                | NotificationType::MfaCode
-                | NotificationType::TokenReused
-                | NotificationType::BackupCodesLow
-        )
+        !matches!(self, NotificationType::Marketing)
     }
 
     pub fn priority(self) -> Priority {
         match self {
             NotificationType::MfaCode | NotificationType::TokenReused => Priority::Critical,
             NotificationType::PasswordReset | NotificationType::EmailVerification => Priority::High,
-            NotificationType::PasswordChanged | NotificationType::BackupCodesLow => Priority::High,
+            NotificationType::PasswordChanged | NotificationType::MfaDisabled => Priority::Critical,
+            NotificationType::BackupCodesLow => Priority::High,
             NotificationType::Marketing => Priority::Low,
         }
     }
@@ -90,6 +88,7 @@ impl NotificationType {
             NotificationType::MfaCode => "Your sign-in code",
             NotificationType::TokenReused => "Security alert: a session was signed out",
             NotificationType::PasswordChanged => "Your password was changed",
+            NotificationType::MfaDisabled => "Two-step verification was turned off",
             NotificationType::Marketing => "News from Gatehouse",
             NotificationType::BackupCodesLow => "You are running out of backup codes",
         }

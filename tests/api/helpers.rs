@@ -80,8 +80,20 @@ impl TestApp {
         TestApp { addr, state, client, smtp }
     }
 
+    /// Waits for the work this app does after answering (a reset email) to finish.
+    pub async fn background_settled(&self) {
+        for _ in 0..500 {
+            if self.state.background_in_flight() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("background work did not finish in 5 s");
+    }
+
     /// Runs the outbox once against this app's SMTP capture server; returns every mail so far.
     pub async fn deliver_mail(&self) -> Vec<CapturedMail> {
+        self.background_settled().await;
         let mailer = Mailer::new(Some(&self.smtp.url()), "Gatehouse <no-reply@gatehouse.test>").expect("mailer");
         let config = DeliveryConfig { backoff_base: std::time::Duration::ZERO, ..DeliveryConfig::default() };
         delivery::deliver_once(&self.state.db, &self.state.data_keys, &mailer, &config).await.expect("deliver");
@@ -90,12 +102,17 @@ impl TestApp {
 
     /// The token of the newest link to `path` (e.g. `/verify-email`) mailed to `to`.
     pub async fn mailed_token(&self, to: &str, path: &str) -> String {
-        let mails = self.deliver_mail().await;
-        let mail =
-            mails.iter().rev().find(|m| m.to.iter().any(|t| t == to)).unwrap_or_else(|| panic!("no mail to {to}"));
-        let text = mail.parsed().body_text(0).expect("text part").into_owned();
         let marker = format!("{path}?token=");
-        let start = text.find(&marker).unwrap_or_else(|| panic!("no {marker} in {text}")) + marker.len();
+        let texts: Vec<String> = self
+            .deliver_mail()
+            .await
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t == to))
+            .filter_map(|m| m.parsed().body_text(0).map(|t| t.into_owned()))
+            .collect();
+        let text =
+            texts.iter().rev().find(|t| t.contains(&marker)).unwrap_or_else(|| panic!("no {marker} mailed to {to}"));
+        let start = text.find(&marker).unwrap_or_default() + marker.len();
         text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
     }
 

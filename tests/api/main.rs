@@ -4,6 +4,7 @@
 mod helpers;
 mod smtp;
 
+mod abuse;
 mod accounts;
 mod admin_page;
 mod audit_admin;

@@ -461,6 +461,10 @@ async fn removing_the_last_factor_turns_mfa_off_and_staff_need_approval(pool: Pg
         .await
         .unwrap();
     assert_eq!(log, ["enabled", "disabled"]);
+    // The owner hears of it, whatever their settings: a takeover's first move.
+    let mails = app.deliver_mail().await;
+    let notice = mails.iter().find(|m| m.parsed().subject() == Some("Two-step verification was turned off"));
+    assert!(notice.is_some_and(|m| m.to.iter().any(|t| t == "ann@example.com")));
 
     // A staff user's removal waits for another staff member.
     let boss = crate::helpers::create_superuser(&app.state, "boss@example.com", "boss", PASSWORD.into()).await.unwrap();

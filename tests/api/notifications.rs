@@ -25,9 +25,6 @@ use uuid::Uuid;
 
 use crate::helpers::{PASSWORD, PASSWORD_2, TestApp, Tokens, assert_error, email, json, phone};
 
-/// A third password: the first two are in the history and may not come back.
-const THIRD: &str = "Juniper-Meadow-Drift-63";
-
 const FAST: DeliveryConfig = DeliveryConfig { batch: 50, claim: Duration::from_secs(60), backoff_base: Duration::ZERO };
 
 async fn user_id(pool: &PgPool, username: &str) -> Uuid {
@@ -55,12 +52,41 @@ async fn change_password(app: &TestApp, t: &Tokens, from: &str, to: &str) {
 
 async fn request_reset(app: &TestApp) {
     assert_eq!(app.post_json("/api/v1/auth/password/reset", &json!({"email": "ann@example.com"})).await.status(), 202);
+    app.background_settled().await;
+}
+
+/// Marketing, the one kind of message a user may hold back, after ann asked for it.
+async fn opt_into_news(app: &TestApp, t: &Tokens) {
+    for (path, body) in [
+        ("/api/v1/notifications/consents/marketing", json!({"is_consented": true})),
+        ("/api/v1/notifications/preferences", json!({"email_marketing": true})),
+    ] {
+        let r = app.with_token(Method::PUT, path, &t.access).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+async fn send_news(pool: &PgPool) {
+    let ann = user_id(pool, "ann").await;
+    let mut tx = pool.begin().await.unwrap();
+    notifications::enqueue_email(
+        &mut tx,
+        &crate::helpers::keys(),
+        ann,
+        &email("ann@example.com"),
+        NotificationType::Marketing,
+        context! { username => "ann", body => "news" },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
 }
 
 #[sqlx::test]
-async fn quiet_hours_defer_alerts_but_not_security_messages(pool: PgPool) {
+async fn quiet_hours_defer_optional_messages_but_not_security_messages(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let t = app.signed_in("ann").await;
+    opt_into_news(&app, &t).await;
     let patch = json!({"profile": {"timezone": "Europe/Paris"}});
     app.with_token(Method::PATCH, "/api/v1/users/me", &t.access).json(&patch).send().await.unwrap();
     // Two windows a day cover every minute of the week: noon to midnight, midnight to noon.
@@ -76,10 +102,10 @@ async fn quiet_hours_defer_alerts_but_not_security_messages(pool: PgPool) {
             assert_eq!(r.status(), 201);
         }
     }
-    change_password(&app, &t, PASSWORD, PASSWORD_2).await;
-    assert_eq!(decisions(&pool, "password_changed").await, [("deferred".to_owned(), Some("quiet_hours".to_owned()))]);
+    send_news(&pool).await;
+    assert_eq!(decisions(&pool, "marketing").await, [("deferred".to_owned(), Some("quiet_hours".to_owned()))]);
     let due: chrono::DateTime<Utc> = sqlx::query_scalar(
-        "SELECT next_attempt_at FROM notifications_emailnotification WHERE email_type = 'password_changed'",
+        "SELECT next_attempt_at FROM notifications_emailnotification WHERE email_type = 'marketing'",
     )
     .fetch_one(&pool)
     .await
@@ -88,32 +114,38 @@ async fn quiet_hours_defer_alerts_but_not_security_messages(pool: PgPool) {
     let paris = due.with_timezone(&"Europe/Paris".parse::<chrono_tz::Tz>().unwrap());
     assert!(paris.format("%H:%M").to_string() == "00:00" || paris.format("%H:%M").to_string() == "12:00", "{paris}");
 
-    // A security message goes now, quiet hours or not.
+    // Security messages go now, quiet hours or not: a reset link, and the notice that the
+    // password changed, which a takeover must not be able to hold back.
     request_reset(&app).await;
     assert_eq!(decisions(&pool, "password_reset").await, [("queued".to_owned(), Some("security".to_owned()))]);
+    change_password(&app, &t, PASSWORD, PASSWORD_2).await;
+    assert_eq!(decisions(&pool, "password_changed").await, [("queued".to_owned(), Some("security".to_owned()))]);
     let mails = app.deliver_mail().await;
     assert!(mails.iter().any(|m| m.parsed().subject() == Some("Reset your password")));
-    assert!(!mails.iter().any(|m| m.parsed().subject() == Some("Your password was changed")), "still deferred");
+    assert!(mails.iter().any(|m| m.parsed().subject() == Some("Your password was changed")));
+    assert!(!mails.iter().any(|m| m.parsed().subject() == Some("News from Gatehouse")), "still deferred");
 }
 
 #[sqlx::test]
-async fn blocklist_suppresses_alerts_and_refuses_to_block_security(pool: PgPool) {
+async fn blocklist_suppresses_optional_messages_and_refuses_to_block_security(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let t = app.signed_in("ann").await;
+    opt_into_news(&app, &t).await;
     let block =
         |body: Value| app.with_token(Method::POST, "/api/v1/notifications/blocklist", &t.access).json(&body).send();
-    let created =
-        block(json!({"block_type": "notification_type", "blocked_value": "password_changed", "reason": "noise"}))
-            .await
-            .unwrap();
+    let created = block(json!({"block_type": "notification_type", "blocked_value": "marketing", "reason": "noise"}))
+        .await
+        .unwrap();
     assert_eq!(created.status(), 201);
     let entry = json(created).await;
-    assert_error(
-        block(json!({"block_type": "notification_type", "blocked_value": "password_reset"})).await.unwrap(),
-        422,
-        "VALIDATION_FAILED",
-    )
-    .await;
+    for security in ["password_reset", "password_changed", "mfa_disabled"] {
+        assert_error(
+            block(json!({"block_type": "notification_type", "blocked_value": security})).await.unwrap(),
+            422,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
     assert_error(
         block(json!({"block_type": "sender", "blocked_value": "security"})).await.unwrap(),
         422,
@@ -133,14 +165,13 @@ async fn blocklist_suppresses_alerts_and_refuses_to_block_security(pool: PgPool)
     )
     .await;
 
-    change_password(&app, &t, PASSWORD, PASSWORD_2).await;
-    assert_eq!(decisions(&pool, "password_changed").await, [("suppressed".to_owned(), Some("blocked".to_owned()))]);
-    let queued: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM notifications_emailnotification WHERE email_type = 'password_changed'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    send_news(&pool).await;
+    assert_eq!(decisions(&pool, "marketing").await, [("suppressed".to_owned(), Some("blocked".to_owned()))]);
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notifications_emailnotification WHERE email_type = 'marketing'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(queued, 0);
     request_reset(&app).await;
     assert_eq!(decisions(&pool, "password_reset").await[0].0, "queued");
@@ -156,18 +187,17 @@ async fn blocklist_suppresses_alerts_and_refuses_to_block_security(pool: PgPool)
     let list =
         json(app.with_token(Method::GET, "/api/v1/notifications/blocklist", &t.access).send().await.unwrap()).await;
     assert_eq!(list, json!([]));
-    change_password(&app, &t, PASSWORD_2, THIRD).await;
-    assert_eq!(decisions(&pool, "password_changed").await.last().unwrap().0, "queued");
+    send_news(&pool).await;
+    assert_eq!(decisions(&pool, "marketing").await.last().unwrap().0, "queued");
 }
 
 #[sqlx::test]
 async fn the_daily_cap_and_the_delay_apply_per_type(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let t = app.signed_in("ann").await;
+    opt_into_news(&app, &t).await;
     let set = |body: Value| {
-        app.with_token(Method::PUT, "/api/v1/notifications/preferences/types/password_changed", &t.access)
-            .json(&body)
-            .send()
+        app.with_token(Method::PUT, "/api/v1/notifications/preferences/types/marketing", &t.access).json(&body).send()
     };
     let r = set(json!({"max_per_day": 1, "delay_minutes": 10})).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -183,14 +213,14 @@ async fn the_daily_cap_and_the_delay_apply_per_type(pool: PgPool) {
         .unwrap();
     assert_error(unknown, 400, "MALFORMED_REQUEST").await;
 
-    change_password(&app, &t, PASSWORD, PASSWORD_2).await;
-    change_password(&app, &t, PASSWORD_2, THIRD).await;
+    send_news(&pool).await;
+    send_news(&pool).await;
     assert_eq!(
-        decisions(&pool, "password_changed").await,
+        decisions(&pool, "marketing").await,
         [("deferred".to_owned(), Some("delayed".to_owned())), ("suppressed".to_owned(), Some("daily_cap".to_owned()))]
     );
     let due: chrono::DateTime<Utc> = sqlx::query_scalar(
-        "SELECT next_attempt_at FROM notifications_emailnotification WHERE email_type = 'password_changed'",
+        "SELECT next_attempt_at FROM notifications_emailnotification WHERE email_type = 'marketing'",
     )
     .fetch_one(&pool)
     .await
@@ -208,6 +238,8 @@ async fn the_daily_cap_and_the_delay_apply_per_type(pool: PgPool) {
     let all = types.as_array().unwrap();
     assert_eq!(all.len(), NotificationType::ALL.len());
     assert!(all.iter().any(|p| p["notification_type"] == "mfa_code" && p["security"] == true));
+    assert!(all.iter().any(|p| p["notification_type"] == "password_changed" && p["security"] == true));
+    assert!(all.iter().any(|p| p["notification_type"] == "marketing" && p["security"] == false));
 }
 
 #[sqlx::test]

@@ -45,6 +45,7 @@ fn plausible(token: &SecretString) -> bool {
     (status = 201, body = UserEnvelope, description = "created; a verification email is queued"),
     (status = 409, body = ErrorBody, description = "EMAIL_TAKEN or USERNAME_TAKEN"),
     (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: field -> messages (email, username, password policy)"),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: RATE_LIMIT_REGISTER_PER_HOUR (30) from this address (IPv6: its /64)"),
 ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -74,6 +75,7 @@ pub async fn verify_email(
 #[utoipa::path(post, path = "/api/v1/auth/email/resend", tag = "auth", security(("bearer" = [])), responses(
     (status = 202, body = Accepted, description = "a new link is queued (nothing is sent once verified)"),
     (status = 401, body = ErrorBody),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: RATE_LIMIT_EMAIL_RESEND_PER_HOUR (30) from this address"),
 ))]
 pub async fn resend_verification(
     State(state): State<AppState>,
@@ -153,7 +155,8 @@ pub async fn change_password(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password/reset", tag = "auth", request_body = PasswordResetRequest, responses(
-    (status = 202, body = Accepted, description = "always; a reset email is queued when an active account has this email"),
+    (status = 202, body = Accepted, description = "The same answer for every email, given before the email is looked up. A reset link is then mailed when an active account has this email and it had none in the last minute and fewer than 3 in the last hour; otherwise nothing is sent and earlier links stay valid."),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: RATE_LIMIT_PASSWORD_RESET_PER_HOUR (30) from this address (IPv6: its /64)"),
 ))]
 pub async fn request_password_reset(
     State(state): State<AppState>,

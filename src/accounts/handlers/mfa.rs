@@ -215,7 +215,7 @@ pub async fn set_primary(
     (status = 202, body = Accepted, description = "a code for the challenge is on its way"),
     (status = 401, body = ErrorBody, description = "CHALLENGE_EXPIRED: unknown, expired, used or out of attempts"),
     (status = 422, body = ErrorBody, description = "method is not email or sms, or not set up"),
-    (status = 429, body = ErrorBody, description = "10 codes an hour per method and user"),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: 10 codes an hour per method and user, or RATE_LIMIT_MFA_SEND_PER_HOUR (60) from this address"),
 ))]
 pub async fn mfa_send(
     State(state): State<AppState>,

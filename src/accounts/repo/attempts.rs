@@ -8,6 +8,12 @@ use uuid::Uuid;
 
 use crate::accounts::models::UserRow;
 
+/// How long a pending attempt counts (the literal `30 seconds` below): longer than a
+/// guess can wait for its hash (the pool's acquire timeout, 5 s by default, plus the CPU
+/// queue's longest wait), so no queued guess stops counting before it is checked.
+const PENDING_COUNTS_SECS: u64 = 30;
+const _: () = assert!(5 + crate::core::cpu::MAX_QUEUE_WAIT.as_secs() < PENDING_COUNTS_SECS);
+
 pub async fn reserve_attempt(
     db: impl PgExecutor<'_>,
     identifier: &str,

@@ -75,3 +75,31 @@ pub async fn revoke_one_time_tokens(db: impl PgExecutor<'_>, user_id: Uuid, purp
     .await?;
     Ok(())
 }
+
+/// Tokens of `purpose` issued to `user` within the last minute and the last hour (used,
+/// revoked or live), after taking a lock that serialises this count per user and purpose
+/// until the transaction ends, so two requests cannot both pass a cap.
+pub async fn lock_and_count_recent_tokens(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    purpose: &str,
+) -> sqlx::Result<(i64, i64)> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
+        user_id.to_string(),
+        purpose
+    )
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE created_at > now() - interval '1 minute') AS "minute!",
+                  count(*) AS "hour!"
+             FROM accounts_onetimetoken
+            WHERE user_id = $1 AND purpose = $2 AND created_at > now() - interval '1 hour'"#,
+        user_id,
+        purpose
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.minute, row.hour))
+}

@@ -26,6 +26,7 @@ use crate::{
         client::ClientContext,
         crypto,
         metrics::Metrics,
+        ratelimit::Action,
         types::Phone,
     },
     notifications::{self, NotificationType, Recipient},
@@ -134,6 +135,7 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
     if !matches!(method, MfaMethod::Email | MfaMethod::Sms) {
         return Err(AppError::validation("method", "codes are sent by email or sms"));
     }
+    state.limits.check(Action::MfaSend, client.ip)?;
     let mut tx = state.db.begin().await?;
     let challenge = otp::service::live_challenge(&mut tx, challenge_id).await?;
     let user = challenge.user_id;

@@ -56,11 +56,22 @@ pub async fn login(
     }
 
     let user = facts.user;
-    let hash = match &user {
-        Some(u) => u.password_hash.clone(),
-        None => passwords::dummy_hash(state).await?,
+    let checked = async {
+        let hash = match &user {
+            Some(u) => u.password_hash.clone(),
+            None => passwords::dummy_hash(state).await?,
+        };
+        passwords::verify(state, password, hash).await
     };
-    let password_ok = passwords::verify(state, password, hash).await?;
+    let password_ok = match checked.await {
+        // Shed by a full hash queue: the guess was never checked, so it must not count.
+        Err(shed @ AppError::Unavailable { .. }) => {
+            repo::delete_attempt(&state.db, attempt).await?;
+            Metrics::count(&state.metrics.logins, "shed");
+            return Err(shed);
+        }
+        other => other?,
+    };
     let user = match user {
         Some(u) if password_ok => u,
         other => {

@@ -16,7 +16,7 @@ use crate::{
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, types::Phone},
-    notifications::Recipient,
+    notifications::{self, NotificationType, Recipient},
     otp::{
         self, Factors, MfaMethod, TotpSetup,
         service::{CodeCheck, CodePurpose},
@@ -311,14 +311,17 @@ pub async fn remove_factor(
         tx.commit().await?;
         return Ok(Removal::ApprovalRequired(id));
     }
-    apply_removal(&mut tx, user.id, method, client, None).await?;
+    apply_removal(&mut tx, state, user.id, method, client, None).await?;
     tx.commit().await?;
+    state.outbox_wakeup.notify_one();
     Ok(Removal::Done)
 }
 
-/// Removes `method`; when no factor is left, MFA goes off and the backup codes die.
+/// Removes `method`; when no factor is left, MFA goes off, the backup codes die and the
+/// owner gets the `mfa_disabled` security message.
 pub(super) async fn apply_removal(
     tx: &mut sqlx::PgConnection,
+    state: &AppState,
     user: Uuid,
     method: MfaMethod,
     client: &ClientContext,
@@ -342,6 +345,12 @@ pub(super) async fn apply_removal(
         otp::service::remove_backup_codes(tx, user).await?;
         repo::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
         repo::set_mfa_enabled(&mut *tx, user, false, None).await?;
+        let owner = repo::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
+        let context = minijinja::context! {
+            username => owner.username, method => method.as_str(), approved => approved_change.is_some()
+        };
+        let to = Email::from_stored(&owner.email);
+        notifications::enqueue_email(tx, &state.data_keys, user, &to, NotificationType::MfaDisabled, context).await?;
         ("disabled", MfaAction::Disabled)
     };
     if approved_change.is_none() {

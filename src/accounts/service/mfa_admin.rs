@@ -33,7 +33,7 @@ pub async fn approve_mfa_change(
         return Err(AppError::Forbidden);
     }
     let method = request.mfa_method.as_deref().and_then(MfaMethod::parse).ok_or(AppError::NotFound)?;
-    apply_removal(&mut tx, request.user_id, method, client, Some(request.id)).await?;
+    apply_removal(&mut tx, state, request.user_id, method, client, Some(request.id)).await?;
     repo::decide_change(&mut *tx, request.id, "approved", approver).await?;
     let event = MfaEvent {
         mfa_method: Some(method.as_str().into()),
@@ -42,6 +42,7 @@ pub async fn approve_mfa_change(
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
     tx.commit().await?;
+    state.outbox_wakeup.notify_one();
     Ok(())
 }
 

@@ -13,7 +13,10 @@ use crate::{
         passwords, repo,
     },
     audit_log::{self, SessionAction, SessionEvent},
-    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::Problems},
+    core::{
+        AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::Problems,
+        ratelimit::Action,
+    },
     notifications::{self, NotificationType},
 };
 
@@ -67,28 +70,43 @@ pub async fn change_password(
         ..session_event(user.id, SessionAction::PasswordChanged, client)
     };
     audit_log::record_session(&mut *tx, &event).await?;
-    // An alert, not a security message: the user's preferences decide whether it goes.
-    let username = user.username.clone();
-    notifications::enqueue_email(
-        &mut tx,
-        &state.data_keys,
-        user.id,
-        &Email::from_stored(&user.email),
-        NotificationType::PasswordChanged,
-        context! { username },
-    )
-    .await?;
+    password_changed_notice(&mut tx, state, &user, "change").await?;
     tx.commit().await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
 
-/// Queues a reset link when an active account has this email; silent otherwise.
+/// Reset emails to one account: at most one a minute and `RESET_EMAILS_PER_HOUR` an
+/// hour. Further requests answer the same and send nothing, so a victim's inbox is not
+/// flooded and their newest link stays valid.
+pub const RESET_EMAILS_PER_HOUR: i64 = 3;
+
+/// Answers at once and the same for every address: looking the email up, the per-account
+/// caps and the mail happen after the answer (`issue_reset`), so neither the time taken
+/// nor the writes made tell a known email from an unknown one.
 pub async fn request_password_reset(state: &AppState, client: &ClientContext, email: Email) -> AppResult<()> {
+    state.limits.check(Action::PasswordReset, client.ip)?;
+    let (state2, client) = (state.clone(), client.clone());
+    state.spawn_bounded(async move {
+        if let Err(e) = issue_reset(&state2, &client, &email).await {
+            tracing::warn!(error = %e, "password reset not issued");
+        }
+    })
+}
+
+/// Queues a reset link when an active account has this email and its caps allow; silent
+/// otherwise. The caps are counted in PostgreSQL, so they hold across instances.
+async fn issue_reset(state: &AppState, client: &ClientContext, email: &Email) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
     let Some(user) = repo::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
         return Ok(());
     };
+    let (last_minute, last_hour) = repo::lock_and_count_recent_tokens(&mut tx, user.id, PURPOSE_RESET).await?;
+    if last_minute > 0 || last_hour >= RESET_EMAILS_PER_HOUR {
+        account_event(&mut tx, Some(user.id), "password_reset_throttled", serde_json::json!({}), client).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
     let token = SecretString::from(crypto::random_token());
     repo::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_RESET).await?;
     repo::insert_one_time_token(
@@ -106,7 +124,7 @@ pub async fn request_password_reset(state: &AppState, client: &ClientContext, em
         &mut tx,
         &state.data_keys,
         user.id,
-        &email,
+        email,
         NotificationType::PasswordReset,
         context! { username => user.username, link },
     )
@@ -143,6 +161,29 @@ pub async fn confirm_password_reset(
     repo::revoke_sessions(&mut tx, user.id, None, None, "password_reset").await?;
     account_event(&mut tx, Some(user.id), "password_reset", serde_json::json!({}), client).await?;
     audit_log::record_session(&mut *tx, &session_event(user.id, SessionAction::PasswordReset, client)).await?;
+    password_changed_notice(&mut tx, state, &user, "reset").await?;
     tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// The security message that the password changed (by the user or by a reset link): it
+/// goes whatever the user's notification settings say, so a takeover cannot be muted.
+async fn password_changed_notice(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    user: &UserRow,
+    how: &str,
+) -> AppResult<()> {
+    let (username, reset) = (user.username.clone(), how == "reset");
+    notifications::enqueue_email(
+        tx,
+        &state.data_keys,
+        user.id,
+        &Email::from_stored(&user.email),
+        NotificationType::PasswordChanged,
+        context! { username, reset },
+    )
+    .await?;
     Ok(())
 }

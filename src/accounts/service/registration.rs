@@ -13,7 +13,10 @@ use crate::{
         passwords, repo,
     },
     audit_log::{self, SessionAction},
-    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint},
+    core::{
+        AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint,
+        ratelimit::Action,
+    },
     notifications::{self, NotificationType},
 };
 
@@ -43,6 +46,7 @@ pub(super) async fn create_user(tx: &mut PgConnection, r: &Registration, hash: &
 
 #[tracing::instrument(skip_all, fields(username = r.username.as_str()))]
 pub async fn register(state: &AppState, client: &ClientContext, r: Registration) -> AppResult<User> {
+    state.limits.check(Action::Register, client.ip)?;
     let hash = passwords::hash(state, r.password.clone()).await?;
     let mut tx = state.db.begin().await?;
     let user = create_user(&mut tx, &r, &hash).await?;
@@ -102,6 +106,7 @@ pub async fn verify_email(state: &AppState, client: &ClientContext, token: Secre
 
 /// Sends a fresh verification link (older ones die); nothing to do once verified.
 pub async fn resend_verification(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<()> {
+    state.limits.check(Action::EmailResend, client.ip)?;
     let mut tx = state.db.begin().await?;
     let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     if user.email_verified {
