@@ -33,6 +33,9 @@ use crate::{
         accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
         accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
         accounts::handlers::sessions, accounts::handlers::revoke_session,
+        accounts::handlers::devices, accounts::handlers::device, accounts::handlers::rename_device,
+        accounts::handlers::trust_device, accounts::handlers::untrust_device, accounts::handlers::mark_compromised,
+        accounts::handlers::delete_device,
         accounts::handlers::admin_unlock, accounts::handlers::admin_logout_all,
         accounts::handlers::mfa_send, accounts::handlers::mfa_verify, accounts::handlers::step_up,
         accounts::handlers::mfa_status, accounts::handlers::totp_setup, accounts::handlers::totp_confirm,
@@ -64,6 +67,10 @@ use crate::{
             second factor within STEP_UP_MAX_AGE_SECONDS (POST /auth/mfa/step-up renews it); a staff user's removal \
             answers 202 approval_required until another staff member approves."),
         (name = "sessions", description = "The signed-in user's sessions"),
+        (name = "devices", description = "The signed-in user's devices: found or created at each login by the \
+            hashed X-Device-Fingerprint (is_verified) or, without one, by the user agent. Each login's risk (0-100, \
+            docs/risk.md) is kept on its device; a first login from a device sends a security email. Another \
+            user's device id is 404."),
         (name = "audit", description = "The signed-in user's own security events"),
         (name = "admin", description = "Staff only, with the Django-style permission each route names \
             (audit_log.view_auditlog, review_auditlog, view_auditlogsummary, run_auditlogsummary, view_jobrun, \

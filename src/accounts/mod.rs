@@ -6,5 +6,6 @@ pub mod handlers;
 pub mod models;
 pub mod passwords;
 pub mod repo;
+pub mod risk;
 pub mod routes;
 pub mod service;

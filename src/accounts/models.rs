@@ -10,7 +10,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use crate::core::types::Email;
-use crate::otp::MfaMethod;
+use crate::{
+    core::{client::Agent, client::ClientContext, crypto},
+    otp::MfaMethod,
+};
 
 /// An auth_user row. Its `Debug` leaves the password hash out.
 #[derive(Clone, sqlx::FromRow)]
@@ -222,7 +225,54 @@ pub struct SessionView {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub mfa_verified: bool,
+    /// The name the user gave the session's device, if any.
+    pub device_name: Option<String>,
     /// True for the session of the token that asked.
+    pub current: bool,
+}
+
+/// The device a request comes from, as a login records it: identified by the hashed
+/// `X-Device-Fingerprint` (verified), or without one by the hashed user agent (unverified:
+/// every browser of that make and version is one device to us).
+#[derive(Debug, Clone)]
+pub struct DeviceSeen {
+    pub fingerprint_hash: String,
+    pub verified: bool,
+    pub agent: Agent,
+    pub coordinates: Option<(f64, f64)>,
+}
+
+impl DeviceSeen {
+    pub fn of(client: &ClientContext) -> DeviceSeen {
+        let (fingerprint_hash, verified) = match client.fingerprint.as_deref() {
+            Some(fp) => (crypto::sha256_hex(fp), true),
+            None => (crypto::sha256_hex(&format!("ua:{}", client.user_agent.as_deref().unwrap_or(""))), false),
+        };
+        DeviceSeen { fingerprint_hash, verified, agent: client.agent(), coordinates: client.coordinates() }
+    }
+}
+
+/// One of the user's devices (`GET /devices`).
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DeviceView {
+    pub id: Uuid,
+    pub device_name: Option<String>,
+    /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
+    pub device_type: Option<String>,
+    pub os: Option<String>,
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    /// Known by its `X-Device-Fingerprint` (false: by its user agent only).
+    pub is_verified: bool,
+    /// Trusted and not expired.
+    pub is_trusted: bool,
+    pub trust_expires_at: Option<DateTime<Utc>>,
+    pub is_compromised: bool,
+    /// The latest login's risk, 0-100.
+    pub risk_score: i32,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// True for the device of the session that asked.
     pub current: bool,
 }
 

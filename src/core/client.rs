@@ -29,6 +29,52 @@ impl ClientContext {
     pub fn ip_network(&self) -> Option<IpNetwork> {
         self.ip.map(IpNetwork::from)
     }
+
+    /// The user agent as browser, OS and device type (parsed on demand: only logins ask).
+    pub fn agent(&self) -> Agent {
+        self.user_agent.as_deref().map(Agent::parse).unwrap_or_default()
+    }
+
+    /// Coordinates, when a trusted proxy sent both.
+    pub fn coordinates(&self) -> Option<(f64, f64)> {
+        self.latitude.zip(self.longitude)
+    }
+}
+
+/// What a user agent says about the device, by woothee (its patterns are compiled once
+/// per process, on first use).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Agent {
+    /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
+    pub device_type: &'static str,
+    pub os: Option<String>,
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+}
+
+impl Agent {
+    pub fn parse(ua: &str) -> Agent {
+        let Some(r) = woothee::parser::Parser::new().parse(ua) else {
+            return Agent { device_type: "unknown", ..Agent::default() };
+        };
+        let known = |v: &str| (!v.is_empty() && v != woothee::woothee::VALUE_UNKNOWN).then(|| v.to_owned());
+        let tablet = ua.contains("iPad") || ua.contains("Tablet") || (ua.contains("Android") && !ua.contains("Mobile"));
+        let device_type = match r.category {
+            // Crawlers, and HTTP libraries (curl, python-requests...) no person browses with.
+            "crawler" => "bot",
+            "misc" if r.name == "HTTP Library" => "bot",
+            "smartphone" | "mobilephone" if tablet => "tablet",
+            "smartphone" | "mobilephone" => "mobile",
+            "pc" => "desktop",
+            _ => "unknown",
+        };
+        Agent { device_type, os: known(r.os), browser: known(r.name), browser_version: known(r.version) }
+    }
+
+    /// A crawler, or a command-line client no person browses with.
+    pub fn is_bot(&self) -> bool {
+        self.device_type == "bot"
+    }
 }
 
 fn header(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
@@ -103,6 +149,47 @@ impl FromRequestParts<AppState> for ClientContext {
             latitude: coordinate("x-geo-lat", 90.0),
             longitude: coordinate("x-geo-lon", 180.0),
         })
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::Agent;
+
+    #[test]
+    fn user_agents_become_device_type_os_and_browser() {
+        let cases = [
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+                "desktop",
+                Some("Windows 10"),
+                Some("Chrome"),
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+                "mobile",
+                Some("iPhone"),
+                Some("Safari"),
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+                "tablet",
+                Some("iPad"),
+                Some("Safari"),
+            ),
+            (
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                "bot",
+                None,
+                Some("Googlebot"),
+            ),
+            ("curl/8.5.0", "bot", None, Some("HTTP Library")),
+        ];
+        for (ua, device_type, os, browser) in cases {
+            let a = Agent::parse(ua);
+            assert_eq!((a.device_type, a.os.as_deref(), a.browser.as_deref()), (device_type, os, browser), "{ua}");
+        }
+        assert_eq!(Agent::parse("").device_type, "unknown");
     }
 }
 

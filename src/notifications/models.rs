@@ -23,6 +23,8 @@ text_enum!(
         TokenReused => "token_reused",
         PasswordChanged => "password_changed",
         MfaDisabled => "mfa_disabled",
+        NewDevice => "new_device",
+        DeviceCompromised => "device_compromised",
         Marketing => "marketing",
         BackupCodesLow => "backup_codes_low",
     }
@@ -70,7 +72,10 @@ impl NotificationType {
         match self {
             NotificationType::MfaCode | NotificationType::TokenReused => Priority::Critical,
             NotificationType::PasswordReset | NotificationType::EmailVerification => Priority::High,
-            NotificationType::PasswordChanged | NotificationType::MfaDisabled => Priority::Critical,
+            NotificationType::PasswordChanged
+            | NotificationType::MfaDisabled
+            | NotificationType::NewDevice
+            | NotificationType::DeviceCompromised => Priority::Critical,
             NotificationType::BackupCodesLow => Priority::High,
             NotificationType::Marketing => Priority::Low,
         }
@@ -89,6 +94,8 @@ impl NotificationType {
             NotificationType::TokenReused => "Security alert: a session was signed out",
             NotificationType::PasswordChanged => "Your password was changed",
             NotificationType::MfaDisabled => "Two-step verification was turned off",
+            NotificationType::NewDevice => "A new device signed in to your account",
+            NotificationType::DeviceCompromised => "A device was marked compromised",
             NotificationType::Marketing => "News from Gatehouse",
             NotificationType::BackupCodesLow => "You are running out of backup codes",
         }

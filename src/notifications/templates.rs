@@ -23,6 +23,8 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     template_pair!(env, "token_reused");
     template_pair!(env, "password_changed");
     template_pair!(env, "mfa_disabled");
+    template_pair!(env, "new_device");
+    template_pair!(env, "device_compromised");
     template_pair!(env, "marketing");
     template_pair!(env, "backup_codes_low");
     env.add_template("sms/mfa_code.txt", include_str!("../../templates/sms/mfa_code.txt"))?;

@@ -9,6 +9,7 @@ mod accounts;
 mod admin_page;
 mod audit_admin;
 mod audit_summary;
+mod devices;
 mod foundation;
 mod mfa;
 mod notifications;

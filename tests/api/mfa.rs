@@ -390,6 +390,46 @@ async fn a_trusted_device_skips_mfa_and_others_do_not(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(json(login("laptop-1").await.unwrap()).await["status"], "mfa_required");
+
+    // A device marked compromised: its sessions' tokens are refused at once, it never
+    // skips MFA again, and it cannot be trusted again.
+    let id = json(login("phone-2").await.unwrap()).await["challenge_id"].as_str().unwrap().to_owned();
+    let code = fresh_code(&e.secret, &mut e.used_step);
+    let aal2 = tokens(json(verify(&app, &id, "totp", &code).await).await);
+    let trust = |device: String| {
+        app.with_token(Method::POST, &format!("/api/v1/devices/{device}/trust"), &aal2.access)
+            .json(&json!({"days": 7}))
+            .send()
+    };
+    let devices = json(app.with_token(Method::GET, "/api/v1/devices", &aal2.access).send().await.unwrap()).await;
+    let laptop =
+        devices.as_array().unwrap().iter().find(|d| d["current"] == false && d["is_verified"] == true).unwrap();
+    let laptop = laptop["id"].as_str().unwrap().to_owned();
+    assert_eq!(trust(laptop.clone()).await.unwrap().status(), 200);
+    let skipped = tokens(json(login("laptop-1").await.unwrap()).await);
+    assert_eq!(app.with_token(Method::GET, "/api/v1/users/me", &skipped.access).send().await.unwrap().status(), 200);
+    let r = app
+        .with_token(Method::POST, &format!("/api/v1/devices/{laptop}/compromised"), &aal2.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_error(
+        app.with_token(Method::GET, "/api/v1/users/me", &skipped.access).send().await.unwrap(),
+        401,
+        "UNAUTHENTICATED",
+    )
+    .await;
+    assert_eq!(json(login("laptop-1").await.unwrap()).await["status"], "mfa_required");
+    assert_error(trust(laptop.clone()).await.unwrap(), 409, "DEVICE_COMPROMISED").await;
+    let level: String =
+        sqlx::query_scalar("SELECT risk_level FROM audit_log_deviceauditlog WHERE action = 'compromised'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(level, "critical");
+    let mails = app.deliver_mail().await;
+    assert!(mails.iter().any(|m| m.parsed().subject() == Some("A device was marked compromised")));
 }
 
 #[sqlx::test]
@@ -531,7 +571,8 @@ async fn no_mfa_secret_or_code_is_stored_in_clear(pool: PgPool) {
     assert_eq!(setup.status(), 202);
     // While they wait, the code mail and the verification link mail are sealed.
     let waiting: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT email_type, body, html_body FROM notifications_emailnotification WHERE status = 'pending'",
+        "SELECT email_type, body, html_body FROM notifications_emailnotification
+          WHERE status = 'pending' AND email_type <> 'new_device'",
     )
     .fetch_all(&pool)
     .await

@@ -474,7 +474,8 @@ async fn a_message_given_up_is_audited_and_history_lists_deliveries(pool: PgPool
 
     let page =
         json(app.with_token(Method::GET, "/api/v1/notifications?limit=1", &t.access).send().await.unwrap()).await;
-    assert_eq!(page["pagination"]["total"], 2, "{page}");
+    // The verification link, the new-device notice of the sign-in, and the SMS.
+    assert_eq!(page["pagination"]["total"], 3, "{page}");
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert_eq!(page["items"][0]["channel"], "sms", "newest first");
     assert_eq!(page["items"][0]["status"], "failed");

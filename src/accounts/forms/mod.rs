@@ -3,7 +3,9 @@
 //! password, token and code in a `SecretString` whose `Debug` prints `[REDACTED]`.
 
 mod auth;
+mod devices;
 mod mfa;
 
 pub use auth::*;
+pub use devices::*;
 pub use mfa::*;

@@ -2,7 +2,9 @@
 //! shape the response.
 
 mod auth;
+mod devices;
 mod mfa;
 
 pub use auth::*;
+pub use devices::*;
 pub use mfa::*;

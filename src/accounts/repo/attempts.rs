@@ -35,15 +35,34 @@ pub async fn reserve_attempt(
 /// identifier's failures since its last success or unlock (the latest other than `own`,
 /// and how many, `own` included, fall within `window_secs` of it), the failures and
 /// in-flight attempts of the IP (its /64 for IPv6) within `ip_window_secs`, `own` excluded,
-/// and the account, if any.
+/// the account, if any, and what the risk check needs of its history (`History`).
 pub struct LoginFacts {
     pub identifier_last: Option<DateTime<Utc>>,
     pub identifier_failures: i64,
     pub ip_last: Option<DateTime<Utc>>,
     pub ip_failures: i64,
     pub user: Option<UserRow>,
+    pub history: History,
 }
 
+/// The account's past as the risk check sees it.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The account has had a session before.
+    pub any_session: bool,
+    /// This device (user, fingerprint hash) is known, and whether it is compromised or
+    /// may skip MFA right now.
+    pub device_known: bool,
+    pub device_compromised: bool,
+    pub device_may_skip_mfa: bool,
+    /// A session of the account came from this country / this /16 (IPv6 /48) before.
+    pub seen_country: bool,
+    pub seen_ip_range: bool,
+    /// The place and time of the account's most recent login that had coordinates.
+    pub last_place: Option<((f64, f64), DateTime<Utc>)>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn login_facts(
     db: impl PgExecutor<'_>,
     identifier: &str,
@@ -51,6 +70,8 @@ pub async fn login_facts(
     ip: Option<IpNetwork>,
     window_secs: f64,
     ip_window_secs: f64,
+    fingerprint_hash: &str,
+    country: Option<&str>,
 ) -> sqlx::Result<LoginFacts> {
     let row = sqlx::query!(
         r#"WITH failures AS (
@@ -84,15 +105,33 @@ pub async fn login_facts(
                   u.id AS "id?", u.email AS "email?", u.username AS "username?", u.password_hash AS "password_hash?",
                   u.first_name AS "first_name?", u.last_name AS "last_name?", u.is_active AS "is_active?",
                   u.is_staff AS "is_staff?", u.is_superuser AS "is_superuser?", u.email_verified AS "email_verified?",
-                  COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined AS "date_joined?", u.last_login
+                  COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined AS "date_joined?", u.last_login,
+                  dev.id IS NOT NULL AS "device_known!", COALESCE(dev.is_compromised, false) AS "device_compromised!",
+                  COALESCE(dev.can_skip_mfa AND dev.mfa_skip_until > now() AND NOT dev.is_compromised, false)
+                      AS "device_may_skip_mfa!",
+                  EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id) AS "any_session!",
+                  EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id AND s.country = $7)
+                      AS "seen_country!",
+                  EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id
+                             AND s.ip_address <<= network(set_masklen($3::inet,
+                                 CASE WHEN family($3::inet) = 6 THEN 48 ELSE 16 END))) AS "seen_ip_range!",
+                  last.latitude::float8 AS "last_latitude?", last.longitude::float8 AS "last_longitude?",
+                  last.last_used_at AS "last_at?"
              FROM ident CROSS JOIN by_ip
              LEFT JOIN auth_user u ON u.email = $1
-             LEFT JOIN accounts_mfasettings m ON m.user_id = u.id"#,
+             LEFT JOIN accounts_mfasettings m ON m.user_id = u.id
+             LEFT JOIN accounts_device dev ON dev.user_id = u.id AND dev.fingerprint_hash = $6
+             LEFT JOIN LATERAL (
+                 SELECT d.latitude, d.longitude, d.last_used_at FROM accounts_device d
+                  WHERE d.user_id = u.id AND d.latitude IS NOT NULL AND d.last_used_at IS NOT NULL
+                  ORDER BY d.last_used_at DESC LIMIT 1) last ON true"#,
         identifier,
         own,
         ip,
         window_secs,
         ip_window_secs,
+        fingerprint_hash,
+        country,
     )
     .fetch_one(db)
     .await?;
@@ -114,12 +153,26 @@ pub async fn login_facts(
         }),
         _ => None,
     };
+    let last_place = match (row.last_latitude, row.last_longitude, row.last_at) {
+        (Some(lat), Some(lon), Some(at)) => Some(((lat, lon), at)),
+        _ => None,
+    };
+    let history = History {
+        any_session: row.any_session,
+        device_known: row.device_known,
+        device_compromised: row.device_compromised,
+        device_may_skip_mfa: row.device_may_skip_mfa,
+        seen_country: row.seen_country,
+        seen_ip_range: row.seen_ip_range,
+        last_place,
+    };
     Ok(LoginFacts {
         identifier_last: row.identifier_last,
         identifier_failures: row.identifier_failures,
         ip_last: row.ip_last,
         ip_failures: row.ip_failures,
         user,
+        history,
     })
 }
 

@@ -129,23 +129,6 @@ pub async fn decide_change(db: impl PgExecutor<'_>, id: Uuid, status: &str, by: 
 
 // Device trust.
 
-/// The user's device with this fingerprint hash, if it may skip MFA right now.
-pub async fn skipping_device(
-    db: impl PgExecutor<'_>,
-    user: Uuid,
-    fingerprint_hash: &str,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar!(
-        "SELECT id FROM accounts_device
-          WHERE user_id = $1 AND fingerprint_hash = $2 AND can_skip_mfa AND mfa_skip_until > now()
-            AND NOT is_compromised",
-        user,
-        fingerprint_hash
-    )
-    .fetch_optional(db)
-    .await
-}
-
 /// Finds or creates the user's device for this fingerprint and trusts it (skip MFA)
 /// until `until`; the grant is recorded in accounts_trusteddevice. Returns the device id.
 pub async fn trust_device(
@@ -193,12 +176,6 @@ pub async fn trust_device(
     .execute(&mut *db)
     .await?;
     Ok(device)
-}
-
-/// Marks a device used by a session that skipped MFA on its trust.
-pub async fn touch_device(db: impl PgExecutor<'_>, device: Uuid) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE accounts_device SET last_used_at = now() WHERE id = $1", device).execute(db).await?;
-    Ok(())
 }
 
 /// Raises a live session to aal 2 after a step-up, with fresh token ids; returns whether

@@ -5,12 +5,20 @@ use ipnetwork::IpNetwork;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::{accounts::models::SessionView, audit_log::SessionEvent};
+use crate::{
+    accounts::models::{DeviceSeen, SessionView},
+    audit_log::SessionEvent,
+};
 
 pub struct NewSessionRow<'a> {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub device_id: Option<Uuid>,
+    /// The device it runs on, found or created by (user, fingerprint hash).
+    pub device: &'a DeviceSeen,
+    /// The login's risk score; the device keeps the latest.
+    pub risk_score: i32,
+    /// High risk: the session is marked suspicious (with the reasons) and for MFA recheck.
+    pub suspicious_reason: Option<String>,
     pub access_jti: &'a str,
     pub refresh_jti: &'a str,
     pub ip: Option<IpNetwork>,
@@ -35,8 +43,10 @@ pub struct NewRefreshRow<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Opens a session in one statement: the session, its first refresh token, the user's
-/// last login, the settled password attempt and the `login` audit row. One statement is
+/// Opens a session in one statement: the device (found or created by user and fingerprint,
+/// its usage and risk updated), the session linked to it, its first refresh token, the
+/// user's last login, the settled password attempt, the `login` audit row, the link audit
+/// row and, for a new device or an anomalous login, a device audit row. One statement is
 /// one atomic commit without BEGIN/COMMIT round trips, and the user row's lock is held for
 /// this statement only (login is the hot path; see docs/performance.md). The audit columns
 /// are audit_log's own view of the event (`SessionEvent::columns`).
@@ -46,16 +56,35 @@ pub async fn open_session(
     r: &NewRefreshRow<'_>,
     attempt: Option<Uuid>,
     event: &SessionEvent,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<OpenedSession> {
     let e = event.columns();
-    sqlx::query!(
-        r#"WITH session AS (
+    let d = s.device;
+    let (latitude, longitude) = d.coordinates.unzip();
+    let row = sqlx::query!(
+        r#"WITH device AS (
+               INSERT INTO accounts_device AS d
+                   (user_id, fingerprint_hash, is_verified, device_type, os, browser, browser_version, user_agent,
+                    ip_address, latitude, longitude, last_used_at, risk_score, last_risk_assessment)
+               VALUES ($2, $3, $31, $32, $33, $34, $35, $7, $6, $36::float8, $37::float8, $14, $38, $14)
+               ON CONFLICT (user_id, fingerprint_hash) DO UPDATE
+                  SET is_verified = d.is_verified OR EXCLUDED.is_verified, device_type = EXCLUDED.device_type,
+                      os = EXCLUDED.os, browser = EXCLUDED.browser, browser_version = EXCLUDED.browser_version,
+                      user_agent = EXCLUDED.user_agent, ip_address = EXCLUDED.ip_address,
+                      latitude = COALESCE(EXCLUDED.latitude, d.latitude),
+                      longitude = COALESCE(EXCLUDED.longitude, d.longitude),
+                      last_used_at = EXCLUDED.last_used_at, risk_score = EXCLUDED.risk_score,
+                      last_risk_assessment = EXCLUDED.last_risk_assessment, updated_at = now()
+               RETURNING d.id, (d.xmax = 0) AS created
+           ), session AS (
                INSERT INTO accounts_session
                    (id, user_id, device_id, access_jti, refresh_jti, ip_address, user_agent, country, city, expires_at,
-                    aal, amr, mfa_verified, mfa_verified_at, mfa_method_used, created_at, last_seen_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11::smallint = 2,
-                       CASE WHEN $11::smallint = 2 THEN $14::timestamptz END, $13, $14, $14)
-               RETURNING id
+                    aal, amr, mfa_verified, mfa_verified_at, mfa_method_used, created_at, last_seen_at,
+                    is_suspicious, suspicious_reason, requires_mfa_recheck)
+               SELECT $1, $2, device.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11::smallint = 2,
+                      CASE WHEN $11::smallint = 2 THEN $14::timestamptz END, $13, $14, $14,
+                      $39::text IS NOT NULL, $39, $39::text IS NOT NULL
+                 FROM device
+               RETURNING id, device_id
            ), refresh AS (
                INSERT INTO accounts_refreshtokenrecord (user_id, session_id, jti, family_id, created_at, expires_at)
                SELECT $2, session.id, $15, $16, $14, $10 FROM session
@@ -70,15 +99,34 @@ pub async fn open_session(
                    (user_id, session_id, device_id, action, session_type, mfa_verified, mfa_method, country, city,
                     ip_address, risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, error_message,
                     created_at)
-               SELECT $2, session.id, $3, $18, $19, $20, $21, $22, $23, $30, $24, $25, $26, $27, $28, $29, $14
+               SELECT $2, session.id, session.device_id, $18, $19, $20, $21, $22, $23, $30, $24, $25, $26, $27, $28,
+                      $29, $14
                  FROM session
                RETURNING 1
+           ), link AS (
+               INSERT INTO audit_log_sessiondevicelinkauditlog
+                   (user_id, session_id, device_id, link_action, ip_address, risk_level, is_anomalous, anomaly_reasons,
+                    requires_review, created_at)
+               SELECT $2, session.id, session.device_id, 'linked', $30, $24, $25, $26, $27, $14 FROM session
+               RETURNING 1
+           ), device_audit AS (
+               INSERT INTO audit_log_deviceauditlog
+                   (user_id, device_id, session_id, action, device_type, browser, os, risk_score, risk_level,
+                    is_anomalous, anomaly_reasons, country, city, latitude, longitude, ip_address, requires_review,
+                    created_at)
+               SELECT $2, device.id, $1, CASE WHEN device.created THEN 'registered' ELSE 'risk_changed' END,
+                      $32, $34, $33, $38, $24, $25, $26, $22, $23, $36::float8, $37::float8, $30, $27, $14
+                 FROM device WHERE device.created OR $25
+               RETURNING 1
            )
-           SELECT (SELECT count(*) FROM refresh) AS "refresh!", (SELECT count(*) FROM stamped) AS "stamped!",
-                  (SELECT count(*) FROM settled) AS "settled!", (SELECT count(*) FROM audit) AS "audit!""#,
+           SELECT device.id AS "device_id!", device.created AS "created!",
+                  (SELECT count(*) FROM refresh) AS "refresh!", (SELECT count(*) FROM stamped) AS "stamped!",
+                  (SELECT count(*) FROM settled) AS "settled!", (SELECT count(*) FROM audit) AS "audit!",
+                  (SELECT count(*) FROM link) AS "link!", (SELECT count(*) FROM device_audit) AS "device_audit!"
+             FROM device"#,
         s.id,
         s.user_id,
-        s.device_id,
+        d.fingerprint_hash,
         s.access_jti,
         s.refresh_jti,
         s.ip,
@@ -106,10 +154,27 @@ pub async fn open_session(
         event.metadata,
         event.error_message,
         event.origin.ip,
+        d.verified,
+        d.agent.device_type,
+        d.agent.os.as_deref(),
+        d.agent.browser.as_deref(),
+        d.agent.browser_version.as_deref(),
+        latitude,
+        longitude,
+        s.risk_score,
+        s.suspicious_reason.as_deref(),
     )
     .fetch_one(db)
     .await?;
-    Ok(())
+    Ok(OpenedSession { device_id: row.device_id, new_device: row.created })
+}
+
+/// What opening a session found out about its device.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenedSession {
+    pub device_id: Uuid,
+    /// The user had never used this device before.
+    pub new_device: bool,
 }
 
 pub async fn insert_refresh(db: impl PgExecutor<'_>, r: &NewRefreshRow<'_>) -> sqlx::Result<()> {
@@ -267,11 +332,11 @@ pub async fn revoke_sessions(
 pub async fn active_sessions(db: impl PgExecutor<'_>, user_id: Uuid, current: Uuid) -> sqlx::Result<Vec<SessionView>> {
     sqlx::query_as!(
         SessionView,
-        r#"SELECT id, device_id, ip_address, user_agent, country, city, created_at, expires_at, mfa_verified,
-                  id = $2 AS "current!"
-             FROM accounts_session
-            WHERE user_id = $1 AND status = 'active' AND expires_at > now()
-            ORDER BY created_at DESC"#,
+        r#"SELECT s.id, s.device_id, s.ip_address, s.user_agent, s.country, s.city, s.created_at, s.expires_at,
+                  s.mfa_verified, d.device_name AS "device_name?", s.id = $2 AS "current!"
+             FROM accounts_session s LEFT JOIN accounts_device d ON d.id = s.device_id
+            WHERE s.user_id = $1 AND s.status = 'active' AND s.expires_at > now()
+            ORDER BY s.created_at DESC"#,
         user_id,
         current,
     )

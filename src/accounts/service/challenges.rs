@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{
-    access_ttl, authenticated,
+    access_ttl, authenticated, devices,
     lockout::account_lock,
     origin, refresh_ttl,
     sessions::{NewSession, start_session},
@@ -16,8 +16,9 @@ use super::{
 };
 use crate::{
     accounts::{
-        models::{Authenticated, Email, LoginResponse, MfaRequired, UserRow},
-        repo::{self, NewRefreshRow},
+        models::{Authenticated, DeviceSeen, Email, LoginResponse, MfaRequired, UserRow},
+        repo::{self, History, NewRefreshRow},
+        risk::{self, Assessment},
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel},
     core::{
@@ -46,35 +47,32 @@ pub(super) fn mfa_event(user: Uuid, action: MfaAction, client: &ClientContext) -
     MfaEvent { origin: origin(client), ..MfaEvent::new(user, action) }
 }
 
-/// The stored form of a device fingerprint.
-pub(super) fn fingerprint_hash(client: &ClientContext) -> Option<String> {
-    client.fingerprint.as_deref().map(crypto::sha256_hex)
-}
-
 /// The password was right and the account has MFA on: a device trusted to skip MFA gets
-/// an aal 1 session (recorded as skipped); any other gets a challenge, and the password
-/// attempt stays `mfa_pending`, neither a success nor a failure for the lockout.
+/// an aal 1 session (recorded as skipped) unless the login's risk is high; any other gets
+/// a challenge, and the password attempt stays `mfa_pending`, neither a success nor a
+/// failure for the lockout. The challenge carries the risk to the session it opens.
 pub(super) async fn second_step(
     state: &AppState,
     client: &ClientContext,
     user: UserRow,
     attempt: Uuid,
+    device: DeviceSeen,
+    risk: Assessment,
+    history: &History,
 ) -> AppResult<LoginResponse> {
-    if let Some(fp) = fingerprint_hash(client)
-        && let Some(device) = repo::skipping_device(&state.db, user.id, &fp).await?
-    {
-        repo::touch_device(&state.db, device).await?;
+    if history.device_may_skip_mfa && !risk.is_high() {
         let session = NewSession {
-            device_id: Some(device),
             audit_note: Some(serde_json::json!({ "mfa": "skipped", "reason": "trusted_device" })),
-            ..NewSession::password(user, client, attempt)
+            ..NewSession::password(user, client, attempt, device, risk)
         };
-        let authenticated = start_session(&state.db, state, session).await?;
+        let authenticated = devices::open_and_alert(state, session, true).await?;
         Metrics::count(&state.metrics.logins, "success_mfa_skipped");
         return Ok(LoginResponse::Authenticated(authenticated));
     }
     let mut tx = state.db.begin().await?;
-    let metadata = serde_json::json!({ "attempt_id": attempt });
+    let metadata = serde_json::json!({
+        "attempt_id": attempt, "risk_score": risk.score, "risk_reasons": risk.reasons
+    });
     let challenge = otp::service::open_challenge(&mut tx, user.id, ChallengeType::Login, None, metadata).await?;
     repo::finish_attempt(&mut *tx, attempt, Some(user.id), "mfa_pending", None).await?;
     let factors = otp::service::factors(&mut tx, user.id).await?;
@@ -86,6 +84,15 @@ pub(super) async fn second_step(
     tx.commit().await?;
     Metrics::count(&state.metrics.logins, "mfa_required");
     Ok(LoginResponse::MfaRequired(mfa_required(&challenge, factors.usable())))
+}
+
+/// The risk the password step found, carried on the challenge to the session it opens.
+fn challenge_risk(challenge: &Challenge) -> Assessment {
+    let meta = challenge.metadata.as_ref();
+    let score = meta.and_then(|m| m.get("risk_score")?.as_i64()).unwrap_or(0) as i32;
+    let reasons: Vec<String> =
+        meta.and_then(|m| serde_json::from_value(m.get("risk_reasons")?.clone()).ok()).unwrap_or_default();
+    risk::Assessment::recorded(score, &reasons)
 }
 
 fn mfa_required(challenge: &Challenge, methods: Vec<MfaMethod>) -> MfaRequired {
@@ -277,11 +284,12 @@ pub async fn verify(
         Checked::Wrong => return failed(tx, state, client, &user, &challenge, method).await,
     };
 
-    let device = match (trust_device, fingerprint_hash(client)) {
-        (true, Some(fp)) => {
+    let seen = DeviceSeen::of(client);
+    let device = match (trust_device, seen.verified) {
+        (true, true) => {
             let until = Utc::now() + Duration::days(TRUST_DAYS);
-            let ua = client.user_agent.as_deref();
-            Some(repo::trust_device(&mut tx, user.id, &fp, ua, client.ip_network(), until).await.map_err(|e| {
+            let (ua, fp) = (client.user_agent.as_deref(), seen.fingerprint_hash.as_str());
+            Some(repo::trust_device(&mut tx, user.id, fp, ua, client.ip_network(), until).await.map_err(|e| {
                 match e {
                     // A device marked compromised cannot be trusted again.
                     sqlx::Error::RowNotFound => AppError::Forbidden,
@@ -309,6 +317,7 @@ pub async fn verify(
         }
         _ => {
             audit_log::record_mfa(&mut *tx, &event).await?;
+            let owner = user.clone();
             let session = NewSession {
                 user,
                 client,
@@ -316,10 +325,15 @@ pub async fn verify(
                 aal: 2,
                 amr,
                 mfa_method: Some(method.as_str()),
-                device_id: device,
+                device: seen.clone(),
+                risk: challenge_risk(&challenge),
                 audit_note: None,
             };
-            start_session(&mut *tx, state, session).await?
+            let opened = start_session(&mut *tx, state, session).await?;
+            if opened.new_device {
+                devices::alert_new_device(&mut tx, state, &owner, &seen, client).await?;
+            }
+            opened.authenticated
         }
     };
     tx.commit().await?;

@@ -43,9 +43,8 @@ pub(super) fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
 /// login's own pending attempt is): `Some(retry_after_secs)`. Takes the caller's executor,
 /// so a request inside a transaction does not ask the pool for a second connection.
 pub(super) async fn account_lock(db: impl PgExecutor<'_>, email: &str) -> AppResult<Option<u64>> {
-    let mut facts =
-        repo::login_facts(db, email, Uuid::nil(), None, LOCKOUT.num_seconds() as f64, IP_WINDOW.num_seconds() as f64)
-            .await?;
+    let (lockout_secs, ip_secs) = (LOCKOUT.num_seconds() as f64, IP_WINDOW.num_seconds() as f64);
+    let mut facts = repo::login_facts(db, email, Uuid::nil(), None, lockout_secs, ip_secs, "", None).await?;
     facts.identifier_failures += 1;
     Ok(lockout(&facts))
 }

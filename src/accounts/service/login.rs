@@ -4,13 +4,14 @@ use secrecy::SecretString;
 
 use super::{
     challenges::second_step,
+    devices,
     lockout::{IP_WINDOW, LOCKOUT, lockout},
     session_event,
-    sessions::{NewSession, start_session},
+    sessions::NewSession,
 };
 use crate::{
     accounts::{
-        models::{LoginIdentifier, LoginResponse},
+        models::{DeviceSeen, LoginIdentifier, LoginResponse},
         passwords, repo,
     },
     audit_log::{self, RiskLevel, SessionAction, SessionEvent},
@@ -33,13 +34,16 @@ pub async fn login(
     let attempt =
         repo::reserve_attempt(&state.db, identifier, client.ip_network(), client.user_agent.as_deref()).await?;
 
-    let facts = repo::login_facts(
+    let device = DeviceSeen::of(client);
+    let mut facts = repo::login_facts(
         &state.db,
         identifier,
         attempt,
         client.ip_network(),
         LOCKOUT.num_seconds() as f64,
         IP_WINDOW.num_seconds() as f64,
+        &device.fingerprint_hash,
+        client.country.as_deref(),
     )
     .await?;
     if let Some(retry) = lockout(&facts) {
@@ -55,7 +59,7 @@ pub async fn login(
         return Err(AppError::RateLimited { retry_after_secs: retry });
     }
 
-    let user = facts.user;
+    let user = facts.user.take();
     let checked = async {
         let hash = match &user {
             Some(u) => u.password_hash.clone(),
@@ -104,11 +108,12 @@ pub async fn login(
         return Err(AppError::AccountDisabled);
     }
 
+    let risk = devices::assess(client, &device, &facts);
     if user.mfa_enabled {
-        return second_step(state, client, user, attempt).await;
+        return second_step(state, client, user, attempt, device, risk, &facts.history).await;
     }
-    let session = NewSession::password(user, client, attempt);
-    let authenticated = start_session(&state.db, state, session).await?;
+    let session = NewSession::password(user, client, attempt, device, risk);
+    let authenticated = devices::open_and_alert(state, session, facts.history.device_known).await?;
     Metrics::count(&state.metrics.logins, "success");
     Ok(LoginResponse::Authenticated(authenticated))
 }

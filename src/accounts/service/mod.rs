@@ -1,12 +1,13 @@
 //! The rules of accounts, one file per concern, found by its name: registration, login,
 //! lockout, challenges (the second step of a login, step-up), mfa (managing one's factors),
 //! mfa_admin (approvals, the operator's enrolment), sessions, tokens (refresh, logout),
-//! passwords, profile, admin. Each public function
+//! passwords, profile, admin, devices. Each public function
 //! owns its transaction; audit rows and queued emails commit with the change, and the
-//! outbox is woken after commit. Devices, API keys and exports join as files of their own.
+//! outbox is woken after commit. API keys and exports join as files of their own.
 
 mod admin;
 mod challenges;
+mod devices;
 mod lockout;
 mod login;
 mod mfa;
@@ -19,6 +20,7 @@ mod tokens;
 
 pub use admin::{admin_logout_all, admin_unlock, create_superuser, usernames};
 pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
+pub use devices::{delete_device, device, devices, mark_compromised, rename_device, trust_device, untrust_device};
 pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
 pub use login::login;
 pub use mfa::*;

@@ -8,8 +8,9 @@ use uuid::Uuid;
 use super::{access_ttl, authenticated, refresh_ttl, session_event, session_max_age, token_hash};
 use crate::{
     accounts::{
-        models::{Authenticated, SessionView, UserRow},
+        models::{Authenticated, DeviceSeen, SessionView, UserRow},
         repo::{self, NewRefreshRow, NewSessionRow},
+        risk::Assessment,
     },
     audit_log::{self, SessionAction, SessionEvent},
     core::{
@@ -32,16 +33,23 @@ pub struct NewSession<'a> {
     pub amr: Vec<String>,
     /// The second factor used, when aal is 2.
     pub mfa_method: Option<&'a str>,
-    /// The device the session runs on, when known (a trusted device that skipped MFA, or
-    /// one trusted at this verification).
-    pub device_id: Option<Uuid>,
+    /// The device the session runs on (found or created as the session opens).
+    pub device: DeviceSeen,
+    /// The login's risk: recorded on the device, the session and the audit rows.
+    pub risk: Assessment,
     /// Extra facts for the login's audit row (e.g. that MFA was skipped, and why).
     pub audit_note: Option<serde_json::Value>,
 }
 
 impl<'a> NewSession<'a> {
     /// A password-only (aal 1) session settling `attempt`.
-    pub fn password(user: UserRow, client: &'a ClientContext, attempt: Uuid) -> Self {
+    pub fn password(
+        user: UserRow,
+        client: &'a ClientContext,
+        attempt: Uuid,
+        device: DeviceSeen,
+        risk: Assessment,
+    ) -> Self {
         NewSession {
             user,
             client,
@@ -49,17 +57,26 @@ impl<'a> NewSession<'a> {
             aal: 1,
             amr: vec!["pwd".to_owned()],
             mfa_method: None,
-            device_id: None,
+            device,
+            risk,
             audit_note: None,
         }
     }
+}
+
+/// A session just opened: the tokens, and its device (the caller alerts the user when the
+/// device is new to them).
+pub struct Opened {
+    pub authenticated: Authenticated,
+    pub device_id: Uuid,
+    pub new_device: bool,
 }
 
 /// Opens a session with its first refresh token, records the login and signs the access
 /// token; settles the password attempt when given. The writes are one statement, so `db`
 /// is the pool for password login or the caller's transaction for MFA (aal 2), which
 /// consumes its challenge in the same commit.
-pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSession<'_>) -> AppResult<Authenticated> {
+pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSession<'_>) -> AppResult<Opened> {
     let now = Utc::now();
     let session_id = Uuid::now_v7();
     let access_jti = Uuid::new_v4().to_string();
@@ -67,10 +84,13 @@ pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSess
     let refresh_jti = token_hash(&refresh_token);
     let expires_at = now + refresh_ttl(state).min(session_max_age(state));
     let client = s.client;
+    let risk = &s.risk;
     let row = NewSessionRow {
         id: session_id,
         user_id: s.user.id,
-        device_id: s.device_id,
+        device: &s.device,
+        risk_score: risk.score,
+        suspicious_reason: risk.is_high().then(|| risk.reasons.join(",")),
         access_jti: &access_jti,
         refresh_jti: &refresh_jti,
         ip: client.ip_network(),
@@ -92,20 +112,27 @@ pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSess
         created_at: now,
         expires_at,
     };
-    let event = SessionEvent {
+    let mut event = SessionEvent {
         session_id: Some(session_id),
         session_type: Some("web".into()),
         mfa_verified: Some(s.aal == 2),
         mfa_method: s.mfa_method.map(str::to_owned),
-        device_id: s.device_id,
+        risk_level: risk.level,
         metadata: s.audit_note,
         ..session_event(s.user.id, SessionAction::Login, client)
     };
-    repo::open_session(db, &row, &first, s.attempt, &event).await?;
+    event.flags.is_anomalous = risk.is_anomalous();
+    event.flags.anomaly_reasons = risk.reasons.iter().map(|r| (*r).to_owned()).collect();
+    event.flags.requires_review = risk.is_high();
+    let opened = repo::open_session(db, &row, &first, s.attempt, &event).await?;
     let claims = Claims::new(s.user.id, session_id, access_jti, now, access_ttl(state), s.aal, s.amr);
     let mut user = s.user;
     user.last_login = Some(now);
-    authenticated(state, &claims, refresh_token, user.into())
+    Ok(Opened {
+        authenticated: authenticated(state, &claims, refresh_token, user.into())?,
+        device_id: opened.device_id,
+        new_device: opened.new_device,
+    })
 }
 
 /// Revokes sessions of `user` (one, all, or all but one) with their refresh tokens, and

@@ -1,0 +1,225 @@
+//! Devices: what a login learns about its device and its risk, the new-device alert, and
+//! the user's device API (list, rename, trust, untrust, mark compromised, delete).
+
+use chrono::{Duration, Utc};
+use minijinja::context;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    origin,
+    sessions::{NewSession, start_session},
+};
+use crate::{
+    accounts::{
+        models::{Authenticated, DeviceSeen, DeviceView, Email, UserRow},
+        repo::{self, LoginFacts},
+        risk::{self, Assessment, Signals, Travel},
+    },
+    audit_log::{self, DeviceAction, DeviceEvent},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
+    notifications::{self, NotificationType},
+};
+
+/// The risk of a login whose password was right, from its facts and the client.
+pub(super) fn assess(client: &ClientContext, device: &DeviceSeen, facts: &LoginFacts) -> Assessment {
+    let h = &facts.history;
+    let signals = Signals {
+        new_device: !h.device_known,
+        // Without a history there is nothing to be new against.
+        new_country: h.any_session && client.country.is_some() && !h.seen_country,
+        new_ip_range: h.any_session && client.ip.is_some() && !h.seen_ip_range,
+        travel: h.last_place.zip(device.coordinates).map(|((from, from_at), to)| Travel {
+            from,
+            from_at,
+            to,
+            to_at: Utc::now(),
+        }),
+        // The count includes this attempt, which has not failed.
+        recent_failures: (facts.identifier_failures - 1).max(0),
+        compromised_device: h.device_compromised,
+        bot: device.agent.is_bot(),
+    };
+    risk::assess(&signals)
+}
+
+/// Opens the session; when the device is new to the user, in a transaction with the
+/// security email that tells them (only the statement that created the device sends it,
+/// so two first logins at once send one).
+pub(super) async fn open_and_alert(
+    state: &AppState,
+    session: NewSession<'_>,
+    device_known: bool,
+) -> AppResult<Authenticated> {
+    if device_known {
+        return Ok(start_session(&state.db, state, session).await?.authenticated);
+    }
+    let (user, client, device) = (session.user.clone(), session.client, session.device.clone());
+    let mut tx = state.db.begin().await?;
+    let opened = start_session(&mut *tx, state, session).await?;
+    if opened.new_device {
+        alert_new_device(&mut tx, state, &user, &device, client).await?;
+    }
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(opened.authenticated)
+}
+
+/// The new-device security email: what, where, when, and what to do if it was not them.
+pub(super) async fn alert_new_device(
+    tx: &mut PgConnection,
+    state: &AppState,
+    user: &UserRow,
+    device: &DeviceSeen,
+    client: &ClientContext,
+) -> AppResult<()> {
+    let agent = &device.agent;
+    let place = match (&client.city, &client.country) {
+        (Some(city), Some(country)) => Some(format!("{city}, {country}")),
+        (None, Some(country)) => Some(country.clone()),
+        _ => None,
+    };
+    let context = context! {
+        username => user.username,
+        device_type => agent.device_type,
+        browser => agent.browser.as_deref().unwrap_or("an unknown browser"),
+        os => agent.os.as_deref().unwrap_or("an unknown system"),
+        place => place,
+        ip => client.ip.map(|ip| ip.to_string()),
+        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let to = Email::from_stored(&user.email);
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::NewDevice, context).await?;
+    Ok(())
+}
+
+/// A device audit event about `user`'s `device`, from where the request came.
+fn device_event(user: Uuid, device: Uuid, action: DeviceAction, client: &ClientContext) -> DeviceEvent {
+    DeviceEvent { device_id: Some(device), origin: origin(client), ..DeviceEvent::new(user, action) }
+}
+
+// The device API.
+
+pub async fn devices(state: &AppState, auth: &AuthUser) -> AppResult<Vec<DeviceView>> {
+    Ok(repo::devices(&state.db, auth.user_id, auth.session_id, None).await?)
+}
+
+/// One own device; anyone else's is "not found".
+pub async fn device(state: &AppState, auth: &AuthUser, id: Uuid) -> AppResult<DeviceView> {
+    let mut found = repo::devices(&state.db, auth.user_id, auth.session_id, Some(id)).await?;
+    found.pop().ok_or(AppError::NotFound)
+}
+
+pub async fn rename_device(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    id: Uuid,
+    name: String,
+) -> AppResult<DeviceView> {
+    let mut tx = state.db.begin().await?;
+    let old = repo::rename_device(&mut *tx, auth.user_id, id, &name).await?.ok_or(AppError::NotFound)?;
+    let event = DeviceEvent {
+        metadata: Some(serde_json::json!({ "old": old, "new": name })),
+        ..device_event(auth.user_id, id, DeviceAction::Renamed, client)
+    };
+    audit_log::record_device(&mut *tx, &event).await?;
+    tx.commit().await?;
+    device(state, auth, id).await
+}
+
+/// Trust for `days` (1..=90): the device skips MFA until then. With MFA on, only from an
+/// aal 2 session; a compromised device cannot be trusted.
+pub async fn trust_device(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    id: Uuid,
+    days: i64,
+) -> AppResult<DeviceView> {
+    if !(1..=90).contains(&days) {
+        return Err(AppError::validation("days", "must be 1 to 90"));
+    }
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    if user.mfa_enabled && auth.aal < 2 {
+        return Err(AppError::MfaRequired);
+    }
+    let until = Utc::now() + Duration::days(days);
+    match repo::trust_device_by_id(&mut tx, auth.user_id, id, until).await? {
+        repo::TrustOutcome::Trusted => {}
+        repo::TrustOutcome::NotFound => return Err(AppError::NotFound),
+        repo::TrustOutcome::Compromised => {
+            return Err(AppError::Conflict {
+                code: "DEVICE_COMPROMISED",
+                field: "device",
+                message: "A device marked compromised cannot be trusted.",
+            });
+        }
+    }
+    let event = DeviceEvent {
+        trust_state_change: Some(format!("trusted for {days} days")),
+        metadata: Some(serde_json::json!({ "trust_expires_at": until })),
+        ..device_event(auth.user_id, id, DeviceAction::Trusted, client)
+    };
+    audit_log::record_device(&mut *tx, &event).await?;
+    tx.commit().await?;
+    device(state, auth, id).await
+}
+
+pub async fn untrust_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    if !repo::untrust_device(&mut tx, auth.user_id, id).await? {
+        return Err(AppError::NotFound);
+    }
+    let event = DeviceEvent {
+        trust_state_change: Some("untrusted".into()),
+        ..device_event(auth.user_id, id, DeviceAction::Untrusted, client)
+    };
+    audit_log::record_device(&mut *tx, &event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks the device compromised: its trust and its sessions are revoked (their access
+/// tokens stop working at once), the owner is told, and the audit row is critical.
+pub async fn mark_compromised(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    if !repo::mark_device_compromised(&mut tx, auth.user_id, id).await? {
+        return Err(AppError::NotFound);
+    }
+    let revoked = repo::revoke_device_sessions(&mut tx, auth.user_id, id, "device_compromised").await?;
+    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let event = DeviceEvent {
+        // Critical: the owner says someone else holds this device.
+        risk_score: 100,
+        trust_state_change: Some("compromised".into()),
+        metadata: Some(serde_json::json!({ "sessions_revoked": revoked.len() })),
+        ..device_event(auth.user_id, id, DeviceAction::Compromised, client)
+    };
+    audit_log::record_device(&mut *tx, &event).await?;
+    let to = Email::from_stored(&user.email);
+    let context = context! { username => user.username, sessions => revoked.len() };
+    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &to, NotificationType::DeviceCompromised, context)
+        .await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// Forgets the device; its sessions are revoked first.
+pub async fn delete_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let revoked = repo::revoke_device_sessions(&mut tx, auth.user_id, id, "device_deleted").await?;
+    let event = DeviceEvent {
+        metadata: Some(serde_json::json!({ "sessions_revoked": revoked.len() })),
+        ..device_event(auth.user_id, id, DeviceAction::Deleted, client)
+    };
+    // The audit row is written while the device still exists (its id is a reference).
+    audit_log::record_device(&mut *tx, &event).await?;
+    if !repo::delete_device(&mut *tx, auth.user_id, id).await? {
+        return Err(AppError::NotFound);
+    }
+    tx.commit().await?;
+    Ok(())
+}
