@@ -1,7 +1,8 @@
 -- Admin list of audit_log_mfaauditlog: newest first, every filter optional. The time bounds are
 -- written as COALESCE(param) so the executor prunes to the months they cover.
 -- $1 from, $2 to, $3 user_id, $4 action, $5 risk_level, $6 min_risk_score, $7 is_anomalous,
--- $8 requires_review, $9 limit, $10 offset. A min_risk_score on tables without scores
+-- $8 requires_review, $9 limit, $10 offset, $11 one anomaly reason (served by the GIN index
+-- on anomaly_reasons). A min_risk_score on tables without scores
 -- compares the level's floor (low 0, medium 25, high 50, critical 75).
 SELECT id AS "id!", 'mfa' AS "kind!", user_id AS "user_id!", session_id AS "session_id?", device_id AS "device_id?",
        action AS "action!", risk_level AS "risk_level!", (CASE risk_level WHEN 'low' THEN 0 WHEN 'medium' THEN 25 WHEN 'high' THEN 50 ELSE 75 END) AS "risk_score?",
@@ -18,5 +19,6 @@ SELECT id AS "id!", 'mfa' AS "kind!", user_id AS "user_id!", session_id AS "sess
    AND ($6::int IS NULL OR (CASE risk_level WHEN 'low' THEN 0 WHEN 'medium' THEN 25 WHEN 'high' THEN 50 ELSE 75 END) >= $6)
    AND ($7::bool IS NULL OR is_anomalous = $7)
    AND ($8::bool IS NULL OR requires_review = $8)
+   AND ($11::text IS NULL OR anomaly_reasons @> ARRAY[$11::text])
  ORDER BY created_at DESC, id DESC
  LIMIT $9 OFFSET $10

@@ -35,7 +35,7 @@ use crate::{
         accounts::handlers::sessions, accounts::handlers::revoke_session,
         accounts::handlers::devices, accounts::handlers::device, accounts::handlers::rename_device,
         accounts::handlers::trust_device, accounts::handlers::untrust_device, accounts::handlers::mark_compromised,
-        accounts::handlers::delete_device,
+        accounts::handlers::delete_device, accounts::handlers::admin_devices_near,
         accounts::handlers::admin_unlock, accounts::handlers::admin_logout_all,
         accounts::handlers::mfa_send, accounts::handlers::mfa_verify, accounts::handlers::step_up,
         accounts::handlers::mfa_status, accounts::handlers::totp_setup, accounts::handlers::totp_confirm,

@@ -252,6 +252,24 @@ impl DeviceSeen {
     }
 }
 
+/// A device near a point (`GET /admin/devices?near=`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NearDevice {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub device_name: Option<String>,
+    pub device_type: Option<String>,
+    pub os: Option<String>,
+    pub browser: Option<String>,
+    pub is_compromised: bool,
+    pub risk_score: i32,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Great-circle distance from the point asked about.
+    pub distance_km: f64,
+}
+
 /// One of the user's devices (`GET /devices`).
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct DeviceView {

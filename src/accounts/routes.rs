@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/mfa/sms/setup", post(handlers::sms_setup))
         .route("/mfa/sms/confirm", post(handlers::sms_confirm))
         .route("/mfa/primary", put(handlers::set_primary))
+        .route("/admin/devices", get(handlers::admin_devices_near))
         .route("/admin/users/{id}/unlock", post(handlers::admin_unlock))
         .route("/admin/users/{id}/logout-all", post(handlers::admin_logout_all))
 }

@@ -252,6 +252,8 @@ pub struct EventQuery {
     pub min_risk_score: Option<String>,
     pub is_anomalous: Option<String>,
     pub requires_review: Option<String>,
+    /// One anomaly reason the rows must carry, e.g. `new_country` (docs/risk.md).
+    pub anomaly: Option<String>,
     pub page: Option<String>,
     pub limit: Option<String>,
 }
@@ -342,6 +344,14 @@ fn parse_query(kind: Option<AuditKind>, q: &EventQuery) -> AppResult<(EventFilte
                 problems.add(field, "must be true or false");
                 None
             });
+        }
+    }
+    if let Some(a) = &q.anomaly {
+        // Reasons are named by the app that scores them; any well-formed name may be asked for.
+        if (1..=50).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            f.anomaly = Some(a.clone());
+        } else {
+            problems.add("anomaly", "must be an anomaly reason such as new_country (docs/risk.md)");
         }
     }
     let page = page(q.page.as_deref(), q.limit.as_deref(), &mut problems);

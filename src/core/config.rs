@@ -89,6 +89,8 @@ pub struct Config {
     pub audit_retention_months: i32,
     /// No audit table may keep fewer months than this, whoever asks.
     pub audit_retention_min_months: i32,
+    /// Raw client addresses are kept this many days, then cut to /24 or /48.
+    pub ip_retention_days: u32,
     pub summary_run_at: NaiveTime,
     pub log_format: LogFormat,
     /// Run background jobs inside `serve`.
@@ -127,6 +129,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limits", &self.rate_limits)
             .field("audit_retention_months", &self.audit_retention_months)
             .field("audit_retention_min_months", &self.audit_retention_min_months)
+            .field("ip_retention_days", &self.ip_retention_days)
             .field("summary_run_at", &self.summary_run_at)
             .field("log_format", &self.log_format)
             .field("run_jobs", &self.run_jobs)
@@ -273,6 +276,7 @@ impl Config {
             },
             audit_retention_months: parse("AUDIT_RETENTION_MONTHS", 13)?,
             audit_retention_min_months: parse("AUDIT_RETENTION_MIN_MONTHS", 12)?,
+            ip_retention_days: parse("IP_RETENTION_DAYS", 90)?,
             summary_run_at,
             log_format,
             run_jobs: parse("RUN_JOBS", true)?,
@@ -284,6 +288,9 @@ impl Config {
 
     /// Refuses combinations that are unsafe or cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3650).contains(&self.ip_retention_days) {
+            return Err(err("IP_RETENTION_DAYS", "must be 1..=3650"));
+        }
         if !(1..=120).contains(&self.audit_retention_min_months) {
             return Err(err("AUDIT_RETENTION_MIN_MONTHS", "must be 1..=120"));
         }
@@ -358,6 +365,7 @@ impl Config {
             rate_limits: RateLimits::default(),
             audit_retention_months: 13,
             audit_retention_min_months: 12,
+            ip_retention_days: 90,
             summary_run_at: NaiveTime::from_hms_opt(0, 30, 0).unwrap_or_default(),
             log_format: LogFormat::Pretty,
             run_jobs: false,

@@ -60,3 +60,31 @@ pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> 
         .map(|m| m.version)
         .collect())
 }
+
+/// A column of raw client addresses and the column that dates its rows, for the privacy
+/// rule: addresses are kept `IP_RETENTION_DAYS`, then cut to their network. Each app lists
+/// its own columns (`IP_COLUMNS` in its repo); names come from the code, never a client.
+#[derive(Debug, Clone, Copy)]
+pub struct IpColumn {
+    pub table: &'static str,
+    pub ip: &'static str,
+    pub dated_by: &'static str,
+}
+
+/// Cuts the addresses of rows dated in `[from, to)` (no `from`: everything before `to`) to
+/// /24 (IPv4) or /48 (IPv6); rows already cut are left alone. Returns the rows changed.
+pub async fn truncate_ips(
+    conn: &mut sqlx::PgConnection,
+    col: IpColumn,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, sqlx::Error> {
+    let IpColumn { table, ip, dated_by } = col;
+    let prefix = format!("CASE WHEN family({ip}) = 4 THEN 24 ELSE 48 END");
+    let sql = format!(
+        "UPDATE {table} SET {ip} = network(set_masklen({ip}, {prefix}))
+          WHERE {dated_by} >= COALESCE($1::timestamptz, '-infinity') AND {dated_by} < $2 AND masklen({ip}) > {prefix}"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(to).execute(conn).await?;
+    Ok(done.rows_affected())
+}

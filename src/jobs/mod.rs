@@ -71,8 +71,8 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
 }
 
 /// Deletes what has expired (MFA challenges and codes, refresh children past the reuse
-/// leeway; later expiries join here)
-/// and records the run in audit_log_jobrun with the rows it removed.
+/// leeway), ends expired device trust, and records the run in audit_log_jobrun with the
+/// rows it changed; then, once a day, cuts old client addresses (`run_ip_retention`).
 pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Option<i64>, sqlx::Error> {
     let started_at = chrono::Utc::now();
     let outcome = with_advisory_lock(state, locks::CLEANUP, || async {
@@ -81,7 +81,8 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
         // A rotated refresh token's sealed child lives for the reuse leeway only.
         let leeway = state.config.refresh_reuse_leeway.as_secs_f64();
         let children = crate::accounts::repo::wipe_refresh_children(&mut *tx, leeway).await?;
-        let rows = i64::try_from(challenges + codes + children).unwrap_or(i64::MAX);
+        let trust = crate::accounts::repo::expire_device_trust(&mut *tx).await?;
+        let rows = i64::try_from(challenges + codes + children + trust).unwrap_or(i64::MAX);
         let run = audit_log::models::NewJobRun {
             kind: "cleanup",
             target_date: Some(started_at.date_naive()),
@@ -93,12 +94,50 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
         };
         audit_log::repo::insert_job_run(&mut *tx, &run).await?;
         tx.commit().await?;
-        tracing::info!(challenges, codes, children, "expired MFA challenges and codes deleted, refresh children wiped");
+        tracing::info!(challenges, codes, children, trust, "expired codes deleted, children wiped, trust ended");
+        run_ip_retention(state, triggered_by).await?;
         Ok(rows)
     })
     .await?;
     state.metrics.job("cleanup", if outcome.is_some() { "succeeded" } else { "skipped" });
     Ok(outcome)
+}
+
+/// Privacy (DESIGN.md): raw client addresses are kept `IP_RETENTION_DAYS`, then cut to
+/// /24 or /48 in every app's `IP_COLUMNS`. Runs once per UTC day; each run covers the rows
+/// dated between the previous run's cutoff and today's, so it touches one day's rows, not
+/// the whole history. Recorded in audit_log_jobrun as `ip_retention` (target_date: cutoff).
+async fn run_ip_retention(state: &AppState, triggered_by: &str) -> Result<(), sqlx::Error> {
+    let started_at = chrono::Utc::now();
+    let days = chrono::Days::new(u64::from(state.config.ip_retention_days));
+    let Some(cutoff_day) = started_at.date_naive().checked_sub_days(days) else { return Ok(()) };
+    let mut tx = state.db.begin().await?;
+    let previous = audit_log::repo::last_succeeded_day(&mut *tx, "ip_retention").await?;
+    if previous.is_some_and(|d| d >= cutoff_day) {
+        return Ok(());
+    }
+    let at_midnight = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+    let from = previous.map(at_midnight);
+    let to = at_midnight(cutoff_day);
+    let columns =
+        crate::accounts::repo::IP_COLUMNS.iter().chain(audit_log::repo::IP_COLUMNS).chain(crate::otp::repo::IP_COLUMNS);
+    let mut rows = 0;
+    for column in columns {
+        rows += crate::core::db::truncate_ips(&mut tx, *column, from, to).await?;
+    }
+    let run = audit_log::models::NewJobRun {
+        kind: "ip_retention",
+        target_date: Some(cutoff_day),
+        status: "succeeded",
+        rows_affected: i64::try_from(rows).unwrap_or(i64::MAX),
+        started_at,
+        error: None,
+        triggered_by,
+    };
+    audit_log::repo::insert_job_run(&mut *tx, &run).await?;
+    tx.commit().await?;
+    tracing::info!(rows, %cutoff_day, "client addresses older than the retention cut to their network");
+    Ok(())
 }
 
 /// One summary tick: summarises every day owed at this moment (see `summary::due_days`).

@@ -404,3 +404,10 @@ pub async fn delete_expired(db: &mut sqlx::PgConnection) -> sqlx::Result<(u64, u
         .rows_affected();
     Ok((challenges, codes))
 }
+
+/// The addresses codes were used from, and what dates them (core::db::truncate_ips).
+pub const IP_COLUMNS: &[crate::core::db::IpColumn] = &[
+    crate::core::db::IpColumn { table: "otp_backupcode", ip: "used_by_ip", dated_by: "used_at" },
+    crate::core::db::IpColumn { table: "otp_mfarecovery", ip: "used_by_ip", dated_by: "used_at" },
+    crate::core::db::IpColumn { table: "otp_otp", ip: "used_by_ip", dated_by: "used_at" },
+];

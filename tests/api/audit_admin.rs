@@ -241,7 +241,7 @@ async fn a_one_month_list_scans_only_that_months_partition(pool: PgPool) {
     let from = month.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let to = (month + Months::new(1)).and_hms_opt(0, 0, 0).unwrap().and_utc();
     for kind in AuditKind::ALL {
-        let plan = audit_log::repo::explain_list(&pool, *kind, from, to).await.unwrap().join("\n");
+        let plan = audit_log::repo::explain_list(&pool, *kind, from, to, None).await.unwrap().join("\n");
         let scanned: Vec<&str> = plan
             .split_whitespace()
             .filter(|w| w.starts_with(&format!("{}_", kind.table())))

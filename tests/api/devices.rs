@@ -169,3 +169,181 @@ async fn impossible_travel_from_a_trusted_proxy_is_high_risk_and_untrusted_geo_i
     assert!(devices[0]["risk_score"].as_i64().unwrap() >= 50, "{devices}");
     assert_eq!(devices[0]["current"], true);
 }
+
+/// A superuser who may administer without MFA (enforce_for_admin off), signed in.
+async fn admin(app: &TestApp, pool: &PgPool) -> crate::helpers::Tokens {
+    let user = crate::helpers::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
+    sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
+        .bind(user.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    app.login_ok("root@example.com", PASSWORD).await
+}
+
+#[sqlx::test]
+async fn staff_find_devices_near_a_point_through_the_geo_index(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let root = admin(&app, &pool).await;
+    let ann = app.signed_in("ann").await;
+    // 20,000 devices spread over the globe, a handful of them in Paris.
+    sqlx::query(
+        "INSERT INTO accounts_device (user_id, fingerprint_hash, latitude, longitude, last_used_at)
+         SELECT u.id, 'fp' || i, CASE WHEN i <= 5 THEN 48.85 + i / 1000.0 ELSE -80 + (i * 7919 % 16000) / 100.0 END,
+                CASE WHEN i <= 5 THEN 2.35 ELSE -170 + (i * 104729 % 34000) / 100.0 END, now()
+           FROM generate_series(1, 20000) i, auth_user u WHERE u.username = 'ann'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE accounts_device").execute(&pool).await.unwrap();
+    let plan = gatehouse::accounts::repo::explain_devices_near(&pool, 48.8566, 2.3522, 10.0).await.unwrap().join("\n");
+    assert!(plan.contains("idx_device_earth"), "{plan}");
+
+    let near = |t: &crate::helpers::Tokens, query: &str| {
+        app.with_token(Method::GET, &format!("/api/v1/admin/devices?{query}"), &t.access).send()
+    };
+    let found = json(near(&root, "near=48.8566,2.3522&km=10").await.unwrap()).await;
+    let found = found.as_array().unwrap();
+    assert!(found.len() >= 5, "{found:?}");
+    assert!(found.iter().all(|d| d["distance_km"].as_f64().unwrap() <= 10.0));
+    let distances: Vec<f64> = found.iter().map(|d| d["distance_km"].as_f64().unwrap()).collect();
+    assert!(distances.windows(2).all(|w| w[0] <= w[1]), "nearest first: {distances:?}");
+    assert_error(near(&ann, "near=48.8566,2.3522&km=10").await.unwrap(), 403, "FORBIDDEN").await;
+    for bad in ["near=91,0&km=10", "near=paris&km=10", "near=48.8,2.3&km=0", "km=10", "near=48.8,2.3&km=10&limit=0"] {
+        assert_error(near(&root, bad).await.unwrap(), 422, "VALIDATION_FAILED").await;
+    }
+}
+
+#[sqlx::test]
+async fn admins_filter_audit_rows_by_anomaly_through_its_index(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let root = admin(&app, &pool).await;
+    sqlx::query(
+        "INSERT INTO audit_log_sessionauditlog (user_id, action, risk_level, is_anomalous, anomaly_reasons, created_at)
+         SELECT u.id, 'login', 'low', i % 2000 = 0, CASE WHEN i % 2000 = 0 THEN ARRAY['new_country'] END,
+                now() - make_interval(secs => i)
+           FROM generate_series(1, 20000) i, auth_user u WHERE u.username = 'root'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE audit_log_sessionauditlog").execute(&pool).await.unwrap();
+    let (from, to) = (chrono::Utc::now() - chrono::Duration::days(1), chrono::Utc::now() + chrono::Duration::hours(1));
+    let kind = gatehouse::audit_log::models::AuditKind::Session;
+    let plan =
+        gatehouse::audit_log::repo::explain_list(&pool, kind, from, to, Some("new_country")).await.unwrap().join("\n");
+    assert!(plan.contains("anomaly_reasons_idx") || plan.contains("idx_sessionaudit_anomaly"), "{plan}");
+
+    let page = json(
+        app.with_token(Method::GET, "/api/v1/admin/audit/session?anomaly=new_country&limit=100", &root.access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["pagination"]["total"], 10, "{}", page["pagination"]);
+    assert!(page["items"].as_array().unwrap().iter().all(|e| e["anomaly_reasons"] == json!(["new_country"])));
+    let bad = app.with_token(Method::GET, "/api/v1/admin/audit/session?anomaly=NEW%20COUNTRY", &root.access);
+    assert_error(bad.send().await.unwrap(), 422, "VALIDATION_FAILED").await;
+}
+
+#[sqlx::test]
+async fn old_client_addresses_are_cut_to_their_network_and_expired_trust_ends(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    register(&app, "ann").await;
+    login_from(&app, "ann@example.com", "laptop", &[]).await;
+    // Make one login of 100 days ago, from IPv4 and IPv6 addresses.
+    let ann: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM auth_user WHERE username = 'ann'").fetch_one(&pool).await.unwrap();
+    for (ip, days) in [("203.0.113.77", 100), ("2001:db8:1:2:3:4:5:6", 100), ("198.51.100.9", 10)] {
+        sqlx::query(
+            "INSERT INTO audit_log_sessionauditlog (user_id, action, ip_address, created_at)
+             VALUES ($1, 'login', $2::inet, now() - make_interval(days => $3))",
+        )
+        .bind(ann)
+        .bind(ip)
+        .bind(days)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE accounts_session SET created_at = now() - interval '100 days', ip_address = '203.0.113.77'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // And a device whose trust ran out.
+    sqlx::query(
+        "UPDATE accounts_device SET is_trusted = true, can_skip_mfa = true,
+                trust_expires_at = now() - interval '1 minute', mfa_skip_until = now() - interval '1 minute'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    let ips: Vec<String> = sqlx::query_scalar(
+        "SELECT ip_address::text FROM audit_log_sessionauditlog WHERE ip_address IS NOT NULL ORDER BY ip_address",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(ips.contains(&"203.0.113.0/24".to_owned()), "{ips:?}");
+    assert!(ips.contains(&"2001:db8:1::/48".to_owned()), "{ips:?}");
+    assert!(
+        ips.contains(&"198.51.100.9/32".to_owned()) || ips.contains(&"198.51.100.9".to_owned()),
+        "recent ones stay: {ips:?}"
+    );
+    let session_ip: String =
+        sqlx::query_scalar("SELECT ip_address::text FROM accounts_session").fetch_one(&pool).await.unwrap();
+    assert_eq!(session_ip, "203.0.113.0/24");
+    let (trusted, skip): (bool, bool) =
+        sqlx::query_as("SELECT is_trusted, can_skip_mfa FROM accounts_device").fetch_one(&pool).await.unwrap();
+    assert!(!trusted && !skip);
+    let expired: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log_deviceauditlog WHERE action = 'trust_expired'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(expired, 1);
+
+    // Once a day: a second run the same day changes nothing and records no second cut.
+    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log_jobrun WHERE kind = 'ip_retention'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 1);
+}
+
+#[sqlx::test]
+async fn a_session_that_ends_closes_its_device_link_and_the_summary_counts_devices(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    register(&app, "ann").await;
+    let laptop = tokens(login_from(&app, "ann@example.com", "laptop", &[]).await);
+    login_from(&app, "ann@example.com", "phone", &[]).await;
+    let r = app.with_token(Method::POST, "/api/v1/auth/logout", &laptop.access).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let links: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "SELECT link_action, link_duration_seconds FROM audit_log_sessiondevicelinkauditlog ORDER BY created_at, link_action",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(links.len(), 3, "{links:?}");
+    assert_eq!(links.iter().filter(|(a, _)| a == "linked").count(), 2);
+    let ended = links.iter().find(|(a, _)| a == "revoked").unwrap();
+    assert!(ended.1.is_some_and(|s| s >= 0), "{ended:?}");
+
+    let today = chrono::Utc::now().date_naive();
+    gatehouse::audit_log::summary::run_day(&pool, today, gatehouse::audit_log::summary::Trigger::Cli).await.unwrap();
+    let (total, unique): (i32, i32) = sqlx::query_as(
+        "SELECT s.total_devices, s.unique_devices FROM audit_log_auditlogsummary s
+           JOIN auth_user u ON u.id = s.user_id WHERE u.username = 'ann' AND s.date = $1",
+    )
+    .bind(today)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((total, unique), (2, 2));
+}

@@ -1,20 +1,22 @@
 //! The signed-in user's devices. Another user's device id is 404, as an unknown one is.
 
 use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::{
     accounts::{
         forms::{DeviceRename, TrustRequest},
-        models::DeviceView,
+        models::{DeviceView, NearDevice},
         service,
     },
     core::{
         AppResult, AppState,
-        auth::AuthUser,
+        auth::{AuthUser, require_permission},
         client::ClientContext,
-        error::ErrorBody,
-        extract::{AppJson, AppPath, OptionalJson},
+        error::{ErrorBody, Problems},
+        extract::{AppJson, AppPath, AppQuery, OptionalJson},
     },
 };
 
@@ -105,4 +107,57 @@ pub async fn delete_device(
 ) -> AppResult<StatusCode> {
     service::delete_device(&state, &client, &auth, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NearQuery {
+    /// `lat,lon` in degrees, e.g. `48.8566,2.3522`.
+    pub near: Option<String>,
+    /// Radius in km, above 0 and at most 20000.
+    pub km: Option<String>,
+    /// 1..=100, default 100.
+    pub limit: Option<String>,
+}
+
+impl NearQuery {
+    fn parse(&self) -> AppResult<((f64, f64), f64, i64)> {
+        let mut problems = Problems::new();
+        let point = self.near.as_deref().and_then(|raw| {
+            let (lat, lon) = raw.split_once(',')?;
+            let (lat, lon) = (lat.trim().parse::<f64>().ok()?, lon.trim().parse::<f64>().ok()?);
+            ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
+        });
+        if point.is_none() {
+            problems.add("near", "must be lat,lon in degrees (-90..90, -180..180)");
+        }
+        let km = self.km.as_deref().and_then(|k| k.parse::<f64>().ok()).filter(|k| *k > 0.0 && *k <= 20_000.0);
+        if km.is_none() {
+            problems.add("km", "must be a number above 0 and at most 20000");
+        }
+        let limit = match self.limit.as_deref() {
+            None => Some(100),
+            Some(l) => l.parse::<i64>().ok().filter(|l| (1..=100).contains(l)),
+        };
+        if limit.is_none() {
+            problems.add("limit", "must be 1 to 100");
+        }
+        problems.into_result()?;
+        Ok((point.unwrap_or_default(), km.unwrap_or_default(), limit.unwrap_or(100)))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin", security(("bearer" = [])), params(NearQuery),
+    responses(
+    (status = 200, body = Vec<NearDevice>, description = "devices whose last place lies within km of near, nearest first (permission accounts.view_device)"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
+))]
+pub async fn admin_devices_near(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppQuery(q): AppQuery<NearQuery>,
+) -> AppResult<Json<Vec<NearDevice>>> {
+    require_permission(&state, &auth, "accounts.view_device").await?;
+    let (point, km, limit) = q.parse()?;
+    Ok(Json(service::devices_near(&state, point, km, limit).await?))
 }

@@ -174,3 +174,64 @@ pub async fn delete_device(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> sql
     let done = sqlx::query!("DELETE FROM accounts_device WHERE id = $1 AND user_id = $2", id, user).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Devices whose last coordinates lie within `km` of a point, nearest first: a box test
+/// the GiST index on `ll_to_earth` answers, then the exact great-circle distance.
+pub async fn devices_near(
+    db: impl PgExecutor<'_>,
+    lat: f64,
+    lon: f64,
+    km: f64,
+    limit: i64,
+) -> sqlx::Result<Vec<crate::accounts::models::NearDevice>> {
+    sqlx::query_file_as!(crate::accounts::models::NearDevice, "queries/devices_near.sql", lat, lon, km, limit)
+        .fetch_all(db)
+        .await
+}
+
+/// The plan of `devices_near` (tests and diagnosis).
+pub async fn explain_devices_near(db: impl PgExecutor<'_>, lat: f64, lon: f64, km: f64) -> sqlx::Result<Vec<String>> {
+    let sql = include_str!("../../../queries/devices_near.sql");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (COSTS OFF) {sql}")))
+        .bind(lat)
+        .bind(lon)
+        .bind(km)
+        .bind(100_i64)
+        .fetch_all(db)
+        .await
+}
+
+/// The raw client addresses accounts keeps, and what dates them (core::db::truncate_ips).
+/// Consent records are not here: notifications keeps their address as evidence.
+pub const IP_COLUMNS: &[crate::core::db::IpColumn] = &[
+    crate::core::db::IpColumn { table: "accounts_session", ip: "ip_address", dated_by: "created_at" },
+    crate::core::db::IpColumn { table: "accounts_device", ip: "ip_address", dated_by: "updated_at" },
+    crate::core::db::IpColumn { table: "accounts_loginattempt", ip: "ip_address", dated_by: "created_at" },
+    crate::core::db::IpColumn { table: "accounts_onetimetoken", ip: "ip_address", dated_by: "created_at" },
+    crate::core::db::IpColumn { table: "accounts_auditlog", ip: "ip_address", dated_by: "created_at" },
+];
+
+/// Ends trust that has expired: the device no longer skips MFA, its grant is closed, and
+/// a `trust_expired` device audit row says so. Returns the devices changed.
+pub async fn expire_device_trust(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+    let n = sqlx::query_scalar!(
+        r#"WITH expired AS (
+               UPDATE accounts_device SET is_trusted = false, can_skip_mfa = false, updated_at = now()
+                WHERE (is_trusted OR can_skip_mfa)
+                  AND COALESCE(LEAST(trust_expires_at, mfa_skip_until), '-infinity') <= now()
+               RETURNING id, user_id
+           ), grants AS (
+               UPDATE accounts_trusteddevice t SET is_trusted = false, revoked_at = now(), updated_at = now()
+                 FROM expired WHERE t.device_id = expired.id AND t.is_trusted AND NOT t.is_deleted
+               RETURNING 1
+           ), audited AS (
+               INSERT INTO audit_log_deviceauditlog (user_id, device_id, action, trust_state_change)
+               SELECT user_id, id, 'trust_expired', 'trust expired' FROM expired
+               RETURNING 1
+           )
+           SELECT count(*) AS "n!" FROM expired"#
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(n as u64)
+}

@@ -295,7 +295,8 @@ pub async fn revoke_family(db: impl PgExecutor<'_>, family_id: Uuid, reason: &st
 }
 
 /// Revokes the given sessions of `user_id` that are still active, with their refresh
-/// tokens; returns the ids revoked.
+/// tokens, and ends each one's link to its device in the link audit (with how long it
+/// lasted); returns the ids revoked.
 pub async fn revoke_sessions(
     db: &mut sqlx::PgConnection,
     user_id: Uuid,
@@ -304,10 +305,21 @@ pub async fn revoke_sessions(
     reason: &str,
 ) -> sqlx::Result<Vec<Uuid>> {
     let ids = sqlx::query_scalar!(
-        "UPDATE accounts_session SET status = 'revoked', revoked_at = now(), revoked_reason = $4, updated_at = now()
-          WHERE user_id = $1 AND status = 'active' AND ($2::uuid IS NULL OR id = $2)
-            AND ($3::uuid IS NULL OR id <> $3)
-      RETURNING id",
+        r#"WITH revoked AS (
+               UPDATE accounts_session SET status = 'revoked', revoked_at = now(), revoked_reason = $4, updated_at = now()
+                WHERE user_id = $1 AND status = 'active' AND ($2::uuid IS NULL OR id = $2)
+                  AND ($3::uuid IS NULL OR id <> $3)
+               RETURNING id, device_id, created_at, ip_address
+           ), unlinked AS (
+               INSERT INTO audit_log_sessiondevicelinkauditlog
+                   (user_id, session_id, device_id, link_action, revoked_at, link_duration_seconds, ip_address, metadata)
+               SELECT $1, id, device_id, 'revoked', now(),
+                      LEAST(extract(epoch FROM now() - created_at), 2147483647)::int, ip_address,
+                      jsonb_build_object('reason', $4::text)
+                 FROM revoked WHERE device_id IS NOT NULL
+               RETURNING 1
+           )
+           SELECT id AS "id!" FROM revoked"#,
         user_id,
         only,
         except,

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     accounts::{
-        models::{Authenticated, DeviceSeen, DeviceView, Email, UserRow},
+        models::{Authenticated, DeviceSeen, DeviceView, Email, NearDevice, UserRow},
         repo::{self, LoginFacts},
         risk::{self, Assessment, Signals, Travel},
     },
@@ -222,4 +222,9 @@ pub async fn delete_device(state: &AppState, client: &ClientContext, auth: &Auth
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Devices within `km` of a point (the handler admits staff with `accounts.view_device`).
+pub async fn devices_near(state: &AppState, (lat, lon): (f64, f64), km: f64, limit: i64) -> AppResult<Vec<NearDevice>> {
+    Ok(repo::devices_near(&state.db, lat, lon, km, limit).await?)
 }

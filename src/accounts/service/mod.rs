@@ -20,7 +20,9 @@ mod tokens;
 
 pub use admin::{admin_logout_all, admin_unlock, create_superuser, usernames};
 pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
-pub use devices::{delete_device, device, devices, mark_compromised, rename_device, trust_device, untrust_device};
+pub use devices::{
+    delete_device, device, devices, devices_near, mark_compromised, rename_device, trust_device, untrust_device,
+};
 pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
 pub use login::login;
 pub use mfa::*;

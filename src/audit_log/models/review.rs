@@ -92,6 +92,8 @@ pub struct EventFilter {
     pub min_risk_score: Option<i32>,
     pub is_anomalous: Option<bool>,
     pub requires_review: Option<bool>,
+    /// Rows whose anomaly_reasons hold this reason.
+    pub anomaly: Option<String>,
 }
 
 /// A row of audit_log_auditlogsummary.

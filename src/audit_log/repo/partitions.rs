@@ -67,3 +67,17 @@ pub async fn retention_months(db: impl PgExecutor<'_>, table: &str) -> sqlx::Res
         .fetch_optional(db)
         .await
 }
+
+/// The raw client addresses of the audit tables, and what dates them
+/// (core::db::truncate_ips; each statement prunes to the partitions of its window).
+pub const IP_COLUMNS: &[crate::core::db::IpColumn] = &[
+    crate::core::db::IpColumn { table: "audit_log_sessionauditlog", ip: "ip_address", dated_by: "created_at" },
+    crate::core::db::IpColumn { table: "audit_log_deviceauditlog", ip: "ip_address", dated_by: "created_at" },
+    crate::core::db::IpColumn { table: "audit_log_deviceauditlog", ip: "previous_ip", dated_by: "created_at" },
+    crate::core::db::IpColumn { table: "audit_log_mfaauditlog", ip: "ip_address", dated_by: "created_at" },
+    crate::core::db::IpColumn {
+        table: "audit_log_sessiondevicelinkauditlog",
+        ip: "ip_address",
+        dated_by: "created_at",
+    },
+];

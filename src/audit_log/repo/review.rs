@@ -31,7 +31,8 @@ pub async fn list_events(
                 f.is_anomalous,
                 f.requires_review,
                 limit,
-                offset
+                offset,
+                f.anomaly.as_deref()
             )
             .fetch_all(db)
             .await
@@ -45,12 +46,14 @@ pub async fn list_events(
     }
 }
 
-/// The plan of `list_events` for `kind` between `from` and `to` (tests and diagnosis).
+/// The plan of `list_events` for `kind` between `from` and `to`, optionally for one
+/// anomaly reason (tests and diagnosis).
 pub async fn explain_list(
     db: impl PgExecutor<'_>,
     kind: crate::audit_log::models::AuditKind,
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
+    anomaly: Option<&str>,
 ) -> sqlx::Result<Vec<String>> {
     use crate::audit_log::models::AuditKind;
     let sql = match kind {
@@ -70,6 +73,7 @@ pub async fn explain_list(
         .bind(None::<bool>)
         .bind(20_i64)
         .bind(0_i64)
+        .bind(anomaly)
         .fetch_all(db)
         .await
 }
