@@ -408,6 +408,14 @@ async fn a_trusted_device_skips_mfa_and_others_do_not(pool: PgPool) {
     assert_eq!(trust(laptop.clone()).await.unwrap().status(), 200);
     let skipped = tokens(json(login("laptop-1").await.unwrap()).await);
     assert_eq!(app.with_token(Method::GET, "/api/v1/users/me", &skipped.access).send().await.unwrap().status(), 200);
+    // Trusting a device needs an aal 2 session while MFA is on; the skip gave aal 1.
+    let r = app
+        .with_token(Method::POST, &format!("/api/v1/devices/{laptop}/trust"), &skipped.access)
+        .json(&json!({"days": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "MFA_REQUIRED").await;
     let r = app
         .with_token(Method::POST, &format!("/api/v1/devices/{laptop}/compromised"), &aal2.access)
         .send()
