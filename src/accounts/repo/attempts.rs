@@ -110,11 +110,16 @@ pub async fn login_facts(
                   COALESCE(dev.can_skip_mfa AND dev.mfa_skip_until > now() AND NOT dev.is_compromised, false)
                       AS "device_may_skip_mfa!",
                   EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id) AS "any_session!",
-                  EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id AND s.country = $7)
-                      AS "seen_country!",
-                  EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id
-                             AND s.ip_address <<= network(set_masklen($3::inet,
-                                 CASE WHEN family($3::inet) = 6 THEN 48 ELSE 16 END))) AS "seen_ip_range!",
+                  -- CASE, not AND: without a country or an address there is nothing to look
+                  -- for, and the scan of the user's sessions must not run at all.
+                  CASE WHEN $7::text IS NULL THEN false
+                       ELSE EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id AND s.country = $7)
+                  END AS "seen_country!",
+                  CASE WHEN $3::inet IS NULL THEN false
+                       ELSE EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id
+                                      AND s.ip_address <<= network(set_masklen($3::inet,
+                                          CASE WHEN family($3::inet) = 6 THEN 48 ELSE 16 END)))
+                  END AS "seen_ip_range!",
                   last.latitude::float8 AS "last_latitude?", last.longitude::float8 AS "last_longitude?",
                   last.last_used_at AS "last_at?"
              FROM ident CROSS JOIN by_ip
