@@ -95,6 +95,22 @@ async fn devices_are_per_user_and_a_new_one_is_announced_once(pool: PgPool) {
         assert_error(bob_call(method.clone(), path.clone()).await.unwrap(), 404, "NOT_FOUND").await;
     }
     assert_eq!(list(&app, &ann.access).await.as_array().unwrap().len(), 2, "still there");
+    // An id that is nobody's is as unknown (found by schemathesis as a 500 on DELETE).
+    let nobody = uuid::Uuid::now_v7();
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/devices/{nobody}")),
+        (Method::PATCH, format!("/api/v1/devices/{nobody}")),
+        (Method::POST, format!("/api/v1/devices/{nobody}/trust")),
+        (Method::DELETE, format!("/api/v1/devices/{nobody}/trust")),
+        (Method::POST, format!("/api/v1/devices/{nobody}/compromised")),
+        (Method::DELETE, format!("/api/v1/devices/{nobody}")),
+    ] {
+        let mut request = app.with_token(method.clone(), &path, &ann.access);
+        if method == Method::PATCH {
+            request = request.json(&json!({"device_name": "x"}));
+        }
+        assert_error(request.send().await.unwrap(), 404, "NOT_FOUND").await;
+    }
 
     // Deleting her device revokes its sessions.
     let r = app.with_token(Method::DELETE, &format!("/api/v1/devices/{id}"), &ann.access).send().await.unwrap();

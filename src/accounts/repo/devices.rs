@@ -170,6 +170,15 @@ pub async fn revoke_device_sessions(
     Ok(revoked)
 }
 
+/// Locks the user's device until the transaction ends; false when it is not theirs.
+pub async fn lock_own_device(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    let found =
+        sqlx::query_scalar!("SELECT id FROM accounts_device WHERE id = $1 AND user_id = $2 FOR UPDATE", id, user)
+            .fetch_optional(db)
+            .await?;
+    Ok(found.is_some())
+}
+
 pub async fn delete_device(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> sqlx::Result<bool> {
     let done = sqlx::query!("DELETE FROM accounts_device WHERE id = $1 AND user_id = $2", id, user).execute(db).await?;
     Ok(done.rows_affected() == 1)

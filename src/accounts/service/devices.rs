@@ -210,6 +210,10 @@ pub async fn mark_compromised(state: &AppState, client: &ClientContext, auth: &A
 /// Forgets the device; its sessions are revoked first.
 pub async fn delete_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
+    // Locked and owned first: the audit row below refers to the device.
+    if !repo::lock_own_device(&mut *tx, auth.user_id, id).await? {
+        return Err(AppError::NotFound);
+    }
     let revoked = repo::revoke_device_sessions(&mut tx, auth.user_id, id, "device_deleted").await?;
     let event = DeviceEvent {
         metadata: Some(serde_json::json!({ "sessions_revoked": revoked.len() })),
