@@ -8,18 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, TestApp, Tokens, assert_error, json};
-
-/// A staff superuser whose admin access does not demand MFA (enforce_for_admin off).
-async fn admin(app: &TestApp, pool: &PgPool) -> Tokens {
-    let user = crate::helpers::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
-    sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
-        .bind(user.id)
-        .execute(pool)
-        .await
-        .unwrap();
-    app.login_ok("root@example.com", PASSWORD).await
-}
+use crate::helpers::{PASSWORD, TestApp, Tokens, admin, assert_error, json};
 
 async fn get(app: &TestApp, t: &Tokens, path: &str) -> reqwest::Response {
     app.with_token(Method::GET, path, &t.access).send().await.unwrap()

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{PASSWORD, TestApp, assert_error, json, test_config, tokens};
+use crate::helpers::{PASSWORD, TestApp, admin, assert_error, json, test_config, tokens};
 
 const CHROME: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
@@ -184,17 +184,6 @@ async fn impossible_travel_from_a_trusted_proxy_is_high_risk_and_untrusted_geo_i
     let devices = json(app.with_token(Method::GET, "/api/v1/devices", &t.access).send().await.unwrap()).await;
     assert!(devices[0]["risk_score"].as_i64().unwrap() >= 50, "{devices}");
     assert_eq!(devices[0]["current"], true);
-}
-
-/// A superuser who may administer without MFA (enforce_for_admin off), signed in.
-async fn admin(app: &TestApp, pool: &PgPool) -> crate::helpers::Tokens {
-    let user = crate::helpers::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
-    sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
-        .bind(user.id)
-        .execute(pool)
-        .await
-        .unwrap();
-    app.login_ok("root@example.com", PASSWORD).await
 }
 
 #[sqlx::test]

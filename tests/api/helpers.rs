@@ -228,3 +228,14 @@ pub fn phone(raw: &str) -> gatehouse::core::types::Phone {
 pub fn keys() -> std::sync::Arc<gatehouse::core::keys::DataKeys> {
     std::sync::Arc::new(gatehouse::core::keys::DataKeys::new(&[7u8; 32], &[]))
 }
+
+/// A superuser who may administer without MFA (`enforce_for_admin` off), signed in.
+pub async fn admin(app: &TestApp, pool: &PgPool) -> Tokens {
+    let user = create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
+    sqlx::query("INSERT INTO accounts_mfasettings (user_id, enforce_for_admin) VALUES ($1, false)")
+        .bind(user.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    app.login_ok("root@example.com", PASSWORD).await
+}

@@ -66,10 +66,11 @@ async fn opt_into_news(app: &TestApp, t: &Tokens) {
     }
 }
 
-async fn send_news(pool: &PgPool) {
+/// Queues a marketing email to ann; its outbox id, or None when the policy held it back.
+async fn send_news(pool: &PgPool) -> Option<Uuid> {
     let ann = user_id(pool, "ann").await;
     let mut tx = pool.begin().await.unwrap();
-    notifications::enqueue_email(
+    let id = notifications::enqueue_email(
         &mut tx,
         &crate::helpers::keys(),
         ann,
@@ -80,6 +81,7 @@ async fn send_news(pool: &PgPool) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+    id
 }
 
 #[sqlx::test]
@@ -246,23 +248,7 @@ async fn the_daily_cap_and_the_delay_apply_per_type(pool: PgPool) {
 async fn marketing_needs_consent_and_consent_changes_are_audited(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let t = app.signed_in("ann").await;
-    let ann = user_id(&pool, "ann").await;
-    let send = || async {
-        let mut tx = pool.begin().await.unwrap();
-        let id = notifications::enqueue_email(
-            &mut tx,
-            &crate::helpers::keys(),
-            ann,
-            &email("ann@example.com"),
-            NotificationType::Marketing,
-            context! { username => "ann", body => "news" },
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        id
-    };
-    assert!(send().await.is_none());
+    assert!(send_news(&pool).await.is_none());
     assert_eq!(decisions(&pool, "marketing").await, [("suppressed".to_owned(), Some("no_consent".to_owned()))]);
 
     let consent = app
@@ -283,7 +269,7 @@ async fn marketing_needs_consent_and_consent_changes_are_audited(pool: PgPool) {
     assert_eq!(audited, 1);
 
     // Consent alone is not enough while the global marketing switch is off.
-    assert!(send().await.is_none());
+    assert!(send_news(&pool).await.is_none());
     assert_eq!(decisions(&pool, "marketing").await.last().unwrap().1.as_deref(), Some("preference_off"));
     let prefs = app
         .with_token(Method::PUT, "/api/v1/notifications/preferences", &t.access)
@@ -292,7 +278,7 @@ async fn marketing_needs_consent_and_consent_changes_are_audited(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(json(prefs).await["email_marketing"], true);
-    assert!(send().await.is_some());
+    assert!(send_news(&pool).await.is_some());
 
     let withdrawn = app
         .with_token(Method::PUT, "/api/v1/notifications/consents/marketing", &t.access)
@@ -301,7 +287,7 @@ async fn marketing_needs_consent_and_consent_changes_are_audited(pool: PgPool) {
         .await
         .unwrap();
     assert!(json(withdrawn).await["withdrawn_at"].is_string());
-    assert!(send().await.is_none());
+    assert!(send_news(&pool).await.is_none());
     // Consent never holds back a security message.
     request_reset(&app).await;
     assert_eq!(decisions(&pool, "password_reset").await[0].0, "queued");

@@ -86,17 +86,29 @@ pub async fn trust_device_by_id(
     )
     .execute(&mut *db)
     .await?;
-    end_trust_grants(&mut *db, id).await?;
+    renew_trust_grant(db, user, id, until).await?;
+    Ok(TrustOutcome::Trusted)
+}
+
+/// Records a trust grant in accounts_trusteddevice, ending the device's live one: at most
+/// one is live per device.
+pub(super) async fn renew_trust_grant(
+    db: &mut PgConnection,
+    user: Uuid,
+    device: Uuid,
+    until: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    end_trust_grants(&mut *db, device).await?;
     sqlx::query!(
         "INSERT INTO accounts_trusteddevice (user_id, device_id, trust_expires_at, can_skip_mfa, mfa_skip_until)
          VALUES ($1, $2, $3, true, $3)",
         user,
-        id,
+        device,
         until
     )
-    .execute(&mut *db)
+    .execute(db)
     .await?;
-    Ok(TrustOutcome::Trusted)
+    Ok(())
 }
 
 async fn end_trust_grants(db: &mut PgConnection, device: Uuid) -> sqlx::Result<()> {

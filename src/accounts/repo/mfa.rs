@@ -159,22 +159,7 @@ pub async fn trust_device(
     .fetch_optional(&mut *db)
     .await?;
     let Some(device) = device else { return Err(sqlx::Error::RowNotFound) };
-    sqlx::query!(
-        "UPDATE accounts_trusteddevice SET is_trusted = false, revoked_at = now(), updated_at = now()
-          WHERE device_id = $1 AND is_trusted AND NOT is_deleted",
-        device
-    )
-    .execute(&mut *db)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO accounts_trusteddevice (user_id, device_id, trust_expires_at, can_skip_mfa, mfa_skip_until)
-         VALUES ($1, $2, $3, true, $3)",
-        user,
-        device,
-        until
-    )
-    .execute(&mut *db)
-    .await?;
+    super::devices::renew_trust_grant(db, user, device, until).await?;
     Ok(device)
 }
 
