@@ -41,6 +41,40 @@ fn alerts(mails: &[crate::smtp::CapturedMail], to: &str) -> usize {
         .count()
 }
 
+/// Logins racing from one new device: each opens its session on the same device row
+/// (the upsert that finds a row another login just inserted reads it again), and only the
+/// statement that created it sends the alert.
+#[sqlx::test]
+async fn simultaneous_first_logins_from_one_device_share_it_and_alert_once(pool: PgPool) {
+    let app = std::sync::Arc::new(TestApp::spawn(pool.clone()).await);
+    register(&app, "cat").await;
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { login_from(&app, "cat@example.com", "cat-laptop", &[]).await })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(login.await.unwrap()["status"], "authenticated");
+    }
+    let devices: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM accounts_device d JOIN auth_user u ON u.id = d.user_id WHERE u.username = 'cat'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(devices, 1);
+    let linked: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT s.device_id) FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
+          WHERE u.username = 'cat' AND s.device_id IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(linked, 1, "every session names the one device");
+    assert_eq!(alerts(&app.deliver_mail().await, "cat@example.com"), 1);
+}
+
 #[sqlx::test]
 async fn devices_are_per_user_and_a_new_one_is_announced_once(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;

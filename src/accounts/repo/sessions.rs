@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use ipnetwork::IpNetwork;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::{
@@ -51,7 +51,7 @@ pub struct NewRefreshRow<'a> {
 /// this statement only (login is the hot path; see docs/performance.md). The audit columns
 /// are audit_log's own view of the event (`SessionEvent::columns`).
 pub async fn open_session(
-    db: impl PgExecutor<'_>,
+    db: &mut PgConnection,
     s: &NewSessionRow<'_>,
     r: &NewRefreshRow<'_>,
     attempt: Option<Uuid>,
@@ -60,113 +60,137 @@ pub async fn open_session(
     let e = event.columns();
     let d = s.device;
     let (latitude, longitude) = d.coordinates.unzip();
-    let row = sqlx::query!(
-        r#"WITH device AS (
-               INSERT INTO accounts_device AS d
-                   (user_id, fingerprint_hash, is_verified, device_type, os, browser, browser_version, user_agent,
-                    ip_address, latitude, longitude, last_used_at, risk_score, last_risk_assessment)
-               VALUES ($2, $3, $31, $32, $33, $34, $35, $7, $6, $36::float8, $37::float8, $14, $38, $14)
-               ON CONFLICT (user_id, fingerprint_hash) DO UPDATE
-                  SET is_verified = d.is_verified OR EXCLUDED.is_verified, device_type = EXCLUDED.device_type,
-                      os = EXCLUDED.os, browser = EXCLUDED.browser, browser_version = EXCLUDED.browser_version,
-                      user_agent = EXCLUDED.user_agent, ip_address = EXCLUDED.ip_address,
-                      latitude = COALESCE(EXCLUDED.latitude, d.latitude),
-                      longitude = COALESCE(EXCLUDED.longitude, d.longitude),
-                      last_used_at = EXCLUDED.last_used_at, risk_score = EXCLUDED.risk_score,
-                      last_risk_assessment = EXCLUDED.last_risk_assessment, updated_at = now()
-               RETURNING d.id, (d.xmax = 0) AS created
-           ), session AS (
-               INSERT INTO accounts_session
-                   (id, user_id, device_id, access_jti, refresh_jti, ip_address, user_agent, country, city, expires_at,
-                    aal, amr, mfa_verified, mfa_verified_at, mfa_method_used, created_at, last_seen_at,
-                    is_suspicious, suspicious_reason, requires_mfa_recheck)
-               SELECT $1, $2, device.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11::smallint = 2,
-                      CASE WHEN $11::smallint = 2 THEN $14::timestamptz END, $13, $14, $14,
-                      $39::text IS NOT NULL, $39, $39::text IS NOT NULL
-                 FROM device
-               RETURNING id, device_id
-           ), refresh AS (
-               INSERT INTO accounts_refreshtokenrecord (user_id, session_id, jti, family_id, created_at, expires_at)
-               SELECT $2, session.id, $15, $16, $14, $10 FROM session
-               RETURNING id
-           ), stamped AS (
-               UPDATE auth_user SET last_login = $14 WHERE id = $2 RETURNING id
-           ), settled AS (
-               UPDATE accounts_loginattempt SET user_id = $2, outcome = 'success', failure_reason = NULL
-                WHERE id = $17 RETURNING id
-           ), audit AS (
-               INSERT INTO audit_log_sessionauditlog
-                   (user_id, session_id, device_id, action, session_type, mfa_verified, mfa_method, country, city,
-                    ip_address, risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, error_message,
-                    created_at)
-               SELECT $2, session.id, session.device_id, $18, $19, $20, $21, $22, $23, $30, $24, $25, $26, $27, $28,
-                      $29, $14
-                 FROM session
-               RETURNING 1
-           ), link AS (
-               INSERT INTO audit_log_sessiondevicelinkauditlog
-                   (user_id, session_id, device_id, link_action, ip_address, risk_level, is_anomalous, anomaly_reasons,
-                    requires_review, created_at)
-               SELECT $2, session.id, session.device_id, 'linked', $30, $24, $25, $26, $27, $14 FROM session
-               RETURNING 1
-           ), device_audit AS (
-               INSERT INTO audit_log_deviceauditlog
-                   (user_id, device_id, session_id, action, device_type, browser, os, risk_score, risk_level,
-                    is_anomalous, anomaly_reasons, country, city, latitude, longitude, ip_address, requires_review,
-                    created_at)
-               SELECT $2, device.id, $1, CASE WHEN device.created THEN 'registered' ELSE 'risk_changed' END,
-                      $32, $34, $33, $38, $24, $25, $26, $22, $23, $36::float8, $37::float8, $30, $27, $14
-                 FROM device WHERE device.created OR $25
-               RETURNING 1
-           )
-           SELECT device.id AS "device_id!", device.created AS "created!",
-                  (SELECT count(*) FROM refresh) AS "refresh!", (SELECT count(*) FROM stamped) AS "stamped!",
-                  (SELECT count(*) FROM settled) AS "settled!", (SELECT count(*) FROM audit) AS "audit!",
-                  (SELECT count(*) FROM link) AS "link!", (SELECT count(*) FROM device_audit) AS "device_audit!"
-             FROM device"#,
-        s.id,
-        s.user_id,
-        d.fingerprint_hash,
-        s.access_jti,
-        s.refresh_jti,
-        s.ip,
-        s.user_agent,
-        s.country,
-        s.city,
-        s.expires_at,
-        s.aal,
-        s.amr,
-        s.mfa_method,
-        s.created_at,
-        r.jti,
-        r.family_id,
-        attempt,
-        e.action,
-        e.session_type,
-        event.mfa_verified,
-        e.mfa_method,
-        e.country,
-        e.city,
-        e.risk_level,
-        event.flags.is_anomalous,
-        e.anomaly_reasons.as_deref(),
-        event.flags.requires_review,
-        event.metadata,
-        event.error_message,
-        event.origin.ip,
-        d.verified,
-        d.agent.device_type,
-        d.agent.os.as_deref(),
-        d.agent.browser.as_deref(),
-        d.agent.browser_version.as_deref(),
-        latitude,
-        longitude,
-        s.risk_score,
-        s.suspicious_reason.as_deref(),
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(OpenedSession { device_id: row.device_id, new_device: row.created })
+    // A device row another login inserted after this statement's snapshot was taken and
+    // that the upsert then left alone is invisible to the fallback SELECT: nothing was
+    // opened (the session insert hangs off `device`), so the statement runs once more with
+    // a fresh snapshot. The writes not tied to the device repeat idempotently.
+    for _ in 0..2 {
+        let row = sqlx::query!(
+            r#"WITH upserted AS (
+                   INSERT INTO accounts_device AS d
+                       (user_id, fingerprint_hash, is_verified, device_type, os, browser, browser_version, user_agent,
+                        ip_address, latitude, longitude, last_used_at, risk_score, last_risk_assessment)
+                   VALUES ($2, $3, $31, $32, $33, $34, $35, $7, $6, $36::float8, $37::float8, $14, $38, $14)
+                   ON CONFLICT (user_id, fingerprint_hash) DO UPDATE
+                      SET is_verified = d.is_verified OR EXCLUDED.is_verified, device_type = EXCLUDED.device_type,
+                          os = EXCLUDED.os, browser = EXCLUDED.browser, browser_version = EXCLUDED.browser_version,
+                          user_agent = EXCLUDED.user_agent, ip_address = EXCLUDED.ip_address,
+                          latitude = COALESCE(EXCLUDED.latitude, d.latitude),
+                          longitude = COALESCE(EXCLUDED.longitude, d.longitude),
+                          last_used_at = EXCLUDED.last_used_at, risk_score = EXCLUDED.risk_score,
+                          last_risk_assessment = EXCLUDED.last_risk_assessment, updated_at = now()
+                      -- The same device signing in again within a minute, from the same place
+                      -- with the same score, leaves its row as it is: last_used_at keeps a
+                      -- minute's resolution and a burst of logins writes no device versions.
+                      WHERE d.last_used_at IS NULL OR d.last_used_at < EXCLUDED.last_used_at - interval '1 minute'
+                         OR (EXCLUDED.is_verified AND NOT d.is_verified)
+                         OR d.risk_score IS DISTINCT FROM EXCLUDED.risk_score
+                         OR d.ip_address IS DISTINCT FROM EXCLUDED.ip_address
+                         OR d.user_agent IS DISTINCT FROM EXCLUDED.user_agent
+                         OR (EXCLUDED.latitude IS NOT NULL
+                             AND (d.latitude, d.longitude) IS DISTINCT FROM (EXCLUDED.latitude, EXCLUDED.longitude))
+                   RETURNING d.id, (d.xmax = 0) AS created
+               ), device AS (
+                   SELECT id, created FROM upserted
+                   UNION ALL
+                   SELECT id, false FROM accounts_device
+                    WHERE user_id = $2 AND fingerprint_hash = $3 AND NOT EXISTS (SELECT 1 FROM upserted)
+               ), session AS (
+                   INSERT INTO accounts_session
+                       (id, user_id, device_id, access_jti, refresh_jti, ip_address, user_agent, country, city, expires_at,
+                        aal, amr, mfa_verified, mfa_verified_at, mfa_method_used, created_at, last_seen_at,
+                        is_suspicious, suspicious_reason, requires_mfa_recheck)
+                   SELECT $1, $2, device.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11::smallint = 2,
+                          CASE WHEN $11::smallint = 2 THEN $14::timestamptz END, $13, $14, $14,
+                          $39::text IS NOT NULL, $39, $39::text IS NOT NULL
+                     FROM device
+                   RETURNING id, device_id
+               ), refresh AS (
+                   INSERT INTO accounts_refreshtokenrecord (user_id, session_id, jti, family_id, created_at, expires_at)
+                   SELECT $2, session.id, $15, $16, $14, $10 FROM session
+                   RETURNING id
+               ), stamped AS (
+                   UPDATE auth_user SET last_login = $14 WHERE id = $2 RETURNING id
+               ), settled AS (
+                   UPDATE accounts_loginattempt SET user_id = $2, outcome = 'success', failure_reason = NULL
+                    WHERE id = $17 RETURNING id
+               ), audit AS (
+                   INSERT INTO audit_log_sessionauditlog
+                       (user_id, session_id, device_id, action, session_type, mfa_verified, mfa_method, country, city,
+                        ip_address, risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, error_message,
+                        created_at)
+                   SELECT $2, session.id, session.device_id, $18, $19, $20, $21, $22, $23, $30, $24, $25, $26, $27, $28,
+                          $29, $14
+                     FROM session
+                   RETURNING 1
+               ), link AS (
+                   INSERT INTO audit_log_sessiondevicelinkauditlog
+                       (user_id, session_id, device_id, link_action, ip_address, risk_level, is_anomalous, anomaly_reasons,
+                        requires_review, created_at)
+                   SELECT $2, session.id, session.device_id, 'linked', $30, $24, $25, $26, $27, $14 FROM session
+                   RETURNING 1
+               ), device_audit AS (
+                   INSERT INTO audit_log_deviceauditlog
+                       (user_id, device_id, session_id, action, device_type, browser, os, risk_score, risk_level,
+                        is_anomalous, anomaly_reasons, country, city, latitude, longitude, ip_address, requires_review,
+                        created_at)
+                   SELECT $2, device.id, $1, CASE WHEN device.created THEN 'registered' ELSE 'risk_changed' END,
+                          $32, $34, $33, $38, $24, $25, $26, $22, $23, $36::float8, $37::float8, $30, $27, $14
+                     FROM device WHERE device.created OR $25
+                   RETURNING 1
+               )
+               SELECT device.id AS "device_id!", device.created AS "created!",
+                      (SELECT count(*) FROM refresh) AS "refresh!", (SELECT count(*) FROM stamped) AS "stamped!",
+                      (SELECT count(*) FROM settled) AS "settled!", (SELECT count(*) FROM audit) AS "audit!",
+                      (SELECT count(*) FROM link) AS "link!", (SELECT count(*) FROM device_audit) AS "device_audit!"
+                 FROM device"#,
+            s.id,
+            s.user_id,
+            d.fingerprint_hash,
+            s.access_jti,
+            s.refresh_jti,
+            s.ip,
+            s.user_agent,
+            s.country,
+            s.city,
+            s.expires_at,
+            s.aal,
+            s.amr,
+            s.mfa_method,
+            s.created_at,
+            r.jti,
+            r.family_id,
+            attempt,
+            e.action,
+            e.session_type,
+            event.mfa_verified,
+            e.mfa_method,
+            e.country,
+            e.city,
+            e.risk_level,
+            event.flags.is_anomalous,
+            e.anomaly_reasons.as_deref(),
+            event.flags.requires_review,
+            event.metadata,
+            event.error_message,
+            event.origin.ip,
+            d.verified,
+            d.agent.device_type,
+            d.agent.os.as_deref(),
+            d.agent.browser.as_deref(),
+            d.agent.browser_version.as_deref(),
+            latitude,
+            longitude,
+            s.risk_score,
+            s.suspicious_reason.as_deref(),
+        )
+        .fetch_optional(&mut *db)
+        .await?;
+        if let Some(row) = row {
+            return Ok(OpenedSession { device_id: row.device_id, new_device: row.created });
+        }
+    }
+    Err(sqlx::Error::RowNotFound)
 }
 
 /// What opening a session found out about its device.

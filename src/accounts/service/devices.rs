@@ -52,7 +52,8 @@ pub(super) async fn open_and_alert(
     device_known: bool,
 ) -> AppResult<Authenticated> {
     if device_known {
-        return Ok(start_session(&state.db, state, session).await?.authenticated);
+        let mut conn = state.db.acquire().await?;
+        return Ok(start_session(&mut conn, state, session).await?.authenticated);
     }
     let (user, client, device) = (session.user.clone(), session.client, session.device.clone());
     let mut tx = state.db.begin().await?;

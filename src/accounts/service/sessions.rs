@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use secrecy::SecretString;
-use sqlx::PgExecutor;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{access_ttl, authenticated, refresh_ttl, session_event, session_max_age, token_hash};
@@ -74,9 +74,9 @@ pub struct Opened {
 
 /// Opens a session with its first refresh token, records the login and signs the access
 /// token; settles the password attempt when given. The writes are one statement, so `db`
-/// is the pool for password login or the caller's transaction for MFA (aal 2), which
-/// consumes its challenge in the same commit.
-pub async fn start_session(db: impl PgExecutor<'_>, state: &AppState, s: NewSession<'_>) -> AppResult<Opened> {
+/// is a pooled connection for password login (autocommit) or the caller's transaction for
+/// MFA (aal 2), which consumes its challenge in the same commit.
+pub async fn start_session(db: &mut PgConnection, state: &AppState, s: NewSession<'_>) -> AppResult<Opened> {
     let now = Utc::now();
     let session_id = Uuid::now_v7();
     let access_jti = Uuid::new_v4().to_string();
