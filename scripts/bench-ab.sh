@@ -8,13 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 BEFORE_BINARY AFTER_BINARY" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y -qq wrk >&2 || sudo apt-get install -y -qq wrk >&2; }
 bins=("$1" "$2")
 rounds="${ROUNDS:-6}"
 seconds="${BENCH_SECONDS:-10}"
 port="${BENCH_PORT:-18090}"
 key=target/bench-jwt.pem
 mkdir -p target
-[ -f "$key" ] || "${bins[1]}" keys generate --out "$key" >/dev/null
+[ -f "$key" ] || APP_ENV=development "${bins[1]}" keys generate --out "$key" >/dev/null
 hz=$(getconf CLK_TCK)
 ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'; }
 
@@ -22,7 +23,7 @@ urls=()
 for i in 0 1; do
   url=$(scripts/db.sh url "gatehouse_ab_$i")
   psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS gatehouse_ab_$i WITH (FORCE)" -c "CREATE DATABASE gatehouse_ab_$i" >/dev/null
-  DATABASE_URL="$url" "${bins[$i]}" migrate >/dev/null
+  DATABASE_URL="$url" APP_ENV=development "${bins[$i]}" migrate >/dev/null
   urls+=("$url")
 done
 
@@ -32,6 +33,7 @@ round() {
   DATABASE_URL="$url" APP_ENV=development JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$port" RUN_JOBS=false \
     LOG_FORMAT=json RUST_LOG=warn "${bins[$i]}" serve > "target/bench-ab-$i.log" 2>&1 &
   srv=$!
+  trap "kill $srv 2>/dev/null || true" EXIT
   for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
   curl -s -o /dev/null -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
     -d '{"email":"bench@example.com","username":"bench","password":"Correct-Horse-Battery-9"}'

@@ -55,7 +55,7 @@ pub struct History {
     pub device_known: bool,
     pub device_compromised: bool,
     pub device_may_skip_mfa: bool,
-    /// A session of the account came from this country / this /16 (IPv6 /48) before.
+    /// One of the account's last 50 sessions came from this country / this /16 (IPv6 /48).
     pub seen_country: bool,
     pub seen_ip_range: bool,
     /// The place and time of the account's most recent login that had coordinates.
@@ -109,23 +109,25 @@ pub async fn login_facts(
                   dev.id IS NOT NULL AS "device_known!", COALESCE(dev.is_compromised, false) AS "device_compromised!",
                   COALESCE(dev.can_skip_mfa AND dev.mfa_skip_until > now() AND NOT dev.is_compromised, false)
                       AS "device_may_skip_mfa!",
-                  EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id) AS "any_session!",
-                  -- CASE, not AND: without a country or an address there is nothing to look
-                  -- for, and the scan of the user's sessions must not run at all.
-                  CASE WHEN $7::text IS NULL THEN false
-                       ELSE EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id AND s.country = $7)
-                  END AS "seen_country!",
-                  CASE WHEN $3::inet IS NULL THEN false
-                       ELSE EXISTS (SELECT 1 FROM accounts_session s WHERE s.user_id = u.id
-                                      AND s.ip_address <<= network(set_masklen($3::inet,
-                                          CASE WHEN family($3::inet) = 6 THEN 48 ELSE 16 END)))
-                  END AS "seen_ip_range!",
+                  COALESCE(hist.any_session, false) AS "any_session!",
+                  COALESCE(hist.seen_country, false) AS "seen_country!",
+                  COALESCE(hist.seen_ip_range, false) AS "seen_ip_range!",
                   last.latitude::float8 AS "last_latitude?", last.longitude::float8 AS "last_longitude?",
                   last.last_used_at AS "last_at?"
              FROM ident CROSS JOIN by_ip
              LEFT JOIN auth_user u ON u.email = $1
              LEFT JOIN accounts_mfasettings m ON m.user_id = u.id
              LEFT JOIN accounts_device dev ON dev.user_id = u.id AND dev.fingerprint_hash = $6
+             -- The user's last 50 sessions, read from idx_session_user_recent alone: has
+             -- any come from this country, or this /16 (IPv6 /48)? Bounded, however many
+             -- sessions the account has had.
+             LEFT JOIN LATERAL (
+                 SELECT true AS any_session, bool_or(r.country = $7::text) AS seen_country,
+                        bool_or(r.ip_address <<= network(set_masklen($3::inet,
+                            CASE WHEN family($3::inet) = 6 THEN 48 ELSE 16 END))) AS seen_ip_range
+                   FROM (SELECT s.country, s.ip_address FROM accounts_session s WHERE s.user_id = u.id
+                          ORDER BY s.created_at DESC LIMIT 50) r
+                 HAVING count(*) > 0) hist ON true
              LEFT JOIN LATERAL (
                  SELECT d.latitude, d.longitude, d.last_used_at FROM accounts_device d
                   WHERE d.user_id = u.id AND d.latitude IS NOT NULL AND d.last_used_at IS NOT NULL
