@@ -4,7 +4,7 @@
 # On a shared 2-core box a single before/after pair moves by ±10% with whatever else runs;
 # alternating the two in short rounds puts both under the same drift, so the medians
 # compare. Each binary gets its own database (migrated by itself) and bench user. Per round:
-# login req/s at c=4 and PostgreSQL CPU per login. ROUNDS (default 6), BENCH_SECONDS (10).
+# login req/s at c=CONNS (4) and PostgreSQL CPU per login. ROUNDS (default 6), BENCH_SECONDS (10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 BEFORE_BINARY AFTER_BINARY" >&2; exit 2; }
@@ -12,6 +12,7 @@ command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y -qq
 bins=("$1" "$2")
 rounds="${ROUNDS:-6}"
 seconds="${BENCH_SECONDS:-10}"
+conns="${CONNS:-4}"
 port="${BENCH_PORT:-18090}"
 key=target/bench-jwt.pem
 mkdir -p target
@@ -37,9 +38,15 @@ round() {
   for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
   curl -s -o /dev/null -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
     -d '{"email":"bench@example.com","username":"bench","password":"Correct-Horse-Battery-9"}'
+  # The machine's PostgreSQL may run without autovacuum (this one does); a deployment's
+  # would have analyzed the tables. Without it the planner knows nothing of the sessions
+  # table's size and plans the login's history lookup as a scan of all of it.
+  curl -s -o /dev/null -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"bench@example.com","password":"Correct-Horse-Battery-9"}'
+  psql "$url" -qc "ANALYZE" >/dev/null
   pids=$(psql "$url" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type <> 'client backend'")
   pg0=$(ticks $pids)
-  wrk -t2 -c4 -d"${seconds}s" -s scripts/bench/login.lua "$base" > "target/wrk-ab-$i.txt"
+  wrk -t"$(( conns < 2 ? 1 : 2 ))" -c"$conns" -d"${seconds}s" -s scripts/bench/login.lua "$base" > "target/wrk-ab-$i.txt"
   pg1=$(ticks $pids)
   kill $srv; wait $srv 2>/dev/null || true
   rps=$(awk '/Requests\/sec/ {print $2}' "target/wrk-ab-$i.txt")
