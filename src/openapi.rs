@@ -32,11 +32,17 @@ use crate::{
         accounts::handlers::logout_all, accounts::handlers::change_password,
         accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
         accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
+        accounts::handlers::request_email_change, accounts::handlers::confirm_email_change,
+        accounts::handlers::request_export, accounts::handlers::export_status, accounts::handlers::export_download,
         accounts::handlers::sessions, accounts::handlers::revoke_session,
+        accounts::handlers::api_keys, accounts::handlers::create_api_key, accounts::handlers::revoke_api_key,
         accounts::handlers::devices, accounts::handlers::device, accounts::handlers::rename_device,
         accounts::handlers::trust_device, accounts::handlers::untrust_device, accounts::handlers::mark_compromised,
         accounts::handlers::delete_device, accounts::handlers::admin_devices_near,
         accounts::handlers::admin_unlock, accounts::handlers::admin_logout_all,
+        accounts::handlers::admin_users, accounts::handlers::admin_user, accounts::handlers::admin_update_user,
+        accounts::handlers::admin_mfa_reset, accounts::handlers::admin_change_requests,
+        accounts::handlers::admin_approve_change, accounts::handlers::admin_reject_change,
         accounts::handlers::mfa_send, accounts::handlers::mfa_verify, accounts::handlers::step_up,
         accounts::handlers::mfa_status, accounts::handlers::totp_setup, accounts::handlers::totp_confirm,
         accounts::handlers::totp_remove, accounts::handlers::regenerate_backup_codes,
@@ -89,11 +95,18 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`ApiKey gh_<prefix>_<secret>`; only on operations whose x-api-key-scope the key holds",
+            ))),
         );
     }
 }
@@ -106,11 +119,24 @@ struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{RefOr, path::ParameterIn};
+        use axum::http::Method;
+        use utoipa::openapi::{RefOr, extensions::ExtensionsBuilder, path::ParameterIn, security::SecurityRequirement};
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = matches!(path.as_str(), "/healthz" | "/readyz" | "/.well-known/jwks.json");
-            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
-            for op in ops.into_iter().flatten() {
+            let ops = [
+                (Method::GET, &mut item.get),
+                (Method::PUT, &mut item.put),
+                (Method::POST, &mut item.post),
+                (Method::DELETE, &mut item.delete),
+                (Method::PATCH, &mut item.patch),
+            ];
+            for (method, op) in ops.into_iter().filter_map(|(m, op)| op.as_mut().map(|op| (m, op))) {
+                // The routes an API key may call, from the table the extractor checks.
+                if let Some(scope) = crate::core::auth::required_scope(&method, path) {
+                    op.security.get_or_insert_with(Vec::new).push(SecurityRequirement::new("api_key", [scope]));
+                    let scope = ExtensionsBuilder::new().add("x-api-key-scope", scope).build();
+                    op.extensions.get_or_insert_with(Default::default).merge(scope);
+                }
                 let params: Vec<ParameterIn> = op
                     .parameters
                     .iter()

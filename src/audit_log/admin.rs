@@ -87,8 +87,8 @@ pub async fn run_summary(state: &AppState, day: NaiveDate) -> AppResult<JobRun> 
     Ok(summary::run_day(&state.db, day, summary::Trigger::Admin).await?)
 }
 
-pub async fn jobs(state: &AppState, kind: Option<&str>, page: Page) -> AppResult<(Vec<JobRun>, i64)> {
-    Ok(repo::job_runs(&state.db, kind, page.limit, page.offset()).await?)
+pub async fn jobs(state: &AppState, kind: Option<&str>, latest: bool, page: Page) -> AppResult<(Vec<JobRun>, i64)> {
+    Ok(repo::job_runs(&state.db, kind, latest, page.limit, page.offset()).await?)
 }
 
 /// Months kept per audit table: its policy row, else the configured default.

@@ -21,10 +21,10 @@ use crate::core::{
     AppResult, AppState,
     auth::{AuthUser, require_permission},
     error::{ErrorBody, Problems},
-    extract::{AppJson, AppPath, AppQuery, Page, PageParams, Paginated},
+    extract::{AppJson, AppPath, AppQuery, Page, PageParams, Paginated, flag},
 };
 
-#[utoipa::path(get, path = "/api/v1/admin/audit/{kind}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/audit/{kind}", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlog"))), security(("bearer" = [])),
     params(("kind" = String, Path, description = "session, device, mfa or link; else 400"), EventQuery),
     responses(
         (status = 200, description = "newest first: {items: [AuditEvent], pagination}", body = Object),
@@ -57,7 +57,7 @@ pub struct Reviewed {
     pub review_status: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/audit/{kind}/{id}/review", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/audit/{kind}/{id}/review", tag = "admin", extensions(("x-permission" = json!("audit_log.review_auditlog"))), security(("bearer" = [])),
     params(("kind" = String, Path), ("id" = Uuid, Path)), request_body = ReviewRequest,
     responses((status = 200, body = Reviewed, description = "recorded, and itself audited (audit_reviewed)"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -88,7 +88,7 @@ pub struct SummaryQuery {
     pub limit: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/audit/summaries", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/audit/summaries", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlogsummary"))), security(("bearer" = [])),
     params(SummaryQuery),
     responses((status = 200, description = "{items: [Summary], pagination}, newest day first", body = Object),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -102,7 +102,7 @@ pub async fn summaries(
     let (from, to) = date_range(q.date.as_deref(), q.from.as_deref(), q.to.as_deref(), &mut problems);
     problems.into_result()?;
     let mut problems = Problems::new();
-    let page = page(q.page.as_deref(), q.limit.as_deref(), &mut problems);
+    let page = PageParams::from_text(q.page.as_deref(), q.limit.as_deref(), &mut problems);
     let user =
         q.user_id.as_deref().and_then(|u| problems.check("user_id", Uuid::parse_str(u).map_err(|_| "must be a UUID")));
     problems.into_result()?;
@@ -117,7 +117,7 @@ pub struct RangeQuery {
     pub to: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/audit/summaries/daily", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/audit/summaries/daily", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlogsummary"))), security(("bearer" = [])),
     params(RangeQuery),
     responses((status = 200, body = Vec<DailyTotals>, description = "one row per day from..=to (default: 30 days), zeros included"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -141,7 +141,7 @@ pub struct RunRequest {
     pub date: chrono::NaiveDate,
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/audit/summaries/run", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/audit/summaries/run", tag = "admin", extensions(("x-permission" = json!("audit_log.run_auditlogsummary"))), security(("bearer" = [])),
     request_body = RunRequest,
     responses((status = 200, body = JobRun, description = "the run; re-running a day is idempotent"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -157,14 +157,19 @@ pub async fn run_summary(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
-    /// `audit_summary`, `partitions`, `cleanup`, `outbox` or `data_export`.
+    /// `audit_summary`, `partitions`, `cleanup`, `ip_retention` or `data_export`.
     pub kind: Option<String>,
+    /// `true`: only the newest run of each kind (what ran last, kind by kind).
+    pub latest: Option<String>,
     pub page: Option<String>,
     pub limit: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/jobs", tag = "admin", security(("bearer" = [])), params(JobsQuery),
-    responses((status = 200, description = "{items: [JobRun], pagination}, newest first", body = Object),
+/// Every kind of background job (audit_log_jobrun.kind).
+const JOB_KINDS: [&str; 6] = ["audit_summary", "partitions", "cleanup", "ip_retention", "data_export", "outbox"];
+
+#[utoipa::path(get, path = "/api/v1/admin/jobs", tag = "admin", extensions(("x-permission" = json!("audit_log.view_jobrun"))), security(("bearer" = [])), params(JobsQuery),
+    responses((status = 200, description = "{items: [JobRun], pagination}, newest first; with latest=true one run per kind: the last", body = Object),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn jobs(
     State(state): State<AppState>,
@@ -173,18 +178,22 @@ pub async fn jobs(
 ) -> AppResult<Json<Paginated<JobRun>>> {
     require_permission(&state, &auth, "audit_log.view_jobrun").await?;
     let mut problems = Problems::new();
-    let page = page(q.page.as_deref(), q.limit.as_deref(), &mut problems);
+    let page = PageParams::from_text(q.page.as_deref(), q.limit.as_deref(), &mut problems);
     if let Some(k) = &q.kind
-        && !["audit_summary", "partitions", "cleanup", "outbox", "data_export"].contains(&k.as_str())
+        && !JOB_KINDS.contains(&k.as_str())
     {
         problems.add("kind", "is not a job kind");
     }
+    let latest = match q.latest.as_deref() {
+        None => false,
+        Some(raw) => problems.check("latest", flag(raw).ok_or("must be true or false")).unwrap_or(false),
+    };
     problems.into_result()?;
-    let (items, total) = admin::jobs(&state, q.kind.as_deref(), page).await?;
+    let (items, total) = admin::jobs(&state, q.kind.as_deref(), latest, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/audit/retention", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/audit/retention", tag = "admin", extensions(("x-permission" = json!("audit_log.view_retentionpolicy"))), security(("bearer" = [])),
     responses((status = 200, body = Vec<Retention>, description = "Months kept per audit table"),
         (status = 401, body = ErrorBody, description = "UNAUTHENTICATED"),
         (status = 403, body = ErrorBody, description = "FORBIDDEN without audit_log.view_retentionpolicy; MFA_REQUIRED")))]
@@ -193,7 +202,7 @@ pub async fn retention(State(state): State<AppState>, auth: AuthUser) -> AppResu
     Ok(Json(admin::retention(&state).await?))
 }
 
-#[utoipa::path(put, path = "/api/v1/admin/audit/retention", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/admin/audit/retention", tag = "admin", extensions(("x-permission" = json!("audit_log.change_retentionpolicy"))), security(("bearer" = [])),
     request_body(content = Object, description = "kind -> months kept (AUDIT_RETENTION_MIN_MONTHS, default 12, ..120), any subset: {\"session\": 18, \"mfa\": 24}; all or none; each change audited (retention_changed)"),
     responses((status = 200, body = Vec<Retention>, description = "Months kept per audit table, after the change"),
         (status = 401, body = ErrorBody, description = "UNAUTHENTICATED"),
@@ -268,24 +277,6 @@ fn instant(raw: &str, end: bool) -> Option<DateTime<Utc>> {
     Some(day.and_time(NaiveTime::MIN).and_utc())
 }
 
-fn boolean(raw: &str) -> Option<bool> {
-    match raw {
-        "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
-        _ => None,
-    }
-}
-
-/// The page of a query whose values arrive as text (so every bad parameter is reported at
-/// once); the range rules are `PageParams`'s.
-fn page(page: Option<&str>, limit: Option<&str>, problems: &mut Problems) -> Page {
-    let mut number = |raw: Option<&str>, field: &str| {
-        raw.and_then(|r| problems.check(field, r.parse::<i64>().map_err(|_| "must be a whole number")))
-    };
-    let params = PageParams { page: number(page, "page"), limit: number(limit, "limit") };
-    params.validate(problems)
-}
-
 /// Checks the query against `kind` (its action names).
 fn parse_query(kind: Option<AuditKind>, q: &EventQuery) -> AppResult<(EventFilter, Page)> {
     let mut problems = Problems::new();
@@ -340,7 +331,7 @@ fn parse_query(kind: Option<AuditKind>, q: &EventQuery) -> AppResult<(EventFilte
         (&q.requires_review, "requires_review", &mut f.requires_review),
     ] {
         if let Some(v) = raw {
-            *slot = boolean(v).or_else(|| {
+            *slot = flag(v).or_else(|| {
                 problems.add(field, "must be true or false");
                 None
             });
@@ -354,7 +345,7 @@ fn parse_query(kind: Option<AuditKind>, q: &EventQuery) -> AppResult<(EventFilte
             problems.add("anomaly", "must be an anomaly reason such as new_country (docs/risk.md)");
         }
     }
-    let page = page(q.page.as_deref(), q.limit.as_deref(), &mut problems);
+    let page = PageParams::from_text(q.page.as_deref(), q.limit.as_deref(), &mut problems);
     problems.finish((f, page))
 }
 

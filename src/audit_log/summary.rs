@@ -83,6 +83,7 @@ fn new_run(
         started_at,
         error,
         triggered_by: trigger.as_str(),
+        details: None,
     }
 }
 

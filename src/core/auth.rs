@@ -1,8 +1,12 @@
-//! Access tokens (EdDSA JWTs) and the extractor that authenticates a request: a valid
-//! signature from a known key, an unexpired token, and a session that is still active.
-//! The session is read on every request, so a revocation is refused at once everywhere.
+//! Access tokens (EdDSA JWTs), API keys, and the extractor that authenticates a request:
+//! a valid signature from a known key, an unexpired token, and a session that is still
+//! active; or an API key that is live and whose scopes cover the route. Both are read on
+//! every request, so a revocation is refused at once everywhere.
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::{FromRequestParts, MatchedPath},
+    http::{Method, request::Parts},
+};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -94,6 +98,16 @@ pub struct AuthUser {
     pub is_superuser: bool,
     /// When the session last passed a second factor (login MFA or step-up).
     pub mfa_verified_at: Option<DateTime<Utc>>,
+    /// Set when the request came with an API key instead of a session: `session_id` is
+    /// then nil, and the route was one the key's scopes allow.
+    pub api_key: Option<KeyGrant>,
+}
+
+/// The API key a request was authenticated with.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    pub id: Uuid,
+    pub scopes: Vec<String>,
 }
 
 impl AuthUser {
@@ -105,10 +119,120 @@ impl AuthUser {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+/// The credential of a request: `Authorization: Bearer <token>` or `ApiKey <key>`.
+enum Credential<'a> {
+    Bearer(&'a str),
+    ApiKey(&'a str),
+}
+
+fn credential(parts: &Parts) -> Option<Credential<'_>> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Credential::Bearer(token.trim()))
+    } else if scheme.eq_ignore_ascii_case("apikey") {
+        Some(Credential::ApiKey(token.trim()))
+    } else {
+        None
+    }
+}
+
+/// The scopes an API key may hold (API.md "API key scopes").
+pub const SCOPES: [&str; 3] = ["me:read", "audit:read", "introspect"];
+
+/// Scopes that reach staff data; creating a key with one needs an aal 2 session.
+pub fn is_admin_scope(scope: &str) -> bool {
+    scope != "me:read"
+}
+
+/// The scope an API key needs to call `route`, or None when no key may: the signed-in
+/// user's read-only routes (`me:read`), the admin audit and summary reads (`audit:read`),
+/// introspection (`introspect`). Everything that changes state needs a session.
+pub fn required_scope(method: &Method, route: &str) -> Option<&'static str> {
+    if method == Method::POST && route == "/api/v1/auth/introspect" {
+        return Some("introspect");
+    }
+    if method != Method::GET {
+        return None;
+    }
+    match route {
+        "/api/v1/users/me"
+        | "/api/v1/sessions"
+        | "/api/v1/devices"
+        | "/api/v1/devices/{id}"
+        | "/api/v1/mfa"
+        | "/api/v1/api-keys"
+        | "/api/v1/audit/events"
+        | "/api/v1/notifications"
+        | "/api/v1/notifications/preferences"
+        | "/api/v1/notifications/preferences/types"
+        | "/api/v1/notifications/quiet-hours"
+        | "/api/v1/notifications/blocklist"
+        | "/api/v1/notifications/consents" => Some("me:read"),
+        "/api/v1/admin/audit/{kind}" | "/api/v1/admin/audit/summaries" | "/api/v1/admin/audit/summaries/daily" => {
+            Some("audit:read")
+        }
+        _ => None,
+    }
+}
+
+/// The public part of a key (`gh_<prefix>_<secret>`), by which it is looked up.
+pub fn key_prefix(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("gh_")?;
+    let (prefix, secret) = rest.split_once('_')?;
+    (prefix.len() == 12 && prefix.bytes().all(|b| b.is_ascii_alphanumeric()) && !secret.is_empty()).then_some(prefix)
+}
+
+/// Authenticates an API key for a call to `method route`: a live key (not revoked, not
+/// expired) of an active user, whose scopes cover the route, within its rate budget.
+/// `last_used_at` is written at most once a minute per key, in the same statement.
+pub async fn authenticate_key(
+    state: &AppState,
+    key: &str,
+    method: &Method,
+    route: Option<&str>,
+) -> Result<AuthUser, AppError> {
+    let prefix = key_prefix(key).ok_or(AppError::Unauthenticated)?;
+    let hash = super::crypto::sha256_hex(key);
+    let row = sqlx::query!(
+        r#"WITH key AS (
+               SELECT k.id, k.user_id, k.key_hash, k.scopes, u.is_staff, u.is_superuser
+                 FROM accounts_apikey k JOIN auth_user u ON u.id = k.user_id
+                WHERE k.prefix = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+                  AND u.is_active
+           ), touched AS (
+               UPDATE accounts_apikey k SET last_used_at = now()
+                 FROM key
+                WHERE k.id = key.id AND key.key_hash = $2
+                  AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
+               RETURNING 1
+           )
+           SELECT id, user_id, key_hash, scopes, is_staff, is_superuser, (SELECT count(*) FROM touched) AS "touched!"
+             FROM key"#,
+        prefix,
+        hash,
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(AppError::Unauthenticated)?;
+    if !super::crypto::constant_time_eq(row.key_hash.as_bytes(), hash.as_bytes()) {
+        return Err(AppError::Unauthenticated);
+    }
+    let needed = route.and_then(|r| required_scope(method, r)).ok_or(AppError::Forbidden)?;
+    if !row.scopes.iter().any(|s| s == needed) {
+        return Err(AppError::Forbidden);
+    }
+    state.key_limits.check(row.id)?;
+    Ok(AuthUser {
+        user_id: row.user_id,
+        session_id: Uuid::nil(),
+        aal: 1,
+        amr: Vec::new(),
+        is_staff: row.is_staff,
+        is_superuser: row.is_superuser,
+        mfa_verified_at: None,
+        api_key: Some(KeyGrant { id: row.id, scopes: row.scopes }),
+    })
 }
 
 /// Authenticates an access token: signature, expiry, and a still-active session of an
@@ -134,6 +258,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, App
         is_staff: row.is_staff,
         is_superuser: row.is_superuser,
         mfa_verified_at: row.mfa_verified_at,
+        api_key: None,
     })
 }
 
@@ -141,8 +266,13 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(parts).ok_or(AppError::Unauthenticated)?;
-        authenticate(state, token).await
+        match credential(parts).ok_or(AppError::Unauthenticated)? {
+            Credential::Bearer(token) => authenticate(state, token).await,
+            Credential::ApiKey(key) => {
+                let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+                authenticate_key(state, key, &parts.method, route).await
+            }
+        }
     }
 }
 
@@ -168,7 +298,8 @@ pub async fn require_permission(state: &AppState, user: &AuthUser, permission: &
     )
     .fetch_one(&state.db)
     .await?;
-    if row.enforce && user.aal < 2 {
+    // A key with an admin scope was created from an aal 2 session; it stands in for one.
+    if row.enforce && user.aal < 2 && user.api_key.is_none() {
         return Err(AppError::MfaRequired);
     }
     if user.is_superuser || row.granted { Ok(()) } else { Err(AppError::Forbidden) }

@@ -43,11 +43,13 @@ pub struct RateLimits {
     pub password_reset: u32,
     pub email_resend: u32,
     pub mfa_send: u32,
+    /// Per API key, per minute (not per hour: keys serve machines).
+    pub api_key_per_minute: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { register: 30, password_reset: 30, email_resend: 30, mfa_send: 60 }
+        RateLimits { register: 30, password_reset: 30, email_resend: 30, mfa_send: 60, api_key_per_minute: 600 }
     }
 }
 
@@ -91,6 +93,9 @@ pub struct Config {
     pub audit_retention_min_months: i32,
     /// Raw client addresses are kept this many days, then cut to /24 or /48.
     pub ip_retention_days: u32,
+    /// Where data exports are written (`EXPORT_DIR`; shared storage when several
+    /// instances run, so any of them can serve a file another wrote).
+    pub export_dir: std::path::PathBuf,
     pub summary_run_at: NaiveTime,
     pub log_format: LogFormat,
     /// Run background jobs inside `serve`.
@@ -130,6 +135,7 @@ impl std::fmt::Debug for Config {
             .field("audit_retention_months", &self.audit_retention_months)
             .field("audit_retention_min_months", &self.audit_retention_min_months)
             .field("ip_retention_days", &self.ip_retention_days)
+            .field("export_dir", &self.export_dir)
             .field("summary_run_at", &self.summary_run_at)
             .field("log_format", &self.log_format)
             .field("run_jobs", &self.run_jobs)
@@ -273,10 +279,12 @@ impl Config {
                 password_reset: parse("RATE_LIMIT_PASSWORD_RESET_PER_HOUR", limits.password_reset)?,
                 email_resend: parse("RATE_LIMIT_EMAIL_RESEND_PER_HOUR", limits.email_resend)?,
                 mfa_send: parse("RATE_LIMIT_MFA_SEND_PER_HOUR", limits.mfa_send)?,
+                api_key_per_minute: parse("RATE_LIMIT_API_KEY_PER_MINUTE", limits.api_key_per_minute)?,
             },
             audit_retention_months: parse("AUDIT_RETENTION_MONTHS", 13)?,
             audit_retention_min_months: parse("AUDIT_RETENTION_MIN_MONTHS", 12)?,
             ip_retention_days: parse("IP_RETENTION_DAYS", 90)?,
+            export_dir: std::env::var("EXPORT_DIR").map_or_else(|_| std::path::PathBuf::from("exports"), Into::into),
             summary_run_at,
             log_format,
             run_jobs: parse("RUN_JOBS", true)?,
@@ -366,6 +374,7 @@ impl Config {
             audit_retention_months: 13,
             audit_retention_min_months: 12,
             ip_retention_days: 90,
+            export_dir: std::env::temp_dir().join(format!("gatehouse-exports-{}", uuid::Uuid::now_v7())),
             summary_run_at: NaiveTime::from_hms_opt(0, 30, 0).unwrap_or_default(),
             log_format: LogFormat::Pretty,
             run_jobs: false,

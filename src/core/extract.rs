@@ -222,10 +222,29 @@ impl PageParams {
         Page { page, limit }
     }
 
+    /// The page of a query whose values arrive as text (so every bad parameter is
+    /// reported at once); the range rules are `validate`'s.
+    pub fn from_text(page: Option<&str>, limit: Option<&str>, problems: &mut Problems) -> Page {
+        let mut number = |raw: Option<&str>, field: &str| {
+            raw.and_then(|r| problems.check(field, r.parse::<i64>().map_err(|_| "must be a whole number")))
+        };
+        let params = PageParams { page: number(page, "page"), limit: number(limit, "limit") };
+        params.validate(problems)
+    }
+
     pub fn page(&self) -> Result<Page, AppError> {
         let mut problems = Problems::new();
         let page = self.validate(&mut problems);
         problems.finish(page)
+    }
+}
+
+/// A boolean query value: `true`/`1` or `false`/`0`.
+pub fn flag(raw: &str) -> Option<bool> {
+    match raw {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
     }
 }
 

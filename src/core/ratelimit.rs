@@ -87,12 +87,56 @@ impl AddressLimits {
     }
 }
 
+/// Requests per minute for each API key (`RATE_LIMIT_API_KEY_PER_MINUTE`), so a leaked or
+/// runaway integration cannot take the service for itself. Per instance, like the above.
+pub struct KeyLimits {
+    per_key: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
+    clock: DefaultClock,
+}
+
+impl KeyLimits {
+    pub fn new(per_minute: u32) -> Self {
+        KeyLimits {
+            per_key: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes one request from `key`'s budget: 429 with `Retry-After` when it is spent.
+    pub fn check(&self, key: uuid::Uuid) -> AppResult<()> {
+        let Some(limiter) = &self.per_key else {
+            return Ok(());
+        };
+        let verdict = limiter.check_key(&key);
+        if limiter.len() > TIDY_ABOVE {
+            limiter.retain_recent();
+        }
+        verdict.map_err(|not_until| AppError::RateLimited {
+            retry_after_secs: not_until.wait_time_from(self.clock.now()).as_secs().max(1),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn each_api_key_has_its_own_budget_per_minute() {
+        let limits = KeyLimits::new(2);
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        limits.check(a).unwrap();
+        limits.check(a).unwrap();
+        assert!(matches!(limits.check(a), Err(AppError::RateLimited { .. })));
+        limits.check(b).unwrap();
+        let off = KeyLimits::new(0);
+        for _ in 0..10 {
+            off.check(a).unwrap();
+        }
     }
 
     #[test]

@@ -8,7 +8,12 @@ use tokio::sync::{Notify, Semaphore};
 use secrecy::ExposeSecret;
 
 use super::{
-    config::Config, cpu::CpuPool, crypto::JwtKeys, keys::DataKeys, metrics::Metrics, ratelimit::AddressLimits,
+    config::Config,
+    cpu::CpuPool,
+    crypto::JwtKeys,
+    keys::DataKeys,
+    metrics::Metrics,
+    ratelimit::{AddressLimits, KeyLimits},
 };
 
 #[derive(Clone)]
@@ -26,6 +31,8 @@ pub struct AppState {
     pub cpu: CpuPool,
     /// Per-address budgets of unauthenticated work (this instance's count).
     pub limits: Arc<AddressLimits>,
+    /// Per-key budgets of API-key requests (this instance's count).
+    pub key_limits: Arc<KeyLimits>,
     /// Slots for work done after the answer (`spawn_bounded`).
     background: Arc<Semaphore>,
 }
@@ -36,6 +43,7 @@ const BACKGROUND_TASKS: usize = 256;
 impl AppState {
     pub fn new(db: PgPool, config: Config, keys: JwtKeys) -> Self {
         let limits = AddressLimits::new(&config.rate_limits);
+        let config_key_limit = config.rate_limits.api_key_per_minute;
         let (threads, depth) = (config.hash_concurrency, config.hash_queue_depth);
         let data_keys = DataKeys::new(config.encryption_key().expose_secret(), &config.data_encryption_keys_old);
         AppState {
@@ -46,6 +54,7 @@ impl AppState {
             metrics: Metrics::new(),
             outbox_wakeup: Arc::new(Notify::new()),
             cpu: CpuPool::new(threads, depth),
+            key_limits: Arc::new(KeyLimits::new(config_key_limit)),
             limits: Arc::new(limits),
             background: Arc::new(Semaphore::new(BACKGROUND_TASKS)),
         }

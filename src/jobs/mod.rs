@@ -60,6 +60,7 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
                 started_at,
                 error: None,
                 triggered_by: "scheduler",
+                details: None,
             };
             audit_log::repo::insert_job_run(&state.db, &run).await?;
             tracing::info!(created = ?created, dropped = ?dropped, "audit partitions maintained");
@@ -70,19 +71,44 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// How long dead rows stay before the cleanup deletes them: one-time tokens and refresh
+/// records a day past their expiry; sessions 30 days after they were revoked or expired
+/// (long enough for a user's or an admin's question about them); login attempts once they
+/// are older than any lockout looks back (twice the 30-minute window).
+pub mod grace {
+    pub const TOKENS_SECS: f64 = 24.0 * 3600.0;
+    pub const SESSIONS_SECS: f64 = 30.0 * 24.0 * 3600.0;
+    pub const ATTEMPTS_SECS: f64 = 2.0 * 30.0 * 60.0;
+}
+
 /// Deletes what has expired (MFA challenges and codes, refresh children past the reuse
-/// leeway), ends expired device trust, and records the run in audit_log_jobrun with the
-/// rows it changed; then, once a day, cuts old client addresses (`run_ip_retention`).
+/// leeway, one-time tokens, refresh records, dead sessions, old login attempts), ends
+/// expired device trust and expires finished exports (deleting their files), and records
+/// the run in audit_log_jobrun with the rows of each kind in `details`; then, once a day,
+/// cuts old client addresses (`run_ip_retention`).
 pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Option<i64>, sqlx::Error> {
     let started_at = chrono::Utc::now();
     let outcome = with_advisory_lock(state, locks::CLEANUP, || async {
+        // Rows first (committed on their own), then files: a file never goes while its row
+        // still offers it.
+        let exports = crate::accounts::service::expire_exports(&state.db).await.map_err(job_error)?;
         let mut tx = state.db.begin().await?;
         let (challenges, codes) = crate::otp::repo::delete_expired(&mut tx).await?;
         // A rotated refresh token's sealed child lives for the reuse leeway only.
         let leeway = state.config.refresh_reuse_leeway.as_secs_f64();
         let children = crate::accounts::repo::wipe_refresh_children(&mut *tx, leeway).await?;
         let trust = crate::accounts::repo::expire_device_trust(&mut *tx).await?;
-        let rows = i64::try_from(challenges + codes + children + trust).unwrap_or(i64::MAX);
+        let tokens = crate::accounts::repo::delete_expired_tokens(&mut *tx, grace::TOKENS_SECS).await?;
+        let refresh = crate::accounts::repo::delete_expired_refresh_records(&mut *tx, grace::TOKENS_SECS).await?;
+        let sessions = crate::accounts::repo::delete_dead_sessions(&mut *tx, grace::SESSIONS_SECS).await?;
+        let attempts = crate::accounts::repo::delete_old_attempts(&mut *tx, grace::ATTEMPTS_SECS).await?;
+        let counts = [challenges, codes, children, trust, tokens, refresh, sessions, attempts, exports];
+        let rows = i64::try_from(counts.iter().sum::<u64>()).unwrap_or(i64::MAX);
+        let details = serde_json::json!({
+            "mfa_challenges": challenges, "mfa_codes": codes, "refresh_children": children,
+            "device_trust_ended": trust, "one_time_tokens": tokens, "refresh_records": refresh,
+            "sessions": sessions, "login_attempts": attempts, "exports_expired": exports,
+        });
         let run = audit_log::models::NewJobRun {
             kind: "cleanup",
             target_date: Some(started_at.date_naive()),
@@ -91,16 +117,47 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
             started_at,
             error: None,
             triggered_by,
+            details: Some(details.clone()),
         };
         audit_log::repo::insert_job_run(&mut *tx, &run).await?;
         tx.commit().await?;
-        tracing::info!(challenges, codes, children, trust, "expired codes deleted, children wiped, trust ended");
+        tracing::info!(%details, "cleanup: expired rows deleted");
         run_ip_retention(state, triggered_by).await?;
         Ok(rows)
     })
     .await?;
     state.metrics.job("cleanup", if outcome.is_some() { "succeeded" } else { "skipped" });
     Ok(outcome)
+}
+
+/// Builds the waiting data exports (any instance may; each request is claimed once) and
+/// records a `data_export` run when it finished any.
+pub async fn run_exports_once(state: &AppState, triggered_by: &str) -> Result<u64, sqlx::Error> {
+    let started_at = chrono::Utc::now();
+    let done = crate::accounts::service::run_exports_once(state).await.map_err(job_error)?;
+    if done > 0 {
+        let run = audit_log::models::NewJobRun {
+            kind: "data_export",
+            target_date: Some(started_at.date_naive()),
+            status: "succeeded",
+            rows_affected: i64::try_from(done).unwrap_or(i64::MAX),
+            started_at,
+            error: None,
+            triggered_by,
+            details: None,
+        };
+        audit_log::repo::insert_job_run(&state.db, &run).await?;
+        state.metrics.job("data_export", "succeeded");
+    }
+    Ok(done)
+}
+
+/// A job's service error as the loops' error type (its message, never a secret).
+fn job_error(e: crate::core::AppError) -> sqlx::Error {
+    match e {
+        crate::core::AppError::Internal(message) => sqlx::Error::Protocol(message),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
 }
 
 /// Privacy (DESIGN.md): raw client addresses are kept `IP_RETENTION_DAYS`, then cut to
@@ -133,6 +190,7 @@ async fn run_ip_retention(state: &AppState, triggered_by: &str) -> Result<(), sq
         started_at,
         error: None,
         triggered_by,
+        details: None,
     };
     audit_log::repo::insert_job_run(&mut *tx, &run).await?;
     tx.commit().await?;
@@ -176,6 +234,10 @@ pub fn spawn(
         })),
         tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(600), "cleanup", |s| {
             Box::pin(async move { run_cleanup_once(&s, "scheduler").await.map(|_| ()) })
+        })),
+        // API.md: a job picks a request up within 10 seconds.
+        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(5), "data_export", |s| {
+            Box::pin(async move { run_exports_once(&s, "scheduler").await.map(|_| ()) })
         })),
         // A cheap check each minute; work happens only once a day is owed.
         tokio::spawn(every(state, shutdown, Duration::from_secs(60), "audit_summary", |s| {

@@ -27,6 +27,10 @@ text_enum!(
         DeviceCompromised => "device_compromised",
         Marketing => "marketing",
         BackupCodesLow => "backup_codes_low",
+        ApiKeyCreated => "api_key_created",
+        EmailChange => "email_change",
+        EmailChangeRequested => "email_change_requested",
+        MfaChangeDecided => "mfa_change_decided",
     }
 );
 
@@ -56,7 +60,10 @@ impl NotificationType {
     pub fn carries_secret(self) -> bool {
         matches!(
             self,
-            NotificationType::EmailVerification | NotificationType::PasswordReset | NotificationType::MfaCode
+            NotificationType::EmailVerification
+                | NotificationType::PasswordReset
+                | NotificationType::MfaCode
+                | NotificationType::EmailChange
         )
     }
 
@@ -71,11 +78,16 @@ impl NotificationType {
     pub fn priority(self) -> Priority {
         match self {
             NotificationType::MfaCode | NotificationType::TokenReused => Priority::Critical,
-            NotificationType::PasswordReset | NotificationType::EmailVerification => Priority::High,
+            NotificationType::PasswordReset | NotificationType::EmailVerification | NotificationType::EmailChange => {
+                Priority::High
+            }
             NotificationType::PasswordChanged
             | NotificationType::MfaDisabled
             | NotificationType::NewDevice
-            | NotificationType::DeviceCompromised => Priority::Critical,
+            | NotificationType::DeviceCompromised
+            | NotificationType::ApiKeyCreated
+            | NotificationType::EmailChangeRequested
+            | NotificationType::MfaChangeDecided => Priority::Critical,
             NotificationType::BackupCodesLow => Priority::High,
             NotificationType::Marketing => Priority::Low,
         }
@@ -98,6 +110,10 @@ impl NotificationType {
             NotificationType::DeviceCompromised => "A device was marked compromised",
             NotificationType::Marketing => "News from Gatehouse",
             NotificationType::BackupCodesLow => "You are running out of backup codes",
+            NotificationType::ApiKeyCreated => "A new API key was created for your account",
+            NotificationType::EmailChange => "Confirm your new email address",
+            NotificationType::EmailChangeRequested => "A change of your email address was requested",
+            NotificationType::MfaChangeDecided => "Your two-step verification change request was decided",
         }
     }
 }

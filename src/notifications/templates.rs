@@ -27,6 +27,10 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     template_pair!(env, "device_compromised");
     template_pair!(env, "marketing");
     template_pair!(env, "backup_codes_low");
+    template_pair!(env, "api_key_created");
+    template_pair!(env, "email_change");
+    template_pair!(env, "email_change_requested");
+    template_pair!(env, "mfa_change_decided");
     env.add_template("sms/mfa_code.txt", include_str!("../../templates/sms/mfa_code.txt"))?;
     env.add_template("sms/password_changed.txt", include_str!("../../templates/sms/password_changed.txt"))?;
     env.add_template("sms/marketing.txt", include_str!("../../templates/sms/marketing.txt"))?;

@@ -92,7 +92,8 @@ async fn a_full_hash_queue_sheds_load_with_503_at_once(pool: PgPool) {
 #[sqlx::test]
 async fn unauthenticated_work_is_limited_per_address(pool: PgPool) {
     let mut config = behind_proxy(&pool);
-    config.rate_limits = RateLimits { register: 2, password_reset: 2, email_resend: 2, mfa_send: 2 };
+    config.rate_limits =
+        RateLimits { register: 2, password_reset: 2, email_resend: 2, mfa_send: 2, ..RateLimits::default() };
     let app = TestApp::spawn_with(pool, config, gatehouse::routes()).await;
     let register = |ip: &'static str, name: &'static str| {
         from(&app, ip, "/api/v1/auth/register")

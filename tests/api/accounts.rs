@@ -819,3 +819,56 @@ async fn ipv6_clients_are_limited_per_64(pool: PgPool) {
     let other = login_from("2001:db8:1:3::1".into(), "u51@example.com".into()).await.unwrap();
     assert_eq!(other.status(), 401);
 }
+
+#[sqlx::test]
+async fn an_email_change_waits_for_the_link_to_the_new_address(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let ann = app.signed_in("ann").await;
+    app.signed_in("bob").await;
+    let change = |password: &str, new_email: &str| {
+        app.with_token(Method::POST, "/api/v1/users/me/email", &ann.access)
+            .json(&json!({"password": password, "new_email": new_email}))
+            .send()
+    };
+    assert_error(change(PASSWORD_2, "ann@new.example").await.unwrap(), 403, "PASSWORD_INCORRECT").await;
+    assert_error(change(PASSWORD, "bob@example.com").await.unwrap(), 409, "EMAIL_TAKEN").await;
+    assert_error(change(PASSWORD, "not an address").await.unwrap(), 422, "VALIDATION_FAILED").await;
+    assert_eq!(change(PASSWORD, "Ann@New.Example").await.unwrap().status(), 202);
+
+    // The old address hears of it and still signs in; the link goes to the new one.
+    let mails = app.deliver_mail().await;
+    assert!(mails.iter().any(|m| m.to.iter().any(|t| t == "ann@example.com")
+        && m.parsed().subject() == Some("A change of your email address was requested")));
+    assert_eq!(app.login("ann@example.com", PASSWORD).await.status(), 200);
+    let token = app.mailed_token("ann@new.example", "/confirm-email-change").await;
+
+    // Used once, under concurrency: one wins.
+    let app = std::sync::Arc::new(app);
+    let confirms: Vec<_> = (0..5)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move {
+                app.post_json("/api/v1/auth/email/change/confirm", &json!({"token": token})).await.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in confirms {
+        statuses.push(c.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 400, 400, 400, 400]);
+    assert_error(app.login("ann@example.com", PASSWORD).await, 401, "INVALID_CREDENTIALS").await;
+    let me = json(app.login("ann@new.example", PASSWORD).await).await;
+    assert_eq!(
+        (me["user"]["email"].as_str(), me["user"]["email_verified"].as_bool()),
+        (Some("ann@new.example"), Some(true))
+    );
+    let trail: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM accounts_auditlog WHERE action LIKE 'email_change%' ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(trail, ["email_change_requested", "email_changed"]);
+}

@@ -40,7 +40,7 @@ async fn only_staff_with_the_permission_and_mfa_may_administer(pool: PgPool) {
         .unwrap();
     assert_error(get(&app, &bob, "/api/v1/admin/audit/session").await, 403, "FORBIDDEN").await;
     sqlx::query(
-        "WITH g AS (INSERT INTO auth_group (name) VALUES ('auditors') RETURNING id)
+        "WITH g AS (INSERT INTO auth_group (name) VALUES ('log-readers') RETURNING id)
          INSERT INTO auth_group_permissions (group_id, permission_id)
          SELECT g.id, p.id FROM g, auth_permission p WHERE p.app_label = 'audit_log' AND p.codename = 'view_auditlog'",
     )
@@ -48,7 +48,7 @@ async fn only_staff_with_the_permission_and_mfa_may_administer(pool: PgPool) {
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO auth_user_groups (user_id, group_id) SELECT $1, id FROM auth_group WHERE name = 'auditors'",
+        "INSERT INTO auth_user_groups (user_id, group_id) SELECT $1, id FROM auth_group WHERE name = 'log-readers'",
     )
     .bind(bob_id)
     .execute(&pool)

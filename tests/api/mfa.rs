@@ -33,7 +33,7 @@ fn now_step() -> u64 {
 
 /// The code of the first step after `used` that the server still accepts (it allows one
 /// step either side of now), so no test code is ever a replay by accident.
-fn fresh_code(secret: &[u8], used: &mut u64) -> String {
+pub(crate) fn fresh_code(secret: &[u8], used: &mut u64) -> String {
     let step = (*used + 1).max(now_step().saturating_sub(1));
     assert!(step <= now_step() + 1, "no fresh step left in the window; the test used too many");
     *used = step;
@@ -73,14 +73,14 @@ fn our_authenticator_matches_the_rfc_6238_vectors() {
 }
 
 /// A user with TOTP on: the secret (from the otpauth URI), the backup codes, the step used.
-struct Enrolled {
-    secret: Vec<u8>,
-    secret_base32: String,
-    backup_codes: Vec<String>,
-    used_step: u64,
+pub(crate) struct Enrolled {
+    pub(crate) secret: Vec<u8>,
+    pub(crate) secret_base32: String,
+    pub(crate) backup_codes: Vec<String>,
+    pub(crate) used_step: u64,
 }
 
-async fn enrol_totp(app: &TestApp, t: &Tokens) -> Enrolled {
+pub(crate) async fn enrol_totp(app: &TestApp, t: &Tokens) -> Enrolled {
     let setup = app.with_token(Method::POST, "/api/v1/mfa/totp/setup", &t.access).send().await.unwrap();
     assert_eq!(setup.status(), 200);
     let setup = json(setup).await;
@@ -118,7 +118,7 @@ async fn enrol_totp(app: &TestApp, t: &Tokens) -> Enrolled {
 }
 
 /// A password login of an account with MFA on: its challenge id.
-async fn challenge(app: &TestApp, email: &str) -> String {
+pub(crate) async fn challenge(app: &TestApp, email: &str) -> String {
     let r = app.login(email, PASSWORD).await;
     assert_eq!(r.status(), 200);
     let body = json(r).await;
@@ -127,7 +127,7 @@ async fn challenge(app: &TestApp, email: &str) -> String {
     body["challenge_id"].as_str().unwrap().to_owned()
 }
 
-async fn verify(app: &TestApp, challenge: &str, method: &str, code: &str) -> reqwest::Response {
+pub(crate) async fn verify(app: &TestApp, challenge: &str, method: &str, code: &str) -> reqwest::Response {
     app.post_json("/api/v1/auth/mfa/verify", &json!({"challenge_id": challenge, "method": method, "code": code})).await
 }
 

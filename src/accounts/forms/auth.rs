@@ -10,7 +10,7 @@ use crate::accounts::{
     passwords,
 };
 use crate::core::{
-    AppResult,
+    AppError, AppResult,
     error::Problems,
     types::{Language, Phone, Timezone},
 };
@@ -118,6 +118,22 @@ pub struct PasswordResetConfirm {
     pub token: SecretString,
     #[schema(value_type = String)]
     pub new_password: SecretString,
+}
+
+/// `POST /users/me/email`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChangeRequest {
+    #[schema(value_type = String)]
+    pub password: SecretString,
+    pub new_email: String,
+}
+
+impl EmailChangeRequest {
+    pub fn parse(self) -> AppResult<(SecretString, Email)> {
+        let email = Email::parse(&self.new_email).map_err(|m| AppError::validation("new_email", m))?;
+        Ok((self.password, email))
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -360,6 +376,7 @@ mod tests {
             is_staff: false,
             is_superuser: false,
             mfa_verified_at: None,
+            api_key: None,
         };
         assert_hidden("AuthUser", format!("{auth:?}"));
     }

@@ -1,4 +1,4 @@
-//! Registration, login, tokens, passwords, the signed-in user, sessions, admin actions.
+//! Registration, login, tokens, passwords, the signed-in user, sessions.
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use secrecy::{ExposeSecret, SecretString};
@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use crate::accounts::{
     forms::{
-        DeleteMeRequest, LoginRequest, PasswordChangeRequest, PasswordResetConfirm, PasswordResetRequest,
-        RefreshRequest, RegisterRequest, TokenRequest, UpdateMeRequest,
+        DeleteMeRequest, EmailChangeRequest, LoginRequest, PasswordChangeRequest, PasswordResetConfirm,
+        PasswordResetRequest, RefreshRequest, RegisterRequest, TokenRequest, UpdateMeRequest,
     },
     models::{Authenticated, Email, LoginIdentifier, LoginResponse, Me, SessionView, UserEnvelope},
     service,
@@ -250,35 +250,34 @@ pub async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), responses(
-    (status = 204, description = "the login lock is lifted (permission accounts.change_user); audited"),
-    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
-    (status = 404, body = ErrorBody),
+#[utoipa::path(post, path = "/api/v1/users/me/email", tag = "users", security(("bearer" = [])),
+    request_body = EmailChangeRequest, responses(
+    (status = 202, body = Accepted, description = "a link (valid 1 h) went to new_email and a notice to the current address; nothing changes until the link is used"),
+    (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT (counts against the login lockout)"),
+    (status = 409, body = ErrorBody, description = "EMAIL_TAKEN"),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED: the address's email budget, or the account is locked"),
 ))]
-pub async fn admin_unlock(
+pub async fn request_email_change(
     State(state): State<AppState>,
     client: ClientContext,
     auth: AuthUser,
-    AppPath(id): AppPath<Uuid>,
-) -> AppResult<StatusCode> {
-    crate::core::auth::require_permission(&state, &auth, "accounts.change_user").await?;
-    service::admin_unlock(&state, &client, &auth, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    AppJson(body): AppJson<EmailChangeRequest>,
+) -> AppResult<(StatusCode, Json<Accepted>)> {
+    let (password, new_email) = body.parse()?;
+    service::request_email_change(&state, &client, &auth, password, new_email).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/users/{id}/logout-all", tag = "admin", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), responses(
-    (status = 204, description = "every session of the user is revoked (permission accounts.change_user); audited"),
-    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+#[utoipa::path(post, path = "/api/v1/auth/email/change/confirm", tag = "auth", request_body = TokenRequest, responses(
+    (status = 200, body = UserEnvelope, description = "the account now uses the new address (verified); links sent to the old one die"),
+    (status = 400, body = ErrorBody, description = "TOKEN_INVALID: unknown, used or expired"),
+    (status = 409, body = ErrorBody, description = "EMAIL_TAKEN: the address was taken meanwhile; the link stays unused"),
 ))]
-pub async fn admin_logout_all(
+pub async fn confirm_email_change(
     State(state): State<AppState>,
     client: ClientContext,
-    auth: AuthUser,
-    AppPath(id): AppPath<Uuid>,
-) -> AppResult<StatusCode> {
-    crate::core::auth::require_permission(&state, &auth, "accounts.change_user").await?;
-    service::admin_logout_all(&state, &client, &auth, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    AppJson(body): AppJson<TokenRequest>,
+) -> AppResult<Json<UserEnvelope>> {
+    let user = service::confirm_email_change(&state, &client, body.token).await?;
+    Ok(Json(UserEnvelope { user }))
 }

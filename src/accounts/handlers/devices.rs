@@ -147,7 +147,7 @@ impl NearQuery {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin", security(("bearer" = [])), params(NearQuery),
+#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin", extensions(("x-permission" = json!("accounts.view_device"))), security(("bearer" = [])), params(NearQuery),
     responses(
     (status = 200, body = Vec<NearDevice>, description = "devices whose last place lies within km of near, nearest first (permission accounts.view_device)"),
     (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),

@@ -242,3 +242,15 @@ pub async fn insert_failed_attempt(
     .await?;
     Ok(())
 }
+
+/// Deletes login attempts older than `older_than_secs`: past the longest lockout window
+/// they count toward nothing.
+pub async fn delete_old_attempts(db: impl PgExecutor<'_>, older_than_secs: f64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM accounts_loginattempt WHERE created_at < now() - make_interval(secs => $1)",
+        older_than_secs
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

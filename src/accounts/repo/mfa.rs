@@ -7,6 +7,8 @@ use ipnetwork::IpNetwork;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::accounts::models::MfaChangeView;
+
 /// The user's MFA switches; defaults where no row exists.
 pub struct MfaSettingsRow {
     pub is_enabled: bool,
@@ -74,6 +76,7 @@ pub struct MfaChange {
     pub action: String,
     pub mfa_method: Option<String>,
     pub approval_status: String,
+    pub requested_by_id: Option<Uuid>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -103,11 +106,82 @@ pub async fn insert_mfa_change(
     .await
 }
 
+/// A change that waits for a second person's approval; `requested_by` may not approve it.
+pub async fn insert_change_request(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    action: &str,
+    method: Option<&str>,
+    reason: Option<&str>,
+    requested_by: Uuid,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        "INSERT INTO accounts_mfachangelog
+             (user_id, action, mfa_method, old_value, change_reason, approval_required, approval_status, requested_by_id)
+         VALUES ($1, $2, $3::text, CASE WHEN $3::text IS NOT NULL THEN jsonb_build_object('method', $3::text) END, $4,
+                 true, 'pending', $5)
+         RETURNING id",
+        user,
+        action,
+        method,
+        reason,
+        requested_by
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Change requests that needed approval (all, or the one `only`), pending ones oldest
+/// first, then decided ones newest first, with the total for paging.
+pub async fn change_requests(
+    db: impl PgExecutor<'_>,
+    status: Option<&str>,
+    only: Option<Uuid>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<MfaChangeView>, i64)> {
+    let rows = sqlx::query!(
+        r#"SELECT c.id, c.user_id, u.username, u.email, c.action, c.mfa_method, c.change_reason, c.approval_status,
+                  c.requested_by_id, c.approved_by_id, c.approved_at, c.requested_at, count(*) OVER () AS "total!"
+             FROM accounts_mfachangelog c JOIN auth_user u ON u.id = c.user_id
+            WHERE c.approval_required AND ($1::text IS NULL OR c.approval_status = $1)
+              AND ($4::uuid IS NULL OR c.id = $4)
+            ORDER BY CASE WHEN c.approval_status = 'pending' THEN c.requested_at END ASC,
+                     c.requested_at DESC
+            LIMIT $2 OFFSET $3"#,
+        status,
+        limit,
+        offset,
+        only
+    )
+    .fetch_all(db)
+    .await?;
+    let total = rows.first().map_or(0, |r| r.total);
+    let items = rows
+        .into_iter()
+        .map(|r| MfaChangeView {
+            id: r.id,
+            user_id: r.user_id,
+            username: r.username,
+            email: r.email,
+            action: r.action,
+            mfa_method: r.mfa_method,
+            change_reason: r.change_reason,
+            approval_status: r.approval_status,
+            requested_by_id: r.requested_by_id,
+            approved_by_id: r.approved_by_id,
+            approved_at: r.approved_at,
+            requested_at: r.requested_at,
+        })
+        .collect();
+    Ok((items, total))
+}
+
 /// A pending change request, locked until the transaction ends.
 pub async fn lock_pending_change(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<MfaChange>> {
     sqlx::query_as!(
         MfaChange,
-        "SELECT id, user_id, action, mfa_method, approval_status FROM accounts_mfachangelog
+        "SELECT id, user_id, action, mfa_method, approval_status, requested_by_id FROM accounts_mfachangelog
           WHERE id = $1 AND approval_status = 'pending' FOR UPDATE",
         id
     )

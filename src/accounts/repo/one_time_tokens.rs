@@ -103,3 +103,59 @@ pub async fn lock_and_count_recent_tokens(
     .await?;
     Ok((row.minute, row.hour))
 }
+
+/// An email-change token: the address it will confirm travels with it.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_email_change_token(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    token_hash: &str,
+    new_email: &str,
+    expires_at: DateTime<Utc>,
+    ip: Option<IpNetwork>,
+    user_agent: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_onetimetoken (user_id, purpose, token_hash, new_email, expires_at, ip_address, user_agent)
+         VALUES ($1, 'email_change', $2, $3, $4, $5, $6)",
+        user_id,
+        token_hash,
+        new_email,
+        expires_at,
+        ip,
+        user_agent,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Uses a live email-change token: its user and the address it confirms. One UPDATE, so
+/// of concurrent uses exactly one wins.
+pub async fn consume_email_change_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &str,
+) -> sqlx::Result<Option<(Uuid, String)>> {
+    let row = sqlx::query!(
+        r#"UPDATE accounts_onetimetoken SET used_at = now()
+            WHERE token_hash = $1 AND purpose = 'email_change' AND used_at IS NULL AND revoked_at IS NULL
+              AND expires_at > now()
+        RETURNING user_id, new_email AS "new_email!""#,
+        token_hash,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user_id, r.new_email)))
+}
+
+/// Deletes tokens expired for over `grace_secs` (used or not: past expiry they open
+/// nothing, and the per-hour caps count only the last hour's).
+pub async fn delete_expired_tokens(db: impl PgExecutor<'_>, grace_secs: f64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM accounts_onetimetoken WHERE expires_at < now() - make_interval(secs => $1)",
+        grace_secs
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

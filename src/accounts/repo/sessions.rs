@@ -379,3 +379,29 @@ pub async fn active_sessions(db: impl PgExecutor<'_>, user_id: Uuid, current: Uu
     .fetch_all(db)
     .await
 }
+
+/// Deletes refresh records expired for over `grace_secs`: past its expiry a token is
+/// refused anyway, so its record no longer serves reuse detection.
+pub async fn delete_expired_refresh_records(db: impl PgExecutor<'_>, grace_secs: f64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM accounts_refreshtokenrecord WHERE expires_at < now() - make_interval(secs => $1)",
+        grace_secs
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes sessions revoked or expired for over `grace_secs` (their refresh records go
+/// with them; audit rows keep their own copy of what happened, the link set to null).
+pub async fn delete_dead_sessions(db: impl PgExecutor<'_>, grace_secs: f64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM accounts_session
+          WHERE (status <> 'active' AND COALESCE(revoked_at, updated_at) < now() - make_interval(secs => $1))
+             OR expires_at < now() - make_interval(secs => $1)",
+        grace_secs
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -4,7 +4,7 @@ use ipnetwork::IpNetwork;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::accounts::models::{Profile, UserRow};
+use crate::accounts::models::{AccountEvent, Profile, UserRow};
 
 pub async fn insert_user(
     db: impl PgExecutor<'_>,
@@ -196,4 +196,109 @@ pub async fn insert_account_event(
 pub async fn usernames(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<(Uuid, String)>> {
     let rows = sqlx::query!("SELECT id, username FROM auth_user WHERE id = ANY($1)", ids).fetch_all(db).await?;
     Ok(rows.into_iter().map(|r| (r.id, r.username)).collect())
+}
+
+/// Users whose email or username contains `search` (case-insensitive; `%` and `_` match
+/// themselves), filtered by the flags given, newest first, with the total for paging.
+pub async fn search_users(
+    db: impl PgExecutor<'_>,
+    search: Option<&str>,
+    is_active: Option<bool>,
+    is_staff: Option<bool>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<UserRow>, i64)> {
+    let pattern = search.map(|s| {
+        let escaped = s.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    let rows = sqlx::query!(
+        r#"SELECT u.id, u.email, u.username, u.password_hash, u.first_name, u.last_name, u.is_active, u.is_staff,
+                  u.is_superuser, u.email_verified, COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined,
+                  u.last_login, count(*) OVER () AS "total!"
+             FROM auth_user u LEFT JOIN accounts_mfasettings m ON m.user_id = u.id
+            WHERE ($1::text IS NULL OR u.email LIKE $1 OR u.username LIKE $1)
+              AND ($2::bool IS NULL OR u.is_active = $2)
+              AND ($3::bool IS NULL OR u.is_staff = $3)
+            ORDER BY u.date_joined DESC, u.id
+            LIMIT $4 OFFSET $5"#,
+        pattern,
+        is_active,
+        is_staff,
+        limit,
+        offset
+    )
+    .fetch_all(db)
+    .await?;
+    let total = rows.first().map_or(0, |r| r.total);
+    let users = rows
+        .into_iter()
+        .map(|r| UserRow {
+            id: r.id,
+            email: r.email,
+            username: r.username,
+            password_hash: r.password_hash,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            is_active: r.is_active,
+            is_staff: r.is_staff,
+            is_superuser: r.is_superuser,
+            email_verified: r.email_verified,
+            mfa_enabled: r.mfa_enabled,
+            date_joined: r.date_joined,
+            last_login: r.last_login,
+        })
+        .collect();
+    Ok((users, total))
+}
+
+/// Sets the flags given (None leaves one as it is).
+pub async fn set_flags(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    is_active: Option<bool>,
+    is_staff: Option<bool>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE auth_user SET is_active = COALESCE($2, is_active), is_staff = COALESCE($3, is_staff), updated_at = now()
+          WHERE id = $1",
+        user_id,
+        is_active,
+        is_staff
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Locks the user's row until the transaction ends, to order changes that check a
+/// per-user count before they insert.
+pub async fn lock_user(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("SELECT id FROM auth_user WHERE id = $1 FOR NO KEY UPDATE", user_id).fetch_optional(db).await?;
+    Ok(())
+}
+
+/// Moves the account to `email`, proven by a link sent there (so it counts as verified).
+pub async fn set_email(db: impl PgExecutor<'_>, user_id: Uuid, email: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE auth_user SET email = $2, email_verified = true, updated_at = now() WHERE id = $1",
+        user_id,
+        email
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The newest account events of `user` (accounts_auditlog), for staff.
+pub async fn account_events(db: impl PgExecutor<'_>, user_id: Uuid, limit: i64) -> sqlx::Result<Vec<AccountEvent>> {
+    sqlx::query_as!(
+        AccountEvent,
+        "SELECT id, action, details, ip_address, created_at FROM accounts_auditlog
+          WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
+        user_id,
+        limit
+    )
+    .fetch_all(db)
+    .await
 }

@@ -3,11 +3,18 @@
 
 use uuid::Uuid;
 
-use super::{account_event, registration::create_user, session_event, sessions::revoke};
+use super::{
+    account_event, lockout::account_lock, mfa::mfa_status_of, registration::create_user, session_event,
+    sessions::revoke_in,
+};
 use crate::{
-    accounts::{forms::Registration, models::User, passwords, repo},
+    accounts::{
+        forms::{Registration, UserPatch, UserSearch},
+        models::{AdminUserDetail, LockState, User},
+        passwords, repo,
+    },
     audit_log::{self, SessionAction, SessionEvent},
-    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, extract::Page},
 };
 
 /// `gatehouse createsuperuser`: a verified staff superuser.
@@ -38,28 +45,102 @@ pub async fn admin_unlock(state: &AppState, client: &ClientContext, admin: &Auth
     Ok(())
 }
 
-/// Revokes every session of a user.
+/// Revokes every session of a user; the admin's record in the same transaction.
 pub async fn admin_logout_all(
     state: &AppState,
     client: &ClientContext,
     admin: &AuthUser,
     user_id: Uuid,
 ) -> AppResult<usize> {
-    if repo::user_by_id(&state.db, user_id).await?.is_none() {
+    let mut tx = state.db.begin().await?;
+    if repo::user_by_id(&mut *tx, user_id).await?.is_none() {
         return Err(AppError::NotFound);
     }
-    let revoked = revoke(state, client, user_id, None, None, SessionAction::SessionRevoked, "revoked_by_admin").await?;
-    let mut tx = state.db.begin().await?;
-    account_event(
-        &mut tx,
-        Some(user_id),
-        "sessions_revoked",
-        serde_json::json!({ "by": admin.user_id, "count": revoked.len() }),
-        client,
-    )
-    .await?;
+    let revoked =
+        revoke_in(&mut tx, client, user_id, None, None, SessionAction::SessionRevoked, "revoked_by_admin").await?;
+    let details = serde_json::json!({ "by": admin.user_id, "count": revoked.len() });
+    account_event(&mut tx, Some(user_id), "sessions_revoked", details, client).await?;
     tx.commit().await?;
     Ok(revoked.len())
+}
+
+/// `GET /admin/users`: a page of users matching `filter`, and the total.
+pub async fn list_users(state: &AppState, filter: &UserSearch, page: Page) -> AppResult<(Vec<User>, i64)> {
+    let (rows, total) = repo::search_users(
+        &state.db,
+        filter.search.as_deref(),
+        filter.is_active,
+        filter.is_staff,
+        page.limit,
+        page.offset(),
+    )
+    .await?;
+    Ok((rows.into_iter().map(User::from).collect(), total))
+}
+
+/// `GET /admin/users/{id}`: the user with groups, lock state, MFA, sessions and devices.
+pub async fn user_detail(state: &AppState, user_id: Uuid) -> AppResult<AdminUserDetail> {
+    let mut conn = state.db.acquire().await?;
+    let user = repo::user_by_id(&mut *conn, user_id).await?.ok_or(AppError::NotFound)?;
+    let retry_after_seconds = account_lock(&mut *conn, &user.email).await?;
+    let mfa = mfa_status_of(&mut conn, user_id).await?;
+    // Uuid::nil matches no session: none of them is the caller's.
+    let sessions = repo::active_sessions(&mut *conn, user_id, Uuid::nil()).await?;
+    let devices = repo::devices(&mut *conn, user_id, Uuid::nil(), None).await?;
+    let groups = repo::user_groups(&mut *conn, user_id).await?;
+    let recent_events = repo::account_events(&mut *conn, user_id, 20).await?;
+    Ok(AdminUserDetail {
+        user: user.into(),
+        groups,
+        lock: LockState { locked: retry_after_seconds.is_some(), retry_after_seconds },
+        mfa,
+        sessions,
+        devices,
+        recent_events,
+    })
+}
+
+/// `PATCH /admin/users/{id}`. Staff flags and groups are a superuser's to change, and
+/// nobody changes their own (an admin cannot lock themselves out or raise themselves);
+/// deactivating signs the user out everywhere. One transaction, audited with the admin.
+pub async fn update_user(
+    state: &AppState,
+    client: &ClientContext,
+    admin: &AuthUser,
+    user_id: Uuid,
+    patch: UserPatch,
+) -> AppResult<AdminUserDetail> {
+    if (patch.is_staff.is_some() || patch.groups.is_some()) && !admin.is_superuser {
+        return Err(AppError::Forbidden);
+    }
+    if user_id == admin.user_id {
+        return Err(AppError::Forbidden);
+    }
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    if let Some(groups) = &patch.groups {
+        let unknown = repo::unknown_groups(&mut *tx, groups).await?;
+        if !unknown.is_empty() {
+            return Err(AppError::validation("groups", format!("no such group: {}", unknown.join(", "))));
+        }
+        repo::set_user_groups(&mut *tx, user_id, groups).await?;
+    }
+    repo::set_flags(&mut *tx, user_id, patch.is_active, patch.is_staff).await?;
+    let mut revoked = 0;
+    if patch.is_active == Some(false) && user.is_active {
+        revoked =
+            revoke_in(&mut tx, client, user_id, None, None, SessionAction::SessionRevoked, "deactivated").await?.len();
+    }
+    let details = serde_json::json!({
+        "by": admin.user_id,
+        "is_active": patch.is_active,
+        "is_staff": patch.is_staff,
+        "groups": patch.groups,
+        "sessions_revoked": revoked,
+    });
+    account_event(&mut tx, Some(user_id), "user_changed_by_admin", details, client).await?;
+    tx.commit().await?;
+    user_detail(state, user_id).await
 }
 
 /// Usernames of the given users, for staff pages that show who an event is about.

@@ -329,7 +329,7 @@ pub async fn verify(
                 risk: challenge_risk(&challenge),
                 audit_note: None,
             };
-            let opened = start_session(&mut *tx, state, session).await?;
+            let opened = start_session(&mut tx, state, session).await?;
             if opened.new_device {
                 devices::alert_new_device(&mut tx, state, &owner, &seen, client).await?;
             }

@@ -57,7 +57,7 @@ pub(super) async fn open_and_alert(
     }
     let (user, client, device) = (session.user.clone(), session.client, session.device.clone());
     let mut tx = state.db.begin().await?;
-    let opened = start_session(&mut *tx, state, session).await?;
+    let opened = start_session(&mut tx, state, session).await?;
     if opened.new_device {
         alert_new_device(&mut tx, state, &user, &device, client).await?;
     }

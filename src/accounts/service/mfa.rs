@@ -32,8 +32,12 @@ pub enum Removal {
 
 pub async fn mfa_status(state: &AppState, auth: &AuthUser) -> AppResult<MfaStatus> {
     let mut conn = state.db.acquire().await?;
-    let settings = repo::mfa_settings(&mut *conn, auth.user_id).await?;
-    let f = otp::service::factors(&mut conn, auth.user_id).await?;
+    mfa_status_of(&mut conn, auth.user_id).await
+}
+
+pub(super) async fn mfa_status_of(conn: &mut sqlx::PgConnection, user: Uuid) -> AppResult<MfaStatus> {
+    let settings = repo::mfa_settings(&mut *conn, user).await?;
+    let f = otp::service::factors(conn, user).await?;
     Ok(status(&settings, &f))
 }
 
@@ -290,15 +294,13 @@ pub async fn remove_factor(
         return Err(AppError::MfaCodeInvalid { attempts_remaining: 0 });
     }
     if user.is_staff {
-        let id = repo::insert_mfa_change(
+        let id = repo::insert_change_request(
             &mut *tx,
             user.id,
             "method_removed",
             Some(method.as_str()),
-            Some(serde_json::json!({ "method": method.as_str() })),
-            None,
             Some("requested by the user"),
-            "pending",
+            user.id,
         )
         .await?;
         let event = MfaEvent {

@@ -3,24 +3,71 @@
 //! the first staff account, before any session exists.
 
 use secrecy::SecretString;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
     challenges::mfa_event,
     mfa::{apply_removal, begin_totp, totp_confirm},
+    sessions::revoke_in,
 };
 use crate::{
     accounts::{
-        models::{BackupCodes, Email},
+        models::{BackupCodes, Email, MfaChangeView},
         repo,
     },
-    audit_log::{self, MfaAction, MfaEvent},
-    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
-    otp::{MfaMethod, TotpSetup},
+    audit_log::{self, MfaAction, MfaEvent, RiskLevel, SessionAction},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, extract::Page},
+    notifications::{self, NotificationType},
+    otp::{self, MfaMethod, TotpSetup},
 };
 
-/// Approves a pending MFA change request and applies it. `approver` is the staff member
-/// (never the requester); None is an operator at the shell (`gatehouse mfa approve`).
+/// `GET /admin/mfa/change-requests`: requests that need approval, by status.
+pub async fn change_requests(
+    state: &AppState,
+    status: Option<&str>,
+    page: Page,
+) -> AppResult<(Vec<MfaChangeView>, i64)> {
+    Ok(repo::change_requests(&state.db, status, None, page.limit, page.offset()).await?)
+}
+
+/// `POST /admin/users/{id}/mfa/reset`: asks for every factor of a user who lost them all
+/// to be removed. Nothing changes until a second staff member approves (the identity
+/// check happens out of band; `reason` records it).
+pub async fn request_mfa_reset(
+    state: &AppState,
+    client: &ClientContext,
+    admin: &AuthUser,
+    user_id: Uuid,
+    reason: Option<String>,
+) -> AppResult<MfaChangeView> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    if !user.mfa_enabled {
+        return Err(AppError::Conflict {
+            code: "MFA_NOT_ENABLED",
+            field: "id",
+            message: "the user has no second factor to reset",
+        });
+    }
+    let id = repo::insert_change_request(&mut *tx, user.id, RESET, None, reason.as_deref(), admin.user_id).await?;
+    let event = MfaEvent {
+        metadata: Some(serde_json::json!({ "change_request_id": id, "requested_by": admin.user_id })),
+        risk_level: RiskLevel::High,
+        ..mfa_event(user.id, MfaAction::ChangeRequested, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    let (mut found, _) = repo::change_requests(&mut *tx, None, Some(id), 1, 0).await?;
+    tx.commit().await?;
+    found.pop().ok_or(AppError::NotFound)
+}
+
+/// The action of a staff-requested reset of every factor.
+const RESET: &str = "reset";
+
+/// Approves a pending MFA change request and applies it. `approver` is a staff member who
+/// is neither the user nor whoever asked (403 otherwise); None is an operator at the
+/// shell (`gatehouse mfa approve`). The user is told by email either way.
 pub async fn approve_mfa_change(
     state: &AppState,
     client: &ClientContext,
@@ -29,20 +76,98 @@ pub async fn approve_mfa_change(
 ) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
     let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
-    if approver == Some(request.user_id) {
-        return Err(AppError::Forbidden);
-    }
-    let method = request.mfa_method.as_deref().and_then(MfaMethod::parse).ok_or(AppError::NotFound)?;
-    apply_removal(&mut tx, state, request.user_id, method, client, Some(request.id)).await?;
+    refuse_self_decision(&request, approver)?;
+    let method = if request.action == RESET {
+        reset_all_factors(&mut tx, client, request.user_id).await?;
+        None
+    } else {
+        let method = request.mfa_method.as_deref().and_then(MfaMethod::parse).ok_or(AppError::NotFound)?;
+        apply_removal(&mut tx, state, request.user_id, method, client, Some(request.id)).await?;
+        Some(method)
+    };
     repo::decide_change(&mut *tx, request.id, "approved", approver).await?;
     let event = MfaEvent {
-        mfa_method: Some(method.as_str().into()),
+        mfa_method: method.map(|m| m.as_str().into()),
         metadata: Some(serde_json::json!({ "change_request_id": request.id, "approved_by": approver })),
         ..mfa_event(request.user_id, MfaAction::ChangeApproved, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
+    tell_user(&mut tx, state, &request, "approved").await?;
     tx.commit().await?;
     state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// Rejects a pending request: nothing changes but its status; audited, the user told.
+pub async fn reject_mfa_change(
+    state: &AppState,
+    client: &ClientContext,
+    change: Uuid,
+    approver: Uuid,
+    reason: Option<String>,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
+    refuse_self_decision(&request, Some(approver))?;
+    repo::decide_change(&mut *tx, request.id, "rejected", Some(approver)).await?;
+    let event = MfaEvent {
+        mfa_method: request.mfa_method.clone(),
+        metadata: Some(serde_json::json!({
+            "change_request_id": request.id, "rejected_by": approver, "reason": reason
+        })),
+        ..mfa_event(request.user_id, MfaAction::ChangeRejected, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    tell_user(&mut tx, state, &request, "rejected").await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// Four eyes: whoever a change is about, and whoever asked for it, may not decide it.
+fn refuse_self_decision(request: &repo::MfaChange, decider: Option<Uuid>) -> AppResult<()> {
+    match decider {
+        Some(d) if d == request.user_id || Some(d) == request.requested_by_id => Err(AppError::Forbidden),
+        _ => Ok(()),
+    }
+}
+
+/// Every factor gone, MFA off, every session signed out.
+async fn reset_all_factors(tx: &mut PgConnection, client: &ClientContext, user: Uuid) -> AppResult<()> {
+    for method in [MfaMethod::Totp, MfaMethod::Email, MfaMethod::Sms, MfaMethod::BackupCode] {
+        otp::service::remove_method(tx, user, method).await?;
+        repo::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
+    }
+    repo::set_mfa_enabled(&mut *tx, user, false, None).await?;
+    revoke_in(tx, client, user, None, None, SessionAction::SessionRevoked, "mfa_reset").await?;
+    let event = MfaEvent { risk_level: RiskLevel::High, ..mfa_event(user, MfaAction::Disabled, client) };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    Ok(())
+}
+
+/// The security email that tells the user how their request (or staff's) was decided.
+async fn tell_user(
+    tx: &mut PgConnection,
+    state: &AppState,
+    request: &repo::MfaChange,
+    decision: &str,
+) -> AppResult<()> {
+    let owner = repo::user_by_id(&mut *tx, request.user_id).await?.ok_or(AppError::NotFound)?;
+    let change = match request.mfa_method.as_deref() {
+        _ if request.action == RESET => "reset every two-step verification factor".to_owned(),
+        Some(method) => format!("remove the {method} factor"),
+        None => "change two-step verification".to_owned(),
+    };
+    let context = minijinja::context! {
+        username => owner.username,
+        change => change,
+        decision => decision,
+        all_off => request.action == RESET,
+        time => chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let to = Email::from_stored(&owner.email);
+    notifications::enqueue_email(tx, &state.data_keys, owner.id, &to, NotificationType::MfaChangeDecided, context)
+        .await?;
     Ok(())
 }
 
@@ -66,6 +191,7 @@ pub async fn operator_totp_confirm(state: &AppState, email: &Email, code: Secret
         is_staff: false,
         is_superuser: false,
         mfa_verified_at: None,
+        api_key: None,
     };
     totp_confirm(state, &ClientContext::default(), &auth, code).await
 }

@@ -6,8 +6,11 @@
 //! outbox is woken after commit. API keys and exports join as files of their own.
 
 mod admin;
+mod api_keys;
 mod challenges;
 mod devices;
+mod email_change;
+mod exports;
 mod lockout;
 mod login;
 mod mfa;
@@ -18,11 +21,14 @@ mod registration;
 mod sessions;
 mod tokens;
 
-pub use admin::{admin_logout_all, admin_unlock, create_superuser, usernames};
+pub use admin::{admin_logout_all, admin_unlock, create_superuser, list_users, update_user, user_detail, usernames};
+pub use api_keys::{MAX_KEYS, api_keys, create_api_key, revoke_api_key};
 pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
 pub use devices::{
     delete_device, device, devices, devices_near, mark_compromised, rename_device, trust_device, untrust_device,
 };
+pub use email_change::{EMAIL_CHANGE_TTL, confirm_email_change, request_email_change};
+pub use exports::{EXPORT_TTL, expire_exports, export_file, export_status, request_export, run_exports_once};
 pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
 pub use login::login;
 pub use mfa::*;

@@ -23,7 +23,7 @@ use crate::{
 /// Password history depth: a new password may not match any of these.
 pub const PASSWORD_HISTORY: i64 = 5;
 pub const RESET_TOKEN_TTL: Duration = Duration::hours(1);
-const PURPOSE_RESET: &str = "password_reset";
+pub(super) const PURPOSE_RESET: &str = "password_reset";
 
 /// Refuses one of the last `PASSWORD_HISTORY` passwords. Reads on the pool and hashes with
 /// no connection held: the hashing waits for the CPU pool, never while a request holds

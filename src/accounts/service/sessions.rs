@@ -147,12 +147,27 @@ pub(super) async fn revoke(
     reason: &str,
 ) -> AppResult<Vec<Uuid>> {
     let mut tx = state.db.begin().await?;
-    let revoked = repo::revoke_sessions(&mut tx, user, only, except, reason).await?;
+    let revoked = revoke_in(&mut tx, client, user, only, except, action, reason).await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// `revoke` inside the caller's transaction, for changes that sign the user out as part
+/// of something else (deactivation, an approved MFA reset).
+pub(super) async fn revoke_in(
+    tx: &mut PgConnection,
+    client: &ClientContext,
+    user: Uuid,
+    only: Option<Uuid>,
+    except: Option<Uuid>,
+    action: SessionAction,
+    reason: &str,
+) -> AppResult<Vec<Uuid>> {
+    let revoked = repo::revoke_sessions(&mut *tx, user, only, except, reason).await?;
     for id in &revoked {
         let event = SessionEvent { session_id: Some(*id), ..session_event(user, action, client) };
         audit_log::record_session(&mut *tx, &event).await?;
     }
-    tx.commit().await?;
     Ok(revoked)
 }
 

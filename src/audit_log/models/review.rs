@@ -23,7 +23,7 @@ pub struct PartitionInfo {
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct JobRun {
     pub id: Uuid,
-    /// `audit_summary`, `partitions`, `cleanup`, `outbox`, `data_export`.
+    /// `audit_summary`, `partitions`, `cleanup`, `ip_retention`, `data_export`.
     pub kind: String,
     pub target_date: Option<NaiveDate>,
     /// `succeeded`, `failed`, `skipped` (another run held or had done the day), `running`.
@@ -35,6 +35,9 @@ pub struct JobRun {
     pub error: Option<String>,
     /// `scheduler`, `cli` or `admin`.
     pub triggered_by: String,
+    /// Rows by kind, where the job reports them (cleanup).
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// A job run about to be recorded.
@@ -47,6 +50,7 @@ pub struct NewJobRun<'a> {
     pub started_at: DateTime<Utc>,
     pub error: Option<String>,
     pub triggered_by: &'a str,
+    pub details: Option<serde_json::Value>,
 }
 
 /// One audit row as the admin API and a user's own history show it, whatever its table.

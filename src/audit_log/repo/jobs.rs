@@ -62,11 +62,12 @@ pub async fn insert_job_run(
     sqlx::query_as!(
         JobRun,
         r#"INSERT INTO audit_log_jobrun
-             (kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error, triggered_by)
+             (kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error, triggered_by,
+              details)
            VALUES ($1, $2, $3, $4, $5, clock_timestamp(),
-                   (extract(epoch FROM clock_timestamp() - $5) * 1000)::bigint, $6, $7)
+                   (extract(epoch FROM clock_timestamp() - $5) * 1000)::bigint, $6, $7, $8)
            RETURNING id, kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error,
-                     triggered_by"#,
+                     triggered_by, details"#,
         run.kind,
         run.target_date,
         run.status,
@@ -74,6 +75,7 @@ pub async fn insert_job_run(
         run.started_at,
         run.error,
         run.triggered_by,
+        run.details,
     )
     .fetch_one(db)
     .await

@@ -252,20 +252,26 @@ pub async fn daily_totals(
     .await
 }
 
+/// Job runs, newest first; with `latest`, only the newest run of each kind.
 pub async fn job_runs(
     db: impl PgExecutor<'_>,
     kind: Option<&str>,
+    latest: bool,
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<JobRun>, i64)> {
     let rows = sqlx::query!(
-        r#"SELECT id, kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error, triggered_by,
-                  count(*) OVER () AS "total!"
-             FROM audit_log_jobrun WHERE ($1::text IS NULL OR kind = $1)
+        r#"SELECT id AS "id!", kind AS "kind!", target_date, status AS "status!", rows_affected AS "rows_affected!",
+                  started_at AS "started_at!", finished_at, duration_ms, error, triggered_by AS "triggered_by!",
+                  details, count(*) OVER () AS "total!"
+             FROM (SELECT DISTINCT ON (CASE WHEN $4 THEN kind ELSE id::text END) *
+                     FROM audit_log_jobrun WHERE ($1::text IS NULL OR kind = $1)
+                    ORDER BY CASE WHEN $4 THEN kind ELSE id::text END, started_at DESC, id DESC) runs
             ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3"#,
         kind,
         limit,
         offset,
+        latest,
     )
     .fetch_all(db)
     .await?;
@@ -283,6 +289,7 @@ pub async fn job_runs(
             duration_ms: r.duration_ms,
             error: r.error,
             triggered_by: r.triggered_by,
+            details: r.details,
         })
         .collect();
     Ok((items, total))

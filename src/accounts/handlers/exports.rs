@@ -1,0 +1,64 @@
+//! The signed-in user's data exports: ask, watch, download (owner's bearer token only).
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use uuid::Uuid;
+
+use crate::{
+    accounts::{
+        models::{ExportStatus, ExportView},
+        service,
+    },
+    core::{AppResult, AppState, auth::AuthUser, client::ClientContext, error::ErrorBody, extract::AppPath},
+};
+
+#[utoipa::path(post, path = "/api/v1/users/me/export", tag = "users", security(("bearer" = [])), responses(
+    (status = 202, body = ExportView, description = "queued (`pending`); a job picks it up within 10 s. While one is pending or processing, that one is returned"),
+))]
+pub async fn request_export(
+    State(state): State<AppState>,
+    client: ClientContext,
+    auth: AuthUser,
+) -> AppResult<(StatusCode, Json<ExportView>)> {
+    Ok((StatusCode::ACCEPTED, Json(service::request_export(&state, &client, &auth).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me/export/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses(
+    (status = 200, body = ExportStatus, description = "status; `download_url` while complete and unexpired (24 h)"),
+))]
+pub async fn export_status(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<Json<ExportStatus>> {
+    Ok(Json(service::export_status(&state, &auth, id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me/export/{id}/download", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses(
+    (status = 200, content_type = "application/json", body = serde_json::Value,
+     description = "the export file: every row of the user's, no secret and no hash"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN: an API key (only the owner's session may download)"),
+    (status = 404, body = ErrorBody, description = "not the caller's, not complete, or expired"),
+))]
+pub async fn export_download(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<impl IntoResponse> {
+    let bytes = service::export_file(&state, &auth, id).await?;
+    let disposition = format!("attachment; filename=\"gatehouse-export-{id}.json\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        bytes,
+    ))
+}

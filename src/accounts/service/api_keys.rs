@@ -1,0 +1,99 @@
+//! The signed-in user's API keys: created with scopes from a fixed list, shown once,
+//! stored as a SHA-256 hash (the secret is 32 random bytes, so a fast hash is enough:
+//! there is nothing to guess) behind a public prefix for lookup, revoked at will.
+
+use minijinja::context;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use super::account_event;
+use crate::{
+    accounts::{
+        forms::NewApiKey,
+        models::{ApiKeyView, CreatedApiKey, Email},
+        repo,
+    },
+    core::{
+        AppError, AppResult, AppState,
+        auth::{AuthUser, is_admin_scope},
+        client::ClientContext,
+        crypto,
+    },
+    notifications::{self, NotificationType},
+};
+
+/// Live keys one user may hold.
+pub const MAX_KEYS: i64 = 25;
+
+/// A fresh key: `gh_` + 12 alphanumerics (the lookup prefix; public, so the slight bias
+/// of `% 62` costs nothing) + `_` + 43 characters of base64url (32 random bytes).
+fn new_key() -> (String, SecretString) {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let prefix: String =
+        crypto::random_bytes::<12>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    let key = SecretString::from(format!("gh_{prefix}_{}", crypto::random_token()));
+    (prefix, key)
+}
+
+/// Creates a key. Admin scopes (`audit:read`, `introspect`) need a staff owner and an
+/// aal 2 session with a recent second factor, as any admin action does; the owner gets a
+/// security email either way, in the same transaction as the key.
+pub async fn create_api_key(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    new: NewApiKey,
+) -> AppResult<CreatedApiKey> {
+    if new.scopes.iter().any(|s| is_admin_scope(s)) {
+        if !auth.is_staff {
+            return Err(AppError::Forbidden);
+        }
+        if !auth.has_recent_mfa(state.config.step_up_max_age) {
+            return Err(AppError::MfaRequired);
+        }
+    }
+    let (prefix, key) = new_key();
+    let hash = crypto::sha256_hex(key.expose_secret());
+    let mut tx = state.db.begin().await?;
+    let owner = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    // The owner's row lock orders concurrent creations, so the cap holds.
+    repo::lock_user(&mut *tx, owner.id).await?;
+    if repo::live_key_count(&mut *tx, owner.id).await? >= MAX_KEYS {
+        return Err(AppError::Conflict {
+            code: "API_KEY_LIMIT",
+            field: "name",
+            message: "this account already has the most live API keys it may hold; revoke one first",
+        });
+    }
+    let view = repo::insert_key(&mut *tx, owner.id, &new.name, &prefix, &hash, &new.scopes, new.expires_at).await?;
+    let details = serde_json::json!({ "api_key_id": view.id, "prefix": prefix, "scopes": new.scopes });
+    account_event(&mut tx, Some(owner.id), "api_key_created", details, client).await?;
+    let context = context! {
+        username => owner.username,
+        name => view.name,
+        prefix => prefix,
+        scopes => new.scopes.join(", "),
+        expires => view.expires_at.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+        time => chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let to = Email::from_stored(&owner.email);
+    notifications::enqueue_email(&mut tx, &state.data_keys, owner.id, &to, NotificationType::ApiKeyCreated, context)
+        .await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(CreatedApiKey { key: view, secret: key.expose_secret().to_owned() })
+}
+
+pub async fn api_keys(state: &AppState, auth: &AuthUser) -> AppResult<Vec<ApiKeyView>> {
+    Ok(repo::keys(&state.db, auth.user_id).await?)
+}
+
+/// Revokes one of the caller's live keys; anyone else's (or a dead one) is "not found".
+pub async fn revoke_api_key(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let prefix = repo::revoke_key(&mut *tx, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
+    let details = serde_json::json!({ "api_key_id": id, "prefix": prefix });
+    account_event(&mut tx, Some(auth.user_id), "api_key_revoked", details, client).await?;
+    tx.commit().await?;
+    Ok(())
+}
