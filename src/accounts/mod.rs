@@ -3,6 +3,7 @@
 pub mod admin_ui;
 pub mod forms;
 pub mod handlers;
+pub mod link_pages;
 pub mod models;
 pub mod passwords;
 pub mod repo;

@@ -5,7 +5,7 @@ use axum::{
     routing::{delete, get, post, put},
 };
 
-use super::{admin_ui, handlers};
+use super::{admin_ui, handlers, link_pages};
 use crate::core::AppState;
 
 /// The JSON API of accounts.
@@ -68,4 +68,7 @@ pub fn pages() -> Router<AppState> {
         .route("/admin/login", post(admin_ui::login))
         .route("/admin/review", post(admin_ui::review))
         .route("/admin/logout", post(admin_ui::logout))
+        .route("/verify-email", get(link_pages::verify_email_page).post(link_pages::verify_email_submit))
+        .route("/reset-password", get(link_pages::reset_password_page).post(link_pages::reset_password_submit))
+        .route("/confirm-email-change", get(link_pages::email_change_page).post(link_pages::email_change_submit))
 }
