@@ -95,8 +95,23 @@ else
   echo "FAIL the TOTP QR code does not decode to its otpauth URI"; exit 1
 fi
 
+# For the users view: carl locked by five wrong passwords. For the approval queue: a
+# second staff member, boss, and two pending MFA resets of ann's, one asked for by boss
+# and one by root (which root may not approve).
+post /api/v1/auth/register '{"email":"carl@example.com","username":"carl","password":"Tangerine-Lighthouse-42"}' >/dev/null
+for _ in 1 2 3 4 5; do
+  curl -s -o /dev/null -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"carl@example.com","password":"Wrong-Password-1"}'
+done
+GATEHOUSE_PASSWORD="$password" "$bin" createsuperuser --email boss@example.com --username boss >/dev/null
+for asker in boss root; do
+  psql "$DATABASE_URL" -qc "INSERT INTO accounts_mfachangelog
+      (user_id, action, change_reason, approval_required, approval_status, requested_by_id)
+    SELECT (SELECT id FROM auth_user WHERE username = 'ann'), 'reset', 'asked by $asker', true, 'pending',
+           (SELECT id FROM auth_user WHERE username = '$asker')"
+done
 BASE_URL="$base" ADMIN_EMAIL=root@example.com ADMIN_PASSWORD="$password" ADMIN_CODE="$code" SCREENSHOT=target/admin.png \
-  node tests/browser/admin.mjs
+  ANN_ACCESS="$access" node tests/browser/admin.mjs
 
 # No log line of the run holds the TOTP secret or a backup code.
 leaks=0

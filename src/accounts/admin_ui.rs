@@ -3,13 +3,15 @@
 //! holding an access token of a normal session (so revocation works as everywhere); every
 //! form carries a CSRF token (double-submit cookie before sign-in, an HMAC of the session
 //! after). It shows the last 30 days as an inline SVG chart and a table, the top users by
-//! high-risk events, and the review queue with confirm/dismiss.
+//! high-risk events, the review queue with confirm/dismiss, users (search, lock state,
+//! unlock, sign out everywhere) and the MFA change requests awaiting a second staff
+//! member; each section and action needs the permission its API route needs.
 
 use std::collections::HashMap;
 
 use axum::{
     body::Bytes,
-    extract::State,
+    extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
 };
@@ -114,8 +116,14 @@ fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
     }
 }
 
+/// `?q=` on /admin: the users section's search.
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    q: Option<String>,
+}
+
 /// GET /admin: the dashboard, or the sign-in form.
-pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn page(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<PageQuery>) -> Response {
     let Some(user) = signed_in(&state, &headers).await else {
         return login_page(&state, StatusCode::OK, None);
     };
@@ -123,7 +131,7 @@ pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response
         let message = if matches!(e, AppError::MfaRequired) { MFA_MESSAGE } else { "You may not administer." };
         return login_page(&state, StatusCode::FORBIDDEN, Some(message));
     }
-    match dashboard(&state, &user).await {
+    match dashboard(&state, &user, query.q.as_deref()).await {
         Ok(html) => Html(html).into_response(),
         Err(e) => e.into_response(),
     }
@@ -152,7 +160,59 @@ struct QueueItem {
     created_at: String,
 }
 
-async fn dashboard(state: &AppState, user: &AuthUser) -> Result<String, AppError> {
+#[derive(Serialize)]
+struct UserRowView {
+    id: Uuid,
+    username: String,
+    email: String,
+    is_active: bool,
+    is_staff: bool,
+    mfa_enabled: bool,
+    locked_minutes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ChangeRequestView {
+    id: Uuid,
+    user: String,
+    action: String,
+    method: String,
+    reason: String,
+    requested_by: String,
+    requested_at: String,
+}
+
+/// Whether `user` holds `permission`; other failures (the database) are errors.
+async fn holds(state: &AppState, user: &AuthUser, permission: &str) -> Result<bool, AppError> {
+    match auth::require_permission(state, user, permission).await {
+        Ok(()) => Ok(true),
+        Err(AppError::Forbidden) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The users section: matches of `search` (or the newest) with their lock state.
+async fn users_section(state: &AppState, search: Option<&str>) -> Result<Vec<UserRowView>, AppError> {
+    let search = search.map(str::trim).filter(|s| !s.is_empty() && s.chars().count() <= 254);
+    let filter = super::forms::UserSearch { search: search.map(str::to_owned), ..Default::default() };
+    let (users, _) = service::list_users(state, &filter, Page { page: 1, limit: 20 }).await?;
+    let mut rows = Vec::with_capacity(users.len());
+    for u in users {
+        let locked = service::lock_of(state, &u.email).await?;
+        rows.push(UserRowView {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            is_active: u.is_active,
+            is_staff: u.is_staff,
+            mfa_enabled: u.mfa_enabled,
+            locked_minutes: locked.map(|secs| secs.div_ceil(60)),
+        });
+    }
+    Ok(rows)
+}
+
+async fn dashboard(state: &AppState, user: &AuthUser, search: Option<&str>) -> Result<String, AppError> {
     let today = Utc::now().date_naive();
     // Summaries need the permission the API asks for them: without it the page shows the
     // review queue only.
@@ -180,7 +240,16 @@ async fn dashboard(state: &AppState, user: &AuthUser) -> Result<String, AppError
     }
     queue.sort_by_key(|e| std::cmp::Reverse(e.created_at));
     queue.truncate(50);
+    let users =
+        if holds(state, user, "accounts.view_user").await? { Some(users_section(state, search).await?) } else { None };
+    let can_change_users = holds(state, user, "accounts.change_user").await?;
+    let requests = if holds(state, user, "accounts.view_mfachangelog").await? {
+        Some(service::change_requests(state, Some("pending"), Page { page: 1, limit: 50 }).await?.0)
+    } else {
+        None
+    };
     let mut ids: Vec<Uuid> = top_rows.iter().map(|r| r.user_id).chain(queue.iter().map(|e| e.user_id)).collect();
+    ids.extend(requests.iter().flatten().filter_map(|c| c.requested_by_id));
     ids.push(user.user_id);
     let names: HashMap<Uuid, String> = service::usernames(state, &ids).await?.into_iter().collect();
     let name = |id: &Uuid| names.get(id).cloned().unwrap_or_else(|| id.to_string());
@@ -206,9 +275,26 @@ async fn dashboard(state: &AppState, user: &AuthUser) -> Result<String, AppError
             created_at: e.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         })
         .collect();
+    let requests: Option<Vec<ChangeRequestView>> = requests.map(|list| {
+        list.into_iter()
+            .map(|c| ChangeRequestView {
+                id: c.id,
+                user: c.username,
+                action: c.action,
+                method: c.mfa_method.unwrap_or_else(|| "every factor".into()),
+                reason: c.change_reason.unwrap_or_default(),
+                requested_by: c.requested_by_id.map(|id| name(&id)).unwrap_or_default(),
+                requested_at: c.requested_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            })
+            .collect()
+    });
     render(
         "admin/dashboard.html",
         context! {
+            users => users,
+            search => search.unwrap_or_default(),
+            can_change_users => can_change_users,
+            requests => requests,
             csrf => session_csrf(state, user.session_id),
             username => name(&user.user_id),
             chart => chart(&days),
@@ -434,4 +520,102 @@ pub async fn logout(State(state): State<AppState>, client: ClientContext, header
         response.headers_mut().append(header::SET_COOKIE, c);
     }
     response
+}
+
+/// An admin form's refusal as a page, not JSON: what was refused and a way back.
+fn refused(e: AppError) -> Response {
+    let (status, message) = match &e {
+        AppError::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "Refused: you lack the permission, or the change is about you or was asked for by you (a second staff \
+             member decides).",
+        ),
+        AppError::MfaRequired => (StatusCode::FORBIDDEN, MFA_MESSAGE),
+        AppError::NotFound => (StatusCode::NOT_FOUND, "Not found: it is gone or was decided already."),
+        _ => return e.into_response(),
+    };
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Gatehouse admin</title></head>\
+         <body><p class=\"error\" role=\"alert\" id=\"refused\">{message}</p><p><a href=\"/admin\">Back</a></p></body></html>"
+    );
+    (status, Html(body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct UserActionForm {
+    csrf: String,
+    user_id: Uuid,
+    /// `unlock` or `logout_all`.
+    action: String,
+    #[serde(default)]
+    q: String,
+}
+
+/// POST /admin/users: unlock a user, or sign them out everywhere; back to the search.
+pub async fn user_action(
+    State(state): State<AppState>,
+    client: ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(f) = form::<UserActionForm>(&body) else {
+        return AppError::MalformedRequest("bad form".into()).into_response();
+    };
+    let user = match admin_form(&state, &headers, &f.csrf).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let outcome = async {
+        auth::require_permission(&state, &user, "accounts.change_user").await?;
+        match f.action.as_str() {
+            "unlock" => service::admin_unlock(&state, &client, &user, f.user_id).await,
+            "logout_all" => service::admin_logout_all(&state, &client, &user, f.user_id).await.map(|_| ()),
+            _ => Err(AppError::MalformedRequest("unknown action".into())),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            let q: String = form_urlencoded::byte_serialize(f.q.as_bytes()).collect();
+            Redirect::to(&format!("/admin?q={q}#users")).into_response()
+        }
+        Err(e) => refused(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    csrf: String,
+    id: Uuid,
+    /// `approve` or `reject`.
+    decision: String,
+}
+
+/// POST /admin/mfa: approve or reject a pending MFA change request.
+pub async fn mfa_decision(
+    State(state): State<AppState>,
+    client: ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(f) = form::<DecisionForm>(&body) else {
+        return AppError::MalformedRequest("bad form".into()).into_response();
+    };
+    let user = match admin_form(&state, &headers, &f.csrf).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let outcome = async {
+        auth::require_permission(&state, &user, "accounts.approve_mfachangelog").await?;
+        match f.decision.as_str() {
+            "approve" => service::approve_mfa_change(&state, &client, f.id, Some(user.user_id)).await,
+            "reject" => service::reject_mfa_change(&state, &client, f.id, user.user_id, None).await,
+            _ => Err(AppError::MalformedRequest("unknown decision".into())),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(()) => Redirect::to("/admin#mfa-requests").into_response(),
+        Err(e) => refused(e),
+    }
 }

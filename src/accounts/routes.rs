@@ -68,6 +68,8 @@ pub fn pages() -> Router<AppState> {
         .route("/admin/login", post(admin_ui::login))
         .route("/admin/review", post(admin_ui::review))
         .route("/admin/logout", post(admin_ui::logout))
+        .route("/admin/users", post(admin_ui::user_action))
+        .route("/admin/mfa", post(admin_ui::mfa_decision))
         .route("/verify-email", get(link_pages::verify_email_page).post(link_pages::verify_email_submit))
         .route("/reset-password", get(link_pages::reset_password_page).post(link_pages::reset_password_submit))
         .route("/confirm-email-change", get(link_pages::email_change_page).post(link_pages::email_change_submit))

@@ -1,6 +1,7 @@
 // Headless Chromium against a running Gatehouse: sign in on /admin with a password and a
 // TOTP code (the staff user enrolled with `gatehouse mfa enroll`), check that the chart
-// and the table render with the seeded data, dismiss an event from the review queue.
+// and the table render with the seeded data, dismiss an event from the review queue; find,
+// unlock and sign out users; decide MFA change requests (four eyes).
 import { chromium } from 'playwright-core';
 
 const base = process.env.BASE_URL;
@@ -51,6 +52,33 @@ try {
   await Promise.all([page.waitForURL(`${base}/admin`), queue.first().locator('button', { hasText: 'Dismiss' }).click()]);
   const after = await page.locator('#review-queue tr[data-event]').count();
   check('dismissing removes the event from the queue', after === before - 1, `before=${before} after=${after}`);
+
+  // Users: search, lock state, unlock, sign out everywhere.
+  await page.fill('#users input[name=q]', 'carl');
+  await Promise.all([page.waitForLoadState(), page.click('#users button[type=submit]')]);
+  const carl = page.locator('#users tr[data-user="carl"]');
+  check('the user search finds the locked user', (await carl.locator('td.lock').innerText()).startsWith('locked'));
+  await Promise.all([page.waitForLoadState(), carl.locator('button', { hasText: 'Unlock' }).click()]);
+  check('unlocking lifts the lock', (await page.locator('#users tr[data-user="carl"] td.lock').innerText()) === 'active');
+  const me = () => fetch(`${base}/api/v1/users/me`, { headers: { authorization: `Bearer ${process.env.ANN_ACCESS}` } });
+  check("ann's token works before", (await me()).status === 200);
+  await page.fill('#users input[name=q]', 'ann');
+  await Promise.all([page.waitForLoadState(), page.click('#users button[type=submit]')]);
+  await Promise.all([page.waitForLoadState(),
+    page.locator('#users tr[data-user="ann"]').locator('button', { hasText: 'Sign out everywhere' }).click()]);
+  check("sign out everywhere revokes ann's sessions", (await me()).status === 401);
+
+  // The approval queue: root may not approve what root asked for; boss's request he may.
+  const requests = page.locator('#mfa-requests tr[data-request]');
+  check('the approval queue holds both requests', await requests.count() === 2, `rows=${await requests.count()}`);
+  await Promise.all([page.waitForLoadState(),
+    requests.filter({ hasText: 'asked by root' }).locator('button', { hasText: 'Approve' }).click()]);
+  check('approving a request one asked for oneself is refused', await page.locator('#refused').count() === 1);
+  await page.goto(`${base}/admin`);
+  await Promise.all([page.waitForLoadState(),
+    page.locator('#mfa-requests tr[data-request]').filter({ hasText: 'asked by boss' }).locator('button', { hasText: 'Approve' }).click()]);
+  const left = await page.locator('#mfa-requests tr[data-request]').count();
+  check("approving another staff member's request applies it", left === 1, `rows=${left}`);
 } finally {
   await browser.close();
 }

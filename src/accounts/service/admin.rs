@@ -100,6 +100,11 @@ pub async fn user_detail(state: &AppState, user_id: Uuid) -> AppResult<AdminUser
     })
 }
 
+/// Seconds until `email`'s login lock lifts, or None when the next login would be let in.
+pub async fn lock_of(state: &AppState, email: &str) -> AppResult<Option<u64>> {
+    account_lock(&state.db, email).await
+}
+
 /// `PATCH /admin/users/{id}`. Staff flags and groups are a superuser's to change, and
 /// nobody changes their own (an admin cannot lock themselves out or raise themselves);
 /// deactivating signs the user out everywhere. One transaction, audited with the admin.

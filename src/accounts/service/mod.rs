@@ -21,7 +21,9 @@ mod registration;
 mod sessions;
 mod tokens;
 
-pub use admin::{admin_logout_all, admin_unlock, create_superuser, list_users, update_user, user_detail, usernames};
+pub use admin::{
+    admin_logout_all, admin_unlock, create_superuser, list_users, lock_of, update_user, user_detail, usernames,
+};
 pub use api_keys::{MAX_KEYS, api_keys, create_api_key, revoke_api_key};
 pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
 pub use devices::{
