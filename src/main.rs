@@ -329,7 +329,14 @@ async fn serve(config: Config) -> Result<(), String> {
         tracing::warn!("SMTP_URL is not set: emails are written to the log (console provider), not sent");
     }
     let sms = gatehouse::notifications::sms::AnySms::from_config(&state.config)?;
-    let workers = if run_jobs { jobs::spawn(state.clone(), mailer, sms, stop_rx) } else { Vec::new() };
+    let mut workers = if run_jobs { jobs::spawn(state.clone(), mailer, sms, stop_rx.clone()) } else { Vec::new() };
+    // The session cache's listener runs on every instance, jobs or not.
+    workers.push(tokio::spawn(gatehouse::core::auth_cache::run_listener(
+        state.db.clone(),
+        state.auth_cache.clone(),
+        format!("gatehouse-listener {bind}"),
+        stop_rx,
+    )));
 
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot bind {bind}: {e}"))?;
     tracing::info!(%bind, "gatehouse listening");

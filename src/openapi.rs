@@ -29,6 +29,7 @@ use crate::{
         core::handlers::healthz, core::handlers::readyz, core::handlers::jwks,
         accounts::handlers::register, accounts::handlers::verify_email, accounts::handlers::resend_verification,
         accounts::handlers::login, accounts::handlers::refresh, accounts::handlers::logout,
+        accounts::handlers::whoami, accounts::handlers::introspect,
         accounts::handlers::logout_all, accounts::handlers::change_password,
         accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
         accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,

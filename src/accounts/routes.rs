@@ -15,6 +15,8 @@ pub fn router() -> Router<AppState> {
         .route("/auth/email/verify", post(handlers::verify_email))
         .route("/auth/email/resend", post(handlers::resend_verification))
         .route("/auth/login", post(handlers::login))
+        .route("/auth/whoami", get(handlers::whoami))
+        .route("/auth/introspect", post(handlers::introspect))
         .route("/auth/refresh", post(handlers::refresh))
         .route("/auth/logout", post(handlers::logout))
         .route("/auth/logout-all", post(handlers::logout_all))

@@ -10,9 +10,15 @@ use axum::{
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use uuid::Uuid;
 
-use super::{crypto::JwtKeys, error::AppError, state::AppState};
+use super::{
+    auth_cache::{CachedKey, CachedSession},
+    crypto::JwtKeys,
+    error::AppError,
+    state::AppState,
+};
 
 /// Access-token claims (API.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -183,20 +189,20 @@ pub fn key_prefix(key: &str) -> Option<&str> {
     (prefix.len() == 12 && prefix.bytes().all(|b| b.is_ascii_alphanumeric()) && !secret.is_empty()).then_some(prefix)
 }
 
-/// Authenticates an API key for a call to `method route`: a live key (not revoked, not
-/// expired) of an active user, whose scopes cover the route, within its rate budget.
-/// `last_used_at` is written at most once a minute per key, in the same statement.
-pub async fn authenticate_key(
-    state: &AppState,
-    key: &str,
-    method: &Method,
-    route: Option<&str>,
-) -> Result<AuthUser, AppError> {
-    let prefix = key_prefix(key).ok_or(AppError::Unauthenticated)?;
+/// The live API key `key` (not revoked, not expired, of an active user), from the cache
+/// or one statement. `last_used_at` is written at most once a minute per key: in the
+/// lookup's own statement on a miss, by a bounded background write on a hit.
+pub async fn key_of(state: &AppState, key: &str) -> Result<Arc<CachedKey>, AppError> {
+    key_prefix(key).ok_or(AppError::Unauthenticated)?;
     let hash = super::crypto::sha256_hex(key);
+    if let Some(found) = state.auth_cache.key(&hash) {
+        stamp_key_use(state, &found);
+        return Ok(found);
+    }
+    let ticket = state.auth_cache.ticket();
     let row = sqlx::query!(
         r#"WITH key AS (
-               SELECT k.id, k.user_id, k.key_hash, k.scopes, u.is_staff, u.is_superuser
+               SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.is_staff, u.is_superuser
                  FROM accounts_apikey k JOIN auth_user u ON u.id = k.user_id
                 WHERE k.prefix = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
                   AND u.is_active
@@ -207,9 +213,10 @@ pub async fn authenticate_key(
                   AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
                RETURNING 1
            )
-           SELECT id, user_id, key_hash, scopes, is_staff, is_superuser, (SELECT count(*) FROM touched) AS "touched!"
+           SELECT id, user_id, key_hash, scopes, expires_at, is_staff, is_superuser,
+                  (SELECT count(*) FROM touched) AS "touched!"
              FROM key"#,
-        prefix,
+        key_prefix(key),
         hash,
     )
     .fetch_optional(&state.db)
@@ -218,29 +225,81 @@ pub async fn authenticate_key(
     if !super::crypto::constant_time_eq(row.key_hash.as_bytes(), hash.as_bytes()) {
         return Err(AppError::Unauthenticated);
     }
+    let found = CachedKey {
+        id: row.id,
+        user_id: row.user_id,
+        scopes: row.scopes,
+        is_staff: row.is_staff,
+        is_superuser: row.is_superuser,
+        expires_at: row.expires_at,
+        stamped_at: std::sync::atomic::AtomicI64::new(Utc::now().timestamp()),
+    };
+    Ok(state.auth_cache.put_key(ticket, &hash, found))
+}
+
+/// `last_used_at` for a key served from the cache, at most once a minute per key and
+/// instance, after the answer (a bounded background task; refused when the service is
+/// saturated, which only delays the stamp).
+fn stamp_key_use(state: &AppState, key: &CachedKey) {
+    use std::sync::atomic::Ordering;
+    let now = Utc::now().timestamp();
+    let last = key.stamped_at.load(Ordering::Relaxed);
+    if now - last < 60 || key.stamped_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        return;
+    }
+    let (db, id) = (state.db.clone(), key.id);
+    let _ = state.spawn_bounded(async move {
+        let stamped = sqlx::query!(
+            "UPDATE accounts_apikey SET last_used_at = now()
+              WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+            id
+        )
+        .execute(&db)
+        .await;
+        if let Err(e) = stamped {
+            tracing::warn!(error = %e, "an API key's last use could not be stamped");
+        }
+    });
+}
+
+/// Authenticates an API key for a call to `method route`: a live key whose scopes cover
+/// the route, within its rate budget.
+pub async fn authenticate_key(
+    state: &AppState,
+    key: &str,
+    method: &Method,
+    route: Option<&str>,
+) -> Result<AuthUser, AppError> {
+    let found = key_of(state, key).await?;
     let needed = route.and_then(|r| required_scope(method, r)).ok_or(AppError::Forbidden)?;
-    if !row.scopes.iter().any(|s| s == needed) {
+    if !found.scopes.iter().any(|s| s == needed) {
         return Err(AppError::Forbidden);
     }
-    state.key_limits.check(row.id)?;
+    state.key_limits.check(found.id)?;
     Ok(AuthUser {
-        user_id: row.user_id,
+        user_id: found.user_id,
         session_id: Uuid::nil(),
         aal: 1,
         amr: Vec::new(),
-        is_staff: row.is_staff,
-        is_superuser: row.is_superuser,
+        is_staff: found.is_staff,
+        is_superuser: found.is_superuser,
         mfa_verified_at: None,
-        api_key: Some(KeyGrant { id: row.id, scopes: row.scopes }),
+        api_key: Some(KeyGrant { id: found.id, scopes: found.scopes.clone() }),
     })
 }
 
-/// Authenticates an access token: signature, expiry, and a still-active session of an
-/// active user (read on every call, so a revocation is refused at once everywhere).
-pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
+/// What a valid access token stands for: a signature from a known key, an unexpired
+/// token, a still-active session of an active user. From the instance's cache when it
+/// holds the token (no database, no signature check), else one statement that fills it.
+pub async fn session_of(state: &AppState, token: &str) -> Result<Arc<CachedSession>, AppError> {
+    if let Some(found) = state.auth_cache.session(token) {
+        return Ok(found);
+    }
     let claims = verify(&state.keys, token, &state.config.public_base_url)?;
+    let ticket = state.auth_cache.ticket();
     let row = sqlx::query!(
-        r#"SELECT u.is_staff, u.is_superuser, s.mfa_verified_at
+        r#"SELECT u.is_staff, u.is_superuser, u.email, u.username, u.email_verified, s.mfa_verified_at,
+                  s.created_at, s.expires_at, s.device_id
              FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
             WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now()
               AND u.is_active"#,
@@ -250,14 +309,37 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, App
     .fetch_optional(&state.db)
     .await?
     .ok_or(AppError::Unauthenticated)?;
-    Ok(AuthUser {
+    let session = CachedSession {
         user_id: claims.sub,
         session_id: claims.sid,
+        token_expires_at: claims.exp,
+        issued_at: claims.iat,
         aal: claims.aal,
         amr: claims.amr,
+        authenticated_at: row.created_at,
+        session_expires_at: row.expires_at,
+        mfa_verified_at: row.mfa_verified_at,
+        device_id: row.device_id,
         is_staff: row.is_staff,
         is_superuser: row.is_superuser,
-        mfa_verified_at: row.mfa_verified_at,
+        email: row.email,
+        username: row.username,
+        email_verified: row.email_verified,
+    };
+    Ok(state.auth_cache.put_session(ticket, token, session))
+}
+
+/// Authenticates an access token (`session_of`) as the signed-in user of a request.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
+    let s = session_of(state, token).await?;
+    Ok(AuthUser {
+        user_id: s.user_id,
+        session_id: s.session_id,
+        aal: s.aal,
+        amr: s.amr.clone(),
+        is_staff: s.is_staff,
+        is_superuser: s.is_superuser,
+        mfa_verified_at: s.mfa_verified_at,
         api_key: None,
     })
 }

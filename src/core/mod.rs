@@ -2,6 +2,7 @@
 //! extractors, request ids, metrics and the service routes.
 
 pub mod auth;
+pub mod auth_cache;
 pub mod client;
 pub mod config;
 pub mod cpu;

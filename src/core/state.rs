@@ -8,6 +8,7 @@ use tokio::sync::{Notify, Semaphore};
 use secrecy::ExposeSecret;
 
 use super::{
+    auth_cache::AuthCache,
     config::Config,
     cpu::CpuPool,
     crypto::JwtKeys,
@@ -31,6 +32,8 @@ pub struct AppState {
     pub cpu: CpuPool,
     /// Per-address budgets of unauthenticated work (this instance's count).
     pub limits: Arc<AddressLimits>,
+    /// Verified access tokens and API keys, kept honest by `auth_cache::run_listener`.
+    pub auth_cache: Arc<AuthCache>,
     /// Per-key budgets of API-key requests (this instance's count).
     pub key_limits: Arc<KeyLimits>,
     /// Slots for work done after the answer (`spawn_bounded`).
@@ -54,6 +57,7 @@ impl AppState {
             metrics: Metrics::new(),
             outbox_wakeup: Arc::new(Notify::new()),
             cpu: CpuPool::new(threads, depth),
+            auth_cache: Arc::new(AuthCache::default()),
             key_limits: Arc::new(KeyLimits::new(config_key_limit)),
             limits: Arc::new(limits),
             background: Arc::new(Semaphore::new(BACKGROUND_TASKS)),

@@ -80,6 +80,26 @@ impl TestApp {
         TestApp { addr, state, client, smtp }
     }
 
+    /// Starts this instance's session-cache listener (as `serve` does) and waits until the
+    /// cache is in use; keep the returned sender alive for as long as it should run.
+    pub async fn start_auth_listener(&self) -> tokio::sync::watch::Sender<bool> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (db, cache) = (self.state.db.clone(), self.state.auth_cache.clone());
+        tokio::spawn(gatehouse::core::auth_cache::run_listener(
+            db,
+            cache,
+            format!("test-listener {}", self.addr),
+            stopped,
+        ));
+        for _ in 0..200 {
+            if self.state.auth_cache.is_healthy() {
+                return stop;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the auth cache listener did not come up in 2 s");
+    }
+
     /// Waits for the work this app does after answering (a reset email) to finish.
     pub async fn background_settled(&self) {
         for _ in 0..500 {

@@ -14,6 +14,7 @@ mod audit_summary;
 mod devices;
 mod exports;
 mod foundation;
+mod hot_path;
 mod link_pages;
 mod mfa;
 mod notifications;

@@ -6,6 +6,7 @@ mod api_keys;
 mod auth;
 mod devices;
 mod exports;
+mod introspection;
 mod mfa;
 
 pub use admin::*;
@@ -13,4 +14,5 @@ pub use api_keys::*;
 pub use auth::*;
 pub use devices::*;
 pub use exports::*;
+pub use introspection::*;
 pub use mfa::*;

@@ -149,6 +149,10 @@ pub(super) async fn revoke(
     let mut tx = state.db.begin().await?;
     let revoked = revoke_in(&mut tx, client, user, only, except, action, reason).await?;
     tx.commit().await?;
+    // Every instance hears of it from the trigger's NOTIFY; this one needs not wait.
+    for id in &revoked {
+        state.auth_cache.evict(*id);
+    }
     Ok(revoked)
 }
 

@@ -1,0 +1,351 @@
+//! The hot path's memory: verified access tokens with their session and identity, and API
+//! keys, held per instance so a request that presents a known token costs no database
+//! round trip (and no signature check). PostgreSQL keeps it honest: triggers on
+//! `accounts_session`, `auth_user` and `accounts_apikey` publish `NOTIFY gatehouse_auth`
+//! in the transaction of every change that matters (revocation, logout, password change,
+//! deactivation, device compromise, key revocation), and each instance's listener evicts.
+//!
+//! The cache is used only while its listener is healthy: connected, and hearing its own
+//! heartbeat (a `NOTIFY` sent through the pool every 250 ms) within 750 ms. Otherwise
+//! every request reads PostgreSQL, and each loss or reconnect starts a new epoch, which
+//! empties the cache: notifications sent while nobody listened are never needed. So a
+//! revocation reaches every instance within a second, listener or not.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use moka::sync::Cache;
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The channel the triggers publish on (migration `20261203000001_auth_cache`).
+pub const CHANNEL: &str = "gatehouse_auth";
+/// How long an entry may serve before it is read again, whatever happens.
+const ENTRY_TTL: Duration = Duration::from_secs(300);
+/// Entries per kind; past it the least useful go.
+const MAX_ENTRIES: u64 = 100_000;
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(750);
+
+/// What a verified access token stands for, as of `loaded_at`.
+#[derive(Debug, Clone)]
+pub struct CachedSession {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    /// The token's own expiry (`exp`), checked on every hit.
+    pub token_expires_at: i64,
+    pub aal: u8,
+    pub amr: Vec<String>,
+    pub authenticated_at: DateTime<Utc>,
+    pub session_expires_at: DateTime<Utc>,
+    pub mfa_verified_at: Option<DateTime<Utc>>,
+    pub device_id: Option<Uuid>,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub email: String,
+    pub username: String,
+    pub email_verified: bool,
+    pub issued_at: i64,
+}
+
+/// An API key row as authentication needs it.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub scopes: Vec<String>,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When this instance last wrote the key's `last_used_at` (unix seconds).
+    pub stamped_at: AtomicI64,
+}
+
+struct Entry<T> {
+    value: Arc<T>,
+    epoch: u64,
+    loaded_at: Instant,
+}
+
+// Not derived: that would ask `T: Clone`, and only the Arc is cloned.
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry { value: self.value.clone(), epoch: self.epoch, loaded_at: self.loaded_at }
+    }
+}
+
+pub struct AuthCache {
+    /// Keyed by the access token itself: only a token whose signature was checked is ever
+    /// inserted, so a hit needs no second check.
+    tokens: Cache<String, Entry<CachedSession>>,
+    /// Keyed by the SHA-256 of the API key.
+    keys: Cache<String, Entry<CachedKey>>,
+    /// Session, user or key ids evicted by a notification, and when: an entry loaded
+    /// before its id's eviction is a miss.
+    evicted: Cache<Uuid, Instant>,
+    healthy: AtomicBool,
+    epoch: AtomicU64,
+}
+
+/// A read about to fill the cache: the epoch and time it started, so that a flush or an
+/// eviction during the read discards what it brings back.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    epoch: u64,
+    started: Instant,
+    usable: bool,
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        AuthCache {
+            tokens: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
+            keys: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
+            evicted: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
+            healthy: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+        }
+    }
+}
+
+impl AuthCache {
+    /// Whether the cache may answer now (its listener is up and hearing itself).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    fn valid<T>(&self, entry: &Entry<T>, ids: &[Uuid]) -> bool {
+        self.is_healthy()
+            && entry.epoch == self.epoch.load(Ordering::Acquire)
+            && ids.iter().all(|id| self.evicted.get(id).is_none_or(|at| at < entry.loaded_at))
+    }
+
+    pub fn session(&self, token: &str) -> Option<Arc<CachedSession>> {
+        let entry = self.tokens.get(token)?;
+        let s = &entry.value;
+        let live = s.token_expires_at > Utc::now().timestamp() && s.session_expires_at > Utc::now();
+        if live && self.valid(&entry, &[s.session_id, s.user_id]) {
+            Some(entry.value.clone())
+        } else {
+            self.tokens.invalidate(token);
+            None
+        }
+    }
+
+    pub fn key(&self, key_hash: &str) -> Option<Arc<CachedKey>> {
+        let entry = self.keys.get(key_hash)?;
+        let k = &entry.value;
+        let live = k.expires_at.is_none_or(|at| at > Utc::now());
+        if live && self.valid(&entry, &[k.id, k.user_id]) {
+            Some(entry.value.clone())
+        } else {
+            self.keys.invalidate(key_hash);
+            None
+        }
+    }
+
+    /// Taken before the database read whose result `put_*` will store.
+    pub fn ticket(&self) -> Ticket {
+        Ticket { epoch: self.epoch.load(Ordering::Acquire), started: Instant::now(), usable: self.is_healthy() }
+    }
+
+    /// Stores what a read brought back (unless the listener was down, or changed epoch,
+    /// during the read) and hands it on.
+    pub fn put_session(&self, ticket: Ticket, token: &str, session: CachedSession) -> Arc<CachedSession> {
+        let value = Arc::new(session);
+        if ticket.usable && ticket.epoch == self.epoch.load(Ordering::Acquire) {
+            let entry = Entry { value: value.clone(), epoch: ticket.epoch, loaded_at: ticket.started };
+            self.tokens.insert(token.to_owned(), entry);
+        }
+        value
+    }
+
+    pub fn put_key(&self, ticket: Ticket, key_hash: &str, key: CachedKey) -> Arc<CachedKey> {
+        let value = Arc::new(key);
+        if ticket.usable && ticket.epoch == self.epoch.load(Ordering::Acquire) {
+            let entry = Entry { value: value.clone(), epoch: ticket.epoch, loaded_at: ticket.started };
+            self.keys.insert(key_hash.to_owned(), entry);
+        }
+        value
+    }
+
+    /// Forgets everything about a session, user or key id (a notification, or a change
+    /// this instance just committed).
+    pub fn evict(&self, id: Uuid) {
+        self.evicted.insert(id, Instant::now());
+    }
+
+    /// The listener is down (or just came back): nothing cached so far may answer again.
+    fn new_epoch(&self, healthy: bool) {
+        self.healthy.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.tokens.invalidate_all();
+        self.keys.invalidate_all();
+        if healthy {
+            self.healthy.store(true, Ordering::Release);
+        }
+    }
+
+    /// Applies one notification payload: `s:<session>`, `u:<user>`, `k:<key>`.
+    fn apply(&self, payload: &str) {
+        if let Some((kind, id)) = payload.split_once(':')
+            && matches!(kind, "s" | "u" | "k")
+            && let Ok(id) = Uuid::parse_str(id)
+        {
+            self.evict(id);
+        }
+    }
+}
+
+/// Keeps `cache` in step with PostgreSQL until shutdown: listens, checks its own
+/// heartbeat, and on any loss marks the cache unusable and reconnects every 250 ms.
+/// `name` is the listener's `application_name` (operators and tests can find it).
+pub async fn run_listener(db: PgPool, cache: Arc<AuthCache>, name: String, mut shutdown: watch::Receiver<bool>) {
+    let nonce = Uuid::new_v4().simple().to_string();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match listen(&db, &cache, &name, &nonce, &mut shutdown).await {
+            Ok(()) => {
+                // Nobody keeps the cache honest any more.
+                cache.new_epoch(false);
+                return;
+            }
+            Err(e) => {
+                if cache.is_healthy() {
+                    tracing::warn!(error = %e, "auth cache listener lost; every request reads PostgreSQL until it is back");
+                }
+                cache.new_epoch(false);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One listening connection's life; Ok on shutdown, Err when it is lost.
+async fn listen(
+    db: &PgPool,
+    cache: &AuthCache,
+    name: &str,
+    nonce: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), sqlx::Error> {
+    let options = db.connect_options().as_ref().clone().application_name(name);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    let mut listener = PgListener::connect_with(&pool).await?;
+    // Report a lost connection (Ok(None)) instead of quietly reconnecting: notifications
+    // during a gap are lost, so a gap must end the epoch. (`try_recv` is cancel-safe.)
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    // Listening from here on: what is cached from now can be kept honest.
+    cache.new_epoch(true);
+    tracing::info!("auth cache listener up");
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut sent: u64 = 0;
+    let mut heard = Instant::now();
+    loop {
+        tokio::select! {
+            note = listener.try_recv() => match note? {
+                Some(note) => match note.payload().strip_prefix("hb:") {
+                    Some(rest) if rest.starts_with(nonce) => heard = Instant::now(),
+                    Some(_) => {}
+                    None => cache.apply(note.payload()),
+                },
+                None => return Err(sqlx::Error::Protocol("listener connection closed".into())),
+            },
+            _ = heartbeat.tick() => {
+                if heard.elapsed() > HEARTBEAT_DEADLINE {
+                    return Err(sqlx::Error::Protocol("listener heartbeat missed".into()));
+                }
+                sent += 1;
+                // Through the pool, so a database that stopped answering stops the beat.
+                let beat = format!("hb:{nonce}:{sent}");
+                let send = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(beat).execute(db);
+                if tokio::time::timeout(HEARTBEAT_DEADLINE, send).await.is_err() {
+                    return Err(sqlx::Error::PoolTimedOut);
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(user: Uuid, id: Uuid) -> CachedSession {
+        CachedSession {
+            user_id: user,
+            session_id: id,
+            token_expires_at: Utc::now().timestamp() + 600,
+            aal: 1,
+            amr: vec!["pwd".into()],
+            authenticated_at: Utc::now(),
+            session_expires_at: Utc::now() + chrono::Duration::hours(1),
+            mfa_verified_at: None,
+            device_id: None,
+            is_staff: false,
+            is_superuser: false,
+            email: "a@b.io".into(),
+            username: "a".into(),
+            email_verified: true,
+            issued_at: Utc::now().timestamp(),
+        }
+    }
+
+    #[test]
+    fn a_cache_without_a_listener_answers_nothing() {
+        let cache = AuthCache::default();
+        let (user, id) = (Uuid::now_v7(), Uuid::now_v7());
+        cache.put_session(cache.ticket(), "t", session(user, id));
+        assert!(cache.session("t").is_none());
+    }
+
+    #[test]
+    fn eviction_by_session_or_user_and_a_new_epoch_each_end_an_entry() {
+        let cache = AuthCache::default();
+        cache.new_epoch(true);
+        let (user, id) = (Uuid::now_v7(), Uuid::now_v7());
+        cache.put_session(cache.ticket(), "t", session(user, id));
+        assert!(cache.session("t").is_some());
+        cache.apply(&format!("s:{id}"));
+        assert!(cache.session("t").is_none(), "evicted by session");
+
+        cache.put_session(cache.ticket(), "t", session(user, id));
+        assert!(cache.session("t").is_some(), "reloaded after the eviction");
+        cache.apply(&format!("u:{user}"));
+        assert!(cache.session("t").is_none(), "evicted by user");
+
+        // A read that started before an eviction brings back nothing usable.
+        let ticket = cache.ticket();
+        std::thread::sleep(Duration::from_millis(2));
+        cache.evict(id);
+        cache.put_session(ticket, "t", session(user, id));
+        assert!(cache.session("t").is_none());
+
+        cache.put_session(cache.ticket(), "t", session(user, id));
+        let stale = cache.ticket();
+        cache.new_epoch(false);
+        assert!(cache.session("t").is_none(), "a lost listener bypasses the cache");
+        cache.new_epoch(true);
+        cache.put_session(stale, "t", session(user, id));
+        assert!(cache.session("t").is_none(), "a read from the old epoch is discarded");
+        cache.apply("nonsense");
+        cache.apply("s:not-a-uuid");
+    }
+}
