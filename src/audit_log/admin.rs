@@ -49,7 +49,7 @@ pub async fn review(
     if notes.is_some_and(|n| n.chars().count() > 5000) {
         return Err(AppError::validation("review_notes", "must be at most 5000 characters"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let subject = repo::review_event(&mut *tx, kind, id, status, notes, reviewer).await?.ok_or(AppError::NotFound)?;
     // Nobody reviews events about themselves; dropping the transaction undoes the update.
     if subject == reviewer {
@@ -62,7 +62,7 @@ pub async fn review(
         ..SessionEvent::new(reviewer, super::models::SessionAction::AuditReviewed)
     };
     service::record_session(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(())
 }
 
@@ -120,7 +120,7 @@ pub async fn set_retention(state: &AppState, changes: &[(AuditKind, i32)], by: U
         }
     }
     problems.into_result()?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     for (kind, months) in changes {
         let old = repo::retention_months(&mut *tx, kind.table()).await?.unwrap_or(state.config.audit_retention_months);
         repo::set_retention(&mut *tx, kind.table(), *months, by).await?;
@@ -130,6 +130,6 @@ pub async fn set_retention(state: &AppState, changes: &[(AuditKind, i32)], by: U
         };
         service::record_session(&mut *tx, &event).await?;
     }
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(())
 }

@@ -45,7 +45,7 @@ pub async fn ensure_partitions(db: &PgPool, today: NaiveDate, months_ahead: u32)
             if repo::create_partition(&mut *tx, kind.table(), month).await? {
                 created.push(format!("{}_p{}", kind.table(), month.format("%Y_%m")));
             }
-            tx.commit().await?;
+            crate::core::db::commit(tx).await?;
         }
     }
     Ok(created)
@@ -68,7 +68,7 @@ pub async fn prune_partitions(db: &PgPool, today: NaiveDate, default_months: i32
         for name in repo::partitions_before(db, kind.table(), cutoff).await? {
             let mut tx = db.begin().await?;
             repo::drop_partition(&mut tx, kind.table(), &name).await?;
-            tx.commit().await?;
+            crate::core::db::commit(tx).await?;
             dropped.push(name);
         }
     }

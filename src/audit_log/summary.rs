@@ -39,14 +39,14 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
         repo::lock_summary_day(&mut *tx, day).await?;
         if trigger == Trigger::Scheduler && repo::job_succeeded(&mut *tx, KIND, day).await? {
             let run = repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, "skipped", 0, None)).await?;
-            tx.commit().await?;
+            crate::core::db::commit(tx).await?;
             return Ok(run);
         }
         repo::summary_work_mem(&mut *tx).await?;
         let rows = repo::upsert_day_summaries(&mut *tx, day).await?;
         let run =
             repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, "succeeded", rows as i64, None)).await?;
-        tx.commit().await?;
+        crate::core::db::commit(tx).await?;
         Ok::<_, sqlx::Error>(run)
     }
     .await;

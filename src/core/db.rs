@@ -25,6 +25,29 @@ pub fn lazy_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
         .connect_lazy(&config.database_url)
 }
 
+/// `pool.begin()`, shielded from the caller's cancellation. A request whose client hangs
+/// up drops its handler at whatever `.await` it is on; sqlx 0.9.0 cancelled inside
+/// `begin()` leaves the BEGIN open on the pooled connection, so the next borrower's
+/// autocommit statements run inside a transaction nobody commits (launchbadge/sqlx#4385,
+/// fixed upstream after 0.9.0). Here the BEGIN round trip runs in its own task: it always
+/// finishes, and if nobody is left to take the transaction it is dropped, which rolls it
+/// back properly.
+pub async fn begin(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("the BEGIN task failed: {e}")))?
+}
+
+/// `tx.commit()`, shielded the same way: cancelled after COMMIT went out, sqlx queues a
+/// ROLLBACK that the server answers with "there is no transaction in progress" (seen in
+/// the logs under refresh load, as clients hung up at the end of a run).
+pub async fn commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    tokio::spawn(async move { tx.commit().await })
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("the COMMIT task failed: {e}")))?
+}
+
 /// Creates the database named in the URL when the server has none by that name; returns
 /// the name it created.
 pub async fn create_database_if_missing(url: &str) -> Result<Option<String>, sqlx::Error> {

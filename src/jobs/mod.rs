@@ -92,7 +92,7 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
         // Rows first (committed on their own), then files: a file never goes while its row
         // still offers it.
         let exports = crate::accounts::service::expire_exports(&state.db).await.map_err(job_error)?;
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::core::db::begin(&state.db).await?;
         let (challenges, codes) = crate::otp::repo::delete_expired(&mut tx).await?;
         // A rotated refresh token's sealed child lives for the reuse leeway only.
         let leeway = state.config.refresh_reuse_leeway.as_secs_f64();
@@ -120,7 +120,7 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
             details: Some(details.clone()),
         };
         audit_log::repo::insert_job_run(&mut *tx, &run).await?;
-        tx.commit().await?;
+        crate::core::db::commit(tx).await?;
         tracing::info!(%details, "cleanup: expired rows deleted");
         run_ip_retention(state, triggered_by).await?;
         Ok(rows)
@@ -168,7 +168,7 @@ async fn run_ip_retention(state: &AppState, triggered_by: &str) -> Result<(), sq
     let started_at = chrono::Utc::now();
     let days = chrono::Days::new(u64::from(state.config.ip_retention_days));
     let Some(cutoff_day) = started_at.date_naive().checked_sub_days(days) else { return Ok(()) };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let previous = audit_log::repo::last_succeeded_day(&mut *tx, "ip_retention").await?;
     if previous.is_some_and(|d| d >= cutoff_day) {
         return Ok(());
@@ -193,7 +193,7 @@ async fn run_ip_retention(state: &AppState, triggered_by: &str) -> Result<(), sq
         details: None,
     };
     audit_log::repo::insert_job_run(&mut *tx, &run).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     tracing::info!(rows, %cutoff_day, "client addresses older than the retention cut to their network");
     Ok(())
 }

@@ -141,7 +141,7 @@ async fn deliver(
                 }
                 _ => pass.retried += 1,
             }
-            tx.commit().await?;
+            crate::core::db::commit(tx).await?;
         }
     }
     Ok(())
@@ -182,7 +182,7 @@ pub async fn deliver_sms_once<P: SmsProvider>(
                     }
                     _ => pass.retried += 1,
                 }
-                tx.commit().await?;
+                crate::core::db::commit(tx).await?;
             }
         }
     }

@@ -65,7 +65,7 @@ async fn load_preferences(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Pre
 }
 
 pub async fn update_preferences(state: &AppState, user: Uuid, patch: PreferencesPatch) -> AppResult<Preferences> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let mut p = load_preferences(&mut tx, user).await?;
     let mut problems = Problems::new();
     let mut time = |value: Option<Option<String>>, field: &str, slot: &mut Option<String>| {
@@ -111,7 +111,7 @@ pub async fn update_preferences(state: &AppState, user: Uuid, patch: Preferences
         digest_frequency: p.digest_frequency.clone(),
     };
     repo::save_preferences(&mut *tx, user, &row).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(p)
 }
 
@@ -170,7 +170,7 @@ pub async fn update_type_preference(
         problems.add("max_per_day", "must be between 0 and 10000");
     }
     problems.into_result()?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let current = load_type_preferences(&mut tx, user).await?;
     let mut p = current.into_iter().find(|p| p.notification_type == kind).unwrap_or_else(|| default_type(kind));
     p.email_enabled = patch.email_enabled.unwrap_or(p.email_enabled);
@@ -193,7 +193,7 @@ pub async fn update_type_preference(
         max_per_day: p.max_per_day,
     };
     repo::save_type_preference(&mut *tx, user, &row).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(p)
 }
 
@@ -240,7 +240,7 @@ pub async fn add_quiet_hours(state: &AppState, user: Uuid, new: NewQuietHours) -
     }
     problems.into_result()?;
     let (Some(start), Some(end)) = (start, end) else { return Err(AppError::internal("times checked above")) };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let id = repo::insert_quiet_hours(
         &mut *tx,
         user,
@@ -261,7 +261,7 @@ pub async fn add_quiet_hours(state: &AppState, user: Uuid, new: NewQuietHours) -
         _ => e.into(),
     })?;
     let window = load_quiet_hours(&mut tx, user).await?.into_iter().find(|q| q.id == id).ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(window)
 }
 
@@ -318,10 +318,10 @@ pub async fn add_block(state: &AppState, user: Uuid, new: NewBlock) -> AppResult
         problems.add("reason", "must be at most 255 characters");
     }
     problems.into_result()?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let id = repo::upsert_block(&mut *tx, user, new.block_type.as_str(), &value, new.reason.as_deref()).await?;
     let block = load_blocks(&mut tx, user).await?.into_iter().find(|b| b.id == id).ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(block)
 }
 
@@ -375,7 +375,7 @@ pub async fn set_consent(
     if change.source.as_deref().is_some_and(|s| s.chars().count() > 50) {
         return Err(AppError::validation("source", "must be at most 50 characters"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     repo::save_consent(&mut *tx, user, kind.as_str(), change.is_consented, change.source.as_deref(), ip, user_agent)
         .await?;
     let event = SessionEvent {
@@ -386,7 +386,7 @@ pub async fn set_consent(
     audit_log::record_session(&mut *tx, &event).await?;
     let consent =
         load_consents(&mut tx, user).await?.into_iter().find(|c| c.consent_type == kind).ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(consent)
 }
 

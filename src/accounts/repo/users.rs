@@ -302,3 +302,50 @@ pub async fn account_events(db: impl PgExecutor<'_>, user_id: Uuid, limit: i64) 
     .fetch_all(db)
     .await
 }
+
+/// `GET /users/me` in one statement: the user, the MFA flag and the profile.
+pub async fn me(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Option<(UserRow, Profile)>> {
+    let row = sqlx::query!(
+        r#"SELECT u.id, u.email, u.username, u.password_hash, u.first_name, u.last_name, u.is_active, u.is_staff,
+                  u.is_superuser, u.email_verified, COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined,
+                  u.last_login, p.phone_number, p.date_of_birth, p.address, p.city, p.state, p.country,
+                  p.postal_code, p.timezone, p.language, p.preferred_mfa_method
+             FROM auth_user u
+             JOIN accounts_profile p ON p.user_id = u.id
+             LEFT JOIN accounts_mfasettings m ON m.user_id = u.id
+            WHERE u.id = $1"#,
+        user_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| {
+        let user = UserRow {
+            id: r.id,
+            email: r.email,
+            username: r.username,
+            password_hash: r.password_hash,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            is_active: r.is_active,
+            is_staff: r.is_staff,
+            is_superuser: r.is_superuser,
+            email_verified: r.email_verified,
+            mfa_enabled: r.mfa_enabled,
+            date_joined: r.date_joined,
+            last_login: r.last_login,
+        };
+        let profile = Profile {
+            phone_number: r.phone_number,
+            date_of_birth: r.date_of_birth,
+            address: r.address,
+            city: r.city,
+            state: r.state,
+            country: r.country,
+            postal_code: r.postal_code,
+            timezone: r.timezone,
+            language: r.language,
+            preferred_mfa_method: r.preferred_mfa_method,
+        };
+        (user, profile)
+    }))
+}

@@ -21,19 +21,19 @@ use crate::{
 #[tracing::instrument(skip_all, fields(username = r.username.as_str()))]
 pub async fn create_superuser(state: &AppState, r: Registration) -> AppResult<User> {
     let hash = passwords::hash(state, r.password.clone()).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = create_user(&mut tx, &r, &hash).await?;
     repo::make_superuser(&mut *tx, user.id).await?;
     account_event(&mut tx, Some(user.id), "superuser_created", serde_json::json!({}), &ClientContext::default())
         .await?;
     let user = repo::user_by_id(&mut *tx, user.id).await?.ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(user.into())
 }
 
 /// Lifts a login lock: an `unlock` row restarts the identifier's failure count.
 pub async fn admin_unlock(state: &AppState, client: &ClientContext, admin: &AuthUser, user_id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
     repo::insert_unlock(&mut *tx, &user.email, user.id).await?;
     let details = serde_json::json!({ "by": admin.user_id });
@@ -41,7 +41,7 @@ pub async fn admin_unlock(state: &AppState, client: &ClientContext, admin: &Auth
     let event =
         SessionEvent { metadata: Some(details), ..session_event(user.id, SessionAction::AccountUnlocked, client) };
     audit_log::record_session(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(())
 }
 
@@ -52,7 +52,7 @@ pub async fn admin_logout_all(
     admin: &AuthUser,
     user_id: Uuid,
 ) -> AppResult<usize> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     if repo::user_by_id(&mut *tx, user_id).await?.is_none() {
         return Err(AppError::NotFound);
     }
@@ -60,7 +60,7 @@ pub async fn admin_logout_all(
         revoke_in(&mut tx, client, user_id, None, None, SessionAction::SessionRevoked, "revoked_by_admin").await?;
     let details = serde_json::json!({ "by": admin.user_id, "count": revoked.len() });
     account_event(&mut tx, Some(user_id), "sessions_revoked", details, client).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(revoked.len())
 }
 
@@ -121,7 +121,7 @@ pub async fn update_user(
     if user_id == admin.user_id {
         return Err(AppError::Forbidden);
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
     if let Some(groups) = &patch.groups {
         let unknown = repo::unknown_groups(&mut *tx, groups).await?;
@@ -144,7 +144,7 @@ pub async fn update_user(
         "sessions_revoked": revoked,
     });
     account_event(&mut tx, Some(user_id), "user_changed_by_admin", details, client).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     user_detail(state, user_id).await
 }
 

@@ -54,7 +54,7 @@ pub async fn create_api_key(
     }
     let (prefix, key) = new_key();
     let hash = crypto::sha256_hex(key.expose_secret());
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let owner = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     // The owner's row lock orders concurrent creations, so the cap holds.
     repo::lock_user(&mut *tx, owner.id).await?;
@@ -79,7 +79,7 @@ pub async fn create_api_key(
     let to = Email::from_stored(&owner.email);
     notifications::enqueue_email(&mut tx, &state.data_keys, owner.id, &to, NotificationType::ApiKeyCreated, context)
         .await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(CreatedApiKey { key: view, secret: key.expose_secret().to_owned() })
 }
@@ -90,10 +90,10 @@ pub async fn api_keys(state: &AppState, auth: &AuthUser) -> AppResult<Vec<ApiKey
 
 /// Revokes one of the caller's live keys; anyone else's (or a dead one) is "not found".
 pub async fn revoke_api_key(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let prefix = repo::revoke_key(&mut *tx, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
     let details = serde_json::json!({ "api_key_id": id, "prefix": prefix });
     account_event(&mut tx, Some(auth.user_id), "api_key_revoked", details, client).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(())
 }

@@ -69,7 +69,7 @@ pub(super) async fn second_step(
         Metrics::count(&state.metrics.logins, "success_mfa_skipped");
         return Ok(LoginResponse::Authenticated(authenticated));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let metadata = serde_json::json!({
         "attempt_id": attempt, "risk_score": risk.score, "risk_reasons": risk.reasons
     });
@@ -81,7 +81,7 @@ pub(super) async fn second_step(
         ..mfa_event(user.id, MfaAction::ChallengeCreated, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Metrics::count(&state.metrics.logins, "mfa_required");
     Ok(LoginResponse::MfaRequired(mfa_required(&challenge, factors.usable())))
 }
@@ -107,7 +107,7 @@ fn mfa_required(challenge: &Challenge, methods: Vec<MfaMethod>) -> MfaRequired {
 /// `POST /auth/mfa/step-up`: a challenge that, answered, raises the caller's session to
 /// aal 2 with a fresh second factor.
 pub async fn step_up(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<MfaRequired> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     if !user.mfa_enabled {
         return Err(AppError::Conflict {
@@ -132,7 +132,7 @@ pub async fn step_up(state: &AppState, client: &ClientContext, auth: &AuthUser) 
         ..mfa_event(user.id, MfaAction::ChallengeCreated, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(mfa_required(&challenge, factors.usable()))
 }
 
@@ -143,7 +143,7 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
         return Err(AppError::validation("method", "codes are sent by email or sms"));
     }
     state.limits.check(Action::MfaSend, client.ip)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let challenge = otp::service::live_challenge(&mut tx, challenge_id).await?;
     let user = challenge.user_id;
     let factors = otp::service::factors(&mut tx, user).await?;
@@ -164,7 +164,7 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
                 ..mfa_event(user, MfaAction::CodeSent, client)
             };
             audit_log::record_mfa(&mut *tx, &event).await?;
-            tx.commit().await?;
+            crate::core::db::commit(tx).await?;
             state.outbox_wakeup.notify_one();
             state.metrics.mfa(method.as_str(), "code_sent");
             Ok(())
@@ -259,7 +259,7 @@ pub async fn verify(
     code: SecretString,
     trust_device: bool,
 ) -> AppResult<Authenticated> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let challenge = otp::service::live_challenge(&mut tx, challenge_id).await?;
     let user = repo::user_by_id(&mut *tx, challenge.user_id).await?.ok_or(AppError::ChallengeExpired)?;
     if !user.is_active {
@@ -336,7 +336,7 @@ pub async fn verify(
             opened.authenticated
         }
     };
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     state.metrics.mfa(method.as_str(), "verified");
     Ok(Authenticated { backup_codes_remaining: backup_left, ..authenticated })
@@ -345,7 +345,7 @@ pub async fn verify(
 /// A wrong code: the challenge loses an attempt, the account's lockout gains a failure,
 /// both audited and committed before the 401.
 async fn failed(
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     state: &AppState,
     client: &ClientContext,
     user: &UserRow,
@@ -370,7 +370,7 @@ async fn failed(
         ..mfa_event(user.id, MfaAction::Failed, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.metrics.mfa(method.as_str(), "failed");
     Err(AppError::MfaCodeInvalid { attempts_remaining: left.max(0) })
 }

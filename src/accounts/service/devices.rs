@@ -56,12 +56,12 @@ pub(super) async fn open_and_alert(
         return Ok(start_session(&mut conn, state, session).await?.authenticated);
     }
     let (user, client, device) = (session.user.clone(), session.client, session.device.clone());
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let opened = start_session(&mut tx, state, session).await?;
     if opened.new_device {
         alert_new_device(&mut tx, state, &user, &device, client).await?;
     }
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(opened.authenticated)
 }
@@ -118,14 +118,14 @@ pub async fn rename_device(
     id: Uuid,
     name: String,
 ) -> AppResult<DeviceView> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let old = repo::rename_device(&mut *tx, auth.user_id, id, &name).await?.ok_or(AppError::NotFound)?;
     let event = DeviceEvent {
         metadata: Some(serde_json::json!({ "old": old, "new": name })),
         ..device_event(auth.user_id, id, DeviceAction::Renamed, client)
     };
     audit_log::record_device(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     device(state, auth, id).await
 }
 
@@ -141,7 +141,7 @@ pub async fn trust_device(
     if !(1..=90).contains(&days) {
         return Err(AppError::validation("days", "must be 1 to 90"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     if user.mfa_enabled && auth.aal < 2 {
         return Err(AppError::MfaRequired);
@@ -164,12 +164,12 @@ pub async fn trust_device(
         ..device_event(auth.user_id, id, DeviceAction::Trusted, client)
     };
     audit_log::record_device(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     device(state, auth, id).await
 }
 
 pub async fn untrust_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     if !repo::untrust_device(&mut tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
     }
@@ -178,14 +178,14 @@ pub async fn untrust_device(state: &AppState, client: &ClientContext, auth: &Aut
         ..device_event(auth.user_id, id, DeviceAction::Untrusted, client)
     };
     audit_log::record_device(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(())
 }
 
 /// Marks the device compromised: its trust and its sessions are revoked (their access
 /// tokens stop working at once), the owner is told, and the audit row is critical.
 pub async fn mark_compromised(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     if !repo::mark_device_compromised(&mut tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
     }
@@ -203,14 +203,14 @@ pub async fn mark_compromised(state: &AppState, client: &ClientContext, auth: &A
     let context = context! { username => user.username, sessions => revoked.len() };
     notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &to, NotificationType::DeviceCompromised, context)
         .await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
 
 /// Forgets the device; its sessions are revoked first.
 pub async fn delete_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     // Locked and owned first: the audit row below refers to the device.
     if !repo::lock_own_device(&mut *tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
@@ -225,7 +225,7 @@ pub async fn delete_device(state: &AppState, client: &ClientContext, auth: &Auth
     if !repo::delete_device(&mut *tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
     }
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(())
 }
 

@@ -52,7 +52,7 @@ pub async fn request_email_change(
         return Err(email_taken());
     }
     let token = SecretString::from(crypto::random_token());
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     repo::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_EMAIL_CHANGE).await?;
     repo::insert_email_change_token(
         &mut *tx,
@@ -87,7 +87,7 @@ pub async fn request_email_change(
     .await?;
     let details = serde_json::json!({ "new_email": new_email.as_str() });
     account_event(&mut tx, Some(user.id), "email_change_requested", details, client).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
@@ -96,7 +96,7 @@ pub async fn request_email_change(
 /// to the old address (verification, password reset) die with the move; an address
 /// taken meanwhile is 409 `EMAIL_TAKEN` and the token stays unused.
 pub async fn confirm_email_change(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let (user_id, new_email) =
         repo::consume_email_change_token(&mut *tx, &token_hash(&token)).await?.ok_or(AppError::TokenInvalid)?;
     let old = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
@@ -109,6 +109,6 @@ pub async fn confirm_email_change(state: &AppState, client: &ClientContext, toke
     let details = serde_json::json!({ "old_email": old.email, "new_email": new_email });
     account_event(&mut tx, Some(user_id), "email_changed", details, client).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(user.into())
 }

@@ -23,7 +23,7 @@ const STALE_SECS: f64 = 600.0;
 
 /// `POST /users/me/export`: a new request, or the one already waiting (one at a time).
 pub async fn request_export(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<ExportView> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let export = repo::open_export(&mut *tx, auth.user_id).await?;
     account_event(
         &mut tx,
@@ -33,7 +33,7 @@ pub async fn request_export(state: &AppState, client: &ClientContext, auth: &Aut
         client,
     )
     .await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(export)
 }
 

@@ -79,7 +79,7 @@ pub async fn login(
     let user = match user {
         Some(u) if password_ok => u,
         other => {
-            let mut tx = state.db.begin().await?;
+            let mut tx = crate::core::db::begin(&state.db).await?;
             let user_id = other.as_ref().map(|u| u.id);
             let reason = if user_id.is_some() { "bad_password" } else { "unknown_user" };
             repo::finish_attempt(&mut *tx, attempt, user_id, "failure", Some(reason)).await?;
@@ -90,20 +90,20 @@ pub async fn login(
                 };
                 audit_log::record_session(&mut *tx, &event).await?;
             }
-            tx.commit().await?;
+            crate::core::db::commit(tx).await?;
             Metrics::count(&state.metrics.logins, "invalid_credentials");
             return Err(AppError::InvalidCredentials);
         }
     };
     if !user.is_active {
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::core::db::begin(&state.db).await?;
         repo::finish_attempt(&mut *tx, attempt, Some(user.id), "failure", Some("disabled")).await?;
         let event = SessionEvent {
             error_message: Some("account disabled".into()),
             ..session_event(user.id, SessionAction::LoginFailed, client)
         };
         audit_log::record_session(&mut *tx, &event).await?;
-        tx.commit().await?;
+        crate::core::db::commit(tx).await?;
         Metrics::count(&state.metrics.logins, "disabled");
         return Err(AppError::AccountDisabled);
     }

@@ -98,7 +98,7 @@ pub(super) async fn begin_totp(
     user: &UserRow,
     note: Option<serde_json::Value>,
 ) -> AppResult<TotpSetup> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, &Email::from_stored(&user.email)).await?;
     repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
     let event = MfaEvent {
@@ -107,7 +107,7 @@ pub(super) async fn begin_totp(
         ..mfa_event(user.id, MfaAction::SetupStarted, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(setup)
 }
 
@@ -119,14 +119,14 @@ pub async fn totp_confirm(
     auth: &AuthUser,
     code: SecretString,
 ) -> AppResult<BackupCodes> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     let email = Email::from_stored(&user.email);
     if !otp::service::check_totp(&mut tx, &state.data_keys, user.id, &email, &code, true).await? {
         return Err(AppError::MfaCodeInvalid { attempts_remaining: 1 });
     }
     let codes = factor_added(&mut tx, state, client, &user, MfaMethod::Totp).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(codes)
 }
 
@@ -180,10 +180,10 @@ pub async fn email_setup(
 ) -> AppResult<()> {
     let user = guarded_user(state, client, auth, password).await?;
     let email = Email::from_stored(&user.email);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     otp::service::begin_email_method(&mut tx, user.id, &email).await?;
     send_setup_code(&mut tx, state, client, &user, Recipient::Email(&email)).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
@@ -197,10 +197,10 @@ pub async fn sms_setup(
     password: Option<SecretString>,
 ) -> AppResult<()> {
     let user = guarded_user(state, client, auth, password).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     otp::service::begin_sms_method(&mut tx, user.id, &phone).await?;
     send_setup_code(&mut tx, state, client, &user, Recipient::Sms(&phone)).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
@@ -233,7 +233,7 @@ pub async fn method_confirm(
     method: MfaMethod,
     code: SecretString,
 ) -> AppResult<BackupCodes> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     let outcome = otp::service::check_code(
         &mut tx,
@@ -248,12 +248,12 @@ pub async fn method_confirm(
     .await?;
     if let CodeCheck::Rejected { attempts_left } = outcome {
         // The spent attempt must stick, so commit before refusing.
-        tx.commit().await?;
+        crate::core::db::commit(tx).await?;
         return Err(AppError::MfaCodeInvalid { attempts_remaining: attempts_left });
     }
     otp::service::confirm_method(&mut tx, user.id, method).await?;
     let codes = factor_added(&mut tx, state, client, &user, method).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(codes)
 }
 
@@ -289,7 +289,7 @@ pub async fn remove_factor(
     if !user.mfa_enabled {
         return Err(AppError::NotFound);
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     if !current_code(&mut tx, state, client, &user, &code).await? {
         return Err(AppError::MfaCodeInvalid { attempts_remaining: 0 });
     }
@@ -310,11 +310,11 @@ pub async fn remove_factor(
             ..mfa_event(user.id, MfaAction::ChangeRequested, client)
         };
         audit_log::record_mfa(&mut *tx, &event).await?;
-        tx.commit().await?;
+        crate::core::db::commit(tx).await?;
         return Ok(Removal::ApprovalRequired(id));
     }
     apply_removal(&mut tx, state, user.id, method, client, None).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(Removal::Done)
 }
@@ -395,7 +395,7 @@ pub async fn regenerate_backup_codes(
             message: "Set up a second factor first.",
         });
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let codes = otp::service::new_backup_codes(&mut tx, &state.data_keys, user.id).await?;
     repo::insert_mfa_change(
         &mut *tx,
@@ -409,7 +409,7 @@ pub async fn regenerate_backup_codes(
     )
     .await?;
     audit_log::record_mfa(&mut *tx, &mfa_event(user.id, MfaAction::CodesRegenerated, client)).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(BackupCodes { backup_codes: codes })
 }
 
@@ -420,7 +420,7 @@ pub async fn set_primary(
     auth: &AuthUser,
     method: MfaMethod,
 ) -> AppResult<MfaStatus> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let f = otp::service::factors(&mut tx, auth.user_id).await?;
     let settings = repo::mfa_settings(&mut *tx, auth.user_id).await?;
     if method == MfaMethod::BackupCode || !f.usable().contains(&method) || !settings.is_enabled {
@@ -443,6 +443,6 @@ pub async fn set_primary(
     let event = MfaEvent { old_value, new_value, ..mfa_event(auth.user_id, MfaAction::PrimaryChanged, client) };
     audit_log::record_mfa(&mut *tx, &event).await?;
     let settings = repo::mfa_settings(&mut *tx, auth.user_id).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(status(&settings, &f))
 }

@@ -41,7 +41,7 @@ pub async fn request_mfa_reset(
     user_id: Uuid,
     reason: Option<String>,
 ) -> AppResult<MfaChangeView> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
     if !user.mfa_enabled {
         return Err(AppError::Conflict {
@@ -58,7 +58,7 @@ pub async fn request_mfa_reset(
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
     let (mut found, _) = repo::change_requests(&mut *tx, None, Some(id), 1, 0).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     found.pop().ok_or(AppError::NotFound)
 }
 
@@ -74,7 +74,7 @@ pub async fn approve_mfa_change(
     change: Uuid,
     approver: Option<Uuid>,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
     refuse_self_decision(&request, approver)?;
     let method = if request.action == RESET {
@@ -93,7 +93,7 @@ pub async fn approve_mfa_change(
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
     tell_user(&mut tx, state, &request, "approved").await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
@@ -106,7 +106,7 @@ pub async fn reject_mfa_change(
     approver: Uuid,
     reason: Option<String>,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
     refuse_self_decision(&request, Some(approver))?;
     repo::decide_change(&mut *tx, request.id, "rejected", Some(approver)).await?;
@@ -119,7 +119,7 @@ pub async fn reject_mfa_change(
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
     tell_user(&mut tx, state, &request, "rejected").await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }

@@ -60,7 +60,7 @@ pub async fn change_password(
     policy(&new, &user)?;
     check_not_reused(state, user.id, &new).await?;
     let hash = passwords::hash(state, new).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     repo::set_password(&mut *tx, user.id, &hash).await?;
     repo::insert_password_history(&mut *tx, user.id, &hash, "user", "change").await?;
     repo::revoke_sessions(&mut tx, user.id, None, Some(auth.session_id), "password_changed").await?;
@@ -71,7 +71,7 @@ pub async fn change_password(
     };
     audit_log::record_session(&mut *tx, &event).await?;
     password_changed_notice(&mut tx, state, &user, "change").await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
@@ -97,14 +97,14 @@ pub async fn request_password_reset(state: &AppState, client: &ClientContext, em
 /// Queues a reset link when an active account has this email and its caps allow; silent
 /// otherwise. The caps are counted in PostgreSQL, so they hold across instances.
 async fn issue_reset(state: &AppState, client: &ClientContext, email: &Email) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let Some(user) = repo::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
         return Ok(());
     };
     let (last_minute, last_hour) = repo::lock_and_count_recent_tokens(&mut tx, user.id, PURPOSE_RESET).await?;
     if last_minute > 0 || last_hour >= RESET_EMAILS_PER_HOUR {
         account_event(&mut tx, Some(user.id), "password_reset_throttled", serde_json::json!({}), client).await?;
-        tx.commit().await?;
+        crate::core::db::commit(tx).await?;
         return Ok(());
     }
     let token = SecretString::from(crypto::random_token());
@@ -130,7 +130,7 @@ async fn issue_reset(state: &AppState, client: &ClientContext, email: &Email) ->
     )
     .await?;
     account_event(&mut tx, Some(user.id), "password_reset_requested", serde_json::json!({}), client).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
@@ -152,7 +152,7 @@ pub async fn confirm_password_reset(
     policy(&new, &user)?;
     check_not_reused(state, user.id, &new).await?;
     let hash = passwords::hash(state, new).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     if repo::consume_one_time_token(&mut *tx, &stored, PURPOSE_RESET).await? != Some(user.id) {
         return Err(AppError::TokenInvalid);
     }
@@ -162,7 +162,7 @@ pub async fn confirm_password_reset(
     account_event(&mut tx, Some(user.id), "password_reset", serde_json::json!({}), client).await?;
     audit_log::record_session(&mut *tx, &session_event(user.id, SessionAction::PasswordReset, client)).await?;
     password_changed_notice(&mut tx, state, &user, "reset").await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }

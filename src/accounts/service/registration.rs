@@ -48,12 +48,12 @@ pub(super) async fn create_user(tx: &mut PgConnection, r: &Registration, hash: &
 pub async fn register(state: &AppState, client: &ClientContext, r: Registration) -> AppResult<User> {
     state.limits.check(Action::Register, client.ip)?;
     let hash = passwords::hash(state, r.password.clone()).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = create_user(&mut tx, &r, &hash).await?;
     queue_verification(&mut tx, state, client, &user).await?;
     account_event(&mut tx, Some(user.id), "registered", serde_json::json!({}), client).await?;
     audit_log::record_session(&mut *tx, &session_event(user.id, SessionAction::Registered, client)).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(user.into())
 }
@@ -92,7 +92,7 @@ async fn queue_verification(
 
 #[tracing::instrument(skip_all)]
 pub async fn verify_email(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user_id = repo::consume_one_time_token(&mut *tx, &token_hash(&token), PURPOSE_VERIFY)
         .await?
         .ok_or(AppError::TokenInvalid)?;
@@ -100,20 +100,20 @@ pub async fn verify_email(state: &AppState, client: &ClientContext, token: Secre
     account_event(&mut tx, Some(user_id), "email_verified", serde_json::json!({}), client).await?;
     audit_log::record_session(&mut *tx, &session_event(user_id, SessionAction::EmailVerified, client)).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(user.into())
 }
 
 /// Sends a fresh verification link (older ones die); nothing to do once verified.
 pub async fn resend_verification(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<()> {
     state.limits.check(Action::EmailResend, client.ip)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     if user.email_verified {
         return Ok(());
     }
     queue_verification(&mut tx, state, client, &user).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }

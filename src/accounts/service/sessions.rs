@@ -146,9 +146,9 @@ pub(super) async fn revoke(
     action: SessionAction,
     reason: &str,
 ) -> AppResult<Vec<Uuid>> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::core::db::begin(&state.db).await?;
     let revoked = revoke_in(&mut tx, client, user, only, except, action, reason).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     // Every instance hears of it from the trigger's NOTIFY; this one needs not wait.
     for id in &revoked {
         state.auth_cache.evict(*id);

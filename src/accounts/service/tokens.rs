@@ -29,7 +29,32 @@ use crate::{
 pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<Authenticated> {
     let jti = token_hash(&token);
     let now = Utc::now();
-    let mut tx = state.db.begin().await?;
+    // The common case, a live token presented once: one statement, one round trip.
+    let child = SecretString::from(crypto::random_token());
+    let child_jti = token_hash(&child);
+    let access_jti = Uuid::new_v4().to_string();
+    let kept = (!state.config.refresh_reuse_leeway.is_zero())
+        .then(|| state.data_keys.seal(Purpose::RefreshChild, child.expose_secret().as_bytes()));
+    let rotation = repo::Rotation {
+        jti: &jti,
+        child_jti: &child_jti,
+        access_jti: &access_jti,
+        child_sealed: kept.as_deref(),
+        now,
+        refresh_ttl_secs: refresh_ttl(state).num_seconds() as f64,
+        session_max_age_secs: session_max_age(state).num_seconds() as f64,
+    };
+    let event = session_event(Uuid::nil(), SessionAction::Refresh, client);
+    if let Some(rotated) = repo::rotate_refresh(&state.db, &rotation, &event).await? {
+        let aal = u8::try_from(rotated.aal).unwrap_or(1);
+        let claims =
+            Claims::new(rotated.user.id, rotated.session_id, access_jti, now, access_ttl(state), aal, rotated.amr);
+        return authenticated(state, &claims, child, rotated.user.into());
+    }
+    // Not live and unrotated: unknown, expired or revoked (401), or rotated already (a
+    // replay within the leeway gets the same pair; otherwise a reuse kills the family).
+    // Decided under the row locks, in a transaction.
+    let mut tx = crate::core::db::begin(&state.db).await?;
     // FOR UPDATE: concurrent refreshes of one token queue here; the first rotates it and
     // every later one finds it rotated.
     let record = repo::lock_refresh(&mut *tx, &jti).await?.ok_or(AppError::RefreshTokenInvalid)?;
@@ -55,7 +80,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
                 u8::try_from(record.aal).unwrap_or(1),
                 record.amr.clone(),
             );
-            tx.commit().await?;
+            crate::core::db::commit(tx).await?;
             return authenticated(state, &claims, SecretString::from(child), user.into());
         }
         // Reuse of a rotated token: someone else holds this family. Kill it and its session.
@@ -81,7 +106,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
             context! { username => user.username },
         )
         .await?;
-        tx.commit().await?;
+        crate::core::db::commit(tx).await?;
         state.outbox_wakeup.notify_one();
         return Err(AppError::TokenReused);
     }
@@ -119,7 +144,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
     let event =
         SessionEvent { session_id: Some(record.session_id), ..session_event(user.id, SessionAction::Refresh, client) };
     audit_log::record_session(&mut *tx, &event).await?;
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     let aal = u8::try_from(record.aal).unwrap_or(1);
     let claims = Claims::new(user.id, record.session_id, access_jti, now, access_ttl(state), aal, record.amr);
     authenticated(state, &claims, child, user.into())
