@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks of docs/performance.md, on this machine, bounded in time.
 #  1. bare argon2id verify rate (benches/hash.rs)
-#  2. the release binary on loopback under wrk: login, GET /users/me, both at once, refresh;
+#  2. the release binary on loopback under wrk: login; the hot path (GET /users/me, whoami,
+#     introspection, refresh, each at c=4 and c=32, refresh also c=8 over 32 chains) with the
+#     service's and PostgreSQL's CPU per request; /users/me during login saturation;
 #     process RSS idle and peak; login again with PostgreSQL moved to its own core
 #  3. the 1M-event daily audit summary vs a bare grouped count, and outbox throughput
 #     (benches/store.rs)
@@ -56,14 +58,25 @@ psql "$DATABASE_URL" -qc "ANALYZE" >/dev/null
 say "RSS idle: $(rss)"
 
 RPS=0
-run() { # name, threads, connections, script; sets RPS
-  local name=$1 threads=$2 conns=$3 script=$4
-  wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s "scripts/bench/$script" "$base" > "target/wrk-${name//[^a-z0-9=]/_}.txt"
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "target/wrk-${name//[^a-z0-9=]/_}.txt")
-  p50=$(awk '$1=="50%" {print $2}' "target/wrk-${name//[^a-z0-9=]/_}.txt")
-  p99=$(awk '$1=="99%" {print $2}' "target/wrk-${name//[^a-z0-9=]/_}.txt")
-  say "$name: $rps req/s, p50 $p50, p99 $p99 ($(grep -Eo 'Non-2xx.*|Socket errors.*' "target/wrk-${name//[^a-z0-9=]/_}.txt" || echo 'no errors'))"
+run() { # name, threads, connections, script; sets RPS; prints the CPU per request
+  local name=$1 threads=$2 conns=$3 script=$4 file pids pg0 app0 pg1 app1
+  file="target/wrk-${name//[^a-z0-9=]/_}.txt"
+  # One second first, so the pool has opened its connections and they are counted (not for
+  # refresh: it would spend the chains' tokens).
+  if [ "$script" != refresh.lua ]; then
+    wrk -t"$threads" -c"$conns" -d1s -s "scripts/bench/$script" "$base" > /dev/null 2>&1 || true
+  fi
+  pids=$(pg_pids); pg0=$(ticks $pids); app0=$(ticks $server)
+  wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s "scripts/bench/$script" "$base" > "$file"
+  pg1=$(ticks $pids); app1=$(ticks $server)
+  local rps p50 p99 n
+  rps=$(awk '/Requests\/sec/ {print $2}' "$file")
+  p50=$(awk '$1=="50%" {print $2}' "$file")
+  p99=$(awk '$1=="99%" {print $2}' "$file")
+  n=$(awk '/requests in/ {print $1}' "$file")
+  say "$name: $rps req/s, p50 $p50, p99 $p99 ($(grep -Eo 'Non-2xx.*|Socket errors.*' "$file" || echo 'no errors'))$(awk \
+    -v n="$n" -v a=$((app1 - app0)) -v p=$((pg1 - pg0)) -v hz="$hz" \
+    'BEGIN { if (n > 0) printf "; CPU per request: service %.0f us, PostgreSQL %.0f us", 1e6*a/hz/n, 1e6*p/hz/n }')"
   RPS=$rps
 }
 
@@ -92,8 +105,21 @@ awk -v l="$login_rps" -v a="$argon" -v c="$(nproc)" -v n="$logins" -v hz="$hz" \
     a, 100*l/a, hash, 1000*c*(1/l - 1/a)
   printf "  of which: service process %.2f ms per login (%.3f ms beyond the bare verify), PostgreSQL %.3f ms\n",
     1000*app/hz/n, 1000*app/hz/n - hash, 1000*pg/hz/n }' | tee -a "$out"
+say "## 2a. the hot path: /users/me, whoami, introspection (each at c=4 and c=32)"
 TOKEN=$token run "users/me c=32" 2 32 me.lua
 TOKEN=$token run "users/me c=4" 1 4 me.lua
+TOKEN=$token run "whoami c=32" 2 32 whoami.lua
+TOKEN=$token run "whoami c=4" 1 4 whoami.lua
+# A resource server's API key (introspect scope) for a staff user, made as `POST /api-keys`
+# would store it (the key's SHA-256 behind its prefix); creating one through the API needs
+# an aal 2 session, which a script cannot do without an authenticator.
+GATEHOUSE_PASSWORD="Correct-Horse-Battery-9" "$bin" createsuperuser --email gateway@example.com --username gateway >/dev/null
+key="gh_benchbench01_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+psql "$DATABASE_URL" -qc "INSERT INTO accounts_apikey (user_id, name, prefix, key_hash, scopes)
+  SELECT id, 'bench gateway', 'benchbench01', '$(printf %s "$key" | sha256sum | cut -d' ' -f1)', '{introspect}'
+    FROM auth_user WHERE username = 'gateway'"
+KEY=$key TOKEN=$token run "introspect c=32" 2 32 introspect.lua
+KEY=$key TOKEN=$token run "introspect c=4" 1 4 introspect.lua
 say "RSS after load: $(rss), peak $(hwm)"
 
 # GET /users/me while logins saturate the hash pool; then wait out the lockout's 30 s
@@ -104,9 +130,12 @@ sleep 1
 TOKEN=$token run "users/me c=4 during login saturation" 1 4 me.lua
 wait $bg
 
-tokens=""
-for _ in $(seq 16); do tokens="$tokens $(login | sed 's/.*"refresh_token":"\([^"]*\)".*/\1/')"; done
-REFRESH_TOKENS="$tokens" WRK_THREADS=2 run "refresh c=16" 2 16 refresh.lua
+# Refresh: each connection carries rotation chains (a response's token is the next
+# request's); c=4 and c=32 over one chain each, and c=8 over 32 chains.
+chains() { local t=""; for _ in $(seq "$1"); do t="$t $(login | sed 's/.*"refresh_token":"\([^"]*\)".*/\1/')"; done; echo "$t"; }
+REFRESH_TOKENS="$(chains 4)" WRK_THREADS=1 run "refresh c=4" 1 4 refresh.lua
+REFRESH_TOKENS="$(chains 32)" WRK_THREADS=2 run "refresh c=32" 2 32 refresh.lua
+REFRESH_TOKENS="$(chains 32)" WRK_THREADS=2 run "refresh c=8 over 32 chains" 2 8 refresh.lua
 say "RSS peak over the whole run: $(hwm)"
 kill $server; trap - EXIT
 
