@@ -231,24 +231,7 @@ pub async fn search_users(
     .fetch_all(db)
     .await?;
     let total = rows.first().map_or(0, |r| r.total);
-    let users = rows
-        .into_iter()
-        .map(|r| UserRow {
-            id: r.id,
-            email: r.email,
-            username: r.username,
-            password_hash: r.password_hash,
-            first_name: r.first_name,
-            last_name: r.last_name,
-            is_active: r.is_active,
-            is_staff: r.is_staff,
-            is_superuser: r.is_superuser,
-            email_verified: r.email_verified,
-            mfa_enabled: r.mfa_enabled,
-            date_joined: r.date_joined,
-            last_login: r.last_login,
-        })
-        .collect();
+    let users = rows.into_iter().map(|r| user_row!(r)).collect();
     Ok((users, total))
 }
 
@@ -319,21 +302,7 @@ pub async fn me(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Option<(
     .fetch_optional(db)
     .await?;
     Ok(row.map(|r| {
-        let user = UserRow {
-            id: r.id,
-            email: r.email,
-            username: r.username,
-            password_hash: r.password_hash,
-            first_name: r.first_name,
-            last_name: r.last_name,
-            is_active: r.is_active,
-            is_staff: r.is_staff,
-            is_superuser: r.is_superuser,
-            email_verified: r.email_verified,
-            mfa_enabled: r.mfa_enabled,
-            date_joined: r.date_joined,
-            last_login: r.last_login,
-        };
+        let user = user_row!(r);
         let profile = Profile {
             phone_number: r.phone_number,
             date_of_birth: r.date_of_birth,

@@ -9,11 +9,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod admin;
+
 pub use crate::core::types::Email;
 use crate::{
     core::{client::Agent, client::ClientContext, crypto},
     otp::MfaMethod,
 };
+pub use admin::*;
 
 /// An auth_user row. Its `Debug` leaves the password hash out.
 #[derive(Clone, sqlx::FromRow)]
@@ -354,115 +357,4 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// Whether the account's logins are refused now by the failed-login lock.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LockState {
-    pub locked: bool,
-    /// Seconds until the lock lifts by itself; null when not locked.
-    pub retry_after_seconds: Option<u64>,
-}
-
-/// `GET /admin/users/{id}`: the user and what staff need to help them.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AdminUserDetail {
-    pub user: User,
-    /// Names of the groups the user is in.
-    pub groups: Vec<String>,
-    pub lock: LockState,
-    pub mfa: MfaStatus,
-    /// Active sessions (`current` is always false: no session here is the caller's).
-    pub sessions: Vec<SessionView>,
-    pub devices: Vec<DeviceView>,
-    /// The newest 20 account events (accounts_auditlog), admin actions with the acting admin.
-    pub recent_events: Vec<AccountEvent>,
-}
-
-/// A row of accounts_auditlog.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AccountEvent {
-    pub id: Uuid,
-    pub action: String,
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
-    #[schema(value_type = Option<String>)]
-    pub ip_address: Option<IpNetwork>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A row of accounts_mfachangelog as staff review it.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct MfaChangeView {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub username: String,
-    pub email: String,
-    /// `method_removed` (a staff member removing one of their own factors) or `reset`
-    /// (every factor of a user who lost them all).
-    pub action: String,
-    pub mfa_method: Option<String>,
-    pub change_reason: Option<String>,
-    /// `pending`, `approved`, `rejected` (or `not_required` for changes users made
-    /// themselves, which are never listed here).
-    pub approval_status: String,
-    pub requested_by_id: Option<Uuid>,
-    pub approved_by_id: Option<Uuid>,
-    pub approved_at: Option<DateTime<Utc>>,
-    pub requested_at: DateTime<Utc>,
-}
-
-/// One of the user's API keys, without its secret (`GET /api-keys`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ApiKeyView {
-    pub id: Uuid,
-    pub name: String,
-    /// The public part: keys look like `gh_<prefix>_<secret>`.
-    pub prefix: String,
-    /// Of `me:read`, `audit:read`, `introspect`.
-    pub scopes: Vec<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Kept to the minute.
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A key just created: the only time its secret is shown.
-#[derive(Clone, Serialize, ToSchema)]
-pub struct CreatedApiKey {
-    #[serde(flatten)]
-    pub key: ApiKeyView,
-    /// `gh_<prefix>_<secret>`, for `Authorization: ApiKey <key>`. Shown once, stored hashed.
-    pub secret: String,
-}
-
-impl fmt::Debug for CreatedApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreatedApiKey").field("key", &self.key).field("secret", &REDACTED).finish()
-    }
-}
-
-/// A data export request (`GET /users/me/export/{id}`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ExportView {
-    pub id: Uuid,
-    /// `pending`, `processing`, `complete`, `failed` or `expired`.
-    pub status: String,
-    /// Bytes of the file, once complete.
-    pub file_size: Option<i64>,
-    pub error_message: Option<String>,
-    pub completed_at: Option<DateTime<Utc>>,
-    /// When the download goes away (24 h after completion).
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// An export request with where to fetch it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ExportStatus {
-    #[serde(flatten)]
-    pub export: ExportView,
-    /// Set while complete and unexpired: `GET` it with the owner's bearer token.
-    pub download_url: Option<String>,
 }
