@@ -134,7 +134,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(name) = db::create_database_if_missing(&config.database_url).await.map_err(|e| e.to_string())? {
                 println!("created the database {name}");
             }
-            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
             db::migrate(&pool).await.map_err(|e| e.to_string())?;
             println!("migrations applied");
             Ok(())
@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     first.into()
                 }
             };
-            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
             let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             let created = match Registration::parse(&email, &username, password, None, None) {
@@ -173,7 +173,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Mfa { command } => {
-            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
             let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             let message = |e: gatehouse::AppError| e.parts().2;
@@ -205,7 +205,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Cleanup => {
-            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
             let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             match jobs::run_cleanup_once(&state, "cli").await.map_err(|e| e.to_string())? {
@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 (None, Some(_), Some(_)) => return Err("--from must not be after --to".into()),
                 _ => return Err("give --date D, or --from D1 --to D2".into()),
             };
-            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
             let runs = audit_log::summary::run_range(&pool, from, to, audit_log::summary::Trigger::Cli)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -237,7 +237,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Partitions { command } => {
-            let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
             let today = audit_log::service::today();
             match command {
                 PartitionsCommand::Ensure { months } => {
@@ -329,7 +329,14 @@ async fn serve(config: Config) -> Result<(), String> {
         tracing::warn!("SMTP_URL is not set: emails are written to the log (console provider), not sent");
     }
     let sms = gatehouse::notifications::sms::AnySms::from_config(&state.config)?;
-    let mut workers = if run_jobs { jobs::spawn(state.clone(), mailer, sms, stop_rx.clone()) } else { Vec::new() };
+    let mut workers = if run_jobs {
+        // The same state, but on the jobs' own pool (their longer statement budget).
+        let mut job_state = state.clone();
+        job_state.db = db::jobs_pool(&job_state.config).map_err(|e| e.to_string())?;
+        jobs::spawn(job_state, mailer, sms, stop_rx.clone())
+    } else {
+        Vec::new()
+    };
     // The session cache's listener runs on every instance, jobs or not.
     workers.push(tokio::spawn(gatehouse::core::auth_cache::run_listener(
         state.db.clone(),
@@ -339,6 +346,13 @@ async fn serve(config: Config) -> Result<(), String> {
     )));
 
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot bind {bind}: {e}"))?;
+    // TCP_NODELAY: without it a response written in more than one segment waits for the
+    // client's delayed ACK (up to 40 ms); seen as a 100 ms p99 on refresh at concurrency 4.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     tracing::info!(%bind, "gatehouse listening");
     axum::serve(listener, build_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

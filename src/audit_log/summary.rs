@@ -36,13 +36,13 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
     let started_at = Utc::now();
     let outcome = async {
         let mut tx = db.begin().await?;
+        repo::summary_budget(&mut *tx).await?;
         repo::lock_summary_day(&mut *tx, day).await?;
         if trigger == Trigger::Scheduler && repo::job_succeeded(&mut *tx, KIND, day).await? {
             let run = repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, "skipped", 0, None)).await?;
             crate::core::db::commit(tx).await?;
             return Ok(run);
         }
-        repo::summary_work_mem(&mut *tx).await?;
         let rows = repo::upsert_day_summaries(&mut *tx, day).await?;
         let run =
             repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, "succeeded", rows as i64, None)).await?;
@@ -63,7 +63,7 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
 
 /// The summary's plan for `day`, executed and rolled back (benchmarks, diagnosis).
 pub async fn explain_day(tx: &mut sqlx::PgConnection, day: NaiveDate) -> sqlx::Result<Vec<String>> {
-    repo::summary_work_mem(&mut *tx).await?;
+    repo::summary_budget(&mut *tx).await?;
     repo::explain_day_summaries(tx, day).await
 }
 

@@ -60,6 +60,10 @@ pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
+    /// `statement_timeout` of the connections that serve requests.
+    pub database_statement_timeout: Duration,
+    /// `statement_timeout` of the background jobs' connections.
+    pub database_job_statement_timeout: Duration,
     pub bind_addr: SocketAddr,
     pub public_base_url: String,
     pub jwt_signing_key_file: Option<PathBuf>,
@@ -79,6 +83,8 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub refresh_reuse_leeway: Duration,
+    /// Whether a refresh's commit waits for its WAL flush (docs/performance.md).
+    pub refresh_synchronous_commit: bool,
     /// A session's absolute lifetime: refreshes never extend it past this from its start.
     pub session_max_age: Duration,
     pub argon2: Argon2Params,
@@ -112,6 +118,8 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("database_acquire_timeout", &self.database_acquire_timeout)
+            .field("database_statement_timeout", &self.database_statement_timeout)
+            .field("database_job_statement_timeout", &self.database_job_statement_timeout)
             .field("bind_addr", &self.bind_addr)
             .field("public_base_url", &self.public_base_url)
             .field("jwt_signing_key_file", &self.jwt_signing_key_file)
@@ -127,6 +135,7 @@ impl std::fmt::Debug for Config {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("refresh_reuse_leeway", &self.refresh_reuse_leeway)
+            .field("refresh_synchronous_commit", &self.refresh_synchronous_commit)
             .field("session_max_age", &self.session_max_age)
             .field("argon2", &self.argon2)
             .field("hash_concurrency", &self.hash_concurrency)
@@ -245,7 +254,9 @@ impl Config {
             app_env,
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_max_connections: parse("DATABASE_MAX_CONNECTIONS", 20)?,
-            database_acquire_timeout: Duration::from_secs(parse("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
+            database_acquire_timeout: Duration::from_secs(parse("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 2)?),
+            database_statement_timeout: Duration::from_secs(parse("DATABASE_STATEMENT_TIMEOUT_SECONDS", 5)?),
+            database_job_statement_timeout: Duration::from_secs(parse("DATABASE_JOB_STATEMENT_TIMEOUT_SECONDS", 1800)?),
             bind_addr: parse("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             public_base_url: var("PUBLIC_BASE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
@@ -266,6 +277,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(parse("ACCESS_TOKEN_TTL_SECONDS", 900)?),
             refresh_token_ttl: Duration::from_secs(parse("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600)?),
             refresh_reuse_leeway: Duration::from_secs(parse("REFRESH_REUSE_LEEWAY_SECONDS", 0)?),
+            refresh_synchronous_commit: parse("REFRESH_SYNCHRONOUS_COMMIT", false)?,
             session_max_age: Duration::from_secs(parse("SESSION_MAX_AGE_SECONDS", 30 * 24 * 3600)?),
             argon2: Argon2Params {
                 memory_kib: parse("ARGON2_MEMORY_KIB", 19_456)?,
@@ -350,7 +362,9 @@ impl Config {
             app_env: AppEnv::Test,
             database_url: database_url.to_owned(),
             database_max_connections: 10,
-            database_acquire_timeout: Duration::from_secs(5),
+            database_acquire_timeout: Duration::from_secs(2),
+            database_statement_timeout: Duration::from_secs(5),
+            database_job_statement_timeout: Duration::from_secs(1800),
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_base_url: "http://gatehouse.test".to_owned(),
             jwt_signing_key_file: None,
@@ -366,6 +380,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
             refresh_reuse_leeway: Duration::ZERO,
+            refresh_synchronous_commit: false,
             session_max_age: Duration::from_secs(30 * 24 * 3600),
             argon2: Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 },
             hash_concurrency: 2,

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use sqlx::{
     PgPool,
     migrate::{MigrateDatabase, Migrator},
-    postgres::PgPoolOptions,
+    postgres::{PgConnectOptions, PgPoolOptions},
 };
 
 use super::config::Config;
@@ -13,16 +13,40 @@ use super::config::Config;
 /// Every migration under `migrations/`, compiled in.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// A pool that connects on first use, so the service starts (and `/readyz` answers 503)
-/// while the database is down.
+/// The pool that serves requests. It connects on first use, so the service starts (and
+/// `/readyz` answers 503) while the database is down. Every wait is bounded: a connection
+/// within `DATABASE_ACQUIRE_TIMEOUT_SECONDS`, a statement within
+/// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (both answer 503 past their budget).
 pub fn lazy_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(config.database_max_connections)
+    pool(config, config.database_max_connections, config.database_statement_timeout)
+}
+
+/// The pool of the background jobs and the outbox worker: a few connections whose
+/// statements may run for `DATABASE_JOB_STATEMENT_TIMEOUT_SECONDS` (the daily summary,
+/// the address truncation and the exports scan a day or an account at a time), kept apart
+/// so a long job neither holds a request's connection nor lifts a request's budget.
+pub fn jobs_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
+    pool(config, JOB_CONNECTIONS, config.database_job_statement_timeout)
+}
+
+/// Connections of the jobs pool: a job holds one for its advisory lock and works on another,
+/// and the outbox worker, the export and the summary may run at once.
+const JOB_CONNECTIONS: u32 = 4;
+
+fn pool(config: &Config, size: u32, statement_timeout: std::time::Duration) -> Result<PgPool, sqlx::Error> {
+    let options = config.database_url.parse::<PgConnectOptions>()?.options([
+        ("statement_timeout", format!("{}ms", statement_timeout.as_millis())),
+        // A transaction left open (a bug, or a client-side cancellation sqlx does not
+        // clean up) is ended by the server instead of holding its locks for ever.
+        ("idle_in_transaction_session_timeout", "60s".to_owned()),
+    ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
         .acquire_timeout(config.database_acquire_timeout)
         // No ping before every acquire (a round trip each); a dead connection fails its
         // query with an I/O error (503) and is replaced.
         .test_before_acquire(false)
-        .connect_lazy(&config.database_url)
+        .connect_lazy_with(options))
 }
 
 /// `pool.begin()`, shielded from the caller's cancellation. A request whose client hangs

@@ -220,15 +220,45 @@ impl IntoResponse for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        if database_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            // The pool replaces a broken connection on its next acquire and a restarted
+            // server takes connections within seconds: a short wait is the right advice.
+            return AppError::Unavailable { retry_after_secs: 2 };
+        }
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                tracing::warn!(error = %e, "database unavailable");
-                AppError::Unavailable { retry_after_secs: 5 }
-            }
             sqlx::Error::RowNotFound => AppError::NotFound,
             other => AppError::Internal(other.to_string()),
         }
     }
+}
+
+/// Whether `e` says the database cannot be reached or kept right now (an outage, a
+/// restart, a network drop, a full server, a statement over its budget) rather than that
+/// the request or the code is wrong. These answer 503 with `Retry-After`, never 500.
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        // The link broke mid-exchange, e.g. a connection closed during its start-up
+        // ("unexpected response from SSLRequest"): the connection is gone either way.
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of an unreachable or overloaded server: class 08 (connection exception),
+/// class 53 (insufficient resources: disk full, out of memory, too many connections),
+/// 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now: a stop, a restart, a
+/// server still starting), 57014 (query canceled: `statement_timeout`), 25P03 (idle in
+/// transaction timeout).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25P03")
 }
 
 /// The name of the constraint a database error violated, so a unique violation can become
@@ -275,6 +305,18 @@ mod tests {
             assert_eq!((s.as_u16(), c), (status, code), "{error:?}");
             assert!(!message.contains("secret"), "internal detail leaked: {message}");
         }
+    }
+
+    #[test]
+    fn outage_sqlstates_are_unavailable_and_request_errors_are_not() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "57014", "25P03"] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "23503", "40001", "22P02", "42601"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+        assert!(database_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!database_unavailable(&sqlx::Error::RowNotFound));
     }
 
     #[test]

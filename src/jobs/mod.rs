@@ -20,6 +20,82 @@ pub mod locks {
 /// Months of audit partitions kept ready ahead of time.
 pub const PARTITION_MONTHS_AHEAD: u32 = 2;
 
+/// How often a scheduled job runs, across all instances: each period of the database's
+/// clock is claimed by one run (`audit_log::repo::claim_period`). The loops tick more often
+/// than that, so a period an instance missed is taken by the next tick of any instance.
+pub mod periods {
+    use std::time::Duration;
+    pub const PARTITIONS: Duration = Duration::from_secs(6 * 3600);
+    pub const CLEANUP: Duration = Duration::from_secs(600);
+}
+
+/// How a run is recorded: a scheduled one claims its period before it starts; one asked
+/// for by hand (CLI, admin, tests) always runs and is recorded when it ends.
+enum Claim {
+    Period(uuid::Uuid),
+    ByHand,
+}
+
+/// The claim of a run of `kind`; None when another instance has this period. Runs still
+/// `running` after twice the jobs' statement budget are marked failed first: their
+/// instance died, and their period is retried rather than waited on for ever.
+async fn claim(
+    state: &AppState,
+    kind: &str,
+    period: Duration,
+    triggered_by: &str,
+) -> Result<Option<Claim>, sqlx::Error> {
+    if triggered_by != "scheduler" {
+        return Ok(Some(Claim::ByHand));
+    }
+    let stale_after = state.config.database_job_statement_timeout.as_secs_f64() * 2.0;
+    let abandoned = audit_log::repo::fail_stale_runs(&state.db, kind, stale_after).await?;
+    if abandoned > 0 {
+        tracing::warn!(kind, abandoned, "runs left running by a stopped instance marked failed; retrying");
+    }
+    Ok(audit_log::repo::claim_period(&state.db, kind, period.as_secs_f64()).await?.map(Claim::Period))
+}
+
+/// Records a finished run: ends the claimed row, or inserts one for a run by hand.
+async fn record(
+    db: impl sqlx::PgExecutor<'_>,
+    claim: &Claim,
+    run: &audit_log::models::NewJobRun<'_>,
+) -> Result<(), sqlx::Error> {
+    match claim {
+        Claim::Period(id) => audit_log::repo::finish_run(db, *id, run).await,
+        Claim::ByHand => audit_log::repo::insert_job_run(db, run).await.map(|_| ()),
+    }
+}
+
+/// Ends a claim its run did not record: `skipped` when another run held the job's lock,
+/// `failed` with the error otherwise. Either frees the period for a later tick.
+async fn settle<T>(
+    state: &AppState,
+    claim: &Claim,
+    kind: &str,
+    result: Result<Option<T>, sqlx::Error>,
+) -> Result<Option<T>, sqlx::Error> {
+    let Claim::Period(id) = claim else { return result };
+    let (status, error) = match &result {
+        Ok(Some(_)) => return result,
+        Ok(None) => ("skipped", None),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    let run = audit_log::models::NewJobRun {
+        kind,
+        target_date: None,
+        status,
+        rows_affected: 0,
+        started_at: chrono::Utc::now(),
+        error,
+        triggered_by: "scheduler",
+        details: None,
+    };
+    audit_log::repo::finish_run(&state.db, *id, &run).await?;
+    result
+}
+
 /// Runs `f` only if this instance takes the advisory lock `key`; others skip.
 /// The lock is session-level, so it is held on one dedicated connection for the run.
 pub async fn with_advisory_lock<T, F, Fut>(state: &AppState, key: i64, f: F) -> Result<Option<T>, sqlx::Error>
@@ -38,16 +114,21 @@ where
 }
 
 /// Partition upkeep: premake the coming months, drop those past retention.
-pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
+pub async fn run_partitions_once(state: &AppState, triggered_by: &str) -> Result<(), sqlx::Error> {
     let started_at = chrono::Utc::now();
     let today = audit_log::service::today();
+    let Some(claim) = claim(state, "partitions", periods::PARTITIONS, triggered_by).await? else {
+        state.metrics.job("partitions", "skipped");
+        return Ok(());
+    };
     let outcome = with_advisory_lock(state, locks::PARTITIONS, || async {
         let created = audit_log::service::ensure_partitions(&state.db, today, PARTITION_MONTHS_AHEAD).await?;
         let dropped =
             audit_log::service::prune_partitions(&state.db, today, state.config.audit_retention_months).await?;
         Ok((created, dropped))
     })
-    .await?;
+    .await;
+    let outcome = settle(state, &claim, "partitions", outcome).await?;
     match outcome {
         Some((created, dropped)) => {
             // Recorded like every job, so GET /admin/jobs shows the run and how many partitions
@@ -59,10 +140,10 @@ pub async fn run_partitions_once(state: &AppState) -> Result<(), sqlx::Error> {
                 rows_affected: i64::try_from(created.len() + dropped.len()).unwrap_or(i64::MAX),
                 started_at,
                 error: None,
-                triggered_by: "scheduler",
+                triggered_by,
                 details: None,
             };
-            audit_log::repo::insert_job_run(&state.db, &run).await?;
+            record(&state.db, &claim, &run).await?;
             tracing::info!(created = ?created, dropped = ?dropped, "audit partitions maintained");
             state.metrics.job("partitions", "succeeded");
         }
@@ -88,6 +169,10 @@ pub mod grace {
 /// cuts old client addresses (`run_ip_retention`).
 pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Option<i64>, sqlx::Error> {
     let started_at = chrono::Utc::now();
+    let Some(claim) = claim(state, "cleanup", periods::CLEANUP, triggered_by).await? else {
+        state.metrics.job("cleanup", "skipped");
+        return Ok(None);
+    };
     let outcome = with_advisory_lock(state, locks::CLEANUP, || async {
         // Rows first (committed on their own), then files: a file never goes while its row
         // still offers it.
@@ -119,13 +204,14 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
             triggered_by,
             details: Some(details.clone()),
         };
-        audit_log::repo::insert_job_run(&mut *tx, &run).await?;
+        record(&mut *tx, &claim, &run).await?;
         crate::core::db::commit(tx).await?;
         tracing::info!(%details, "cleanup: expired rows deleted");
         run_ip_retention(state, triggered_by).await?;
         Ok(rows)
     })
-    .await?;
+    .await;
+    let outcome = settle(state, &claim, "cleanup", outcome).await?;
     state.metrics.job("cleanup", if outcome.is_some() { "succeeded" } else { "skipped" });
     Ok(outcome)
 }
@@ -229,10 +315,11 @@ pub fn spawn(
             shutdown.clone(),
             Duration::from_secs(1),
         )),
-        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(6 * 3600), "partitions", |s| {
-            Box::pin(async move { run_partitions_once(&s).await })
+        // Ticks at a quarter of their period (or each minute): the period claim decides.
+        tokio::spawn(every(state.clone(), shutdown.clone(), periods::PARTITIONS / 4, "partitions", |s| {
+            Box::pin(async move { run_partitions_once(&s, "scheduler").await })
         })),
-        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(600), "cleanup", |s| {
+        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(60), "cleanup", |s| {
             Box::pin(async move { run_cleanup_once(&s, "scheduler").await.map(|_| ()) })
         })),
         // API.md: a job picks a request up within 10 seconds.

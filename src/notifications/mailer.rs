@@ -59,9 +59,12 @@ impl Mailer {
     }
 }
 
+/// The message, its `Message-ID` made from the outbox id: a send cut off mid-exchange is
+/// retried with the same id, so a receiver that got the first copy can drop the second.
 fn build(email: &ClaimedEmail, from: &Mailbox) -> Result<Message, String> {
     let to: Mailbox = email.to_email.parse().map_err(|e| format!("bad recipient: {e}"))?;
-    let builder = Message::builder().from(from.clone()).to(to).subject(&email.subject);
+    let message_id = format!("<{}@{}>", email.id, from.email.domain());
+    let builder = Message::builder().from(from.clone()).to(to).subject(&email.subject).message_id(Some(message_id));
     let result = match &email.html_body {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(email.body.clone(), html.clone())),
         None => builder.body(email.body.clone()),

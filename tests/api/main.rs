@@ -13,6 +13,7 @@ mod audit_admin;
 mod audit_summary;
 mod devices;
 mod exports;
+mod faults;
 mod foundation;
 mod hot_path;
 mod link_pages;

@@ -91,6 +91,32 @@ async fn a_refused_message_goes_out_on_retry(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_send_cut_after_data_is_resent_with_the_same_message_id(pool: PgPool) {
+    let capture = SmtpCapture::start().await;
+    let user = user(&pool).await;
+    let id = queue_reset(&pool, user, "ann@example.com").await;
+    // The receiver takes the message, then the connection drops before its "250 OK": the
+    // sender cannot know it arrived, so it sends again (at least once), under the same id.
+    capture.cut_after_data(1);
+
+    let first = delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap();
+    assert_eq!(first.retried, 1);
+    let second = delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap();
+    assert_eq!(second.sent, 1);
+    let mails = capture.mails();
+    assert_eq!(mails.len(), 2, "the cut exchange and the retry");
+    let ids: Vec<String> = mails.iter().map(|m| m.parsed().message_id().expect("a Message-ID").to_owned()).collect();
+    assert_eq!(ids, [format!("{id}@gatehouse.test"), format!("{id}@gatehouse.test")]);
+    let status = repo::email_status(&pool, id).await.unwrap().unwrap();
+    assert_eq!((status.status.as_str(), status.retry_count), ("sent", 1));
+    // Nothing more to send: exactly once per Message-ID at the receiver's side.
+    assert_eq!(
+        delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap(),
+        delivery::Pass::default()
+    );
+}
+
+#[sqlx::test]
 async fn with_smtp_down_the_message_waits_and_goes_out_when_it_returns(pool: PgPool) {
     let user = user(&pool).await;
     let id = queue_reset(&pool, user, "ann@example.com").await;

@@ -30,14 +30,19 @@ pub struct SmtpCapture {
     pub port: u16,
     mails: Arc<Mutex<Vec<CapturedMail>>>,
     refuse: Arc<AtomicUsize>,
+    cut: Arc<AtomicUsize>,
 }
 
 impl SmtpCapture {
     pub async fn start() -> SmtpCapture {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
         let port = listener.local_addr().expect("addr").port();
-        let capture =
-            SmtpCapture { port, mails: Arc::new(Mutex::new(Vec::new())), refuse: Arc::new(AtomicUsize::new(0)) };
+        let capture = SmtpCapture {
+            port,
+            mails: Arc::new(Mutex::new(Vec::new())),
+            refuse: Arc::new(AtomicUsize::new(0)),
+            cut: Arc::new(AtomicUsize::new(0)),
+        };
         let server = capture.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -55,6 +60,12 @@ impl SmtpCapture {
     /// Refuse the next `n` messages with a temporary failure (451).
     pub fn refuse_next(&self, n: usize) {
         self.refuse.store(n, Ordering::SeqCst);
+    }
+
+    /// Take the next `n` messages and then hang up before confirming them: the exchange is
+    /// cut after the receiver has the message, as when a sender crashes or the link drops.
+    pub fn cut_after_data(&self, n: usize) {
+        self.cut.store(n, Ordering::SeqCst);
     }
 
     pub fn mails(&self) -> Vec<CapturedMail> {
@@ -124,6 +135,9 @@ impl SmtpCapture {
                     raw.push_str(data.strip_prefix('.').filter(|_| data.starts_with("..")).unwrap_or(&data));
                 }
                 self.mails.lock().expect("lock").push(CapturedMail { from: from.clone(), to: to.clone(), raw });
+                if self.cut.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                    return;
+                }
                 b"250 OK queued\r\n"
             } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
                 b"250 OK\r\n"

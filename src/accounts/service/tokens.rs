@@ -43,6 +43,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
         now,
         refresh_ttl_secs: refresh_ttl(state).num_seconds() as f64,
         session_max_age_secs: session_max_age(state).num_seconds() as f64,
+        synchronous_commit: state.config.refresh_synchronous_commit,
     };
     let event = session_event(Uuid::nil(), SessionAction::Refresh, client);
     if let Some(rotated) = repo::rotate_refresh(&state.db, &rotation, &event).await? {

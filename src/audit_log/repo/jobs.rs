@@ -2,6 +2,7 @@
 
 use chrono::NaiveDate;
 use sqlx::PgExecutor;
+use uuid::Uuid;
 
 use crate::audit_log::models::JobRun;
 
@@ -19,10 +20,16 @@ pub async fn explain_day_summaries(tx: &mut sqlx::PgConnection, day: NaiveDate) 
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(day).fetch_all(tx).await
 }
 
-/// Memory for the summary's sorts and hashes, for this transaction only: the default 4 MB
-/// spills a day of a busy service to temporary files.
-pub async fn summary_work_mem(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
-    sqlx::query!("SET LOCAL work_mem = '64MB'").execute(db).await?;
+/// The summary's own budget, for this transaction only: memory for its sorts and hashes
+/// (the default 4 MB spills a day of a busy service to temporary files), and time beyond a
+/// request's `statement_timeout` (an administrator's run goes through the request pool).
+pub async fn summary_budget(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "SELECT set_config('work_mem', '64MB', true) AS work_mem,
+                set_config('statement_timeout', '30min', true) AS statement_timeout"
+    )
+    .fetch_one(db)
+    .await?;
     Ok(())
 }
 
@@ -55,6 +62,63 @@ pub async fn last_succeeded_day(db: impl PgExecutor<'_>, kind: &str) -> sqlx::Re
 }
 
 /// Records a finished job run.
+/// Claims the scheduled run of `kind` for the period of `period_secs` that holds now, by
+/// the database's clock (one clock for every instance): inserts a `running` row unless a
+/// running or succeeded run of that period exists (`uq_jobrun_period`). None: another
+/// instance has it.
+pub async fn claim_period(db: impl PgExecutor<'_>, kind: &str, period_secs: f64) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO audit_log_jobrun (kind, period_start, target_date, status, triggered_by)
+           SELECT $1, p, p::date, 'running', 'scheduler'
+             FROM (SELECT to_timestamp(floor(extract(epoch FROM now())::float8 / $2::float8) * $2::float8) AS p) period
+           ON CONFLICT (kind, period_start) WHERE status IN ('running', 'succeeded') DO NOTHING
+           RETURNING id"#,
+        kind,
+        period_secs
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Ends a claimed run with its outcome; a no-op when the run has ended already.
+pub async fn finish_run(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    run: &crate::audit_log::models::NewJobRun<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE audit_log_jobrun
+            SET status = $2, rows_affected = $3, error = $4, details = $5, finished_at = clock_timestamp(),
+                duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint
+          WHERE id = $1 AND status = 'running'",
+        id,
+        run.status,
+        run.rows_affected,
+        run.error,
+        run.details,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks failed the runs of `kind` still `running` after `stale_secs`: their instance died
+/// (a run's statements cannot outlast the jobs' statement budget). Their period is free
+/// again, so the next tick retries it.
+pub async fn fail_stale_runs(db: impl PgExecutor<'_>, kind: &str, stale_secs: f64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE audit_log_jobrun
+            SET status = 'failed', finished_at = clock_timestamp(),
+                error = 'abandoned: still running after ' || $2::float8 || ' s (its instance stopped)'
+          WHERE kind = $1 AND status = 'running' AND started_at < now() - make_interval(secs => $2)",
+        kind,
+        stale_secs
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn insert_job_run(
     db: impl PgExecutor<'_>,
     run: &crate::audit_log::models::NewJobRun<'_>,

@@ -148,6 +148,8 @@ pub struct Rotation<'a> {
     pub now: DateTime<Utc>,
     pub refresh_ttl_secs: f64,
     pub session_max_age_secs: f64,
+    /// Whether the rotation's commit waits for its WAL flush (`REFRESH_SYNCHRONOUS_COMMIT`).
+    pub synchronous_commit: bool,
 }
 
 /// A rotation done: the user (for the response) and the session's assurance.
@@ -164,6 +166,8 @@ pub struct Rotated {
 /// new token ids (expiry capped by the session's maximum age) and writes the `refresh`
 /// audit row (`event`'s columns, with the claimed user and session). None when the token
 /// is not live and unrotated: the caller's careful path tells replay, reuse and invalid.
+/// With `synchronous_commit` false the statement's own transaction commits without waiting
+/// for its WAL flush (docs/performance.md, "Refresh and the WAL flush").
 pub async fn rotate_refresh(
     db: impl PgExecutor<'_>,
     r: &Rotation<'_>,
@@ -197,11 +201,14 @@ pub async fn rotate_refresh(
                     risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, created_at)
                SELECT user_id, session_id, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $2 FROM claimed
                RETURNING 1
+           ), durability AS (
+               SELECT set_config('synchronous_commit', CASE WHEN $20 THEN 'on' ELSE 'off' END, true) AS setting
            )
            SELECT u.id, u.email, u.username, u.password_hash, u.first_name, u.last_name, u.is_active, u.is_staff,
                   u.is_superuser, u.email_verified, COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined,
                   u.last_login, claimed.session_id, claimed.aal, claimed.amr,
-                  (SELECT count(*) FROM child) + (SELECT count(*) FROM moved) + (SELECT count(*) FROM audit) AS "writes!"
+                  (SELECT count(*) FROM child) + (SELECT count(*) FROM moved) + (SELECT count(*) FROM audit) AS "writes!",
+                  (SELECT setting FROM durability) AS durability
              FROM claimed JOIN auth_user u ON u.id = claimed.user_id
              LEFT JOIN accounts_mfasettings m ON m.user_id = u.id"#,
         r.jti,
@@ -223,6 +230,7 @@ pub async fn rotate_refresh(
         e.anomaly_reasons.as_deref(),
         event.flags.requires_review,
         event.metadata,
+        r.synchronous_commit,
     )
     .fetch_optional(db)
     .await?;
