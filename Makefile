@@ -6,7 +6,7 @@ export SQLX_OFFLINE ?= true
 
 DEV_KEY := .dev/jwt-signing-key.pem
 
-.PHONY: help run test lint fmt db db-stop sqlx-prepare bench fuzz
+.PHONY: help run test lint fmt db db-stop sqlx-prepare bench faults fuzz
 
 help:
 	@echo "make run           database up, migrations, dev signing key, serve on BIND_ADDR (127.0.0.1:8080)"
@@ -15,6 +15,7 @@ help:
 	@echo "make db-stop       stop the project-local cluster"
 	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
 	@echo "make bench         the benchmarks of docs/performance.md (release build, a few minutes)"
+	@echo "make faults        fault drills on a private PostgreSQL cluster (database outage); writes target/faults-results.txt"
 	@echo "make fuzz          schemathesis against the release binary, signed in and anonymous; writes docs/fuzz.md"
 
 # The build shows cargo's progress (a first build takes minutes on two cores); then the binary
@@ -62,6 +63,9 @@ sqlx-prepare:
 
 bench:
 	scripts/bench.sh
+
+faults:
+	scripts/faults.sh
 
 fuzz:
 	scripts/fuzz.sh

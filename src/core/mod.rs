@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod auth_cache;
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod cpu;

@@ -335,7 +335,8 @@ pub fn spawn(
 
 type JobFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send>>;
 
-/// Runs `job` now and then every `period` until shutdown; a failure is logged, not fatal.
+/// Runs `job` now and then every `period` until shutdown; a failure is logged, not fatal,
+/// and the next try waits longer while failures last.
 async fn every(
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
@@ -343,13 +344,21 @@ async fn every(
     name: &'static str,
     job: fn(AppState) -> JobFuture,
 ) {
+    // Failures back off (up to 10 minutes) and log once per run of failures.
+    let mut backoff = crate::core::backoff::Backoff::new(name, Duration::from_secs(600));
     loop {
-        if let Err(e) = job(state.clone()).await {
-            tracing::error!(job = name, error = %e, "background job failed");
-            state.metrics.job(name, "failed");
-        }
+        let pause = match job(state.clone()).await {
+            Ok(()) => {
+                backoff.succeeded();
+                period
+            }
+            Err(e) => {
+                state.metrics.job(name, "failed");
+                backoff.failed(period, &e)
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
         }
     }

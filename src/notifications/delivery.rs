@@ -226,18 +226,33 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     poll: Duration,
 ) {
+    let mut backoff = crate::core::backoff::Backoff::new("outbox", Duration::from_secs(30));
     loop {
         let email = deliver_once(&db, &keys, &mailer, &config).await;
         let texts = deliver_sms_once(&db, &keys, &sms, &config).await;
-        match (email, texts) {
+        let pause = match (email, texts) {
             // A full batch may mean more is due: go again without waiting.
-            (Ok(e), Ok(t)) if e.total() >= config.batch as usize || t.total() >= config.batch as usize => continue,
-            (Ok(_), Ok(_)) => {}
-            (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "outbox pass failed"),
-        }
+            (Ok(e), Ok(t)) if e.total() >= config.batch as usize || t.total() >= config.batch as usize => {
+                backoff.succeeded();
+                continue;
+            }
+            (Ok(_), Ok(_)) => {
+                backoff.succeeded();
+                poll
+            }
+            // The database is away: wait longer each time (a queued message's wake-up
+            // cannot be served meanwhile either), and say so once.
+            (Err(e), _) | (_, Err(e)) => {
+                let pause = backoff.failed(poll, &e);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
         tokio::select! {
             _ = wakeup.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# `make faults`: the fault drills of docs/operations.md, against a PostgreSQL cluster and
+# `serve` processes this script starts and stops itself (never the machine's shared
+# PostgreSQL). Results are printed and kept in target/faults-results.txt.
+#  1. outage: /users/me and /readyz polled every 50 ms while the cluster is stopped (fast
+#     shutdown) for OUTAGE_SECONDS (10) and started again: answers by status (no 500
+#     allowed), the slowest answer, the time from the restart to the first success, and
+#     the service's log lines meanwhile.
+#  2. kill -9 under mixed load: registrations (each queues an email), logins and refresh
+#     chains from parallel clients; `serve` is killed with SIGKILL mid-load and started
+#     again; then every committed session, rotation and registration must have its audit
+#     row and its email, and no message or job run may stay claimed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/faults-results.txt
+mkdir -p target
+: > "$out"
+say() { echo "$*" | tee -a "$out"; }
+
+command -v curl >/dev/null || { apt-get install -y -qq curl >&2 || sudo apt-get install -y -qq curl >&2; }
+cargo build --release --bins -q 2>&1 | grep -v '^$' >&2 || true
+bin=$PWD/target/release/gatehouse
+
+pgbin() {
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then pg_config --bindir; return; fi
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+bindir=$(pgbin)
+[ -x "$bindir/initdb" ] || { echo "faults.sh: no PostgreSQL server binaries (initdb) on this machine" >&2; exit 2; }
+as_owner() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$(printf '%q ' "$@")"; else "$@"; fi; }
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then useradd --system --home /nonexistent postgres; fi
+
+work=$(mktemp -d /tmp/gatehouse-faults.XXXXXX)
+chmod 755 "$work"
+pgport="${FAULTS_PG_PORT:-55432}"
+port="${FAULTS_PORT:-18190}"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_owner "$bindir/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/pg" && [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+as_owner "$bindir/initdb" -D "$work/pg" -U postgres -A trust >/dev/null
+pg_start() { as_owner "$bindir/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w \
+  -o "-p $pgport -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null; }
+pg_stop() { as_owner "$bindir/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null; }
+pg_start
+export DATABASE_URL="postgres://postgres@127.0.0.1:$pgport/gatehouse" APP_ENV=development
+"$bin" migrate >/dev/null
+key="$work/jwt.pem"
+"$bin" keys generate --out "$key" >/dev/null
+
+say "# $(date -u +%FT%TZ) on $(nproc) cores; PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$pgport (private cluster)"
+say "## 1. the database stopped under a polling client"
+JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$port" RUN_JOBS=true LOG_FORMAT=json RUST_LOG=info \
+  "$bin" serve > "$work/serve.log" 2>&1 &
+pids+=($!)
+base="http://127.0.0.1:$port"
+for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+curl -sf -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"drill@example.com","username":"drill","password":"Correct-Horse-Battery-9"}' >/dev/null
+token=$(curl -sf -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"drill@example.com","password":"Correct-Horse-Battery-9"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+
+now() { date +%s.%N; }
+poll() { # every 50 ms: "<time> <path> <status> <seconds>"
+  while [ ! -e "$work/stop-polling" ]; do
+    for path in /api/v1/users/me /readyz; do
+      local t; t=$(now)
+      echo "$t $path $(curl -s -o /dev/null -m 30 -w '%{http_code} %{time_total}' -H "authorization: Bearer $token" "$base$path")"
+    done
+    sleep 0.05
+  done > "$work/poll.txt"
+}
+poll &
+poller=$!
+sleep 2
+lines_before=$(wc -l < "$work/serve.log")
+stopped=$(now)
+pg_stop
+sleep "${OUTAGE_SECONDS:-10}"
+pg_start
+started=$(now)
+sleep 8
+touch "$work/stop-polling"
+wait $poller
+lines_during=$(( $(wc -l < "$work/serve.log") - lines_before ))
+
+awk -v s="$stopped" -v r="$started" '
+  $1 >= s && $1 < r && $2 == "/api/v1/users/me" { n[$3]++; if ($4 > slow) slow = $4 }
+  $1 >= s && $1 < r && $2 == "/readyz" { ready[$3]++ }
+  $3 == 500 { e500++ }
+  $1 >= r && $2 == "/api/v1/users/me" && $3 == 200 && !first { first = $1 - r }
+  END {
+    printf "outage of %.1f s: /users/me answered", r - s
+    for (k in n) printf " %s x%d", k, n[k]
+    printf "; slowest %.3f s; /readyz answered", slow
+    for (k in ready) printf " %s x%d", k, ready[k]
+    printf "\n500 answers over the whole drill: %d\n", e500
+    printf "first /users/me 200 after the database accepted connections again: %.2f s\n", first
+  }' "$work/poll.txt" | tee -a "$out"
+say "service log lines during the outage and recovery: $lines_during ($(grep -c '"level":"ERROR"' "$work/serve.log" || true) at error level in the whole run)"
+if awk '$3 == 500 {exit 1}' "$work/poll.txt"; then say "drill 1: passed"; else say "drill 1: FAILED (a 500)"; exit 1; fi
+kill "${pids[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
+pids=()
+
+say "## 2. kill -9 of serve under mixed load"
+serve() {
+  JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$port" RUN_JOBS=true LOG_FORMAT=json RUST_LOG=warn \
+    "$bin" serve >> "$work/serve2.log" 2>&1 &
+  server=$!
+  pids+=($server)
+  for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+}
+serve
+load() { # client number: registers, signs in, refreshes its chain, until stopped
+  local n=$1 i=0 refresh body
+  while [ ! -e "$work/stop-load" ]; do
+    i=$((i + 1))
+    curl -s -m 10 -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
+      -d "{\"email\":\"u$n-$i@example.com\",\"username\":\"u${n}x$i\",\"password\":\"Correct-Horse-Battery-9\"}" >/dev/null || true
+    body=$(curl -s -m 10 -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
+      -d '{"email":"drill@example.com","password":"Correct-Horse-Battery-9"}' || true)
+    refresh=$(echo "$body" | sed -n 's/.*"refresh_token":"\([^"]*\)".*/\1/p')
+    for _ in 1 2 3 4 5; do
+      [ -n "$refresh" ] || break
+      body=$(curl -s -m 10 -XPOST "$base/api/v1/auth/refresh" -H 'content-type: application/json' \
+        -d "{\"refresh_token\":\"$refresh\"}" || true)
+      refresh=$(echo "$body" | sed -n 's/.*"refresh_token":"\([^"]*\)".*/\1/p')
+    done
+  done
+}
+rm -f "$work/stop-load"
+clients=()
+for n in 1 2 3 4; do load "$n" & clients+=($!); done
+sleep "${LOAD_SECONDS:-6}"
+kill -9 "$server"
+say "serve killed with SIGKILL after ${LOAD_SECONDS:-6} s of load"
+sleep 1
+serve
+sleep 3
+touch "$work/stop-load"
+wait "${clients[@]}" 2>/dev/null || true
+psql_q() { psql "$DATABASE_URL" -Atc "$1"; }
+# Give the outbox worker time to send what was queued, and any claim cut by the kill
+# time to go stale (DeliveryConfig::claim, 120 s) and be sent again.
+for _ in $(seq 150); do
+  [ "$(psql_q "SELECT count(*) FROM notifications_emailnotification WHERE status IN ('pending', 'sending')")" = 0 ] && break
+  sleep 1
+done
+check() { # label, SQL counting violations
+  local n; n=$(psql_q "$2")
+  say "$1: $n"
+  [ "$n" = 0 ] || failed=1
+}
+failed=0
+say "committed: $(psql_q "SELECT count(*) FROM auth_user") users, $(psql_q "SELECT count(*) FROM accounts_session") sessions, \
+$(psql_q "SELECT count(*) FROM accounts_refreshtokenrecord WHERE rotated_at IS NOT NULL") rotations, \
+$(psql_q "SELECT count(*) FROM notifications_emailnotification") emails ($(psql_q "SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM notifications_emailnotification GROUP BY 1) s"))"
+check "sessions without their login audit row" "SELECT count(*) FROM accounts_session s WHERE NOT EXISTS
+  (SELECT 1 FROM audit_log_sessionauditlog a WHERE a.session_id = s.id AND a.action = 'login')"
+check "sessions whose rotations and refresh audit rows differ in number" "SELECT count(*) FROM accounts_session s WHERE
+  (SELECT count(*) FROM accounts_refreshtokenrecord r WHERE r.session_id = s.id AND r.rotated_at IS NOT NULL)
+  <> (SELECT count(*) FROM audit_log_sessionauditlog a WHERE a.session_id = s.id AND a.action = 'refresh')"
+check "users registered without their audit row" "SELECT count(*) FROM auth_user u WHERE u.username <> 'drill' AND NOT EXISTS
+  (SELECT 1 FROM accounts_auditlog a WHERE a.user_id = u.id AND a.action = 'registered')"
+check "users registered without their verification email" "SELECT count(*) FROM auth_user u WHERE NOT EXISTS
+  (SELECT 1 FROM notifications_emailnotification e WHERE e.user_id = u.id)"
+check "emails still pending or claimed" "SELECT count(*) FROM notifications_emailnotification WHERE status IN ('pending', 'sending')"
+check "job runs left running" "SELECT count(*) FROM audit_log_jobrun WHERE status = 'running' AND started_at < now() - interval '1 minute'"
+if [ "$failed" = 0 ]; then say "drill 2: passed"; else say "drill 2: FAILED"; exit 1; fi
