@@ -79,8 +79,8 @@ poll &
 poller=$!
 sleep 2
 lines_before=$(wc -l < "$work/serve.log")
-stopped=$(now)
 pg_stop
+stopped=$(now)
 sleep "${OUTAGE_SECONDS:-10}"
 pg_start
 started=$(now)

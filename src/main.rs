@@ -131,10 +131,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            if let Some(name) = db::create_database_if_missing(&config.database_url).await.map_err(|e| e.to_string())? {
+            // Migrations run as the schema owner when one is configured (docs/operations.md).
+            let owner = match &config.database_admin_url {
+                Some(url) => Config { database_url: url.clone(), ..config.clone() },
+                None => config.clone(),
+            };
+            if let Some(name) = db::create_database_if_missing(&owner.database_url).await.map_err(|e| e.to_string())? {
                 println!("created the database {name}");
             }
-            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&owner).map_err(|e| e.to_string())?;
             db::migrate(&pool).await.map_err(|e| e.to_string())?;
             println!("migrations applied");
             Ok(())
@@ -237,7 +242,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Partitions { command } => {
-            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
+            let pool = match db::admin_pool(&config).map_err(|e| e.to_string())? {
+                Some(owner) => owner,
+                None => db::jobs_pool(&config).map_err(|e| e.to_string())?,
+            };
             let today = audit_log::service::today();
             match command {
                 PartitionsCommand::Ensure { months } => {
@@ -333,6 +341,7 @@ async fn serve(config: Config) -> Result<(), String> {
         // The same state, but on the jobs' own pool (their longer statement budget).
         let mut job_state = state.clone();
         job_state.db = db::jobs_pool(&job_state.config).map_err(|e| e.to_string())?;
+        job_state.admin_db = db::admin_pool(&job_state.config).map_err(|e| e.to_string())?;
         jobs::spawn(job_state, mailer, sms, stop_rx.clone())
     } else {
         Vec::new()

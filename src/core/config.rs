@@ -58,6 +58,8 @@ impl Default for RateLimits {
 pub struct Config {
     pub app_env: AppEnv,
     pub database_url: String,
+    /// The schema owner's URL: migrations and partition DDL (docs/operations.md).
+    pub database_admin_url: Option<String>,
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
     /// `statement_timeout` of the connections that serve requests.
@@ -116,6 +118,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("app_env", &self.app_env)
             .field("database_url", &redact_url(&self.database_url))
+            .field("database_admin_url", &self.database_admin_url.as_deref().map(redact_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("database_acquire_timeout", &self.database_acquire_timeout)
             .field("database_statement_timeout", &self.database_statement_timeout)
@@ -253,6 +256,7 @@ impl Config {
         let config = Config {
             app_env,
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            database_admin_url: var("DATABASE_ADMIN_URL"),
             database_max_connections: parse("DATABASE_MAX_CONNECTIONS", 20)?,
             database_acquire_timeout: Duration::from_secs(parse("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 2)?),
             database_statement_timeout: Duration::from_secs(parse("DATABASE_STATEMENT_TIMEOUT_SECONDS", 5)?),
@@ -361,6 +365,7 @@ impl Config {
         Config {
             app_env: AppEnv::Test,
             database_url: database_url.to_owned(),
+            database_admin_url: None,
             database_max_connections: 10,
             database_acquire_timeout: Duration::from_secs(2),
             database_statement_timeout: Duration::from_secs(5),

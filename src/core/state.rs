@@ -20,6 +20,9 @@ use super::{
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// A pool on `DATABASE_ADMIN_URL` (the role that owns the schema), for the partition
+    /// job's DDL; None when the service's own role does everything.
+    pub admin_db: Option<PgPool>,
     pub config: Arc<Config>,
     pub keys: Arc<JwtKeys>,
     /// Per-purpose keys for secrets at rest and keyed hashes of codes.
@@ -51,6 +54,7 @@ impl AppState {
         let data_keys = DataKeys::new(config.encryption_key().expose_secret(), &config.data_encryption_keys_old);
         AppState {
             db,
+            admin_db: None,
             data_keys: Arc::new(data_keys),
             config: Arc::new(config),
             keys: Arc::new(keys),

@@ -121,13 +121,23 @@ pub async fn run_partitions_once(state: &AppState, triggered_by: &str) -> Result
         state.metrics.job("partitions", "skipped");
         return Ok(());
     };
+    // DDL runs as the schema owner when DATABASE_ADMIN_URL is set.
+    let ddl = state.admin_db.as_ref().unwrap_or(&state.db);
     let outcome = with_advisory_lock(state, locks::PARTITIONS, || async {
-        let created = audit_log::service::ensure_partitions(&state.db, today, PARTITION_MONTHS_AHEAD).await?;
-        let dropped =
-            audit_log::service::prune_partitions(&state.db, today, state.config.audit_retention_months).await?;
+        let created = audit_log::service::ensure_partitions(ddl, today, PARTITION_MONTHS_AHEAD).await?;
+        let dropped = audit_log::service::prune_partitions(ddl, today, state.config.audit_retention_months).await?;
         Ok((created, dropped))
     })
     .await;
+    if let Err(e) = &outcome
+        && state.admin_db.is_none()
+        && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501")
+    {
+        tracing::warn!(
+            "the service's database role may not create partitions: set DATABASE_ADMIN_URL to the schema \
+             owner's URL, or run `gatehouse partitions ensure` from the operator's scheduler"
+        );
+    }
     let outcome = settle(state, &claim, "partitions", outcome).await?;
     match outcome {
         Some((created, dropped)) => {

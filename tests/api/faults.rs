@@ -230,3 +230,62 @@ async fn three_instances_run_a_scheduled_job_once_per_period(pool: PgPool) {
     // By hand (CLI, admin), a run is never refused for its period.
     assert!(gatehouse::jobs::run_cleanup_once(&a.state, "cli").await.unwrap().is_some());
 }
+
+/// The least-privilege role of docs/operations.md, on this test's database: rows, not schema.
+async fn restricted_role(pool: &PgPool) -> PgPool {
+    let mut admin = PgConnection::connect_with(&pool.connect_options()).await.unwrap();
+    // Roles are cluster-wide and tests run in parallel: create it once, grant per database.
+    sqlx::query(
+        "DO $$ BEGIN CREATE ROLE gatehouse_app_test LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    for grant in [
+        "GRANT USAGE ON SCHEMA public TO gatehouse_app_test",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO gatehouse_app_test",
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO gatehouse_app_test",
+    ] {
+        sqlx::query(grant).execute(&mut admin).await.unwrap();
+    }
+    admin.close().await.unwrap();
+    let options = pool.connect_options().as_ref().clone().username("gatehouse_app_test");
+    sqlx::postgres::PgPoolOptions::new().max_connections(5).connect_with(options).await.unwrap()
+}
+
+#[sqlx::test]
+async fn the_flows_run_under_a_role_that_cannot_change_the_schema(pool: PgPool) {
+    let restricted = restricted_role(&pool).await;
+    let who: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&restricted).await.unwrap();
+    assert_eq!(who, "gatehouse_app_test");
+    let config = test_config(&restricted);
+    let app = TestApp::spawn_with(restricted.clone(), config, gatehouse::routes()).await;
+    let _listener = app.start_auth_listener().await;
+
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let ann = app.signed_in("ann").await;
+    assert_eq!(app.with_token(Method::GET, "/api/v1/users/me", &ann.access).send().await.unwrap().status(), 200);
+    assert_eq!(app.with_token(Method::GET, "/api/v1/auth/whoami", &ann.access).send().await.unwrap().status(), 200);
+    let refreshed = app.refresh(&ann.refresh).await;
+    assert_eq!(refreshed.status(), 200);
+    let patch = json!({"first_name": "Ann"});
+    let changed = app.with_token(Method::PATCH, "/api/v1/users/me", &ann.access).json(&patch).send().await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(app.with_token(Method::POST, "/api/v1/auth/logout", &ann.access).send().await.unwrap().status(), 204);
+    assert!(!app.deliver_mail().await.is_empty(), "the outbox sends under the role too");
+    assert!(gatehouse::jobs::run_cleanup_once(&app.state, "cli").await.unwrap().is_some());
+
+    // What the role may not do: change the schema, or make partitions ahead (DDL); the
+    // schema owner's pool (DATABASE_ADMIN_URL) does that.
+    let today = chrono::Utc::now().date_naive();
+    let refused = gatehouse::audit_log::service::ensure_partitions(&restricted, today, 12).await.unwrap_err();
+    assert_eq!(refused.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{refused}");
+    let mut with_owner = app.state.clone();
+    with_owner.admin_db = Some(pool.clone());
+    gatehouse::jobs::run_partitions_once(&with_owner, "cli").await.unwrap();
+    let ddl = sqlx::query("CREATE TABLE intruder (id int)").execute(&restricted).await.unwrap_err();
+    assert_eq!(ddl.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{ddl}");
+    let alter = sqlx::query("ALTER TABLE auth_user ADD COLUMN intruder int").execute(&restricted).await.unwrap_err();
+    assert_eq!(alter.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{alter}");
+    restricted.close().await;
+}
