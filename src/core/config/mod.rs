@@ -7,6 +7,8 @@ use chrono::NaiveTime;
 use ipnetwork::IpNetwork;
 use secrecy::SecretBox;
 
+mod redact;
+
 /// Where the service runs; production refuses unsafe defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -110,66 +112,6 @@ pub struct Config {
     pub run_jobs: bool,
     /// When set, `/metrics` answers only a request bearing it (`Authorization: Bearer`).
     pub metrics_token: Option<String>,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let key = self.data_encryption_key.map(|_| REDACTED);
-        f.debug_struct("Config")
-            .field("app_env", &self.app_env)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("database_admin_url", &self.database_admin_url.as_deref().map(redact_url))
-            .field("database_max_connections", &self.database_max_connections)
-            .field("database_acquire_timeout", &self.database_acquire_timeout)
-            .field("database_statement_timeout", &self.database_statement_timeout)
-            .field("database_job_statement_timeout", &self.database_job_statement_timeout)
-            .field("bind_addr", &self.bind_addr)
-            .field("public_base_url", &self.public_base_url)
-            .field("jwt_signing_key_file", &self.jwt_signing_key_file)
-            .field("jwt_verify_key_files", &self.jwt_verify_key_files)
-            .field("data_encryption_key", &key)
-            .field("data_encryption_keys_old", &self.data_encryption_keys_old.len())
-            .field("step_up_max_age", &self.step_up_max_age)
-            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
-            .field("email_from", &self.email_from)
-            .field("sms_provider", &self.sms_provider)
-            .field("sms_webhook_url", &self.sms_webhook_url.as_deref().map(redact_url))
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("access_token_ttl", &self.access_token_ttl)
-            .field("refresh_token_ttl", &self.refresh_token_ttl)
-            .field("refresh_reuse_leeway", &self.refresh_reuse_leeway)
-            .field("refresh_synchronous_commit", &self.refresh_synchronous_commit)
-            .field("session_max_age", &self.session_max_age)
-            .field("argon2", &self.argon2)
-            .field("hash_concurrency", &self.hash_concurrency)
-            .field("hash_queue_depth", &self.hash_queue_depth)
-            .field("rate_limits", &self.rate_limits)
-            .field("audit_retention_months", &self.audit_retention_months)
-            .field("audit_retention_min_months", &self.audit_retention_min_months)
-            .field("ip_retention_days", &self.ip_retention_days)
-            .field("export_dir", &self.export_dir)
-            .field("summary_run_at", &self.summary_run_at)
-            .field("log_format", &self.log_format)
-            .field("run_jobs", &self.run_jobs)
-            .field("metrics_token", &self.metrics_token.as_ref().map(|_| REDACTED))
-            .finish()
-    }
-}
-
-const REDACTED: &str = "[REDACTED]";
-
-/// A URL with its userinfo and query (where passwords and tokens ride) replaced.
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = match rest.rsplit_once('@') {
-        Some((_, host)) => format!("{REDACTED}@{host}"),
-        None => rest.to_owned(),
-    };
-    let rest = match rest.split_once('?') {
-        Some((path, _)) => format!("{path}?{REDACTED}"),
-        None => rest,
-    };
-    if scheme.is_empty() { rest } else { format!("{scheme}://{rest}") }
 }
 
 /// A configuration value that could not be used, named by its variable.
