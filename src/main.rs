@@ -132,10 +132,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             // Migrations run as the schema owner when one is configured (docs/operations.md).
-            let owner = match &config.database_admin_url {
-                Some(url) => Config { database_url: url.clone(), ..config.clone() },
-                None => config.clone(),
-            };
+            let owner = config.schema_owner();
             if let Some(name) = db::create_database_if_missing(&owner.database_url).await.map_err(|e| e.to_string())? {
                 println!("created the database {name}");
             }
@@ -242,10 +239,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Partitions { command } => {
-            let pool = match db::admin_pool(&config).map_err(|e| e.to_string())? {
-                Some(owner) => owner,
-                None => db::jobs_pool(&config).map_err(|e| e.to_string())?,
-            };
+            let pool = db::jobs_pool(&config.schema_owner()).map_err(|e| e.to_string())?;
             let today = audit_log::service::today();
             match command {
                 PartitionsCommand::Ensure { months } => {

@@ -32,9 +32,10 @@ pub fn jobs_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
 /// The schema owner's pool (`DATABASE_ADMIN_URL`), when one is configured: migrations and
 /// the partition job's DDL. Two connections, the jobs' statement budget.
 pub fn admin_pool(config: &Config) -> Result<Option<PgPool>, sqlx::Error> {
-    let Some(url) = &config.database_admin_url else { return Ok(None) };
-    let owner = Config { database_url: url.clone(), ..config.clone() };
-    pool(&owner, 2, config.database_job_statement_timeout).map(Some)
+    if config.database_admin_url.is_none() {
+        return Ok(None);
+    }
+    pool(&config.schema_owner(), 2, config.database_job_statement_timeout).map(Some)
 }
 
 /// Connections of the jobs pool: a job holds one for its advisory lock and works on another,

@@ -144,6 +144,15 @@ where
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gatehouse";
 
 impl Config {
+    /// This configuration connecting as the schema's owner: `DATABASE_ADMIN_URL` when set,
+    /// else `DATABASE_URL` (one role does everything).
+    pub fn schema_owner(&self) -> Config {
+        match &self.database_admin_url {
+            Some(url) => Config { database_url: url.clone(), ..self.clone() },
+            None => self.clone(),
+        }
+    }
+
     /// Reads every variable; missing ones take the defaults listed in `.env.example`.
     pub fn from_env() -> Result<Self, ConfigError> {
         // Development keys are in the source: running on them must be asked for by name.
