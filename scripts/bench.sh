@@ -38,7 +38,7 @@ say "## 2. HTTP on loopback (release binary, OWASP argon2id parameters)"
 key=target/bench-jwt.pem
 [ -f "$key" ] || "$bin" keys generate --out "$key" >/dev/null
 APP_ENV=development JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$port" RUN_JOBS=false \
-  LOG_FORMAT=json RUST_LOG=warn "$bin" serve > target/bench-server.log 2>&1 &
+  RATE_LIMIT_REGISTER_PER_HOUR=100000 LOG_FORMAT=json RUST_LOG=warn "$bin" serve > target/bench-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 base="http://127.0.0.1:$port"
@@ -131,8 +131,21 @@ TOKEN=$token run "users/me c=4 during login saturation" 1 4 me.lua
 wait $bg
 
 # Refresh: each connection carries rotation chains (a response's token is the next
-# request's); c=4 and c=32 over one chain each, and c=8 over 32 chains.
-chains() { local t=""; for _ in $(seq "$1"); do t="$t $(login | sed 's/.*"refresh_token":"\([^"]*\)".*/\1/')"; done; echo "$t"; }
+# request's); c=4 and c=32 over one chain each, and c=8 over 32 chains; one user per chain.
+# Each chain is its own user's session, as in a deployment (one user's refreshes do not
+# queue on one another: a rotation takes locks on its session and user rows only).
+chain_no=0
+chains() {
+  local t="" email
+  for _ in $(seq "$1"); do
+    chain_no=$((chain_no + 1)); email="chain$chain_no@example.com"
+    curl -sf -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
+      -d "{\"email\":\"$email\",\"username\":\"chain$chain_no\",\"password\":\"Correct-Horse-Battery-9\"}" >/dev/null
+    t="$t $(curl -sf -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
+      -d "{\"email\":\"$email\",\"password\":\"Correct-Horse-Battery-9\"}" | sed 's/.*"refresh_token":"\([^"]*\)".*/\1/')"
+  done
+  echo "$t"
+}
 # The login runs above added thousands of sessions and refresh records since the one
 # ANALYZE: autovacuum would have analysed them again by now (this machine's does not run).
 psql "$DATABASE_URL" -qc "ANALYZE" >/dev/null

@@ -135,7 +135,8 @@ pub async fn export_document(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Resul
                             FROM accounts_session s WHERE s.user_id = $1),
              'refresh_tokens', (SELECT COALESCE(jsonb_agg(to_jsonb(r) - 'jti' - 'parent_jti' - 'child_sealed'
                                                           ORDER BY r.created_at), '[]')
-                                  FROM accounts_refreshtokenrecord r WHERE r.user_id = $1),
+                                  FROM accounts_refreshtokenrecord r
+                                 WHERE r.session_id IN (SELECT s.id FROM accounts_session s WHERE s.user_id = $1)),
              'devices', (SELECT COALESCE(jsonb_agg(to_jsonb(d) - 'fingerprint_hash' ORDER BY d.created_at), '[]')
                            FROM accounts_device d WHERE d.user_id = $1),
              'trusted_devices', (SELECT COALESCE(jsonb_agg(to_jsonb(t) ORDER BY t.created_at), '[]')

@@ -85,7 +85,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
             return authenticated(state, &claims, SecretString::from(child), user.into());
         }
         // Reuse of a rotated token: someone else holds this family. Kill it and its session.
-        repo::revoke_family(&mut *tx, record.family_id, "reuse_detected").await?;
+        repo::revoke_family(&mut *tx, record.session_id, record.family_id, "reuse_detected").await?;
         repo::revoke_sessions(&mut tx, user.id, Some(record.session_id), None, "token_reused").await?;
         let event = SessionEvent {
             session_id: Some(record.session_id),

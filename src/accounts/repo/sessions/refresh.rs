@@ -112,11 +112,19 @@ pub async fn update_session_tokens(
     Ok(())
 }
 
-pub async fn revoke_family(db: impl PgExecutor<'_>, family_id: Uuid, reason: &str) -> sqlx::Result<()> {
+/// Revokes a token family. A family is one session's chain, so it is found through the
+/// session's index (migration `20261205000001_refresh_lean` dropped the family's own).
+pub async fn revoke_family(
+    db: impl PgExecutor<'_>,
+    session_id: Uuid,
+    family_id: Uuid,
+    reason: &str,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE accounts_refreshtokenrecord SET is_valid = false, revoked_at = COALESCE(revoked_at, now()),
-                revocation_reason = COALESCE(revocation_reason, $2)
-          WHERE family_id = $1",
+                revocation_reason = COALESCE(revocation_reason, $3)
+          WHERE session_id = $1 AND family_id = $2",
+        session_id,
         family_id,
         reason
     )
