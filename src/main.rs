@@ -323,7 +323,8 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     let bind = config.bind_addr;
     let run_jobs = config.run_jobs;
-    let state = AppState::new(pool, config, keys);
+    let mut state = AppState::new(pool, config, keys);
+    state.replica = gatehouse::core::replica::Replica::from_config(&state.config).map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mailer =
         gatehouse::notifications::mailer::Mailer::new(state.config.smtp_url.as_deref(), &state.config.email_from)?;
@@ -340,6 +341,9 @@ async fn serve(config: Config) -> Result<(), String> {
     } else {
         Vec::new()
     };
+    if let Some(replica) = &state.replica {
+        workers.push(tokio::spawn(gatehouse::core::replica::watch(replica.clone(), stop_rx.clone())));
+    }
     // The session cache's listener runs on every instance, jobs or not.
     workers.push(tokio::spawn(gatehouse::core::auth_cache::run_listener(
         state.db.clone(),

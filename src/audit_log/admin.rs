@@ -1,6 +1,8 @@
 //! The administrators' review of the audit trail: filtered lists, reviews (themselves
 //! audited), summaries, job runs and retention; and a user's own security events. Takes
-//! parsed filters (the handlers read the query strings) and owns its transactions.
+//! parsed filters (the handlers read the query strings) and owns its transactions. The
+//! administrators' lists read the replica when one is in use (`reports!`); a user's own
+//! events and everything written read the primary.
 
 use chrono::{NaiveDate, Utc};
 use uuid::Uuid;
@@ -12,7 +14,7 @@ use super::{
 use crate::core::{AppError, AppResult, AppState, error::Problems, extract::Page};
 
 pub async fn list(state: &AppState, kind: AuditKind, f: &EventFilter, page: Page) -> AppResult<(Vec<AuditEvent>, i64)> {
-    let rows = repo::list_events(&state.db, kind, f, page.limit, page.offset()).await?;
+    let rows = crate::reports!(state, |db| repo::list_events(db, kind, f, page.limit, page.offset()))?;
     let total = rows.first().map(|r| r.total).unwrap_or(0);
     Ok((rows, total))
 }
@@ -73,11 +75,11 @@ pub async fn summaries(
     user: Option<Uuid>,
     page: Page,
 ) -> AppResult<(Vec<Summary>, i64)> {
-    Ok(repo::summaries(&state.db, from, to, user, page.limit, page.offset()).await?)
+    Ok(crate::reports!(state, |db| repo::summaries(db, from, to, user, page.limit, page.offset()))?)
 }
 
 pub async fn daily(state: &AppState, from: NaiveDate, to: NaiveDate) -> AppResult<Vec<DailyTotals>> {
-    Ok(repo::daily_totals(&state.db, from, to).await?)
+    Ok(crate::reports!(state, |db| repo::daily_totals(db, from, to))?)
 }
 
 pub async fn run_summary(state: &AppState, day: NaiveDate) -> AppResult<JobRun> {
@@ -88,13 +90,13 @@ pub async fn run_summary(state: &AppState, day: NaiveDate) -> AppResult<JobRun> 
 }
 
 pub async fn jobs(state: &AppState, kind: Option<&str>, latest: bool, page: Page) -> AppResult<(Vec<JobRun>, i64)> {
-    Ok(repo::job_runs(&state.db, kind, latest, page.limit, page.offset()).await?)
+    Ok(crate::reports!(state, |db| repo::job_runs(db, kind, latest, page.limit, page.offset()))?)
 }
 
 /// Months kept per audit table: its policy row, else the configured default.
 pub async fn retention(state: &AppState) -> AppResult<Vec<Retention>> {
     let default_months = state.config.audit_retention_months;
-    let rows = repo::retention_rows(&state.db).await?;
+    let rows = crate::reports!(state, |db| repo::retention_rows(db))?;
     Ok(AuditKind::ALL
         .iter()
         .map(|k| {

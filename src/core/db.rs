@@ -43,7 +43,24 @@ pub fn admin_pool(config: &Config) -> Result<Option<PgPool>, sqlx::Error> {
 const JOB_CONNECTIONS: u32 = 4;
 
 fn pool(config: &Config, size: u32, statement_timeout: std::time::Duration) -> Result<PgPool, sqlx::Error> {
-    let options = config.database_url.parse::<PgConnectOptions>()?.options([
+    pool_on(&config.database_url, config, size, statement_timeout, "gatehouse")
+}
+
+/// A lazy pool on `url` with `config`'s acquire budget; `application_name` tells its
+/// connections apart in `pg_stat_activity`.
+pub(crate) fn pool_on(
+    url: &str,
+    config: &Config,
+    size: u32,
+    statement_timeout: std::time::Duration,
+    application_name: &str,
+) -> Result<PgPool, sqlx::Error> {
+    let mut options = url.parse::<PgConnectOptions>()?;
+    // A name given in the URL wins.
+    if options.get_application_name().is_none() {
+        options = options.application_name(application_name);
+    }
+    let options = options.options([
         ("statement_timeout", format!("{}ms", statement_timeout.as_millis())),
         // A transaction left open (a bug, or a client-side cancellation sqlx does not
         // clean up) is ended by the server instead of holding its locks for ever.

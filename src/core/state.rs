@@ -23,6 +23,8 @@ pub struct AppState {
     /// A pool on `DATABASE_ADMIN_URL` (the role that owns the schema), for the partition
     /// job's DDL; None when the service's own role does everything.
     pub admin_db: Option<PgPool>,
+    /// The read replica for reports (`DATABASE_REPLICA_URL`); read through `reports!`.
+    pub replica: Option<Arc<super::replica::Replica>>,
     pub config: Arc<Config>,
     pub keys: Arc<JwtKeys>,
     /// Per-purpose keys for secrets at rest and keyed hashes of codes.
@@ -55,6 +57,7 @@ impl AppState {
         AppState {
             db,
             admin_db: None,
+            replica: None,
             data_keys: Arc::new(data_keys),
             config: Arc::new(config),
             keys: Arc::new(keys),

@@ -22,14 +22,14 @@ use crate::helpers::{TestApp, assert_error, test_config};
 /// A TCP relay in front of the real PostgreSQL that can cut the line: `cut` drops every
 /// relayed connection and closes each new one at once (the database unreachable), until
 /// `restore`.
-struct Relay {
-    port: u16,
+pub struct Relay {
+    pub port: u16,
     up: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Relay {
-    async fn start(target: SocketAddr) -> Relay {
+    pub async fn start(target: SocketAddr) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let port = listener.local_addr().expect("addr").port();
         let up = Arc::new(AtomicBool::new(true));
@@ -51,19 +51,19 @@ impl Relay {
         Relay { port, up, links }
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for link in self.links.lock().expect("lock").drain(..) {
             link.abort();
         }
     }
 
-    fn restore(&self) {
+    pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
 
-fn target(pool: &PgPool) -> SocketAddr {
+pub fn target(pool: &PgPool) -> SocketAddr {
     let options = pool.connect_options();
     let host = if options.get_host() == "localhost" { "127.0.0.1" } else { options.get_host() };
     format!("{host}:{}", options.get_port()).parse().expect("a TCP address for PostgreSQL")

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Where this app's mail goes when `deliver_mail` runs the outbox.
     pub smtp: SmtpCapture,
+    /// Stops the replica's watcher (`core::replica::watch`) when the app is dropped.
+    _replica_watch: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A signed-in session's tokens.
@@ -68,7 +70,13 @@ impl TestApp {
     }
 
     async fn spawn_keyed(pool: PgPool, config: Config, routes: axum::Router<AppState>, keys: JwtKeys) -> TestApp {
-        let state = AppState::new(pool, config, keys);
+        let mut state = AppState::new(pool, config, keys);
+        state.replica = gatehouse::core::replica::Replica::from_config(&state.config).expect("replica URL");
+        let replica_watch = state.replica.clone().map(|replica| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(gatehouse::core::replica::watch(replica, stopped));
+            stop
+        });
         let app = gatehouse::with_layers(routes, state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -77,7 +85,7 @@ impl TestApp {
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         let smtp = SmtpCapture::start().await;
-        TestApp { addr, state, client, smtp }
+        TestApp { addr, state, client, smtp, _replica_watch: replica_watch }
     }
 
     /// Starts this instance's session-cache listener (as `serve` does) and waits until the

@@ -20,3 +20,4 @@ mod link_pages;
 mod mfa;
 mod notifications;
 mod outbox;
+mod replica;

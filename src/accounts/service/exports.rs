@@ -76,7 +76,9 @@ pub async fn run_exports_once(state: &AppState) -> AppResult<u64> {
 }
 
 async fn build(state: &AppState, id: Uuid, user: Uuid) -> AppResult<()> {
-    let document = repo::export_document(&state.db, user).await?;
+    // The document is a read of many tables: the replica's work when one is in use (at most
+    // REPLICA_MAX_LAG_SECONDS behind the request).
+    let document = crate::reports!(state, |db| repo::export_document(db, user))?;
     let bytes = serde_json::to_vec_pretty(&document).map_err(AppError::internal)?;
     let path = file_of(state, id);
     // Written beside its final name, then renamed: a reader never sees half a file.

@@ -62,6 +62,10 @@ pub struct Config {
     pub database_url: String,
     /// The schema owner's URL: migrations and partition DDL (docs/operations.md).
     pub database_admin_url: Option<String>,
+    /// A streaming replica for reports (`core::replica`); None: reports read the primary.
+    pub database_replica_url: Option<String>,
+    /// Past this lag behind the primary the replica serves no reports.
+    pub replica_max_lag: Duration,
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
     /// `statement_timeout` of the connections that serve requests.
@@ -208,6 +212,8 @@ impl Config {
             app_env,
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_admin_url: var("DATABASE_ADMIN_URL"),
+            database_replica_url: var("DATABASE_REPLICA_URL"),
+            replica_max_lag: Duration::from_secs(parse("REPLICA_MAX_LAG_SECONDS", 10)?),
             database_max_connections: parse("DATABASE_MAX_CONNECTIONS", 20)?,
             database_acquire_timeout: Duration::from_secs(parse("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 2)?),
             database_statement_timeout: Duration::from_secs(parse("DATABASE_STATEMENT_TIMEOUT_SECONDS", 5)?),
@@ -317,6 +323,8 @@ impl Config {
             app_env: AppEnv::Test,
             database_url: database_url.to_owned(),
             database_admin_url: None,
+            database_replica_url: None,
+            replica_max_lag: Duration::from_secs(10),
             database_max_connections: 10,
             database_acquire_timeout: Duration::from_secs(2),
             database_statement_timeout: Duration::from_secs(5),

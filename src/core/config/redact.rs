@@ -10,6 +10,8 @@ impl std::fmt::Debug for Config {
             .field("app_env", &self.app_env)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_admin_url", &self.database_admin_url.as_deref().map(redact_url))
+            .field("database_replica_url", &self.database_replica_url.as_deref().map(redact_url))
+            .field("replica_max_lag", &self.replica_max_lag)
             .field("database_max_connections", &self.database_max_connections)
             .field("database_acquire_timeout", &self.database_acquire_timeout)
             .field("database_statement_timeout", &self.database_statement_timeout)
