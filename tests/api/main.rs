@@ -11,6 +11,7 @@ mod administration;
 mod api_keys;
 mod audit_admin;
 mod audit_summary;
+mod crash;
 mod devices;
 mod exports;
 mod faults;
