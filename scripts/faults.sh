@@ -16,6 +16,13 @@
 #  4. backup and restore: a user with TOTP is dumped (pg_dump), restored into a fresh
 #     cluster, `gatehouse migrate` is a no-op there, and the user signs in with password
 #     and TOTP against the restored copy, with the same keys.
+#  5. a streaming replica (pg_basebackup -R, another port): the admin audit lists read it
+#     (its own scan counts and pg_stat_activity), and the primary while its replay is
+#     paused past REPLICA_MAX_LAG_SECONDS and once it is stopped; no 5xx.
+#  6. three `serve` processes on one database under mixed load (register, login, refresh
+#     chains moving between instances), a real SMTP receiver (scripts/smtp-sink.py): each
+#     message received once, each job period run once, one refresh token raced over the
+#     three instances wins once, wrong passwords spread over them lock the account on all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/faults-results.txt
@@ -155,10 +162,14 @@ wait "${clients[@]}" 2>/dev/null || true
 psql_q() { psql "$DATABASE_URL" -Atc "$1"; }
 # Give the outbox worker time to send what was queued, and any claim cut by the kill
 # time to go stale (DeliveryConfig::claim, 120 s) and be sent again.
-for _ in $(seq 150); do
-  [ "$(psql_q "SELECT count(*) FROM notifications_emailnotification WHERE status IN ('pending', 'sending')")" = 0 ] && break
-  sleep 1
-done
+drain_outbox() { # waits up to $1 s for no email to be pending or claimed
+  for _ in $(seq "$1"); do
+    [ "$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM notifications_emailnotification
+      WHERE status IN ('pending', 'sending')")" = 0 ] && return
+    sleep 1
+  done
+}
+drain_outbox 150
 check() { # label, SQL counting violations
   local n; n=$(psql_q "$2")
   say "$1: $n"
@@ -270,3 +281,172 @@ verified=$(curl -s -o "$work/verify.json" -w '%{http_code}' -XPOST "$base/api/v1
 say "sign-in on the restored copy: password -> challenge ${challenge:+issued}, TOTP -> $verified $(json_field status < "$work/verify.json")"
 as_owner "$bindir/pg_ctl" -D "$work/pg2" -m fast -w stop >/dev/null
 [ "$before" = "$after" ] && [ "$verified" = 200 ] && say "drill 4: passed" || { say "drill 4: FAILED"; exit 1; }
+kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
+
+json_of() { curl -s -XPOST "$1/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"email\":\"$2\",\"password\":\"Correct-Horse-Battery-9\"}"; }
+
+say "## 5. reports on a streaming replica"
+replica_port=$((pgport + 2))
+mkdir -p "$work/pg3" && chmod 700 "$work/pg3" && { [ "$(id -u)" != 0 ] || chown postgres "$work/pg3"; }
+as_owner "$bindir/pg_basebackup" -h 127.0.0.1 -p "$pgport" -U postgres -D "$work/pg3" -R -X stream -c fast
+as_owner "$bindir/pg_ctl" -D "$work/pg3" -l "$work/pg3/server.log" -w \
+  -o "-p $replica_port -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null
+replica_url="postgres://postgres@127.0.0.1:$replica_port/gatehouse"
+GATEHOUSE_PASSWORD="Correct-Horse-Battery-9" "$bin" createsuperuser --email auditor@example.com --username auditor >/dev/null
+psql "$DATABASE_URL" -qc "INSERT INTO accounts_mfasettings (user_id, enforce_for_admin)
+  SELECT id, false FROM auth_user WHERE username = 'auditor' ON CONFLICT (user_id) DO UPDATE SET enforce_for_admin = false"
+say "replica: pg_basebackup -R of the primary on 127.0.0.1:$replica_port, in recovery: $(psql "$replica_url" -Atc 'SELECT pg_is_in_recovery()')"
+DATABASE_REPLICA_URL="$replica_url" REPLICA_MAX_LAG_SECONDS=2 JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$port" \
+  RUN_JOBS=false LOG_FORMAT=json RUST_LOG=info "$bin" serve > "$work/serve5.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+admin=$(json_of "$base" auditor@example.com | json_field access_token)
+lists() { # n: GET the admin session audit list n times; prints "statuses; slowest"
+  for _ in $(seq "$1"); do
+    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -H "authorization: Bearer $admin" "$base/api/v1/admin/audit/session"
+  done | awk '{ n[$1]++; if ($2 > slow) slow = $2 } END { for (k in n) printf "%s x%d ", k, n[k]; printf "(slowest %.3f s)", slow }'
+}
+# Reads of the audit tables, as each server counts them (a standby keeps its own counts);
+# "na" when the server is down. A backend publishes its counts when it goes idle, at most
+# once a second, and otherwise within 10 s: the count after a step waits that out.
+scans() { psql "$1" -Atc "SELECT COALESCE(sum(seq_scan + COALESCE(idx_scan, 0)), 0)
+  FROM pg_stat_user_tables WHERE relname LIKE 'audit_log_sessionauditlog%'" 2>/dev/null || echo na; }
+delta() { if [ "$1" = na ] || [ "$2" = na ]; then echo "n/a (down)"; else echo "+$(($2 - $1))"; fi; }
+reads() { # label, n
+  local r0 p0 answers
+  r0=$(scans "$replica_url"); p0=$(scans "$DATABASE_URL")
+  answers=$(lists "$2")
+  sleep 11
+  say "$1: $answers; audit-table scans on the replica $(delta "$r0" "$(scans "$replica_url")"), on the primary $(delta "$p0" "$(scans "$DATABASE_URL")")"
+  [[ "$answers" != *"500 "* ]] && [[ "$answers" != *"503 "* ]] || failed=1
+}
+failed=0
+for _ in $(seq 50); do grep -q 'read replica is in use' "$work/serve5.log" && break; sleep 0.1; done
+reads "20 admin audit lists, replica streaming" 20
+say "the replica's pg_stat_activity: $(psql "$replica_url" -Atc "SELECT count(*) || ' connection(s) of ' || application_name || ', last query: ' || left(regexp_replace(max(query), '\s+', ' ', 'g'), 60)
+  FROM pg_stat_activity WHERE application_name = 'gatehouse-reports' GROUP BY application_name")"
+psql "$replica_url" -qAtc "SELECT pg_wal_replay_pause()" >/dev/null
+json_of "$base" drill@example.com >/dev/null   # a write the paused replica will not replay
+sleep 4
+reads "20 lists with the replica's replay paused (lag past REPLICA_MAX_LAG_SECONDS=2)" 20
+psql "$replica_url" -qAtc "SELECT pg_wal_replay_resume()" >/dev/null
+for _ in $(seq 50); do [ "$(grep -c 'read replica is in use' "$work/serve5.log")" -ge 2 ] && break; sleep 0.1; done
+reads "20 lists after replay resumed" 20
+as_owner "$bindir/pg_ctl" -D "$work/pg3" -m fast -w stop >/dev/null
+reads "20 lists with the replica stopped" 20
+say "service log: $(grep -o 'the read replica[^"]*' "$work/serve5.log" | sort | uniq -c | awk '{c=$1; $1=""; printf "%s x%d;", $0, c}')"
+say "writes refused as read-only in the service log: $(grep -c 'read-only' "$work/serve5.log" || true)"
+if [ "$failed" = 0 ]; then say "drill 5: passed"; else say "drill 5: FAILED"; exit 1; fi
+kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
+
+say "## 6. three serve processes on one database under mixed load"
+smtp_port=$((port + 20))
+python3 scripts/smtp-sink.py "$smtp_port" "$work/mail.txt" &
+pids+=($!)
+# The earlier drills' instances claimed this period of each job: start from none, so the
+# three instances below race for it.
+psql "$DATABASE_URL" -qc "DELETE FROM audit_log_jobrun"
+drill_start=$(psql "$DATABASE_URL" -Atc "SELECT now()")
+bases=()
+for i in 0 1 2; do
+  SMTP_URL="smtp://127.0.0.1:$smtp_port" JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$((port + 10 + i))" \
+    RUN_JOBS=true RATE_LIMIT_REGISTER_PER_HOUR=100000 LOG_FORMAT=json RUST_LOG=warn "$bin" serve > "$work/serve6-$i.log" 2>&1 &
+  pids+=($!)
+  bases+=("http://127.0.0.1:$((port + 10 + i))")
+done
+for b in "${bases[@]}"; do for _ in $(seq 100); do curl -sf "$b/readyz" >/dev/null && break; sleep 0.1; done; done
+mixed() { # client number: each step on the next instance; every answer's status is kept
+  local n=$1 i=0 refresh body
+  post() { # base, path, JSON body: prints the body, appends the status to the client's file
+    local answer
+    answer=$(curl -s -m 10 -w '\n%{http_code}' -XPOST "$1$2" -H 'content-type: application/json' -d "$3" || echo)
+    echo "${answer##*$'\n'}" >> "$work/mixed-$n.txt"
+    echo "${answer%$'\n'*}"
+  }
+  while [ ! -e "$work/stop-mixed" ]; do
+    i=$((i + 1))
+    post "${bases[$(( (n + i) % 3 ))]}" /api/v1/auth/register \
+      "{\"email\":\"m$n-$i@example.com\",\"username\":\"m${n}x$i\",\"password\":\"Correct-Horse-Battery-9\"}" >/dev/null
+    body=$(post "${bases[$(( (n + i + 1) % 3 ))]}" /api/v1/auth/login \
+      '{"email":"drill@example.com","password":"Correct-Horse-Battery-9"}')
+    refresh=$(echo "$body" | json_field refresh_token)
+    for k in 0 1 2; do
+      [ -n "$refresh" ] || break
+      refresh=$(post "${bases[$k]}" /api/v1/auth/refresh "{\"refresh_token\":\"$refresh\"}" | json_field refresh_token)
+    done
+  done
+}
+rm -f "$work/stop-mixed"
+clients=()
+for n in 1 2 3 4; do mixed "$n" & clients+=($!); done
+sleep "${MIXED_SECONDS:-20}"
+touch "$work/stop-mixed"
+wait "${clients[@]}" 2>/dev/null || true
+
+# One-time secret: one refresh token sent 9 times at once, 3 to each instance.
+refresh=$(json_of "${bases[0]}" drill@example.com | json_field refresh_token)
+for k in 0 1 2 0 1 2 0 1 2; do
+  curl -s -o /dev/null -w '%{http_code}\n' -XPOST "${bases[$k]}/api/v1/auth/refresh" -H 'content-type: application/json' \
+    -d "{\"refresh_token\":\"$refresh\"}" &
+done > "$work/race.txt"
+wait_for_race() { for _ in $(seq 100); do [ "$(wc -l < "$work/race.txt")" -ge 9 ] && return; sleep 0.1; done; }
+wait_for_race
+race=$(sort "$work/race.txt" | uniq -c | awk '{printf "%s x%d ", $2, $1}')
+say "one refresh token, 9 concurrent requests over the 3 instances: $race"
+[ "$(grep -c '^200$' "$work/race.txt")" = 1 ] || failed=1
+
+# Lockout: wrong passwords spread over the instances lock the account on all of them.
+curl -s -o /dev/null -XPOST "${bases[0]}/api/v1/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"locky@example.com","username":"locky","password":"Correct-Horse-Battery-9"}'
+lock=""
+for k in 0 1 2 0 1 2 0; do
+  lock="$lock $(curl -s -o /dev/null -w '%{http_code}' -XPOST "${bases[$k]}/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"locky@example.com","password":"Wrong-Horse-Battery-0"}')"
+done
+right=""
+for k in 0 1 2; do
+  right="$right $(curl -s -o /dev/null -w '%{http_code}' -XPOST "${bases[$k]}/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"locky@example.com","password":"Correct-Horse-Battery-9"}')"
+done
+say "lockout: 7 wrong passwords round the instances:$lock; then the right one on each:$right"
+[ "$lock" = " 401 401 401 401 401 429 429" ] && [ "$right" = " 429 429 429" ] || failed=1
+
+drain_outbox 120
+sleep 1
+# The Message-ID is the outbox row's id: compare what arrived with what the rows say.
+sed 's/^<\([^@]*\)@.*/\1/' "$work/mail.txt" | cut -f1 > "$work/mail-ids.txt"
+mail=$(psql "$DATABASE_URL" -qAt <<SQL
+CREATE TEMP TABLE received (id uuid);
+\copy received FROM '$work/mail-ids.txt'
+SELECT (SELECT count(*) FROM received) || ' ' || (SELECT count(DISTINCT id) FROM received) || ' '
+    || (SELECT count(*) FROM notifications_emailnotification e WHERE e.created_at >= '$drill_start'
+          AND NOT EXISTS (SELECT 1 FROM received r WHERE r.id = e.id)) || ' '
+    || (SELECT count(*) FROM received r WHERE NOT EXISTS
+          (SELECT 1 FROM notifications_emailnotification e WHERE e.id = r.id AND e.status = 'sent'));
+SQL
+)
+read -r received distinct missing unknown <<< "$(echo "$mail" | tail -n 1)"
+say "outbox: the SMTP receiver got $received messages, $distinct distinct Message-IDs; emails queued during the drill and not received: $missing; received but not marked sent: $unknown"
+[ "$received" = "$distinct" ] && [ "$missing" = 0 ] && [ "$unknown" = 0 ] && [ "$received" -gt 0 ] || failed=1
+say "job runs since the drill began, by kind and status: $(psql "$DATABASE_URL" -Atc "SELECT string_agg(kind || ' ' || status || ' ' || n, ', ')
+  FROM (SELECT kind, status, count(*) n FROM audit_log_jobrun WHERE started_at >= '$drill_start' GROUP BY 1, 2 ORDER BY 1, 2) s")"
+for k in 0 1 2; do
+  say "  instance $k's job counters: $(curl -s "${bases[$k]}/metrics" | grep -E '^[a-z_]*job_runs_total\{' \
+    | grep -E 'cleanup|partitions' | sed 's/^[a-z_]*job_runs_total//' | tr '\n' ' ')"
+done
+# Scheduled jobs claim (kind, period); the summary's period is its day (a later instance
+# records a skipped run).
+dup=$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM (SELECT kind, COALESCE(period_start::date, target_date)
+  FROM audit_log_jobrun WHERE started_at >= '$drill_start' AND status IN ('running', 'succeeded')
+   AND (period_start IS NOT NULL OR kind = 'audit_summary') GROUP BY kind, period_start, target_date HAVING count(*) > 1) d")
+ran=$(psql "$DATABASE_URL" -Atc "SELECT count(DISTINCT kind) FROM audit_log_jobrun
+  WHERE started_at >= '$drill_start' AND kind IN ('cleanup', 'partitions') AND status = 'succeeded'")
+say "periods run more than once: $dup; scheduled kinds that ran in the drill: $ran of 2"
+[ "$dup" = 0 ] && [ "$ran" = 2 ] || failed=1
+say "load: $(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM auth_user WHERE date_joined >= '$drill_start'") registrations, \
+$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM accounts_session WHERE created_at >= '$drill_start'") sessions, \
+$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM accounts_refreshtokenrecord WHERE rotated_at >= '$drill_start'") rotations; \
+answers $(cat "$work"/mixed-*.txt | sort | uniq -c | awk '{printf "%s x%d ", $2, $1}')"
+[ -z "$(cat "$work"/mixed-*.txt | grep -v '^[234]')" ] || failed=1
+if [ "$failed" = 0 ]; then say "drill 6: passed"; else say "drill 6: FAILED"; exit 1; fi
