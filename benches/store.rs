@@ -1,7 +1,8 @@
 //! Database-side benchmarks against DATABASE_URL (a scratch database; `make bench` makes one):
-//! the daily audit summary over 1,000,000 events of 10,000 users next to a bare grouped
-//! count over the same partitions, with their plans; and outbox delivery throughput to a
-//! local SMTP capture server.
+//! the daily audit summary over SUMMARY_EVENTS (1,000,000) events of SUMMARY_USERS (10,000)
+//! users next to a bare grouped count over the same partitions, with their plans (temp
+//! spill, partitions scanned, peak hash memory); and outbox delivery throughput to a local
+//! SMTP capture server.
 
 #[path = "../tests/api/smtp.rs"]
 #[allow(dead_code)]
@@ -21,8 +22,9 @@ use gatehouse::{
 };
 use sqlx::PgPool;
 
-const USERS: i64 = 10_000;
-const EVENTS: i64 = 1_000_000;
+fn setting(name: &str, default: i64) -> i64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 #[tokio::main]
 async fn main() {
@@ -48,6 +50,7 @@ fn bench_day() -> NaiveDate {
 use chrono::Datelike;
 
 async fn summary_bench(pool: &PgPool) {
+    let (events, users) = (setting("SUMMARY_EVENTS", 1_000_000), setting("SUMMARY_USERS", 10_000));
     let day = bench_day();
     sqlx::query("TRUNCATE auth_user CASCADE").execute(pool).await.expect("truncate");
     let started = Instant::now();
@@ -55,7 +58,7 @@ async fn summary_bench(pool: &PgPool) {
         "INSERT INTO auth_user (email, username, password_hash)
          SELECT 'u' || g || '@bench.test', 'u' || g, 'x' FROM generate_series(1, $1) g",
     )
-    .bind(USERS)
+    .bind(users)
     .execute(pool)
     .await
     .expect("users");
@@ -68,8 +71,8 @@ async fn summary_bench(pool: &PgPool) {
                     g % 97 = 0, ('10.' || (g % 3) || '.' || (u.n % 250) || '.1')::inet,
                     $1::date + make_interval(secs => (g * 86399.0 / {n}))
                FROM generate_series(1, {n}) g
-               JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM auth_user) u ON u.n = g % {USERS}",
-            n = EVENTS * share / 100
+               JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM auth_user) u ON u.n = g % {users}",
+            n = events * share / 100
         )
     };
     let inserts = [
@@ -97,7 +100,7 @@ async fn summary_bench(pool: &PgPool) {
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(day).execute(pool).await.expect("events");
     }
     sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
-    println!("generated {EVENTS} events for {USERS} users on {day} in {:.1} s", started.elapsed().as_secs_f64());
+    println!("generated {events} events for {users} users on {day} in {:.1} s", started.elapsed().as_secs_f64());
 
     let bare = format!(
         "SELECT user_id, count(*) FROM (
@@ -124,10 +127,10 @@ async fn summary_bench(pool: &PgPool) {
         let t = Instant::now();
         let run = summary::run_day(pool, day, Trigger::Cli).await.expect("summary");
         summary_best = summary_best.min(t.elapsed());
-        assert_eq!(run.rows_affected, USERS);
+        assert_eq!(run.rows_affected, users);
     }
     println!(
-        "summary of one day: {:.0} ms; bare grouped count over the same partitions: {:.0} ms; ratio {:.2}",
+        "summary of one day ({events} events): {:.0} ms; bare grouped count over the same partitions: {:.0} ms; ratio {:.2}",
         summary_best.as_secs_f64() * 1000.0,
         bare_best.as_secs_f64() * 1000.0,
         summary_best.as_secs_f64() / bare_best.as_secs_f64()
@@ -143,9 +146,17 @@ async fn summary_bench(pool: &PgPool) {
         .lines()
         .filter(|l| l.contains("Scan on audit_log_") && !l.contains(&day.format("_p%Y_%m").to_string()))
         .count();
+    // Hash nodes report "Memory Usage: NkB" (and "Batches: n" past work_mem).
+    let hash_kb = text
+        .split("Memory Usage: ")
+        .skip(1)
+        .filter_map(|rest| rest.split("kB").next().and_then(|n| n.trim().parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0);
     println!(
-        "plan: temp blocks written: {}; partitions of other months scanned: {other_months}",
-        if temp_written { "YES" } else { "none" }
+        "plan: temp blocks written: {}; partitions of other months scanned: {other_months}; largest hash table {:.1} MB",
+        if temp_written { "YES" } else { "none" },
+        hash_kb as f64 / 1024.0
     );
     if std::env::var("BENCH_PLAN").is_ok() {
         println!("{text}");

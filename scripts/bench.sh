@@ -5,8 +5,10 @@
 #     introspection, refresh, each at c=4 and c=32, refresh also c=8 over 32 chains) with the
 #     service's and PostgreSQL's CPU per request; /users/me during login saturation;
 #     process RSS idle and peak; login again with PostgreSQL moved to its own core
-#  3. the 1M-event daily audit summary vs a bare grouped count, and outbox throughput
-#     (benches/store.rs)
+#     then 60 s of mixed load (benches/mixed.rs): every kind of request at once, paced, with
+#     the answers, latencies and the process RSS over the run
+#  3. the daily audit summary over 1M and 10M events vs a bare grouped count, with its
+#     peak hash memory and temp spill, and outbox throughput (benches/store.rs)
 # Each wrk run lasts BENCH_SECONDS (default 15). Results are printed and kept in
 # target/bench-results.txt.
 set -euo pipefail
@@ -134,13 +136,12 @@ wait $bg
 # request's); c=4 and c=32 over one chain each, and c=8 over 32 chains; one user per chain.
 # Each chain is its own user's session, as in a deployment (one user's refreshes do not
 # queue on one another: a rotation takes locks on its session and user rows only).
-chain_no=0
-chains() {
+chains() { # count, name prefix (each call runs in a subshell: names cannot be counted across calls)
   local t="" email
-  for _ in $(seq "$1"); do
-    chain_no=$((chain_no + 1)); email="chain$chain_no@example.com"
+  for i in $(seq "$1"); do
+    email="chain$2x$i@example.com"
     curl -sf -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
-      -d "{\"email\":\"$email\",\"username\":\"chain$chain_no\",\"password\":\"Correct-Horse-Battery-9\"}" >/dev/null
+      -d "{\"email\":\"$email\",\"username\":\"chain$2x$i\",\"password\":\"Correct-Horse-Battery-9\"}" >/dev/null
     t="$t $(curl -sf -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
       -d "{\"email\":\"$email\",\"password\":\"Correct-Horse-Battery-9\"}" | sed 's/.*"refresh_token":"\([^"]*\)".*/\1/')"
   done
@@ -149,10 +150,15 @@ chains() {
 # The login runs above added thousands of sessions and refresh records since the one
 # ANALYZE: autovacuum would have analysed them again by now (this machine's does not run).
 psql "$DATABASE_URL" -qc "ANALYZE" >/dev/null
-REFRESH_TOKENS="$(chains 4)" WRK_THREADS=1 run "refresh c=4" 1 4 refresh.lua
-REFRESH_TOKENS="$(chains 32)" WRK_THREADS=2 run "refresh c=32" 2 32 refresh.lua
-REFRESH_TOKENS="$(chains 32)" WRK_THREADS=2 run "refresh c=8 over 32 chains" 2 8 refresh.lua
+REFRESH_TOKENS="$(chains 4 a)" WRK_THREADS=1 run "refresh c=4" 1 4 refresh.lua
+REFRESH_TOKENS="$(chains 32 b)" WRK_THREADS=2 run "refresh c=32" 2 32 refresh.lua
+REFRESH_TOKENS="$(chains 32 c)" WRK_THREADS=2 run "refresh c=8 over 32 chains" 2 8 refresh.lua
 say "RSS peak over the whole run: $(hwm)"
+
+say "## 2c. mixed load, ${MIXED_SECONDS:-60} s (benches/mixed.rs)"
+# Logins paced at 10/s, well below the hash pool's capacity: no answer may be a 5xx, not
+# even a load-shedding 503.
+BASE="$base" SERVER_PID=$server MIXED_SECONDS="${MIXED_SECONDS:-60}" cargo bench -q --bench mixed 2>/dev/null | tee -a "$out"
 kill $server; trap - EXIT
 
 say "## 2b. login with PostgreSQL on its own core, as in a deployment"
@@ -190,4 +196,9 @@ fi
 
 say "## 3. database"
 cargo bench -q --bench store 2>/dev/null | tee -a "$out"
+# The same summary over a ten times larger day (10 M events of 100,000 users), so its
+# growth is visible; BENCH_SUMMARY_10M=0 skips it (its events take minutes to generate).
+if [ "${BENCH_SUMMARY_10M:-1}" != 0 ]; then
+  SUMMARY_EVENTS=10000000 SUMMARY_USERS=100000 cargo bench -q --bench store -- summary 2>/dev/null | tee -a "$out"
+fi
 echo "results: $out" >&2
