@@ -15,7 +15,7 @@ help:
 	@echo "make db-stop       stop the project-local cluster"
 	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
 	@echo "make bench         the benchmarks of docs/performance.md (release build, a few minutes)"
-	@echo "make faults        fault drills on a private PostgreSQL cluster (outage, kill -9, TLS verify-full, restore)"
+	@echo "make faults        fault drills on private PostgreSQL clusters (outage, kill -9, TLS, restore, replica, three instances)"
 	@echo "make fuzz          schemathesis against the release binary, signed in and anonymous; writes docs/fuzz.md"
 
 # The build shows cargo's progress (a first build takes minutes on two cores); then the binary

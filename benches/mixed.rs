@@ -86,11 +86,12 @@ async fn mfa_user(api: &Api, name: &str) -> MfaUser {
     MfaUser { email: format!("{name}@mixed.test"), totp, used_step: now / 30 }
 }
 
-/// Runs `n` workers, each doing `one` every `period` until `until`; returns every sample.
+/// Runs `n` workers, each doing `one` every `period` until `until`; returns every sample
+/// (`one` answers None when it had nothing to send at that tick).
 async fn paced<F, Fut>(n: usize, period: Duration, until: Instant, one: F) -> Vec<Sample>
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = u16> + Send,
+    Fut: std::future::Future<Output = Option<u16>> + Send,
 {
     let workers: Vec<_> = (0..n)
         .map(|w| {
@@ -102,8 +103,9 @@ where
                 while Instant::now() < until {
                     ticks.tick().await;
                     let started = Instant::now();
-                    let status = one(w).await;
-                    samples.push(Sample { status, took: started.elapsed() });
+                    if let Some(status) = one(w).await {
+                        samples.push(Sample { status, took: started.elapsed() });
+                    }
                 }
                 samples
             })
@@ -179,7 +181,7 @@ async fn main() {
     for i in 0..4 {
         api.user(&format!("login{i}")).await;
     }
-    // 40 MFA users at one sign-in a second: each is back after 40 s, a new TOTP step.
+    // 40 MFA users at one sign-in a second: each is back after 40 s, at a new TOTP step.
     let mut mfa = Vec::new();
     for i in 0..40 {
         mfa.push(mfa_user(&api, &format!("mfa{i}")).await);
@@ -208,7 +210,7 @@ async fn main() {
     let a = api.clone();
     let logins = paced(2, Duration::from_millis(200), until, move |w| {
         let a = a.clone();
-        async move { a.login(&format!("login{}@mixed.test", w * 2 + unix() as usize % 2)).await.0 }
+        async move { Some(a.login(&format!("login{}@mixed.test", w * 2 + unix() as usize % 2)).await.0) }
     });
     let a = api.clone();
     let mfa_signins = paced(1, Duration::from_secs(1), until, move |_| {
@@ -216,31 +218,32 @@ async fn main() {
         async move {
             let mut users = mfa.lock().await;
             let (list, next) = &mut *users;
-            let step = unix() / 30;
-            let Some(i) = (0..list.len()).map(|k| (*next + k) % list.len()).find(|&i| list[i].used_step < step) else {
-                return 0;
-            };
+            // The server takes a code of the step before or after now, each step once per
+            // user: the first step after the user's last that it still accepts.
+            let now = unix() / 30;
+            let i = (0..list.len()).map(|k| (*next + k) % list.len()).find(|&i| list[i].used_step <= now)?;
             *next = (i + 1) % list.len();
+            let step = (list[i].used_step + 1).max(now.saturating_sub(1));
             list[i].used_step = step;
             let (email, code) = (list[i].email.clone(), list[i].totp.generate(step * 30).to_string());
             drop(users);
             let (status, body) = a.login(&email).await;
             if status != 200 || body["challenge_id"].is_null() {
-                return status;
+                return Some(status);
             }
             let verify = json!({"challenge_id": body["challenge_id"], "method": "totp", "code": code});
-            a.post("/api/v1/auth/mfa/verify", None, verify).await.0
+            Some(a.post("/api/v1/auth/mfa/verify", None, verify).await.0)
         }
     });
     let (a, r) = (api.clone(), readers.clone());
     let whoami = paced(8, Duration::from_millis(4), until, move |w| {
         let (a, r) = (a.clone(), r.clone());
-        async move { a.get("/api/v1/auth/whoami", &r[w]).await }
+        async move { Some(a.get("/api/v1/auth/whoami", &r[w]).await) }
     });
     let (a, r) = (api.clone(), readers.clone());
     let me = paced(4, Duration::from_millis(8), until, move |w| {
         let (a, r) = (a.clone(), r.clone());
-        async move { a.get("/api/v1/users/me", &r[w + 4]).await }
+        async move { Some(a.get("/api/v1/users/me", &r[w + 4]).await) }
     });
     let a = api.clone();
     let refresh = paced(4, Duration::from_millis(20), until, move |w| {
@@ -251,13 +254,13 @@ async fn main() {
             if status == StatusCode::OK.as_u16() {
                 chains.lock().await[w] = token(&body, "refresh_token");
             }
-            status
+            Some(status)
         }
     });
     let a = api.clone();
     let audit = paced(1, Duration::from_millis(200), until, move |_| {
         let (a, admin) = (a.clone(), admin.clone());
-        async move { a.get("/api/v1/admin/audit/session", &admin).await }
+        async move { Some(a.get("/api/v1/admin/audit/session", &admin).await) }
     });
     let (logins, mfa_signins, whoami, me, refresh, audit) =
         tokio::join!(logins, mfa_signins, whoami, me, refresh, audit);
