@@ -85,22 +85,25 @@ pub async fn lag_seconds(pool: &PgPool) -> Result<f64, sqlx::Error> {
     .await
 }
 
-/// Keeps `replica`'s usability current until `stop`; logs only the changes.
+/// Keeps `replica`'s usability current until `stop`; logs the first verdict and then only
+/// the changes.
 pub async fn watch(replica: Arc<Replica>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut first = true;
     loop {
         let verdict = replica.check().await;
         let usable = matches!(verdict, Ok(lag) if lag <= replica.max_lag.as_secs_f64());
         let was = replica.usable.swap(usable, Ordering::Relaxed);
-        match (&verdict, was, usable) {
-            (_, false, true) => tracing::info!("the read replica is in use for reports"),
-            (Ok(lag), true, false) => {
-                tracing::warn!(lag_seconds = lag, "the read replica lags too far; reports go to the primary")
+        if usable && !was {
+            tracing::info!("the read replica is in use for reports");
+        } else if !usable && (was || first) {
+            match &verdict {
+                Ok(lag) => {
+                    tracing::warn!(lag_seconds = lag, "the read replica lags too far; reports go to the primary")
+                }
+                Err(e) => tracing::warn!(error = %e, "the read replica is unreachable; reports go to the primary"),
             }
-            (Err(e), true, false) => {
-                tracing::warn!(error = %e, "the read replica is unreachable; reports go to the primary")
-            }
-            _ => {}
         }
+        first = false;
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = stop.changed() => return,
