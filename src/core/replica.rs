@@ -61,11 +61,6 @@ impl Replica {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-
-    /// One check: reachable, and behind the primary by at most `max_lag`.
-    async fn check(&self) -> Result<f64, sqlx::Error> {
-        lag_seconds(&self.pool).await
-    }
 }
 
 /// How far the server behind `pool` is behind its primary, in seconds: 0 for a primary,
@@ -90,7 +85,7 @@ pub async fn lag_seconds(pool: &PgPool) -> Result<f64, sqlx::Error> {
 pub async fn watch(replica: Arc<Replica>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut first = true;
     loop {
-        let verdict = replica.check().await;
+        let verdict = lag_seconds(&replica.pool).await;
         let usable = matches!(verdict, Ok(lag) if lag <= replica.max_lag.as_secs_f64());
         let was = replica.usable.swap(usable, Ordering::Relaxed);
         if usable && !was {
