@@ -9,6 +9,7 @@
 #     the answers, latencies and the process RSS over the run
 #  3. the daily audit summary over 1M and 10M events vs a bare grouped count, with its
 #     peak hash memory and temp spill, and outbox throughput (benches/store.rs)
+# The database holds a deployment's population first (scripts/bench/population.sql).
 # Each wrk run lasts BENCH_SECONDS (default 15). Results are printed and kept in
 # target/bench-results.txt.
 set -euo pipefail
@@ -53,6 +54,9 @@ curl -sf -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json'
 login() { curl -sf -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"Correct-Horse-Battery-9"}'; }
 token=$(login | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+# The accounts a deployment at these rates has (20,000 users with sessions and refresh
+# history), so the planner sees tables of a deployment's size, not of a few dozen rows.
+psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qf scripts/bench/population.sql
 # Statistics as a deployment's autovacuum would keep them (this machine's PostgreSQL runs
 # without autovacuum): one ANALYZE now, and the planner scales its row counts with the
 # tables' growth from there.
