@@ -6,8 +6,6 @@
 
 use std::{
     collections::HashSet,
-    path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -15,58 +13,23 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{helpers::test_config, smtp::SmtpCapture};
+use crate::{
+    helpers::test_config,
+    process::{self, Serve, SigningKey, free_port},
+    smtp::SmtpCapture,
+};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-/// A `serve` process, killed (SIGKILL) when dropped, so a failing test leaves none behind.
-struct Serve(Child);
-
-impl Serve {
-    fn kill(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `gatehouse serve` on `port`, with jobs and the outbox worker, answering `/readyz`.
-async fn serve(database_url: &str, key: &Path, smtp: &str, port: u16) -> Serve {
-    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("serve")
-        .envs([
-            ("APP_ENV", "development"),
-            ("DATABASE_URL", database_url),
-            ("SMTP_URL", smtp),
-            ("BIND_ADDR", &format!("127.0.0.1:{port}")),
-            ("RUN_JOBS", "true"),
-            ("ARGON2_MEMORY_KIB", "1024"),
-            ("ARGON2_ITERATIONS", "1"),
-            ("RATE_LIMIT_REGISTER_PER_HOUR", "0"),
-            ("RUST_LOG", "error"),
-        ])
-        .env("JWT_SIGNING_KEY_FILE", key)
-        .env_remove("DATABASE_REPLICA_URL")
-        .env_remove("DATABASE_ADMIN_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Serve)
-        .expect("spawn serve");
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    let started = Instant::now();
-    while reqwest::get(&ready).await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(started.elapsed() < Duration::from_secs(30), "serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
+/// `gatehouse serve` on `port`, with jobs and the outbox worker.
+async fn serve(database_url: &str, key: &SigningKey, smtp: &str, port: u16) -> Serve {
+    let envs = [
+        ("SMTP_URL", smtp),
+        ("RUN_JOBS", "true"),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+        ("RATE_LIMIT_REGISTER_PER_HOUR", "0"),
+        ("RUST_LOG", "error"),
+    ];
+    process::serve(database_url, key, port, &envs).await
 }
 
 /// One client until `stop`: registers a user, signs in as it and refreshes three times.
@@ -102,17 +65,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 #[sqlx::test]
 async fn after_kill_9_under_load_every_committed_change_has_its_audit_row_and_its_email(pool: PgPool) {
     let database_url = test_config(&pool).database_url;
-    let dir = std::env::temp_dir().join(format!("gatehouse-crash-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("jwt.pem");
-    let made = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["keys", "generate", "--out"])
-        .arg(&key)
-        .env("APP_ENV", "development")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let key = SigningKey::generate();
     let smtp = SmtpCapture::start().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -201,5 +154,4 @@ async fn after_kill_9_under_load_every_committed_change_has_its_audit_row_and_it
         sent.len(),
         mails.len() - received.len()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -3,16 +3,16 @@
 //! cache being bypassed while its listener is down), tested with two real `serve`
 //! processes on one database.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{PASSWORD, PASSWORD_2, TestApp, Tokens, admin, assert_error, json, test_config, tokens};
+use crate::{
+    helpers::{PASSWORD, PASSWORD_2, TestApp, Tokens, admin, assert_error, json, test_config, tokens},
+    process::{self, Serve, SigningKey, free_port},
+};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -159,45 +159,9 @@ async fn introspection_answers_active_only_for_a_live_token_of_ours(pool: PgPool
     assert_error(missing, 422, "VALIDATION_FAILED").await;
 }
 
-/// `gatehouse serve` as its own process, on `port`, over the test's database.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(database_url: &str, key_file: &std::path::Path) -> Server {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url)
-        .env("APP_ENV", "development")
-        .env("JWT_SIGNING_KEY_FILE", key_file)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUN_JOBS", "false")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gatehouse serve starts");
-    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if client.get(format!("{}/readyz", server.base)).send().await.is_ok_and(|r| r.status() == 200) {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gatehouse serve did not become ready");
+/// `gatehouse serve` as its own process, on a free port, over the test's database.
+async fn serve(database_url: &str, key: &SigningKey) -> Serve {
+    process::serve(database_url, key, free_port(), &[("RUN_JOBS", "false"), ("RUST_LOG", "warn")]).await
 }
 
 async fn login(client: &reqwest::Client, base: &str, email: &str, password: &str) -> Tokens {
@@ -226,19 +190,9 @@ async fn refused_after(client: &reqwest::Client, base: &str, token: &str) -> Dur
 
 #[sqlx::test]
 async fn a_revocation_through_one_instance_is_refused_by_another_within_a_second(pool: PgPool) {
-    let dir = std::env::temp_dir().join(format!("gatehouse-hot-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_file = dir.join("jwt.pem");
-    let status = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["keys", "generate", "--out"])
-        .arg(&key_file)
-        .env("APP_ENV", "development")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let key = SigningKey::generate();
     let url = test_config(&pool).database_url.clone();
-    let (a, b) = (serve(&url, &key_file).await, serve(&url, &key_file).await);
+    let (a, b) = (serve(&url, &key).await, serve(&url, &key).await);
     let client = reqwest::Client::new();
     let register = client
         .post(format!("{}/api/v1/auth/register", a.base))
@@ -315,5 +269,4 @@ async fn a_revocation_through_one_instance_is_refused_by_another_within_a_second
     // And B comes back to serving from its cache.
     let again = login(&client, &a.base, "ann@example.com", password).await;
     warm(again.access.clone()).await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,6 +2,7 @@
 //! migrated PostgreSQL database from `#[sqlx::test]` and drives the real router over HTTP.
 
 mod helpers;
+mod process;
 mod smtp;
 
 mod abuse;
