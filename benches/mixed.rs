@@ -76,7 +76,7 @@ struct MfaUser {
 
 async fn mfa_user(api: &Api, name: &str) -> MfaUser {
     let access = token(&api.user(name).await, "access_token");
-    let (_, setup) = api.post("/api/v1/mfa/totp/setup", Some(&access), json!({})).await;
+    let (_, setup) = api.post("/api/v1/mfa/totp/setup", Some(&access), json!({"password": PASSWORD})).await;
     let secret = totp_rs::Secret::try_from_base32(setup["secret"].as_str().expect("a TOTP secret")).expect("base32");
     let totp = factors::totp(secret.as_bytes().to_vec(), name).expect("totp");
     let now = unix();

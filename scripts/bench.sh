@@ -9,6 +9,7 @@
 #     the answers, latencies and the process RSS over the run
 #  3. the daily audit summary over 1M and 10M events vs a bare grouped count, with its
 #     peak hash memory and temp spill, and outbox throughput (benches/store.rs)
+#  4. with BENCH_BASELINE=<revision>: login of that revision and this tree, interleaved
 # The database holds a deployment's population first (scripts/bench/population.sql).
 # Each wrk run lasts BENCH_SECONDS (default 15). Results are printed and kept in
 # target/bench-results.txt.
@@ -121,8 +122,9 @@ TOKEN=$token run "whoami c=4" 1 4 whoami.lua
 # an aal 2 session, which a script cannot do without an authenticator.
 GATEHOUSE_PASSWORD="Correct-Horse-Battery-9" "$bin" createsuperuser --email gateway@example.com --username gateway >/dev/null
 api_key="gh_benchbench01_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
-psql "$DATABASE_URL" -qc "INSERT INTO accounts_apikey (user_id, name, prefix, key_hash, scopes)
-  SELECT id, 'bench gateway', 'benchbench01', '$(printf %s "$api_key" | sha256sum | cut -d' ' -f1)', '{introspect}'
+psql "$DATABASE_URL" -qc "INSERT INTO accounts_apikey (user_id, name, prefix, key_hash, scopes, expires_at)
+  SELECT id, 'bench gateway', 'benchbench01', '$(printf %s "$api_key" | sha256sum | cut -d' ' -f1)', '{introspect}',
+         now() + interval '90 days'
     FROM auth_user WHERE username = 'gateway'"
 KEY=$api_key TOKEN=$token run "introspect c=32" 2 32 introspect.lua
 KEY=$api_key TOKEN=$token run "introspect c=4" 1 4 introspect.lua
@@ -204,5 +206,22 @@ cargo bench -q --bench store 2>/dev/null | tee -a "$out"
 # growth is visible; BENCH_SUMMARY_10M=0 skips it (its events take minutes to generate).
 if [ "${BENCH_SUMMARY_10M:-1}" != 0 ]; then
   SUMMARY_EVENTS=10000000 SUMMARY_USERS=100000 cargo bench -q --bench store -- summary 2>/dev/null | tee -a "$out"
+fi
+
+# BENCH_BASELINE=<git revision>: login throughput of that revision and of this tree,
+# interleaved in one run (scripts/bench-ab.sh), so a change is judged against the same
+# drift of this shared machine. The baseline is built from a scratch worktree into its own
+# target directory (kept between runs: only the first build compiles the dependencies).
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  say "## 4. login, interleaved against $BENCH_BASELINE (scripts/bench-ab.sh)"
+  kill $server 2>/dev/null || true
+  wt="$PWD/target/baseline-src"
+  git worktree remove --force "$wt" 2>/dev/null || rm -rf "$wt"
+  git worktree prune
+  git worktree add --detach "$wt" "$BENCH_BASELINE" >/dev/null
+  (cd "$wt" && SQLX_OFFLINE=true CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --bin gatehouse -q)
+  cp target/baseline-target/release/gatehouse target/gatehouse-baseline
+  git worktree remove --force "$wt"
+  scripts/bench-ab.sh target/gatehouse-baseline "$bin" | tee -a "$out"
 fi
 echo "results: $out" >&2

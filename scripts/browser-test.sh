@@ -86,7 +86,8 @@ curl -s -o /dev/null -XPOST "$base/api/v1/auth/refresh" -H 'content-type: applic
 # otpauth URI the setup returns.
 access=$(post /api/v1/auth/login '{"email":"ann@example.com","password":"Tangerine-Lighthouse-42"}' \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-curl -sf -XPOST "$base/api/v1/mfa/totp/setup" -H "authorization: Bearer $access" > target/totp-setup.json
+curl -sf -XPOST "$base/api/v1/mfa/totp/setup" -H "authorization: Bearer $access" -H 'content-type: application/json' \
+  -d '{"password":"Tangerine-Lighthouse-42"}' > target/totp-setup.json
 python3 -c 'import json; d = json.load(open("target/totp-setup.json")); open("target/totp-qr.svg", "w").write(d["qr_svg"]); open("target/totp-uri.txt", "w").write(d["otpauth_uri"])'
 rsvg-convert -w 600 -b white target/totp-qr.svg -o target/totp-qr.png
 if [ "$(zbarimg --quiet --raw target/totp-qr.png 2>/dev/null)" = "$(cat target/totp-uri.txt)" ]; then

@@ -18,7 +18,8 @@
 #     and TOTP against the restored copy, with the same keys.
 #  5. a streaming replica (pg_basebackup -R, another port): the admin audit lists read it
 #     (its own scan counts and pg_stat_activity), and the primary while its replay is
-#     paused past REPLICA_MAX_LAG_SECONDS and once it is stopped; no 5xx.
+#     paused past REPLICA_MAX_LAG_SECONDS, once it is promoted (a server not in recovery is
+#     never read) and once it is stopped; no 5xx.
 #  6. three `serve` processes on one database under mixed load (register, login, refresh
 #     chains moving between instances), a real SMTP receiver (scripts/smtp-sink.py): each
 #     message received once, each job period run once, one refresh token raced over the
@@ -251,7 +252,8 @@ curl -sf -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json'
   -d '{"email":"keeper@example.com","username":"keeper","password":"Correct-Horse-Battery-9"}' >/dev/null
 access=$(curl -sf -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"keeper@example.com","password":"Correct-Horse-Battery-9"}' | json_field access_token)
-secret=$(curl -sf -XPOST "$base/api/v1/mfa/totp/setup" -H "authorization: Bearer $access" | json_field secret)
+secret=$(curl -sf -XPOST "$base/api/v1/mfa/totp/setup" -H "authorization: Bearer $access" \
+  -H 'content-type: application/json' -d '{"password":"Correct-Horse-Battery-9"}' | json_field secret)
 curl -sf -XPOST "$base/api/v1/mfa/totp/confirm" -H "authorization: Bearer $access" -H 'content-type: application/json' \
   -d "{\"code\":\"$(oathtool --totp -b "$secret")\"}" >/dev/null
 kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
@@ -333,6 +335,10 @@ reads "20 lists with the replica's replay paused (lag past REPLICA_MAX_LAG_SECON
 psql "$replica_url" -qAtc "SELECT pg_wal_replay_resume()" >/dev/null
 for _ in $(seq 50); do [ "$(grep -c 'read replica is in use' "$work/serve5.log")" -ge 2 ] && break; sleep 0.1; done
 reads "20 lists after replay resumed" 20
+# Promoted (split off from the primary): reachable, current, but no copy any more.
+as_owner "$bindir/pg_ctl" -D "$work/pg3" -w promote >/dev/null
+for _ in $(seq 50); do grep -q 'not in recovery' "$work/serve5.log" && break; sleep 0.1; done
+reads "20 lists with the replica promoted (not in recovery: never read)" 20
 as_owner "$bindir/pg_ctl" -D "$work/pg3" -m fast -w stop >/dev/null
 reads "20 lists with the replica stopped" 20
 say "service log: $(grep -o 'the read replica[^"]*' "$work/serve5.log" | sort | uniq -c | awk '{c=$1; $1=""; printf "%s x%d;", $0, c}')"

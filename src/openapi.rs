@@ -34,6 +34,7 @@ use crate::{
         accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
         accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
         accounts::handlers::request_email_change, accounts::handlers::confirm_email_change,
+        accounts::handlers::undo_email_change,
         accounts::handlers::request_export, accounts::handlers::export_status, accounts::handlers::export_download,
         accounts::handlers::sessions, accounts::handlers::revoke_session,
         accounts::handlers::api_keys, accounts::handlers::create_api_key, accounts::handlers::revoke_api_key,

@@ -1,5 +1,5 @@
 //! The pages the service's emails link to (`/verify-email`, `/reset-password`,
-//! `/confirm-email-change`), for deployments whose PUBLIC_BASE_URL is Gatehouse itself.
+//! `/confirm-email-change`, `/undo-email-change`), for deployments whose PUBLIC_BASE_URL is Gatehouse itself.
 //! Server-rendered like `/admin`, no JavaScript. Opening a link changes nothing: mail
 //! scanners fetch links, so the page asks for one click (a POST), and that POST carries a
 //! CSRF token (double-submit cookie). The same service calls as the API do the work, so
@@ -26,6 +26,7 @@ enum Link {
     VerifyEmail,
     ResetPassword,
     EmailChange,
+    UndoEmailChange,
 }
 
 impl Link {
@@ -34,6 +35,7 @@ impl Link {
             Link::VerifyEmail => "/verify-email",
             Link::ResetPassword => "/reset-password",
             Link::EmailChange => "/confirm-email-change",
+            Link::UndoEmailChange => "/undo-email-change",
         }
     }
 
@@ -42,6 +44,7 @@ impl Link {
             Link::VerifyEmail => "Confirm your email address",
             Link::ResetPassword => "Choose a new password",
             Link::EmailChange => "Confirm your new email address",
+            Link::UndoEmailChange => "Take your account back",
         }
     }
 
@@ -50,6 +53,10 @@ impl Link {
             Link::VerifyEmail => "One click confirms this address for your Gatehouse account.",
             Link::ResetPassword => "Type the new password twice. Every session of the account will be signed out.",
             Link::EmailChange => "One click moves your Gatehouse account to this address.",
+            Link::UndoEmailChange => {
+                "One click moves your Gatehouse account back to this address, signs out every session, revokes \
+                 its API keys and stops its password; a link to choose a new password then comes to this address."
+            }
         }
     }
 
@@ -58,6 +65,7 @@ impl Link {
             Link::VerifyEmail => "Confirm my email",
             Link::ResetPassword => "Set the new password",
             Link::EmailChange => "Use this address",
+            Link::UndoEmailChange => "Undo the change",
         }
     }
 
@@ -66,6 +74,10 @@ impl Link {
             Link::VerifyEmail => "Your email address is confirmed. You can close this page.",
             Link::ResetPassword => "Your password is changed and every session signed out. Sign in with the new one.",
             Link::EmailChange => "Your account now uses this address. Sign in with it from now on.",
+            Link::UndoEmailChange => {
+                "Your account is back on this address and every session is signed out. Choose a new password \
+                 with the link we just emailed you."
+            }
         }
     }
 }
@@ -171,6 +183,7 @@ async fn submit(state: &AppState, client: &ClientContext, link: Link, headers: &
     let outcome = match link {
         Link::VerifyEmail => service::verify_email(state, client, token).await.map(|_| ()),
         Link::EmailChange => service::confirm_email_change(state, client, token).await.map(|_| ()),
+        Link::UndoEmailChange => service::undo_email_change(state, client, token).await.map(|_| ()),
         Link::ResetPassword => {
             let (first, again) = (form.new_password.unwrap_or_default(), form.new_password_again.unwrap_or_default());
             if first != again {
@@ -240,4 +253,17 @@ pub async fn email_change_submit(
     body: Bytes,
 ) -> Response {
     submit(&state, &client, Link::EmailChange, &headers, &body).await
+}
+
+pub async fn undo_email_change_page(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Response {
+    get_page(&state, Link::UndoEmailChange, &q)
+}
+
+pub async fn undo_email_change_submit(
+    State(state): State<AppState>,
+    client: ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    submit(&state, &client, Link::UndoEmailChange, &headers, &body).await
 }

@@ -86,8 +86,19 @@ pub async fn hash(state: &AppState, password: SecretString) -> Result<String, Ap
     state.run_cpu(move || hash_blocking(params, password.expose_secret())).await?
 }
 
-/// Whether `password` matches `phc`. A malformed stored hash never matches.
+/// The stored hash of an account whose password no longer works (Django's unusable
+/// password): no PHC string starts with `!`, so nothing matches it.
+pub const UNUSABLE_PASSWORD: &str = "!unusable";
+
+/// Whether `password` matches `phc`. A malformed stored hash never matches; an unusable
+/// password costs a real verify (against the dummy hash), so the time taken does not tell
+/// such an account apart.
 pub async fn verify(state: &AppState, password: SecretString, phc: String) -> Result<bool, AppError> {
+    if phc.starts_with('!') {
+        let dummy = dummy_hash(state).await?;
+        state.run_cpu(move || verify_blocking(password.expose_secret(), &dummy)).await?;
+        return Ok(false);
+    }
     state.run_cpu(move || verify_blocking(password.expose_secret(), &phc)).await
 }
 

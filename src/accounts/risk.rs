@@ -31,6 +31,9 @@ pub struct Signals {
     pub compromised_device: bool,
     /// The user agent is a crawler or a script.
     pub bot: bool,
+    /// A device trusted to skip MFA signs in from a country it never signed in from: its
+    /// trust does not travel (the second factor comes back).
+    pub trusted_device_new_country: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,8 +76,9 @@ impl Assessment {
 }
 
 /// Each signal's weight; the score is their sum, capped at 100.
-const WEIGHTS: [(&str, i32); 7] = [
+const WEIGHTS: [(&str, i32); 8] = [
     ("compromised_device", 80),
+    ("trusted_device_new_country", 50),
     ("impossible_travel", 55),
     ("new_country", 30),
     ("bot_user_agent", 30),
@@ -86,6 +90,7 @@ const WEIGHTS: [(&str, i32); 7] = [
 pub fn assess(s: &Signals) -> Assessment {
     let fired = |name: &str| match name {
         "compromised_device" => s.compromised_device,
+        "trusted_device_new_country" => s.trusted_device_new_country,
         "impossible_travel" => s.travel.is_some_and(|t| speed_kmh(&t) > IMPOSSIBLE_KMH),
         "new_country" => s.new_country,
         "bot_user_agent" => s.bot,
@@ -188,6 +193,13 @@ mod tests {
                 vec!["compromised_device"],
             ),
             (
+                "a trusted device abroad",
+                Signals { trusted_device_new_country: true, ..none.clone() },
+                50,
+                RiskLevel::High,
+                vec!["trusted_device_new_country"],
+            ),
+            (
                 "everything, capped",
                 Signals {
                     new_device: true,
@@ -197,11 +209,13 @@ mod tests {
                     recent_failures: 9,
                     compromised_device: true,
                     bot: true,
+                    trusted_device_new_country: true,
                 },
                 100,
                 RiskLevel::Critical,
                 vec![
                     "compromised_device",
+                    "trusted_device_new_country",
                     "impossible_travel",
                     "new_country",
                     "bot_user_agent",

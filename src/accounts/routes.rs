@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/users/me/export/{id}", get(handlers::export_status))
         .route("/users/me/export/{id}/download", get(handlers::export_download))
         .route("/auth/email/change/confirm", post(handlers::confirm_email_change))
+        .route("/auth/email/change/undo", post(handlers::undo_email_change))
         .route("/users/me", get(handlers::me).patch(handlers::update_me).delete(handlers::delete_me))
         .route("/sessions", get(handlers::sessions))
         .route("/sessions/{id}", delete(handlers::revoke_session))
@@ -75,4 +76,5 @@ pub fn pages() -> Router<AppState> {
         .route("/verify-email", get(link_pages::verify_email_page).post(link_pages::verify_email_submit))
         .route("/reset-password", get(link_pages::reset_password_page).post(link_pages::reset_password_submit))
         .route("/confirm-email-change", get(link_pages::email_change_page).post(link_pages::email_change_submit))
+        .route("/undo-email-change", get(link_pages::undo_email_change_page).post(link_pages::undo_email_change_submit))
 }

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::core::{
     AppResult, AppState,
-    auth::{AuthUser, require_permission},
+    auth::{AuthUser, require_admin_write, require_permission},
     error::{ErrorBody, Problems},
     extract::{AppJson, AppPath, AppQuery, Page, PageParams, Paginated, flag},
 };
@@ -60,7 +60,7 @@ pub struct Reviewed {
 #[utoipa::path(post, path = "/api/v1/admin/audit/{kind}/{id}/review", tag = "admin", extensions(("x-permission" = json!("audit_log.review_auditlog"))), security(("bearer" = [])),
     params(("kind" = String, Path), ("id" = Uuid, Path)), request_body = ReviewRequest,
     responses((status = 200, body = Reviewed, description = "recorded, and itself audited (audit_reviewed)"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "FORBIDDEN without the permission; MFA_REQUIRED: an admin write needs a second factor within STEP_UP_MAX_AGE_SECONDS"), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn review(
     State(state): State<AppState>,
@@ -68,7 +68,7 @@ pub async fn review(
     AppPath((kind, id)): AppPath<(String, Uuid)>,
     AppJson(body): AppJson<ReviewRequest>,
 ) -> AppResult<Json<Reviewed>> {
-    require_permission(&state, &auth, "audit_log.review_auditlog").await?;
+    require_admin_write(&state, &auth, "audit_log.review_auditlog").await?;
     let kind = AuditKind::from_path(&kind)?;
     admin::review(&state, kind, id, &body.review_status, body.review_notes.as_deref(), auth.user_id).await?;
     Ok(Json(Reviewed { id, review_status: body.review_status }))
@@ -144,13 +144,13 @@ pub struct RunRequest {
 #[utoipa::path(post, path = "/api/v1/admin/audit/summaries/run", tag = "admin", extensions(("x-permission" = json!("audit_log.run_auditlogsummary"))), security(("bearer" = [])),
     request_body = RunRequest,
     responses((status = 200, body = JobRun, description = "the run; re-running a day is idempotent"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "FORBIDDEN without the permission; MFA_REQUIRED: an admin write needs a second factor within STEP_UP_MAX_AGE_SECONDS"), (status = 422, body = ErrorBody)))]
 pub async fn run_summary(
     State(state): State<AppState>,
     auth: AuthUser,
     AppJson(body): AppJson<RunRequest>,
 ) -> AppResult<Json<JobRun>> {
-    require_permission(&state, &auth, "audit_log.run_auditlogsummary").await?;
+    require_admin_write(&state, &auth, "audit_log.run_auditlogsummary").await?;
     Ok(Json(admin::run_summary(&state, body.date).await?))
 }
 
@@ -206,14 +206,14 @@ pub async fn retention(State(state): State<AppState>, auth: AuthUser) -> AppResu
     request_body(content = Object, description = "kind -> months kept (AUDIT_RETENTION_MIN_MONTHS, default 12, ..120), any subset: {\"session\": 18, \"mfa\": 24}; all or none; each change audited (retention_changed)"),
     responses((status = 200, body = Vec<Retention>, description = "Months kept per audit table, after the change"),
         (status = 401, body = ErrorBody, description = "UNAUTHENTICATED"),
-        (status = 403, body = ErrorBody, description = "FORBIDDEN without audit_log.change_retentionpolicy; MFA_REQUIRED"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN without audit_log.change_retentionpolicy; MFA_REQUIRED: an admin write needs a second factor within STEP_UP_MAX_AGE_SECONDS"),
         (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: an unknown table, or months outside AUDIT_RETENTION_MIN_MONTHS..120")))]
 pub async fn set_retention(
     State(state): State<AppState>,
     auth: AuthUser,
     AppJson(body): AppJson<HashMap<AuditKind, i32>>,
 ) -> AppResult<Json<Vec<Retention>>> {
-    require_permission(&state, &auth, "audit_log.change_retentionpolicy").await?;
+    require_admin_write(&state, &auth, "audit_log.change_retentionpolicy").await?;
     let changes: Vec<(AuditKind, i32)> = body.into_iter().collect();
     admin::set_retention(&state, &changes, auth.user_id).await?;
     Ok(Json(admin::retention(&state).await?))

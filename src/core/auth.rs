@@ -204,7 +204,7 @@ pub async fn key_of(state: &AppState, key: &str) -> Result<Arc<CachedKey>, AppEr
         r#"WITH key AS (
                SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.is_staff, u.is_superuser
                  FROM accounts_apikey k JOIN auth_user u ON u.id = k.user_id
-                WHERE k.prefix = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+                WHERE k.prefix = $1 AND k.revoked_at IS NULL AND k.expires_at > now()
                   AND u.is_active
            ), touched AS (
                UPDATE accounts_apikey k SET last_used_at = now()
@@ -364,9 +364,24 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// Admits a staff user holding `permission` (`app_label.codename`, Django-style; superusers
-/// hold all). When the user's `enforce_for_admin` is on (the default), the session must
-/// be aal 2: 403 MFA_REQUIRED otherwise, so staff enrol MFA before they administer.
+/// hold all) to read. When the user's `enforce_for_admin` is on (the default), the session
+/// must be aal 2: 403 MFA_REQUIRED otherwise, so staff enrol MFA before they administer.
 pub async fn require_permission(state: &AppState, user: &AuthUser, permission: &str) -> Result<(), AppError> {
+    admit(state, user, permission, false).await
+}
+
+/// As `require_permission`, for an admin write: with `enforce_for_admin` on, the second
+/// factor must be within `STEP_UP_MAX_AGE_SECONDS` (403 MFA_REQUIRED; `POST
+/// /auth/mfa/step-up` renews it), not just an aal 2 session that may be a month old. No
+/// API key writes.
+pub async fn require_admin_write(state: &AppState, user: &AuthUser, permission: &str) -> Result<(), AppError> {
+    if user.api_key.is_some() {
+        return Err(AppError::Forbidden);
+    }
+    admit(state, user, permission, true).await
+}
+
+async fn admit(state: &AppState, user: &AuthUser, permission: &str, write: bool) -> Result<(), AppError> {
     if !user.is_staff {
         return Err(AppError::Forbidden);
     }
@@ -387,6 +402,9 @@ pub async fn require_permission(state: &AppState, user: &AuthUser, permission: &
     .await?;
     // A key with an admin scope was created from an aal 2 session; it stands in for one.
     if row.enforce && user.aal < 2 && user.api_key.is_none() {
+        return Err(AppError::MfaRequired);
+    }
+    if row.enforce && write && !user.has_recent_mfa(state.config.step_up_max_age) {
         return Err(AppError::MfaRequired);
     }
     if user.is_superuser || row.granted { Ok(()) } else { Err(AppError::Forbidden) }

@@ -12,8 +12,9 @@
 //! revocation reaches every instance within a second, listener or not.
 
 use std::{
+    collections::HashMap,
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -31,6 +32,8 @@ pub const CHANNEL: &str = "gatehouse_auth";
 const ENTRY_TTL: Duration = Duration::from_secs(300);
 /// Entries per kind; past it the least useful go.
 const MAX_ENTRIES: u64 = 100_000;
+/// Eviction records kept before the cache starts over (a new epoch).
+const MAX_EVICTIONS: usize = 100_000;
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(750);
 
@@ -63,7 +66,7 @@ pub struct CachedKey {
     pub scopes: Vec<String>,
     pub is_staff: bool,
     pub is_superuser: bool,
-    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
     /// When this instance last wrote the key's `last_used_at` (unix seconds).
     pub stamped_at: AtomicI64,
 }
@@ -88,8 +91,11 @@ pub struct AuthCache {
     /// Keyed by the SHA-256 of the API key.
     keys: Cache<String, Entry<CachedKey>>,
     /// Session, user or key ids evicted by a notification, and when: an entry loaded
-    /// before its id's eviction is a miss.
-    evicted: Cache<Uuid, Instant>,
+    /// before its id's eviction is a miss. Not a cache with an admission policy: a record
+    /// it declined or dropped would let a revoked entry answer. Records older than
+    /// `ENTRY_TTL` are pruned (every entry they could stop has expired by then); past
+    /// `MAX_EVICTIONS` the instance starts a new epoch instead of forgetting any.
+    evicted: RwLock<HashMap<Uuid, Instant>>,
     healthy: AtomicBool,
     epoch: AtomicU64,
 }
@@ -108,7 +114,7 @@ impl Default for AuthCache {
         AuthCache {
             tokens: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
             keys: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
-            evicted: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
+            evicted: RwLock::new(HashMap::new()),
             healthy: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
         }
@@ -122,9 +128,12 @@ impl AuthCache {
     }
 
     fn valid<T>(&self, entry: &Entry<T>, ids: &[Uuid]) -> bool {
-        self.is_healthy()
-            && entry.epoch == self.epoch.load(Ordering::Acquire)
-            && ids.iter().all(|id| self.evicted.get(id).is_none_or(|at| at < entry.loaded_at))
+        if !self.is_healthy() || entry.epoch != self.epoch.load(Ordering::Acquire) {
+            return false;
+        }
+        // A poisoned lock (a panic while it was held) proves nothing: read PostgreSQL.
+        let Ok(evicted) = self.evicted.read() else { return false };
+        ids.iter().all(|id| evicted.get(id).is_none_or(|at| *at < entry.loaded_at))
     }
 
     pub fn session(&self, token: &str) -> Option<Arc<CachedSession>> {
@@ -142,7 +151,7 @@ impl AuthCache {
     pub fn key(&self, key_hash: &str) -> Option<Arc<CachedKey>> {
         let entry = self.keys.get(key_hash)?;
         let k = &entry.value;
-        let live = k.expires_at.is_none_or(|at| at > Utc::now());
+        let live = k.expires_at > Utc::now();
         if live && self.valid(&entry, &[k.id, k.user_id]) {
             Some(entry.value.clone())
         } else {
@@ -177,9 +186,40 @@ impl AuthCache {
     }
 
     /// Forgets everything about a session, user or key id (a notification, or a change
-    /// this instance just committed).
+    /// this instance just committed). When the record of evictions is full of live records
+    /// (more than `MAX_EVICTIONS / 2` within `ENTRY_TTL`, some 170 a second), nothing cached
+    /// so far may answer again (a new epoch) and the record restarts: the cache starts
+    /// over, never trusted past an eviction it forgot.
     pub fn evict(&self, id: Uuid) {
-        self.evicted.insert(id, Instant::now());
+        let now = Instant::now();
+        let overflow = match self.evicted.write() {
+            Ok(mut evicted) => {
+                evicted.insert(id, now);
+                let mut overflow = false;
+                if evicted.len() > MAX_EVICTIONS {
+                    evicted.retain(|_, at| now.duration_since(*at) < ENTRY_TTL);
+                    // Still more than half full of live records: start over rather than
+                    // prune again on every eviction (each prune then frees half the record,
+                    // so pruning stays amortised O(1) per eviction).
+                    overflow = evicted.len() > MAX_EVICTIONS / 2;
+                    if overflow {
+                        evicted.clear();
+                    }
+                }
+                overflow
+            }
+            Err(_) => true,
+        };
+        if overflow {
+            self.flush();
+        }
+    }
+
+    /// Nothing cached so far may answer again; the listener's health is unchanged.
+    fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.tokens.invalidate_all();
+        self.keys.invalidate_all();
     }
 
     /// The listener is down (or just came back): nothing cached so far may answer again.
@@ -347,5 +387,28 @@ mod tests {
         assert!(cache.session("t").is_none(), "a read from the old epoch is discarded");
         cache.apply("nonsense");
         cache.apply("s:not-a-uuid");
+    }
+
+    #[test]
+    fn an_overflowing_record_of_evictions_ends_every_entry_instead_of_forgetting_one() {
+        let cache = AuthCache::default();
+        cache.new_epoch(true);
+        let (user, id) = (Uuid::now_v7(), Uuid::now_v7());
+        cache.put_session(cache.ticket(), "t", session(user, id));
+        let in_flight = cache.ticket();
+        assert!(cache.session("t").is_some());
+        // Evictions of other ids, more than the record holds, all within the entry TTL.
+        for _ in 0..=MAX_EVICTIONS {
+            cache.evict(Uuid::now_v7());
+        }
+        assert!(cache.session("t").is_none(), "no entry survives an overflow");
+        assert!(cache.is_healthy(), "the listener is still up");
+        // A read that started before the overflow brings back nothing usable.
+        cache.put_session(in_flight, "t", session(user, id));
+        assert!(cache.session("t").is_none());
+        cache.put_session(cache.ticket(), "t", session(user, id));
+        assert!(cache.session("t").is_some(), "the cache serves again after the overflow");
+        cache.evict(id);
+        assert!(cache.session("t").is_none(), "and evictions work as before");
     }
 }

@@ -76,6 +76,10 @@ pub enum AppError {
     MfaCodeInvalid { attempts_remaining: i32 },
     #[error("forbidden")]
     Forbidden,
+    /// 403 `FORBIDDEN` with the rule that refused it, e.g. that only a superuser acts on a
+    /// superuser.
+    #[error("forbidden: {0}")]
+    ForbiddenBecause(&'static str),
     #[error("account disabled")]
     AccountDisabled,
     #[error("password incorrect")]
@@ -162,6 +166,7 @@ impl AppError {
             }
             MfaCodeInvalid { .. } => (StatusCode::UNAUTHORIZED, "MFA_CODE_INVALID", "The code is invalid."),
             Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN", "You may not do this."),
+            ForbiddenBecause(why) => (StatusCode::FORBIDDEN, "FORBIDDEN", *why),
             AccountDisabled => (StatusCode::FORBIDDEN, "ACCOUNT_DISABLED", "This account is disabled."),
             PasswordIncorrect => (StatusCode::FORBIDDEN, "PASSWORD_INCORRECT", "The password is incorrect."),
             MfaRequired => (StatusCode::FORBIDDEN, "MFA_REQUIRED", "This needs a session verified with MFA."),
@@ -288,6 +293,7 @@ mod tests {
             (AppError::ChallengeExpired, 401, "CHALLENGE_EXPIRED"),
             (AppError::MfaCodeInvalid { attempts_remaining: 2 }, 401, "MFA_CODE_INVALID"),
             (AppError::Forbidden, 403, "FORBIDDEN"),
+            (AppError::ForbiddenBecause("only a superuser"), 403, "FORBIDDEN"),
             (AppError::AccountDisabled, 403, "ACCOUNT_DISABLED"),
             (AppError::PasswordIncorrect, 403, "PASSWORD_INCORRECT"),
             (AppError::MfaRequired, 403, "MFA_REQUIRED"),

@@ -1,6 +1,7 @@
 //! Security headers on every response: no sniffing, no referrer, no caching of anything
-//! the API answers (tokens, codes and personal data all travel in those bodies), and on the
-//! HTML pages (`/admin`, `/docs`) a Content-Security-Policy that also forbids framing.
+//! the API answers (tokens, codes and personal data all travel in those bodies), and on
+//! every HTML page (`/admin`, the emailed links' pages, `/docs`, any page to come) a
+//! Content-Security-Policy that also forbids framing (`frame-ancestors 'none'`).
 
 use axum::{
     extract::Request,
@@ -9,8 +10,9 @@ use axum::{
     response::Response,
 };
 
-/// `/admin` runs no script at all; its styles are inline.
-const ADMIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; \
+/// The server-rendered pages (`/admin`, the link pages) run no script at all; their styles
+/// are inline.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; \
                          frame-ancestors 'none'; base-uri 'none'";
 /// Swagger UI's own files, served by the service; it styles elements inline and draws icons as data URIs.
 const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
@@ -19,16 +21,21 @@ const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'sel
 pub async fn middleware(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
     let headers = response.headers_mut();
     let mut set = |name: HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::REFERRER_POLICY, "no-referrer");
-    let csp = if path == "/admin" || path.starts_with("/admin/") {
-        Some(ADMIN_CSP)
-    } else if path == "/docs" || path.starts_with("/docs/") {
+    let csp = if path == "/docs" || path.starts_with("/docs/") {
         Some(DOCS_CSP)
+    } else if html || path == "/admin" || path.starts_with("/admin/") {
+        Some(PAGE_CSP)
     } else {
         None
     };

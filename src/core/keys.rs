@@ -30,11 +30,20 @@ pub enum Purpose {
     RefreshChild,
     /// The staff page's session-bound CSRF tokens (HMAC).
     Csrf,
+    /// Keyed hashes that let audit rows correlate personal data (an email address) without
+    /// holding it (HMAC).
+    AuditHash,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 5] =
-        [Purpose::TotpSecret, Purpose::CodeHash, Purpose::OutboxBody, Purpose::RefreshChild, Purpose::Csrf];
+    const ALL: [Purpose; 6] = [
+        Purpose::TotpSecret,
+        Purpose::CodeHash,
+        Purpose::OutboxBody,
+        Purpose::RefreshChild,
+        Purpose::Csrf,
+        Purpose::AuditHash,
+    ];
 
     fn info(self) -> &'static [u8] {
         match self {
@@ -43,6 +52,7 @@ impl Purpose {
             Purpose::OutboxBody => b"gatehouse/v1/outbox-body",
             Purpose::RefreshChild => b"gatehouse/v1/refresh-child",
             Purpose::Csrf => b"gatehouse/v1/csrf",
+            Purpose::AuditHash => b"gatehouse/v1/audit-hash",
         }
     }
 
@@ -59,7 +69,7 @@ const NONCE_LEN: usize = 12;
 /// One root key with its id and the keys derived from it, one per purpose.
 struct Root {
     id: [u8; KID_LEN],
-    derived: [[u8; 32]; 5],
+    derived: [[u8; 32]; Purpose::ALL.len()],
 }
 
 impl Root {
@@ -69,7 +79,7 @@ impl Root {
         let mut id = [0u8; KID_LEN];
         id.copy_from_slice(hex_encode(&digest[..KID_LEN / 2]).as_bytes());
         let hkdf = Hkdf::<Sha256>::new(Some(b"gatehouse data keys"), root);
-        let mut derived = [[0u8; 32]; 5];
+        let mut derived = [[0u8; 32]; Purpose::ALL.len()];
         for purpose in Purpose::ALL {
             // 32 bytes is far below HKDF-SHA-256's 8160-byte limit.
             let _ = hkdf.expand(purpose.info(), &mut derived[purpose.index()]);

@@ -16,6 +16,7 @@ pub mod headers;
 pub mod keys;
 pub mod metrics;
 pub mod ratelimit;
+pub mod redact;
 pub mod replica;
 pub mod request_id;
 pub mod routes;

@@ -1,9 +1,10 @@
 //! Reports on a read replica (`DATABASE_REPLICA_URL`), as seed 002's scaling guide lays
 //! out: writes and session checks stay on the primary; the administrators' audit lists,
 //! summaries and the data exports' reads may go to a streaming replica. The replica is
-//! used only while a watcher (one check a second) finds it reachable and no further behind
-//! than `REPLICA_MAX_LAG_SECONDS`; otherwise, and for any read that finds it gone, those
-//! reads go to the primary. Nothing is ever written through it.
+//! used only while a watcher (one check a second) finds it reachable, in recovery (a
+//! promoted or split-off server is no copy of the primary) and no further behind than
+//! `REPLICA_MAX_LAG_SECONDS`; otherwise, and for any read that finds it gone, those reads
+//! go to the primary. Nothing is ever written through it.
 
 use std::{
     sync::{
@@ -63,18 +64,19 @@ impl Replica {
     }
 }
 
-/// How far the server behind `pool` is behind its primary, in seconds: 0 for a primary,
-/// 0 for a standby that is streaming and has replayed all it received, else the age of
-/// the last transaction it replayed (a standby cut off from its primary grows older by
-/// the second, however quiet the primary is).
-pub async fn lag_seconds(pool: &PgPool) -> Result<f64, sqlx::Error> {
+/// How far the standby behind `pool` is behind its primary, in seconds: 0 while it is
+/// streaming and has replayed all it received, else the age of the last transaction it
+/// replayed (a standby cut off from its primary grows older by the second, however quiet
+/// the primary is). None for a server that is not in recovery: a promoted or split-off
+/// replica takes writes of its own and is no copy of the primary, so it is never read.
+pub async fn lag_seconds(pool: &PgPool) -> Result<Option<f64>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT CASE
-                    WHEN NOT pg_is_in_recovery() THEN 0
+                    WHEN NOT pg_is_in_recovery() THEN NULL
                     WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
                          AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') THEN 0
                     ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8, 'Infinity')
-                  END::float8 AS "lag!""#
+                  END::float8 AS lag"#
     )
     .fetch_one(pool)
     .await
@@ -86,15 +88,18 @@ pub async fn watch(replica: Arc<Replica>, mut stop: tokio::sync::watch::Receiver
     let mut first = true;
     loop {
         let verdict = lag_seconds(&replica.pool).await;
-        let usable = matches!(verdict, Ok(lag) if lag <= replica.max_lag.as_secs_f64());
+        let usable = matches!(verdict, Ok(Some(lag)) if lag <= replica.max_lag.as_secs_f64());
         let was = replica.usable.swap(usable, Ordering::Relaxed);
         if usable && !was {
             tracing::info!("the read replica is in use for reports");
         } else if !usable && (was || first) {
             match &verdict {
-                Ok(lag) => {
+                Ok(Some(lag)) => {
                     tracing::warn!(lag_seconds = lag, "the read replica lags too far; reports go to the primary")
                 }
+                Ok(None) => tracing::warn!(
+                    "the read replica is not in recovery (promoted or split off): it is never read; reports go to the primary"
+                ),
                 Err(e) => tracing::warn!(error = %e, "the read replica is unreachable; reports go to the primary"),
             }
         }

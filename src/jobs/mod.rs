@@ -197,12 +197,15 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
         let refresh = crate::accounts::repo::delete_expired_refresh_records(&mut *tx, grace::TOKENS_SECS).await?;
         let sessions = crate::accounts::repo::delete_dead_sessions(&mut *tx, grace::SESSIONS_SECS).await?;
         let attempts = crate::accounts::repo::delete_old_attempts(&mut *tx, grace::ATTEMPTS_SECS).await?;
+        // Not a deletion: owners of keys that expire within 7 days are told, once.
+        let keys_warned = crate::accounts::service::warn_expiring_keys(state, &mut tx).await.map_err(job_error)?;
         let counts = [challenges, codes, children, trust, tokens, refresh, sessions, attempts, exports];
         let rows = i64::try_from(counts.iter().sum::<u64>()).unwrap_or(i64::MAX);
         let details = serde_json::json!({
             "mfa_challenges": challenges, "mfa_codes": codes, "refresh_children": children,
             "device_trust_ended": trust, "one_time_tokens": tokens, "refresh_records": refresh,
             "sessions": sessions, "login_attempts": attempts, "exports_expired": exports,
+            "api_key_expiry_notices": keys_warned,
         });
         let run = audit_log::models::NewJobRun {
             kind: "cleanup",
@@ -216,6 +219,9 @@ pub async fn run_cleanup_once(state: &AppState, triggered_by: &str) -> Result<Op
         };
         record(&mut *tx, &claim, &run).await?;
         crate::core::db::commit(tx).await?;
+        if keys_warned > 0 {
+            state.outbox_wakeup.notify_one();
+        }
         tracing::info!(%details, "cleanup: expired rows deleted");
         run_ip_retention(state, triggered_by).await?;
         Ok(rows)

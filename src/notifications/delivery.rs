@@ -205,6 +205,8 @@ async fn gave_up(
     error: &str,
 ) -> sqlx::Result<()> {
     repo::insert_log(&mut *tx, user, kind, channel, to, "failed", Some("retries exhausted")).await?;
+    // Audit rows hold no address or number: a server's refusal often quotes the recipient.
+    let error = error.replace(to, "[recipient]");
     let event = SessionEvent {
         risk_level: RiskLevel::Medium,
         metadata: Some(serde_json::json!({ "notification_type": kind, "channel": channel })),

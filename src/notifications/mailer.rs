@@ -6,12 +6,15 @@ use lettre::{
 };
 
 use super::models::{ClaimedEmail, Outcome};
+use crate::core::redact;
 
 #[derive(Clone)]
 pub enum Mailer {
     Smtp {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: Mailbox,
+        /// SMTP_URL, kept to scrub it (its password) out of transport errors.
+        url: std::sync::Arc<str>,
     },
     /// Writes messages to the log and records them as delivered (Django's console backend).
     Console,
@@ -22,11 +25,11 @@ impl Mailer {
     pub fn new(smtp_url: Option<&str>, from: &str) -> Result<Self, String> {
         let Some(url) = smtp_url else { return Ok(Mailer::Console) };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("SMTP_URL: {e}"))?
+            .map_err(|e| format!("SMTP_URL {}: {}", redact::origin(url), redact::scrub(&e.to_string(), url)))?
             .timeout(Some(std::time::Duration::from_secs(10)))
             .build();
         let from = from.parse().map_err(|e| format!("EMAIL_FROM: {e}"))?;
-        Ok(Mailer::Smtp { transport, from })
+        Ok(Mailer::Smtp { transport, from, url: url.into() })
     }
 
     pub fn provider(&self) -> &'static str {
@@ -44,7 +47,7 @@ impl Mailer {
                 tracing::info!(to = %email.to_email, subject = %email.subject, %body, "email (console)");
                 Outcome::Sent { provider: "console", message_id: None }
             }
-            Mailer::Smtp { transport, from } => {
+            Mailer::Smtp { transport, from, url } => {
                 let message = match build(email, from) {
                     Ok(m) => m,
                     Err(error) => return Outcome::Failed { error },
@@ -52,7 +55,9 @@ impl Mailer {
                 let message_id = message.headers().get_raw("Message-ID").map(str::to_owned);
                 match transport.send(message).await {
                     Ok(_) => Outcome::Sent { provider: "smtp", message_id },
-                    Err(e) => Outcome::Failed { error: e.to_string() },
+                    Err(e) => Outcome::Failed {
+                        error: format!("smtp {}: {}", redact::origin(url), redact::scrub(&e.to_string(), url)),
+                    },
                 }
             }
         }

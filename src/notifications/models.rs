@@ -31,6 +31,14 @@ text_enum!(
         EmailChange => "email_change",
         EmailChangeRequested => "email_change_requested",
         MfaChangeDecided => "mfa_change_decided",
+        DeviceTrusted => "device_trusted",
+        MfaMethodAdded => "mfa_method_added",
+        SignedOutEverywhere => "signed_out_everywhere",
+        EmailChanged => "email_changed",
+        EmailChangeUndone => "email_change_undone",
+        EmailChangeReverted => "email_change_reverted",
+        ApiKeyExpiring => "api_key_expiring",
+        ExportRequested => "export_requested",
     }
 );
 
@@ -64,6 +72,8 @@ impl NotificationType {
                 | NotificationType::PasswordReset
                 | NotificationType::MfaCode
                 | NotificationType::EmailChange
+                | NotificationType::EmailChanged
+                | NotificationType::EmailChangeUndone
         )
     }
 
@@ -87,8 +97,15 @@ impl NotificationType {
             | NotificationType::DeviceCompromised
             | NotificationType::ApiKeyCreated
             | NotificationType::EmailChangeRequested
-            | NotificationType::MfaChangeDecided => Priority::Critical,
-            NotificationType::BackupCodesLow => Priority::High,
+            | NotificationType::MfaChangeDecided
+            | NotificationType::DeviceTrusted
+            | NotificationType::MfaMethodAdded
+            | NotificationType::SignedOutEverywhere
+            | NotificationType::EmailChanged
+            | NotificationType::EmailChangeUndone
+            | NotificationType::EmailChangeReverted
+            | NotificationType::ExportRequested => Priority::Critical,
+            NotificationType::BackupCodesLow | NotificationType::ApiKeyExpiring => Priority::High,
             NotificationType::Marketing => Priority::Low,
         }
     }
@@ -114,6 +131,14 @@ impl NotificationType {
             NotificationType::EmailChange => "Confirm your new email address",
             NotificationType::EmailChangeRequested => "A change of your email address was requested",
             NotificationType::MfaChangeDecided => "Your two-step verification change request was decided",
+            NotificationType::DeviceTrusted => "A device may now sign in without two-step verification",
+            NotificationType::MfaMethodAdded => "A sign-in factor was added to your account",
+            NotificationType::SignedOutEverywhere => "Your account was signed out everywhere",
+            NotificationType::EmailChanged => "The email address of your account was changed",
+            NotificationType::EmailChangeUndone => "Your email address is restored: choose a new password",
+            NotificationType::EmailChangeReverted => "This address no longer signs in to a Gatehouse account",
+            NotificationType::ApiKeyExpiring => "An API key of your account expires soon",
+            NotificationType::ExportRequested => "A copy of your account's data was requested",
         }
     }
 }

@@ -6,6 +6,8 @@ use std::{future::Future, time::Duration};
 
 use rust_decimal::Decimal;
 
+use crate::core::redact;
+
 /// How one SMS attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmsOutcome {
@@ -37,15 +39,26 @@ impl SmsProvider for LogSms {
 pub struct WebhookSms {
     client: reqwest::Client,
     url: String,
+    /// `scheme://host:port` of the URL: all of it an error may show.
+    origin: String,
 }
 
 impl WebhookSms {
     pub fn new(url: &str) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            // A redirect would carry the request (and the code in it) somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("SMS webhook client: {e}"))?;
-        Ok(WebhookSms { client, url: url.to_owned() })
+            .map_err(|e| format!("SMS webhook client: {}", redact::scrub(&e.to_string(), url)))?;
+        Ok(WebhookSms { client, url: url.to_owned(), origin: redact::origin(url) })
+    }
+
+    /// A transport error as logs and rows may hold it: reqwest's text names the URL, with
+    /// whatever secret its path or query carries, so the URL goes and the origin stays.
+    fn failure(&self, e: reqwest::Error) -> String {
+        let detail = redact::scrub(&e.without_url().to_string(), &self.url);
+        format!("webhook {} unreachable: {detail}", self.origin)
     }
 }
 
@@ -70,8 +83,8 @@ impl SmsProvider for WebhookSms {
                 let message_id = answer.id.map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
                 SmsOutcome::Sent { message_id, cost: answer.cost }
             }
-            Ok(r) => SmsOutcome::Failed { error: format!("webhook answered {}", r.status()) },
-            Err(e) => SmsOutcome::Failed { error: format!("webhook unreachable: {e}") },
+            Ok(r) => SmsOutcome::Failed { error: format!("webhook {} answered {}", self.origin, r.status()) },
+            Err(e) => SmsOutcome::Failed { error: self.failure(e) },
         }
     }
 }

@@ -31,6 +31,16 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     template_pair!(env, "email_change");
     template_pair!(env, "email_change_requested");
     template_pair!(env, "mfa_change_decided");
+    template_pair!(env, "device_trusted");
+    template_pair!(env, "mfa_method_added");
+    template_pair!(env, "signed_out_everywhere");
+    template_pair!(env, "email_changed");
+    template_pair!(env, "email_change_undone");
+    template_pair!(env, "email_change_reverted");
+    template_pair!(env, "api_key_expiring");
+    template_pair!(env, "export_requested");
+    // What a remediation ended and what it kept, shared by the notices that list them.
+    template_pair!(env, "_grants");
     env.add_template("sms/mfa_code.txt", include_str!("../../templates/sms/mfa_code.txt"))?;
     env.add_template("sms/password_changed.txt", include_str!("../../templates/sms/password_changed.txt"))?;
     env.add_template("sms/marketing.txt", include_str!("../../templates/sms/marketing.txt"))?;

@@ -22,6 +22,16 @@ impl MfaMethod {
             MfaMethod::Totp | MfaMethod::BackupCode | MfaMethod::Email => "otp",
         }
     }
+
+    /// How a message to the user names the factor.
+    pub fn label(self) -> &'static str {
+        match self {
+            MfaMethod::Totp => "an authenticator app (TOTP)",
+            MfaMethod::BackupCode => "backup codes",
+            MfaMethod::Email => "codes by email",
+            MfaMethod::Sms => "codes by SMS",
+        }
+    }
 }
 
 text_enum!(
@@ -120,6 +130,16 @@ impl Factors {
             methods.push(MfaMethod::Sms);
         }
         methods
+    }
+
+    /// The factors as a message to the user lists them.
+    pub fn labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> =
+            self.usable().into_iter().filter(|m| *m != MfaMethod::BackupCode).map(|m| m.label().to_owned()).collect();
+        if self.backup_codes_remaining > 0 {
+            labels.push(format!("{} unused backup codes", self.backup_codes_remaining));
+        }
+        labels
     }
 
     /// Whether any first-class factor (not a backup code) is on.

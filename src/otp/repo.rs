@@ -34,6 +34,27 @@ pub async fn factors(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Factor
     })
 }
 
+/// The factors of a user proven after `since` (an undone email change lists them).
+pub async fn factors_added_since(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT m AS "m!" FROM (
+               SELECT 'totp' AS m FROM otp_totpdevice WHERE user_id = $1 AND is_verified AND verified_at > $2
+               UNION ALL
+               SELECT 'email' FROM otp_emailmfamethod WHERE user_id = $1 AND is_verified AND verified_at > $2
+               UNION ALL
+               SELECT 'sms' FROM otp_smsmfamethod WHERE user_id = $1 AND is_verified AND verified_at > $2
+           ) added"#,
+        user,
+        since
+    )
+    .fetch_all(db)
+    .await
+}
+
 // TOTP devices.
 
 /// Stores a new, unconfirmed secret; returns false when a confirmed device already exists
@@ -368,6 +389,20 @@ pub async fn lock_challenge(db: impl PgExecutor<'_>, challenge_id: Uuid) -> sqlx
     )
     .fetch_optional(db)
     .await
+}
+
+/// Ends the user's challenges still waiting for a second factor; returns how many. A
+/// verification in flight holds its challenge's row lock, so this waits for it: a session
+/// it opened is committed before the caller revokes the sessions.
+pub async fn end_open_challenges(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE otp_mfachallenge SET expires_at = now()
+          WHERE user_id = $1 AND verified_at IS NULL AND expires_at > now()",
+        user
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Counts a wrong code; returns the attempts left.

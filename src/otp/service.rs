@@ -4,7 +4,7 @@
 //! Secrets never leave here in clear except the ones shown once (a TOTP setup, new backup
 //! codes) and the code inside the outgoing message.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use ipnetwork::IpNetwork;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgConnection;
@@ -35,6 +35,17 @@ pub const CHALLENGE_TTL: Duration = Duration::minutes(5);
 
 pub async fn factors(db: &mut PgConnection, user: Uuid) -> AppResult<Factors> {
     Ok(repo::factors(db, user).await?)
+}
+
+/// The factors proven after `since`.
+pub async fn factors_added_since(db: &mut PgConnection, user: Uuid, since: DateTime<Utc>) -> AppResult<Vec<MfaMethod>> {
+    Ok(repo::factors_added_since(db, user, since).await?.iter().filter_map(|m| MfaMethod::parse(m)).collect())
+}
+
+/// Ends the user's challenges still waiting for a second factor (a login half done before a
+/// remediation must not be finished after it); returns how many.
+pub async fn end_open_challenges(tx: &mut PgConnection, user: Uuid) -> AppResult<u64> {
+    Ok(repo::end_open_challenges(tx, user).await?)
 }
 
 // TOTP.

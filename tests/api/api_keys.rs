@@ -5,9 +5,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, Tokens, admin, assert_error, json, test_config, tokens};
+use crate::helpers::{PASSWORD, TestApp, Tokens, admin, assert_error, json, test_config, tokens};
 
-async fn create(app: &TestApp, t: &Tokens, body: Value) -> reqwest::Response {
+/// `POST /api-keys` with the owner's password added when the body has none.
+async fn create(app: &TestApp, t: &Tokens, mut body: Value) -> reqwest::Response {
+    if body.get("password").is_none() {
+        body["password"] = json!(PASSWORD);
+    }
     app.with_token(Method::POST, "/api/v1/api-keys", &t.access).json(&body).send().await.unwrap()
 }
 

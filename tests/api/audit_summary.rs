@@ -31,7 +31,8 @@ async fn user(pool: &PgPool, name: &str) -> Uuid {
 
 async fn device(pool: &PgPool, user: Uuid, fp: &str, at: DateTime<Utc>) -> Uuid {
     sqlx::query_scalar(
-        "INSERT INTO accounts_device (user_id, fingerprint_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO accounts_device (user_id, fingerprint_hash, is_verified, created_at)
+         VALUES ($1, $2, true, $3) RETURNING id",
     )
     .bind(user)
     .bind(fp)

@@ -227,8 +227,8 @@ async fn staff_find_devices_near_a_point_through_the_geo_index(pool: PgPool) {
     let ann = app.signed_in("ann").await;
     // 20,000 devices spread over the globe, a handful of them in Paris.
     sqlx::query(
-        "INSERT INTO accounts_device (user_id, fingerprint_hash, latitude, longitude, last_used_at)
-         SELECT u.id, 'fp' || i, CASE WHEN i <= 5 THEN 48.85 + i / 1000.0 ELSE -80 + (i * 7919 % 16000) / 100.0 END,
+        "INSERT INTO accounts_device (user_id, fingerprint_hash, is_verified, latitude, longitude, last_used_at)
+         SELECT u.id, 'fp' || i, true, CASE WHEN i <= 5 THEN 48.85 + i / 1000.0 ELSE -80 + (i * 7919 % 16000) / 100.0 END,
                 CASE WHEN i <= 5 THEN 2.35 ELSE -170 + (i * 104729 % 34000) / 100.0 END, now()
            FROM generate_series(1, 20000) i, auth_user u WHERE u.username = 'ann'",
     )

@@ -73,7 +73,7 @@ async fn introspection_key(app: &TestApp, pool: &PgPool) -> String {
     let aal2 = tokens(json(crate::mfa::verify(app, &id, "totp", &code).await).await);
     let created = app
         .with_token(Method::POST, "/api/v1/api-keys", &aal2.access)
-        .json(&json!({"name": "gateway", "scopes": ["introspect"]}))
+        .json(&json!({"name": "gateway", "scopes": ["introspect"], "password": crate::helpers::PASSWORD}))
         .send()
         .await
         .unwrap();

@@ -22,4 +22,6 @@ mod link_pages;
 mod mfa;
 mod notifications;
 mod outbox;
+mod recovery;
 mod replica;
+mod secrets;

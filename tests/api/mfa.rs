@@ -81,7 +81,12 @@ pub(crate) struct Enrolled {
 }
 
 pub(crate) async fn enrol_totp(app: &TestApp, t: &Tokens) -> Enrolled {
-    let setup = app.with_token(Method::POST, "/api/v1/mfa/totp/setup", &t.access).send().await.unwrap();
+    let setup = app
+        .with_token(Method::POST, "/api/v1/mfa/totp/setup", &t.access)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(setup.status(), 200);
     let setup = json(setup).await;
     let uri = setup["otpauth_uri"].as_str().unwrap().to_owned();
@@ -291,7 +296,12 @@ async fn mailed_code(app: &TestApp, to: &str) -> String {
 }
 
 async fn enrol_email(app: &TestApp, t: &Tokens) -> Vec<String> {
-    let setup = app.with_token(Method::POST, "/api/v1/mfa/email/setup", &t.access).send().await.unwrap();
+    let setup = app
+        .with_token(Method::POST, "/api/v1/mfa/email/setup", &t.access)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(setup.status(), 202);
     let code = mailed_code(app, "ann@example.com").await;
     let wrong = app
@@ -396,16 +406,33 @@ async fn a_trusted_device_skips_mfa_and_others_do_not(pool: PgPool) {
     let id = json(login("phone-2").await.unwrap()).await["challenge_id"].as_str().unwrap().to_owned();
     let code = fresh_code(&e.secret, &mut e.used_step);
     let aal2 = tokens(json(verify(&app, &id, "totp", &code).await).await);
-    let trust = |device: String| {
-        app.with_token(Method::POST, &format!("/api/v1/devices/{device}/trust"), &aal2.access)
+    let client = &app;
+    let trust_as = |device: String, t: Tokens| async move {
+        client
+            .with_token(Method::POST, &format!("/api/v1/devices/{device}/trust"), &t.access)
             .json(&json!({"days": 7}))
             .send()
+            .await
     };
+    let trust = |device: String| trust_as(device, aal2.clone());
     let devices = json(app.with_token(Method::GET, "/api/v1/devices", &aal2.access).send().await.unwrap()).await;
     let laptop =
         devices.as_array().unwrap().iter().find(|d| d["current"] == false && d["is_verified"] == true).unwrap();
     let laptop = laptop["id"].as_str().unwrap().to_owned();
-    assert_eq!(trust(laptop.clone()).await.unwrap().status(), 200);
+    // Only from a session opened on the laptop itself.
+    assert_error(trust(laptop.clone()).await.unwrap(), 403, "FORBIDDEN").await;
+    let id = json(login("laptop-1").await.unwrap()).await["challenge_id"].as_str().unwrap().to_owned();
+    // A backup code: the TOTP steps the server accepts right now are spent.
+    let on_laptop = app
+        .client
+        .post(app.url("/api/v1/auth/mfa/verify"))
+        .header("X-Device-Fingerprint", "laptop-1")
+        .json(&json!({"challenge_id": id, "method": "backup_code", "code": e.backup_codes[0]}))
+        .send()
+        .await
+        .unwrap();
+    let on_laptop = tokens(json(on_laptop).await);
+    assert_eq!(trust_as(laptop.clone(), on_laptop).await.unwrap().status(), 200);
     let skipped = tokens(json(login("laptop-1").await.unwrap()).await);
     assert_eq!(app.with_token(Method::GET, "/api/v1/users/me", &skipped.access).send().await.unwrap().status(), 200);
     // Trusting a device needs an aal 2 session while MFA is on; the skip gave aal 1.
@@ -533,7 +560,9 @@ async fn removing_the_last_factor_turns_mfa_off_and_staff_need_approval(pool: Pg
     assert_eq!(json(app.login("boss@example.com", PASSWORD).await).await["status"], "mfa_required");
 
     let client = gatehouse::core::client::ClientContext::default();
-    let own = gatehouse::accounts::service::approve_mfa_change(&app.state, &client, request, Some(boss.id)).await;
+    let as_boss = gatehouse::core::auth::authenticate(&app.state, &b2.access).await.unwrap();
+    assert_eq!(as_boss.user_id, boss.id);
+    let own = gatehouse::accounts::service::approve_mfa_change(&app.state, &client, request, Some(&as_boss)).await;
     assert!(matches!(own, Err(gatehouse::AppError::Forbidden)), "self-approval is refused");
     gatehouse::accounts::service::approve_mfa_change(&app.state, &client, request, None).await.unwrap();
     assert_eq!(json(app.login("boss@example.com", PASSWORD).await).await["status"], "authenticated");
@@ -580,7 +609,7 @@ async fn no_mfa_secret_or_code_is_stored_in_clear(pool: PgPool) {
     // While they wait, the code mail and the verification link mail are sealed.
     let waiting: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT email_type, body, html_body FROM notifications_emailnotification
-          WHERE status = 'pending' AND email_type <> 'new_device'",
+          WHERE status = 'pending' AND email_type NOT IN ('new_device', 'mfa_method_added')",
     )
     .fetch_all(&pool)
     .await
@@ -737,7 +766,7 @@ async fn sms_as_a_second_factor_from_setup_to_login(pool: PgPool) {
     assert_error(bad, 422, "VALIDATION_FAILED").await;
     let setup = app
         .with_token(Method::POST, "/api/v1/mfa/sms/setup", &t.access)
-        .json(&json!({"phone_number": "+15551234567"}))
+        .json(&json!({"phone_number": "+15551234567", "password": PASSWORD}))
         .send()
         .await
         .unwrap();

@@ -455,7 +455,9 @@ async fn a_message_given_up_is_audited_and_history_lists_deliveries(pool: PgPool
     .await
     .unwrap();
     assert_eq!(action, "notification_failed");
-    assert!(error.unwrap().contains("webhook unreachable"));
+    let error = error.unwrap();
+    assert!(error.contains("webhook http://127.0.0.1:1 unreachable"), "{error}");
+    assert!(!error.contains("/sms"), "only the origin of the URL: {error}");
     assert_eq!(decisions(&pool, "mfa_code").await.last().unwrap().0, "failed");
 
     let page =

@@ -63,6 +63,23 @@ impl Drop for Serve {
 /// `gatehouse serve` on `port` over `database_url` (development keys, no replica or admin
 /// pool from the environment), with `envs` on top; returns once `/readyz` answers 200.
 pub async fn serve(database_url: &str, key: &SigningKey, port: u16, envs: &[(&str, &str)]) -> Serve {
+    serve_logged(database_url, key, port, envs, None).await
+}
+
+/// `serve`, with its standard output and error written to `log` when given.
+pub async fn serve_logged(
+    database_url: &str,
+    key: &SigningKey,
+    port: u16,
+    envs: &[(&str, &str)],
+    log: Option<&std::path::Path>,
+) -> Serve {
+    let output = || match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new().create(true).append(true).open(path).expect("the service's log file"),
+        ),
+        None => Stdio::null(),
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .arg("serve")
         .env("APP_ENV", "development")
@@ -72,8 +89,8 @@ pub async fn serve(database_url: &str, key: &SigningKey, port: u16, envs: &[(&st
         .env_remove("DATABASE_REPLICA_URL")
         .env_remove("DATABASE_ADMIN_URL")
         .envs(envs.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .expect("gatehouse serve starts");
     let server = Serve { child, base: format!("http://127.0.0.1:{port}") };

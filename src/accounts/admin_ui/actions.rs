@@ -24,6 +24,7 @@ fn refused(e: AppError) -> Response {
             "Refused: you lack the permission, or the change is about you or was asked for by you (a second staff \
              member decides).",
         ),
+        AppError::ForbiddenBecause(why) => (StatusCode::FORBIDDEN, *why),
         AppError::MfaRequired => (StatusCode::FORBIDDEN, MFA_MESSAGE),
         AppError::NotFound => (StatusCode::NOT_FOUND, "Not found: it is gone or was decided already."),
         _ => return e.into_response(),
@@ -60,7 +61,7 @@ pub async fn user_action(
         Err(r) => return r,
     };
     let outcome = async {
-        auth::require_permission(&state, &user, "accounts.change_user").await?;
+        auth::require_admin_write(&state, &user, "accounts.change_user").await?;
         match f.action.as_str() {
             "unlock" => service::admin_unlock(&state, &client, &user, f.user_id).await,
             "logout_all" => service::admin_logout_all(&state, &client, &user, f.user_id).await.map(|_| ()),
@@ -100,10 +101,10 @@ pub async fn mfa_decision(
         Err(r) => return r,
     };
     let outcome = async {
-        auth::require_permission(&state, &user, "accounts.approve_mfachangelog").await?;
+        auth::require_admin_write(&state, &user, "accounts.approve_mfachangelog").await?;
         match f.decision.as_str() {
-            "approve" => service::approve_mfa_change(&state, &client, f.id, Some(user.user_id)).await,
-            "reject" => service::reject_mfa_change(&state, &client, f.id, user.user_id, None).await,
+            "approve" => service::approve_mfa_change(&state, &client, f.id, Some(&user)).await,
+            "reject" => service::reject_mfa_change(&state, &client, f.id, &user, None).await,
             _ => Err(AppError::MalformedRequest("unknown decision".into())),
         }
     }

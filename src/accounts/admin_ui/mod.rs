@@ -138,8 +138,9 @@ pub async fn page(State(state): State<AppState>, headers: HeaderMap, Query(query
     }
 }
 
-const MFA_MESSAGE: &str = "Administration needs a session verified with a second factor: enrol MFA first \
-    (POST /api/v1/mfa/totp/setup, or `gatehouse mfa enroll --email E` at the shell), then sign in with its code.";
+const MFA_MESSAGE: &str = "Administration needs a session verified with a second factor, and changes need one \
+    from the last 15 minutes: enrol MFA first (POST /api/v1/mfa/totp/setup, or `gatehouse mfa enroll --email E` at \
+    the shell), then sign in again with its code.";
 
 #[derive(Deserialize)]
 struct LoginForm {
@@ -251,7 +252,7 @@ pub async fn review(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Err(r) => return r,
     };
     let outcome = async {
-        auth::require_permission(&state, &user, "audit_log.review_auditlog").await?;
+        auth::require_admin_write(&state, &user, "audit_log.review_auditlog").await?;
         let kind = AuditKind::from_path(&f.kind)?;
         audit_admin::review(&state, kind, f.id, &f.status, None, user.user_id).await
     }

@@ -105,6 +105,12 @@ pub struct PasswordChangeRequest {
     pub current_password: SecretString,
     #[schema(value_type = String)]
     pub new_password: SecretString,
+    /// Also end this session (default false: every other session ends, this one stays).
+    #[serde(default)]
+    pub sign_out_everywhere: bool,
+    /// Also revoke every API key (default false: keys stay and the notice lists them).
+    #[serde(default)]
+    pub revoke_api_keys: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

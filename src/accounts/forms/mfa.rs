@@ -10,7 +10,8 @@ use crate::{
     otp::MfaMethod,
 };
 
-/// The password some MFA changes ask for again (optional while MFA is off).
+/// The password that actions a stolen access token must not be enough for ask again (every
+/// factor setup, data exports): missing -> 422, wrong -> 403 `PASSWORD_INCORRECT`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordConfirmation {
@@ -74,7 +75,9 @@ pub struct MfaVerifyRequest {
     pub method: MfaMethod,
     #[schema(value_type = String)]
     pub code: SecretString,
-    /// Trust the device that sent `X-Device-Fingerprint` to skip MFA for 30 days.
+    /// Trust the device that sent `X-Device-Fingerprint` to skip MFA for 30 days (the owner
+    /// gets a notice). Ignored without a fingerprint (a device known only by its User-Agent
+    /// is never trusted) and, for a step-up, unless the session runs on that device.
     #[serde(default)]
     pub trust_device: bool,
 }

@@ -12,7 +12,7 @@ use crate::{
     },
     core::{
         AppResult, AppState,
-        auth::{AuthUser, require_permission},
+        auth::{AuthUser, require_admin_write, require_permission},
         client::ClientContext,
         error::ErrorBody,
         extract::{AppJson, AppPath, AppQuery, OptionalJson, Paginated},
@@ -53,7 +53,7 @@ pub async fn admin_user(
     params(("id" = Uuid, Path)), request_body = UserPatch,
     extensions(("x-permission" = json!("accounts.change_user"))), responses(
     (status = 200, body = AdminUserDetail, description = "changed and audited with the acting admin; is_active false revokes every session"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN (is_staff or groups by a non-superuser, or any change to oneself) or MFA_REQUIRED"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN (is_staff or groups by a non-superuser, or any change to oneself) or MFA_REQUIRED. Admin writes need a second factor within STEP_UP_MAX_AGE_SECONDS (MFA_REQUIRED otherwise) and only a superuser acts on a superuser (FORBIDDEN otherwise)"),
     (status = 422, body = ErrorBody, description = "VALIDATION_FAILED, e.g. an unknown group name"),
 ))]
 pub async fn admin_update_user(
@@ -63,7 +63,7 @@ pub async fn admin_update_user(
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<UserPatch>,
 ) -> AppResult<Json<AdminUserDetail>> {
-    require_permission(&state, &auth, "accounts.change_user").await?;
+    require_admin_write(&state, &auth, "accounts.change_user").await?;
     let patch = body.parse()?;
     Ok(Json(service::update_user(&state, &client, &auth, id, patch).await?))
 }
@@ -71,7 +71,7 @@ pub async fn admin_update_user(
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path)), extensions(("x-permission" = json!("accounts.change_user"))), responses(
     (status = 204, description = "the login lock is lifted; audited"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED. Admin writes need a second factor within STEP_UP_MAX_AGE_SECONDS (MFA_REQUIRED otherwise) and only a superuser acts on a superuser (FORBIDDEN otherwise)"),
 ))]
 pub async fn admin_unlock(
     State(state): State<AppState>,
@@ -79,7 +79,7 @@ pub async fn admin_unlock(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    require_permission(&state, &auth, "accounts.change_user").await?;
+    require_admin_write(&state, &auth, "accounts.change_user").await?;
     service::admin_unlock(&state, &client, &auth, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -87,7 +87,7 @@ pub async fn admin_unlock(
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/logout-all", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path)), extensions(("x-permission" = json!("accounts.change_user"))), responses(
     (status = 204, description = "every session of the user is revoked; audited"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED. Admin writes need a second factor within STEP_UP_MAX_AGE_SECONDS (MFA_REQUIRED otherwise) and only a superuser acts on a superuser (FORBIDDEN otherwise)"),
 ))]
 pub async fn admin_logout_all(
     State(state): State<AppState>,
@@ -95,7 +95,7 @@ pub async fn admin_logout_all(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    require_permission(&state, &auth, "accounts.change_user").await?;
+    require_admin_write(&state, &auth, "accounts.change_user").await?;
     service::admin_logout_all(&state, &client, &auth, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -104,7 +104,7 @@ pub async fn admin_logout_all(
     params(("id" = Uuid, Path)), request_body(content = ChangeReason, description = "optional: how the identity was checked"),
     extensions(("x-permission" = json!("accounts.add_mfachangelog"))), responses(
     (status = 201, body = MfaChangeView, description = "a pending request to remove every factor; applied when another staff member approves it"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED. Admin writes need a second factor within STEP_UP_MAX_AGE_SECONDS (MFA_REQUIRED otherwise) and only a superuser acts on a superuser (FORBIDDEN otherwise)"),
     (status = 409, body = ErrorBody, description = "MFA_NOT_ENABLED: nothing to reset"),
 ))]
 pub async fn admin_mfa_reset(
@@ -114,7 +114,7 @@ pub async fn admin_mfa_reset(
     AppPath(id): AppPath<Uuid>,
     OptionalJson(body): OptionalJson<ChangeReason>,
 ) -> AppResult<(StatusCode, Json<MfaChangeView>)> {
-    require_permission(&state, &auth, "accounts.add_mfachangelog").await?;
+    require_admin_write(&state, &auth, "accounts.add_mfachangelog").await?;
     let reason = body.parse()?;
     Ok((StatusCode::CREATED, Json(service::request_mfa_reset(&state, &client, &auth, id, reason).await?)))
 }
@@ -138,7 +138,7 @@ pub async fn admin_change_requests(
 #[utoipa::path(post, path = "/api/v1/admin/mfa/change-requests/{id}/approve", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path)), extensions(("x-permission" = json!("accounts.approve_mfachangelog"))), responses(
     (status = 204, description = "applied (a reset also signs the user out everywhere); audited; the user is emailed"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN: the approver is the user or who asked; or MFA_REQUIRED"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN: the approver is the user or who asked; or MFA_REQUIRED. Admin writes need a second factor within STEP_UP_MAX_AGE_SECONDS (MFA_REQUIRED otherwise) and only a superuser acts on a superuser (FORBIDDEN otherwise)"),
     (status = 404, body = ErrorBody, description = "no such pending request"),
 ))]
 pub async fn admin_approve_change(
@@ -147,8 +147,8 @@ pub async fn admin_approve_change(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    require_permission(&state, &auth, "accounts.approve_mfachangelog").await?;
-    service::approve_mfa_change(&state, &client, id, Some(auth.user_id)).await?;
+    require_admin_write(&state, &auth, "accounts.approve_mfachangelog").await?;
+    service::approve_mfa_change(&state, &client, id, Some(&auth)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,7 +156,7 @@ pub async fn admin_approve_change(
     params(("id" = Uuid, Path)), request_body(content = ChangeReason, description = "optional"),
     extensions(("x-permission" = json!("accounts.approve_mfachangelog"))), responses(
     (status = 204, description = "rejected, nothing changed; audited; the user is emailed"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN: the approver is the user or who asked; or MFA_REQUIRED"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN: the approver is the user or who asked; or MFA_REQUIRED. Admin writes need a second factor within STEP_UP_MAX_AGE_SECONDS (MFA_REQUIRED otherwise) and only a superuser acts on a superuser (FORBIDDEN otherwise)"),
     (status = 404, body = ErrorBody, description = "no such pending request"),
 ))]
 pub async fn admin_reject_change(
@@ -166,8 +166,8 @@ pub async fn admin_reject_change(
     AppPath(id): AppPath<Uuid>,
     OptionalJson(body): OptionalJson<ChangeReason>,
 ) -> AppResult<StatusCode> {
-    require_permission(&state, &auth, "accounts.approve_mfachangelog").await?;
+    require_admin_write(&state, &auth, "accounts.approve_mfachangelog").await?;
     let reason = body.parse()?;
-    service::reject_mfa_change(&state, &client, id, auth.user_id, reason).await?;
+    service::reject_mfa_change(&state, &client, id, &auth, reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -28,8 +28,9 @@ pub async fn api_keys(State(state): State<AppState>, auth: AuthUser) -> AppResul
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "users", security(("bearer" = [])), request_body = ApiKeyCreate,
     responses(
-    (status = 201, body = CreatedApiKey, description = "created; `secret` is shown this once; the owner gets a security email"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN (an admin scope for a non-staff user, or a request made with an API key) or MFA_REQUIRED (an admin scope without a recent second factor)"),
+    (status = 201, body = CreatedApiKey, description = "created; `secret` is shown this once; the owner gets a security email, and another 7 days before the key expires"),
+    (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT; FORBIDDEN (an admin scope for a non-staff user, or a request made with an API key); MFA_REQUIRED (MFA is on, or an admin scope is asked, without a second factor within STEP_UP_MAX_AGE_SECONDS)"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: name, scopes, `expires_at` (future, at most 365 days ahead; default 90 days), or the password missing"),
     (status = 409, body = ErrorBody, description = "API_KEY_LIMIT: 25 live keys already"),
 ))]
 pub async fn create_api_key(
@@ -42,8 +43,8 @@ pub async fn create_api_key(
     if auth.api_key.is_some() {
         return Err(AppError::Forbidden);
     }
-    let new = body.parse()?;
-    Ok((StatusCode::CREATED, Json(service::create_api_key(&state, &client, &auth, new).await?)))
+    let (new, password) = body.parse()?;
+    Ok((StatusCode::CREATED, Json(service::create_api_key(&state, &client, &auth, new, password).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "users", security(("bearer" = [])),

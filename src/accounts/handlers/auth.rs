@@ -129,7 +129,7 @@ pub async fn logout(State(state): State<AppState>, client: ClientContext, auth: 
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])), responses(
-    (status = 204, description = "every session of the user is revoked"),
+    (status = 204, description = "every session and refresh token of the user is revoked, pending email links (address change, password reset) and exports are cancelled, device trust ends; API keys stay (a key needs the password to make) and the notice lists them with the factors"),
     (status = 401, body = ErrorBody),
 ))]
 pub async fn logout_all(State(state): State<AppState>, client: ClientContext, auth: AuthUser) -> AppResult<StatusCode> {
@@ -139,7 +139,8 @@ pub async fn logout_all(State(state): State<AppState>, client: ClientContext, au
 
 #[utoipa::path(post, path = "/api/v1/auth/password/change", tag = "auth", security(("bearer" = [])),
     request_body = PasswordChangeRequest, responses(
-    (status = 204, description = "changed; other sessions revoked"),
+    (status = 204, description = "changed; other sessions revoked (this one too with `sign_out_everywhere`), pending email links cancelled, other devices' trust ended; API keys kept (revoked with `revoke_api_keys`) and listed in the notice"),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED: the account is locked after wrong current passwords"),
     (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT"),
     (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy) or PASSWORD_REUSED (one of the last 5)"),
@@ -150,7 +151,9 @@ pub async fn change_password(
     auth: AuthUser,
     AppJson(body): AppJson<PasswordChangeRequest>,
 ) -> AppResult<StatusCode> {
-    service::change_password(&state, &client, &auth, body.current_password, body.new_password).await?;
+    let options =
+        service::ChangeOptions { sign_out_everywhere: body.sign_out_everywhere, revoke_api_keys: body.revoke_api_keys };
+    service::change_password(&state, &client, &auth, body.current_password, body.new_password, options).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -171,7 +174,7 @@ pub async fn request_password_reset(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password/reset/confirm", tag = "auth", request_body = PasswordResetConfirm, responses(
-    (status = 204, description = "password set; every session revoked"),
+    (status = 204, description = "password set; every session and refresh token revoked, every API key revoked but those whose only scope is `introspect` (named in the notice), pending email links (address change, reset) cancelled, device trust ended, pending exports cancelled and their files deleted; an undo link of an email change survives"),
     (status = 400, body = ErrorBody, description = "TOKEN_INVALID"),
     (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy) or PASSWORD_REUSED"),
 ))]
@@ -269,8 +272,8 @@ pub async fn request_email_change(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/email/change/confirm", tag = "auth", request_body = TokenRequest, responses(
-    (status = 200, body = UserEnvelope, description = "the account now uses the new address (verified); links sent to the old one die"),
-    (status = 400, body = ErrorBody, description = "TOKEN_INVALID: unknown, used or expired"),
+    (status = 200, body = UserEnvelope, description = "the account now uses the new address (verified); links sent to the old one die; the old address gets a notice with an undo link valid 7 days"),
+    (status = 400, body = ErrorBody, description = "TOKEN_INVALID: unknown, used or expired, or the account is inactive or its password was changed or reset since the request"),
     (status = 409, body = ErrorBody, description = "EMAIL_TAKEN: the address was taken meanwhile; the link stays unused"),
 ))]
 pub async fn confirm_email_change(
@@ -279,5 +282,19 @@ pub async fn confirm_email_change(
     AppJson(body): AppJson<TokenRequest>,
 ) -> AppResult<Json<UserEnvelope>> {
     let user = service::confirm_email_change(&state, &client, body.token).await?;
+    Ok(Json(UserEnvelope { user }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/email/change/undo", tag = "auth", request_body = TokenRequest, responses(
+    (status = 200, body = UserEnvelope, description = "the old address is back (verified); the password no longer works and every session, refresh token, API key (but `introspect`-only ones), pending link, device trust and pending export ended, as a password reset ends them; a reset link goes to the restored address with the factors added since the change"),
+    (status = 400, body = ErrorBody, description = "TOKEN_INVALID: unknown, used or expired (only use or expiry ends an undo link: no remediation does)"),
+    (status = 409, body = ErrorBody, description = "EMAIL_TAKEN: another account took the old address meanwhile; the link stays unused"),
+))]
+pub async fn undo_email_change(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<TokenRequest>,
+) -> AppResult<Json<UserEnvelope>> {
+    let user = service::undo_email_change(&state, &client, body.token).await?;
     Ok(Json(UserEnvelope { user }))
 }

@@ -57,9 +57,9 @@ pub async fn rename_device(
 #[utoipa::path(post, path = "/api/v1/devices/{id}/trust", tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     request_body(content = TrustRequest, description = "optional; days 1..=90, default 30"), responses(
-    (status = 200, body = DeviceView, description = "trusted: the device skips MFA until trust_expires_at (not when a login's risk is high)"),
-    (status = 403, body = ErrorBody, description = "MFA_REQUIRED: MFA is on and the session is not aal 2"),
-    (status = 409, body = ErrorBody, description = "DEVICE_COMPROMISED: a device marked compromised cannot be trusted"),
+    (status = 200, body = DeviceView, description = "trusted: the device skips MFA until trust_expires_at (not when a login's risk is high, e.g. from a country none of its sessions came from); the owner gets a security notice"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN: the asking session was not opened on this device; MFA_REQUIRED: MFA is on and the session has no second factor within STEP_UP_MAX_AGE_SECONDS"),
+    (status = 409, body = ErrorBody, description = "DEVICE_COMPROMISED: a device marked compromised cannot be trusted; DEVICE_NOT_VERIFIED: a device known only by its User-Agent (it never sent X-Device-Fingerprint) is never trusted"),
 ))]
 pub async fn trust_device(
     State(state): State<AppState>,

@@ -10,21 +10,33 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
+        forms::PasswordConfirmation,
         models::{ExportStatus, ExportView},
         service,
     },
-    core::{AppResult, AppState, auth::AuthUser, client::ClientContext, error::ErrorBody, extract::AppPath},
+    core::{
+        AppResult, AppState,
+        auth::AuthUser,
+        client::ClientContext,
+        error::ErrorBody,
+        extract::{AppPath, OptionalJson},
+    },
 };
 
-#[utoipa::path(post, path = "/api/v1/users/me/export", tag = "users", security(("bearer" = [])), responses(
-    (status = 202, body = ExportView, description = "queued (`pending`); a job picks it up within 10 s. While one is pending or processing, that one is returned"),
+#[utoipa::path(post, path = "/api/v1/users/me/export", tag = "users", security(("bearer" = [])),
+    request_body(content = PasswordConfirmation, description = "the password; while MFA is on, also a session with a second factor within STEP_UP_MAX_AGE_SECONDS"),
+    responses(
+    (status = 202, body = ExportView, description = "queued (`pending`); a job picks it up within 10 s. While one is pending or processing, that one is returned. The owner gets a security notice"),
+    (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT or MFA_REQUIRED"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: the password is missing"),
 ))]
 pub async fn request_export(
     State(state): State<AppState>,
     client: ClientContext,
     auth: AuthUser,
+    OptionalJson(body): OptionalJson<PasswordConfirmation>,
 ) -> AppResult<(StatusCode, Json<ExportView>)> {
-    Ok((StatusCode::ACCEPTED, Json(service::request_export(&state, &client, &auth).await?)))
+    Ok((StatusCode::ACCEPTED, Json(service::request_export(&state, &client, &auth, body.password).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/me/export/{id}", tag = "users", security(("bearer" = [])),

@@ -30,7 +30,7 @@ pub async fn mfa_status(State(state): State<AppState>, auth: AuthUser) -> AppRes
 }
 
 #[utoipa::path(post, path = "/api/v1/mfa/totp/setup", tag = "mfa", security(("bearer" = [])),
-    request_body(content = PasswordConfirmation, description = "optional while MFA is off; while it is on, the password and an aal 2 session with a second factor within STEP_UP_MAX_AGE_SECONDS"),
+    request_body(content = PasswordConfirmation, description = "the password, MFA on or off (missing: 422; wrong: 403 PASSWORD_INCORRECT); while MFA is on, also a session with a second factor within STEP_UP_MAX_AGE_SECONDS (403 MFA_REQUIRED, checked first). The confirmed factor is announced to the owner by a security notice"),
     responses(
     (status = 200, body = TotpSetup, description = "the secret, its otpauth URI and a QR code (SVG); not active until confirmed"),
     (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT or MFA_REQUIRED"),
@@ -140,7 +140,8 @@ pub async fn regenerate_backup_codes(
 #[utoipa::path(post, path = "/api/v1/mfa/email/setup", tag = "mfa", security(("bearer" = [])),
     request_body(content = PasswordConfirmation, description = "as for TOTP setup"), responses(
     (status = 202, body = Accepted, description = "a code is on its way to the account's email"),
-    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT or MFA_REQUIRED"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: the password is missing"),
     (status = 429, body = ErrorBody, description = "10 codes an hour per method"),
 ))]
 pub async fn email_setup(
@@ -169,8 +170,8 @@ pub async fn email_confirm(
 #[utoipa::path(post, path = "/api/v1/mfa/sms/setup", tag = "mfa", security(("bearer" = [])),
     request_body = SmsSetupRequest, responses(
     (status = 202, body = Accepted, description = "a code is on its way to the phone"),
-    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-    (status = 422, body = ErrorBody, description = "phone_number not E.164"),
+    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT or MFA_REQUIRED"),
+    (status = 422, body = ErrorBody, description = "phone_number not E.164, or the password missing (as for TOTP setup)"),
     (status = 429, body = ErrorBody),
 ))]
 pub async fn sms_setup(

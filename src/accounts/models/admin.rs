@@ -76,7 +76,8 @@ pub struct ApiKeyView {
     pub prefix: String,
     /// Of `me:read`, `audit:read`, `introspect`.
     pub scopes: Vec<String>,
-    pub expires_at: Option<DateTime<Utc>>,
+    /// Every key expires: 90 days after creation unless asked otherwise, at most 365.
+    pub expires_at: DateTime<Utc>,
     /// Kept to the minute.
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,

@@ -236,7 +236,9 @@ pub struct SessionView {
 
 /// The device a request comes from, as a login records it: identified by the hashed
 /// `X-Device-Fingerprint` (verified), or without one by the hashed user agent (unverified:
-/// every browser of that make and version is one device to us).
+/// every browser of that make and version is one device to us, so such a device is never
+/// trusted). The two namespaces never meet: a fingerprint's key is its SHA-256 (64 hex
+/// digits), a user agent's starts with `ua:`.
 #[derive(Debug, Clone)]
 pub struct DeviceSeen {
     pub fingerprint_hash: String,
@@ -249,7 +251,10 @@ impl DeviceSeen {
     pub fn of(client: &ClientContext) -> DeviceSeen {
         let (fingerprint_hash, verified) = match client.fingerprint.as_deref() {
             Some(fp) => (crypto::sha256_hex(fp), true),
-            None => (crypto::sha256_hex(&format!("ua:{}", client.user_agent.as_deref().unwrap_or(""))), false),
+            None => {
+                let agent = crypto::sha256_hex(&format!("ua:{}", client.user_agent.as_deref().unwrap_or("")));
+                (format!("ua:{agent}"), false)
+            }
         };
         DeviceSeen { fingerprint_hash, verified, agent: client.agent(), coordinates: client.coordinates() }
     }

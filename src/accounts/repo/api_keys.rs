@@ -14,7 +14,7 @@ pub async fn insert_key(
     prefix: &str,
     key_hash: &str,
     scopes: &[String],
-    expires_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
 ) -> sqlx::Result<ApiKeyView> {
     sqlx::query_as!(
         ApiKeyView,
@@ -48,7 +48,7 @@ pub async fn keys(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<ApiKe
 pub async fn live_key_count(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM accounts_apikey
-            WHERE user_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"#,
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"#,
         user
     )
     .fetch_one(db)
@@ -65,4 +65,84 @@ pub async fn revoke_key(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> sqlx::
     )
     .fetch_optional(db)
     .await
+}
+
+/// A key as the recovery notices list it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyNote {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Which of a user's live keys a remediation revokes (API.md "Recovery").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySelection {
+    All,
+    /// All but keys whose only scope is `introspect`: a gateway's key survives its owner's
+    /// password reset, so one user's remediation does not take the gateways down.
+    AllButIntrospectOnly,
+    /// Keys with a staff scope (`audit:read`, `introspect`): they stop when the owner loses
+    /// staff or has MFA reset.
+    AdminScoped,
+}
+
+/// Revokes the user's live keys that `which` selects; returns them.
+pub async fn revoke_keys(db: impl PgExecutor<'_>, user: Uuid, which: KeySelection) -> sqlx::Result<Vec<KeyNote>> {
+    let which = match which {
+        KeySelection::All => "all",
+        KeySelection::AllButIntrospectOnly => "all_but_introspect",
+        KeySelection::AdminScoped => "admin",
+    };
+    sqlx::query_as!(
+        KeyNote,
+        "UPDATE accounts_apikey SET revoked_at = now()
+          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            AND CASE $2::text WHEN 'all' THEN true
+                              WHEN 'all_but_introspect' THEN scopes <> ARRAY['introspect']::text[]
+                              ELSE scopes && ARRAY['audit:read', 'introspect']::text[] END
+         RETURNING id, name, prefix, scopes, expires_at",
+        user,
+        which
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The user's keys that still work, oldest first.
+pub async fn live_keys(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<KeyNote>> {
+    sqlx::query_as!(
+        KeyNote,
+        "SELECT id, name, prefix, scopes, expires_at FROM accounts_apikey
+          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at",
+        user
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Live keys that expire within `within_secs` and whose owner has not been told yet: each
+/// is marked told and returned with its owner, once across instances (the rows are
+/// claimed with `SKIP LOCKED` and marked in the caller's transaction).
+pub async fn claim_expiring_keys(db: impl PgExecutor<'_>, within_secs: f64) -> sqlx::Result<Vec<(Uuid, KeyNote)>> {
+    let rows = sqlx::query!(
+        "UPDATE accounts_apikey k SET expiry_notice_at = now()
+          WHERE k.id IN (SELECT id FROM accounts_apikey
+                          WHERE revoked_at IS NULL AND expiry_notice_at IS NULL AND expires_at > now()
+                            AND expires_at <= now() + make_interval(secs => $1)
+                          ORDER BY expires_at FOR UPDATE SKIP LOCKED LIMIT 500)
+         RETURNING k.user_id, k.id, k.name, k.prefix, k.scopes, k.expires_at",
+        within_secs
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let note = KeyNote { id: r.id, name: r.name, prefix: r.prefix, scopes: r.scopes, expires_at: r.expires_at };
+            (r.user_id, note)
+        })
+        .collect())
 }

@@ -55,6 +55,9 @@ pub struct History {
     pub device_known: bool,
     pub device_compromised: bool,
     pub device_may_skip_mfa: bool,
+    /// The device may skip MFA, and this login comes from a country none of its sessions
+    /// came from.
+    pub device_new_country: bool,
     /// One of the account's last 50 sessions came from this country / this /16 (IPv6 /48).
     pub seen_country: bool,
     pub seen_ip_range: bool,
@@ -107,8 +110,14 @@ pub async fn login_facts(
                   u.is_staff AS "is_staff?", u.is_superuser AS "is_superuser?", u.email_verified AS "email_verified?",
                   COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined AS "date_joined?", u.last_login,
                   dev.id IS NOT NULL AS "device_known!", COALESCE(dev.is_compromised, false) AS "device_compromised!",
-                  COALESCE(dev.can_skip_mfa AND dev.mfa_skip_until > now() AND NOT dev.is_compromised, false)
-                      AS "device_may_skip_mfa!",
+                  -- Only a device known by its fingerprint may skip MFA (API.md "Recovery").
+                  COALESCE(dev.can_skip_mfa AND dev.mfa_skip_until > now() AND NOT dev.is_compromised
+                           AND dev.is_verified, false) AS "device_may_skip_mfa!",
+                  -- Asked only of a device that may skip MFA, and only with a country: has
+                  -- one of its sessions come from this country? (idx_session_device)
+                  CASE WHEN $7::text IS NOT NULL AND dev.can_skip_mfa AND dev.is_verified
+                       THEN EXISTS (SELECT 1 FROM accounts_session ds WHERE ds.device_id = dev.id AND ds.country = $7)
+                  END AS device_seen_country,
                   COALESCE(hist.any_session, false) AS "any_session!",
                   COALESCE(hist.seen_country, false) AS "seen_country!",
                   COALESCE(hist.seen_ip_range, false) AS "seen_ip_range!",
@@ -169,6 +178,7 @@ pub async fn login_facts(
         device_known: row.device_known,
         device_compromised: row.device_compromised,
         device_may_skip_mfa: row.device_may_skip_mfa,
+        device_new_country: row.device_seen_country == Some(false),
         seen_country: row.seen_country,
         seen_ip_range: row.seen_ip_range,
         last_place,
@@ -252,5 +262,12 @@ pub async fn delete_old_attempts(db: impl PgExecutor<'_>, older_than_secs: f64) 
     )
     .execute(db)
     .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes the login attempts kept under `identifier` (an account being deleted: its
+/// address goes with it, not an hour later).
+pub async fn delete_attempts_of(db: impl PgExecutor<'_>, identifier: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query!("DELETE FROM accounts_loginattempt WHERE identifier = $1", identifier).execute(db).await?;
     Ok(done.rows_affected())
 }

@@ -52,31 +52,39 @@ pub async fn rename_device(
     .await
 }
 
-pub enum TrustOutcome {
-    Trusted,
-    NotFound,
-    Compromised,
+/// What trusting a device depends on, read under the device's row lock.
+pub struct TrustFacts {
+    pub compromised: bool,
+    /// Known by its `X-Device-Fingerprint` (not only by its user agent).
+    pub verified: bool,
+    /// The asking session was opened on this device.
+    pub current: bool,
 }
 
-/// Trusts the device (skip MFA) until `until`, replacing any live grant.
-pub async fn trust_device_by_id(
-    db: &mut PgConnection,
+/// Locks the user's device and reads what trusting it depends on; None when it is not
+/// theirs.
+pub async fn lock_for_trust(
+    db: impl PgExecutor<'_>,
     user: Uuid,
     id: Uuid,
-    until: DateTime<Utc>,
-) -> sqlx::Result<TrustOutcome> {
-    let compromised = sqlx::query_scalar!(
-        "SELECT is_compromised FROM accounts_device WHERE id = $1 AND user_id = $2 FOR UPDATE",
+    session: Uuid,
+) -> sqlx::Result<Option<TrustFacts>> {
+    let row = sqlx::query!(
+        r#"SELECT d.is_compromised, d.is_verified,
+                  EXISTS (SELECT 1 FROM accounts_session s WHERE s.id = $3 AND s.device_id = d.id) AS "current!"
+             FROM accounts_device d WHERE d.id = $1 AND d.user_id = $2 FOR UPDATE OF d"#,
         id,
-        user
+        user,
+        session
     )
-    .fetch_optional(&mut *db)
+    .fetch_optional(db)
     .await?;
-    match compromised {
-        None => return Ok(TrustOutcome::NotFound),
-        Some(true) => return Ok(TrustOutcome::Compromised),
-        Some(false) => {}
-    }
+    Ok(row.map(|r| TrustFacts { compromised: r.is_compromised, verified: r.is_verified, current: r.current }))
+}
+
+/// Trusts the device (skip MFA) until `until`, replacing any live grant. The caller has
+/// checked `lock_for_trust`.
+pub async fn trust_device_by_id(db: &mut PgConnection, user: Uuid, id: Uuid, until: DateTime<Utc>) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE accounts_device SET is_trusted = true, trust_expires_at = $2, can_skip_mfa = true,
                 mfa_skip_until = $2, updated_at = now()
@@ -86,8 +94,7 @@ pub async fn trust_device_by_id(
     )
     .execute(&mut *db)
     .await?;
-    renew_trust_grant(db, user, id, until).await?;
-    Ok(TrustOutcome::Trusted)
+    renew_trust_grant(db, user, id, until).await
 }
 
 /// Records a trust grant in accounts_trusteddevice, ending the device's live one: at most
@@ -255,4 +262,39 @@ pub async fn expire_device_trust(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     .fetch_one(db)
     .await?;
     Ok(n as u64)
+}
+
+/// Ends the trust of the user's devices, all of them or all but the device of the session
+/// `keep` (a password change keeps the device it was made from); returns the devices.
+pub async fn end_trust(db: impl PgExecutor<'_>, user: Uuid, keep: Option<Uuid>) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"WITH ended AS (
+               UPDATE accounts_device SET is_trusted = false, trust_expires_at = NULL, can_skip_mfa = false,
+                      mfa_skip_until = NULL, updated_at = now()
+                WHERE user_id = $1 AND (is_trusted OR can_skip_mfa)
+                  AND id IS DISTINCT FROM (SELECT device_id FROM accounts_session WHERE id = $2)
+               RETURNING id
+           ), grants AS (
+               UPDATE accounts_trusteddevice t SET is_trusted = false, revoked_at = now(), updated_at = now()
+                 FROM ended WHERE t.device_id = ended.id AND t.is_trusted AND NOT t.is_deleted
+               RETURNING 1
+           )
+           SELECT id AS "id!" FROM ended"#,
+        user,
+        keep,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Whether the session runs on the user's device with this fingerprint key.
+pub async fn session_on_device(db: impl PgExecutor<'_>, session: Uuid, fingerprint_hash: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM accounts_session s JOIN accounts_device d ON d.id = s.device_id
+                           WHERE s.id = $1 AND d.fingerprint_hash = $2) AS "on!""#,
+        session,
+        fingerprint_hash
+    )
+    .fetch_one(db)
+    .await
 }

@@ -75,17 +75,19 @@ pub async fn claim_export(db: impl PgExecutor<'_>, stale_secs: f64) -> sqlx::Res
     Ok(row.map(|r| (r.id, r.user_id)))
 }
 
+/// Completes a request still being built; false when it is gone or was cancelled meanwhile
+/// (the account deleted or secured), and the caller deletes the file it wrote.
 pub async fn complete_export(
     db: impl PgExecutor<'_>,
     id: Uuid,
     path: &str,
     size: i64,
     expires_at: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query!(
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
         "UPDATE accounts_dataexportrequest
             SET status = 'complete', file_path = $2, file_size = $3, completed_at = now(), expires_at = $4
-          WHERE id = $1",
+          WHERE id = $1 AND status = 'processing'",
         id,
         path,
         size,
@@ -93,12 +95,13 @@ pub async fn complete_export(
     )
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn fail_export(db: impl PgExecutor<'_>, id: Uuid, error: &str) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE accounts_dataexportrequest SET status = 'failed', error_message = $2, completed_at = now() WHERE id = $1",
+        "UPDATE accounts_dataexportrequest SET status = 'failed', error_message = $2, completed_at = now()
+          WHERE id = $1 AND status = 'processing'",
         id,
         error
     )
@@ -204,4 +207,28 @@ pub async fn export_document(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Resul
     )
     .fetch_one(db)
     .await
+}
+
+/// Cancels the user's exports that are waiting, being built or downloadable: they become
+/// `expired`. Returns their ids and files, for the caller to delete after commit (a build
+/// still running finds its row gone from `processing` and deletes its own file).
+pub async fn cancel_exports(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<(Uuid, Option<String>)>> {
+    let rows = sqlx::query!(
+        "UPDATE accounts_dataexportrequest SET status = 'expired', expires_at = LEAST(expires_at, now()),
+                error_message = 'cancelled: the account was secured'
+          WHERE user_id = $1 AND status IN ('pending', 'processing', 'complete')
+        RETURNING id, file_path",
+        user
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.file_path)).collect())
+}
+
+/// The user's export requests and their files, locked (an account about to be deleted).
+pub async fn lock_exports(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Vec<(Uuid, Option<String>)>> {
+    let rows = sqlx::query!("SELECT id, file_path FROM accounts_dataexportrequest WHERE user_id = $1 FOR UPDATE", user)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.file_path)).collect())
 }

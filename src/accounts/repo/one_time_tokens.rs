@@ -1,4 +1,4 @@
-//! accounts_onetimetoken (email verification, password reset): only a token's SHA-256 is
+//! accounts_onetimetoken (email verification, password reset, email change and its undo): only a token's SHA-256 is
 //! stored, and a token is consumed by one UPDATE, so of concurrent uses exactly one wins.
 
 use chrono::{DateTime, Utc};
@@ -131,16 +131,21 @@ pub async fn insert_email_change_token(
 }
 
 /// Uses a live email-change token: its user and the address it confirms. One UPDATE, so
-/// of concurrent uses exactly one wins.
+/// of concurrent uses exactly one wins. A token of an account that is inactive, or whose
+/// password was changed or reset after the request, is dead: whoever asked may have been
+/// the one the remediation was against.
 pub async fn consume_email_change_token(
     db: impl PgExecutor<'_>,
     token_hash: &str,
 ) -> sqlx::Result<Option<(Uuid, String)>> {
     let row = sqlx::query!(
-        r#"UPDATE accounts_onetimetoken SET used_at = now()
-            WHERE token_hash = $1 AND purpose = 'email_change' AND used_at IS NULL AND revoked_at IS NULL
-              AND expires_at > now()
-        RETURNING user_id, new_email AS "new_email!""#,
+        r#"UPDATE accounts_onetimetoken t SET used_at = now()
+             FROM auth_user u
+            WHERE t.token_hash = $1 AND t.purpose = 'email_change' AND t.used_at IS NULL AND t.revoked_at IS NULL
+              AND t.expires_at > now() AND u.id = t.user_id AND u.is_active
+              AND NOT EXISTS (SELECT 1 FROM accounts_passwordhistory h
+                               WHERE h.user_id = t.user_id AND h.changed_at > t.created_at)
+        RETURNING t.user_id, t.new_email AS "new_email!""#,
         token_hash,
     )
     .fetch_optional(db)
@@ -158,4 +163,77 @@ pub async fn delete_expired_tokens(db: impl PgExecutor<'_>, grace_secs: f64) -> 
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// The purposes of the links a remediation cancels (API.md "Recovery"): whoever held the
+/// account may have asked for them. Email verification is not among them (it only proves
+/// an address), nor is the undo of an email change, which only its use or expiry ends.
+pub const REVOCABLE_LINKS: &[&str] = &["email_change", "password_reset"];
+
+/// Revokes the user's pending links of `REVOCABLE_LINKS`; returns how many.
+pub async fn revoke_links(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<u64> {
+    let purposes: Vec<String> = REVOCABLE_LINKS.iter().map(|p| (*p).to_owned()).collect();
+    let done = sqlx::query!(
+        "UPDATE accounts_onetimetoken SET revoked_at = now()
+          WHERE user_id = $1 AND purpose = ANY($2) AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()",
+        user_id,
+        &purposes,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The undo link of an email change: sent to the old address, it restores `address`.
+pub async fn insert_undo_token(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    token_hash: &str,
+    address: &str,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_onetimetoken (user_id, purpose, token_hash, new_email, expires_at)
+         VALUES ($1, 'email_change_undo', $2, $3, $4)",
+        user_id,
+        token_hash,
+        address,
+        expires_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A used undo link: whose, the address it restores, and when the change it undoes was made.
+pub struct UsedUndo {
+    pub user_id: Uuid,
+    pub address: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// Uses a live undo link (one UPDATE: of concurrent uses exactly one wins), and ends the
+/// undo links of the changes made after it: those addresses came later, so an attacker
+/// who moved the account twice cannot move it back to their own address.
+pub async fn consume_undo_token(db: &mut sqlx::PgConnection, token_hash: &str) -> sqlx::Result<Option<UsedUndo>> {
+    let row = sqlx::query!(
+        r#"UPDATE accounts_onetimetoken SET used_at = now()
+            WHERE token_hash = $1 AND purpose = 'email_change_undo' AND used_at IS NULL AND revoked_at IS NULL
+              AND expires_at > now()
+        RETURNING user_id, new_email AS "address!", created_at"#,
+        token_hash,
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    sqlx::query!(
+        "UPDATE accounts_onetimetoken SET revoked_at = now()
+          WHERE user_id = $1 AND purpose = 'email_change_undo' AND used_at IS NULL AND revoked_at IS NULL
+            AND created_at > $2",
+        row.user_id,
+        row.created_at,
+    )
+    .execute(&mut *db)
+    .await?;
+    Ok(Some(UsedUndo { user_id: row.user_id, address: row.address, changed_at: row.created_at }))
 }

@@ -4,14 +4,20 @@
 use uuid::Uuid;
 
 use super::{
-    account_event, lockout::account_lock, mfa::mfa_status_of, registration::create_user, session_event,
-    sessions::revoke_in,
+    account_event,
+    lockout::account_lock,
+    mfa::mfa_status_of,
+    recovery::{Remedy, end_grants},
+    registration::create_user,
+    session_event,
+    tokens::sign_out_everywhere,
 };
 use crate::{
     accounts::{
         forms::{Registration, UserPatch, UserSearch},
-        models::{AdminUserDetail, LockState, User},
-        passwords, repo,
+        models::{AdminUserDetail, LockState, User, UserRow},
+        passwords,
+        repo::{self, KeySelection},
     },
     audit_log::{self, SessionAction, SessionEvent},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, extract::Page},
@@ -35,6 +41,8 @@ pub async fn create_superuser(state: &AppState, r: Registration) -> AppResult<Us
 pub async fn admin_unlock(state: &AppState, client: &ClientContext, admin: &AuthUser, user_id: Uuid) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    // Lifting a superuser's lock would let anyone below them reopen a brute force on them.
+    outranks(admin, &user)?;
     repo::insert_unlock(&mut *tx, &user.email, user.id).await?;
     let details = serde_json::json!({ "by": admin.user_id });
     account_event(&mut tx, Some(user.id), "unlocked", details.clone(), client).await?;
@@ -45,23 +53,25 @@ pub async fn admin_unlock(state: &AppState, client: &ClientContext, admin: &Auth
     Ok(())
 }
 
-/// Revokes every session of a user; the admin's record in the same transaction.
+/// Signs a user out everywhere (`tokens::sign_out_everywhere`, the admin recorded): only a
+/// superuser does it to a superuser.
 pub async fn admin_logout_all(
     state: &AppState,
     client: &ClientContext,
     admin: &AuthUser,
     user_id: Uuid,
 ) -> AppResult<usize> {
-    let mut tx = crate::core::db::begin(&state.db).await?;
-    if repo::user_by_id(&mut *tx, user_id).await?.is_none() {
-        return Err(AppError::NotFound);
+    let target = repo::user_by_id(&state.db, user_id).await?.ok_or(AppError::NotFound)?;
+    outranks(admin, &target)?;
+    sign_out_everywhere(state, client, user_id, Some(admin.user_id)).await
+}
+
+/// The staff hierarchy (API.md "Recovery"): only a superuser acts on a superuser.
+pub(super) fn outranks(admin: &AuthUser, target: &UserRow) -> AppResult<()> {
+    if target.is_superuser && !admin.is_superuser {
+        return Err(AppError::ForbiddenBecause("Only a superuser may act on a superuser."));
     }
-    let revoked =
-        revoke_in(&mut tx, client, user_id, None, None, SessionAction::SessionRevoked, "revoked_by_admin").await?;
-    let details = serde_json::json!({ "by": admin.user_id, "count": revoked.len() });
-    account_event(&mut tx, Some(user_id), "sessions_revoked", details, client).await?;
-    crate::core::db::commit(tx).await?;
-    Ok(revoked.len())
+    Ok(())
 }
 
 /// `GET /admin/users`: a page of users matching `filter`, and the total.
@@ -105,9 +115,11 @@ pub async fn lock_of(state: &AppState, email: &str) -> AppResult<Option<u64>> {
     account_lock(&state.db, email).await
 }
 
-/// `PATCH /admin/users/{id}`. Staff flags and groups are a superuser's to change, and
-/// nobody changes their own (an admin cannot lock themselves out or raise themselves);
-/// deactivating signs the user out everywhere. One transaction, audited with the admin.
+/// `PATCH /admin/users/{id}`. Staff flags and groups are a superuser's to change, only a
+/// superuser changes a superuser, and nobody changes their own (an admin cannot lock
+/// themselves out or raise themselves). Deactivating ends every grant (`Remedy::
+/// Deactivation`); losing staff ends the keys with staff scopes. One transaction, audited
+/// with the admin.
 pub async fn update_user(
     state: &AppState,
     client: &ClientContext,
@@ -123,6 +135,7 @@ pub async fn update_user(
     }
     let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    outranks(admin, &user)?;
     if let Some(groups) = &patch.groups {
         let unknown = repo::unknown_groups(&mut *tx, groups).await?;
         if !unknown.is_empty() {
@@ -131,20 +144,37 @@ pub async fn update_user(
         repo::set_user_groups(&mut *tx, user_id, groups).await?;
     }
     repo::set_flags(&mut *tx, user_id, patch.is_active, patch.is_staff).await?;
-    let mut revoked = 0;
-    if patch.is_active == Some(false) && user.is_active {
-        revoked =
-            revoke_in(&mut tx, client, user_id, None, None, SessionAction::SessionRevoked, "deactivated").await?.len();
-    }
+    let ended = if patch.is_active == Some(false) && user.is_active {
+        Some(
+            end_grants(&mut tx, client, user_id, Remedy::Deactivation, SessionAction::SessionRevoked, "deactivated")
+                .await?,
+        )
+    } else {
+        None
+    };
+    // Keys with staff scopes stand in for a staff session: they stop with the staff flag.
+    let staff_keys = if patch.is_staff == Some(false) && user.is_staff {
+        repo::revoke_keys(&mut *tx, user_id, KeySelection::AdminScoped).await?
+    } else {
+        Vec::new()
+    };
     let details = serde_json::json!({
         "by": admin.user_id,
         "is_active": patch.is_active,
         "is_staff": patch.is_staff,
         "groups": patch.groups,
-        "sessions_revoked": revoked,
+        "sessions_revoked": ended.as_ref().map_or(0, |e| e.sessions.len()),
+        "ended": ended.as_ref().map(|e| e.details()),
+        "staff_keys_revoked": staff_keys.iter().map(|k| k.id).collect::<Vec<_>>(),
     });
     account_event(&mut tx, Some(user_id), "user_changed_by_admin", details, client).await?;
     crate::core::db::commit(tx).await?;
+    for key in &staff_keys {
+        state.auth_cache.evict(key.id);
+    }
+    if let Some(ended) = ended {
+        ended.settle(state).await;
+    }
     user_detail(state, user_id).await
 }
 

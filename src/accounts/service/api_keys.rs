@@ -1,6 +1,7 @@
-//! The signed-in user's API keys: created with scopes from a fixed list, shown once,
-//! stored as a SHA-256 hash (the secret is 32 random bytes, so a fast hash is enough:
-//! there is nothing to guess) behind a public prefix for lookup, revoked at will.
+//! The signed-in user's API keys: created with the password and scopes from a fixed list,
+//! shown once, stored as a SHA-256 hash (the secret is 32 random bytes, so a fast hash is
+//! enough: there is nothing to guess) behind a public prefix for lookup, revoked at will,
+//! expiring after at most 365 days (their owner is told 7 days before).
 
 use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
@@ -35,14 +36,16 @@ fn new_key() -> (String, SecretString) {
     (prefix, key)
 }
 
-/// Creates a key. Admin scopes (`audit:read`, `introspect`) need a staff owner and an
-/// aal 2 session with a recent second factor, as any admin action does; the owner gets a
-/// security email either way, in the same transaction as the key.
+/// Creates a key after the password (and, while MFA is on, a recent second factor): a key
+/// outlives every session, so a stolen access token alone must not make one. Admin scopes
+/// (`audit:read`, `introspect`) need a staff owner and a recent second factor, as any admin
+/// action does. The owner gets a security email in the same transaction as the key.
 pub async fn create_api_key(
     state: &AppState,
     client: &ClientContext,
     auth: &AuthUser,
     new: NewApiKey,
+    password: SecretString,
 ) -> AppResult<CreatedApiKey> {
     if new.scopes.iter().any(|s| is_admin_scope(s)) {
         if !auth.is_staff {
@@ -52,9 +55,11 @@ pub async fn create_api_key(
             return Err(AppError::MfaRequired);
         }
     }
+    let checked = super::reauthenticate(state, client, auth, Some(password)).await?;
     let (prefix, key) = new_key();
     let hash = crypto::sha256_hex(key.expose_secret());
     let mut tx = crate::core::db::begin(&state.db).await?;
+    super::hold(&mut tx, auth, Some(&checked)).await?;
     let owner = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     // The owner's row lock orders concurrent creations, so the cap holds.
     repo::lock_user(&mut *tx, owner.id).await?;
@@ -73,7 +78,7 @@ pub async fn create_api_key(
         name => view.name,
         prefix => prefix,
         scopes => new.scopes.join(", "),
-        expires => view.expires_at.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+        expires => view.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         time => chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
     };
     let to = Email::from_stored(&owner.email);
@@ -86,6 +91,36 @@ pub async fn create_api_key(
 
 pub async fn api_keys(state: &AppState, auth: &AuthUser) -> AppResult<Vec<ApiKeyView>> {
     Ok(repo::keys(&state.db, auth.user_id).await?)
+}
+
+/// How long before a key expires its owner is told.
+pub const EXPIRY_NOTICE: chrono::Duration = chrono::Duration::days(7);
+
+/// Tells the owners of keys that expire within `EXPIRY_NOTICE` (once per key, across
+/// instances); returns how many were told. Run by the cleanup job.
+pub async fn warn_expiring_keys(state: &AppState, tx: &mut sqlx::PgConnection) -> AppResult<u64> {
+    let keys = repo::claim_expiring_keys(&mut *tx, EXPIRY_NOTICE.num_seconds() as f64).await?;
+    for (user, key) in &keys {
+        let Some(owner) = repo::user_by_id(&mut *tx, *user).await? else { continue };
+        let context = context! {
+            username => owner.username,
+            name => key.name,
+            prefix => key.prefix,
+            scopes => key.scopes.join(", "),
+            expires => key.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        };
+        let to = Email::from_stored(&owner.email);
+        notifications::enqueue_email(
+            &mut *tx,
+            &state.data_keys,
+            owner.id,
+            &to,
+            NotificationType::ApiKeyExpiring,
+            context,
+        )
+        .await?;
+    }
+    Ok(keys.len() as u64)
 }
 
 /// Revokes one of the caller's live keys; anyone else's (or a dead one) is "not found".

@@ -285,19 +285,31 @@ pub async fn verify(
     };
 
     let seen = DeviceSeen::of(client);
-    let device = match (trust_device, seen.verified) {
-        (true, true) => {
-            let until = Utc::now() + Duration::days(TRUST_DAYS);
-            let (ua, fp) = (client.user_agent.as_deref(), seen.fingerprint_hash.as_str());
-            Some(repo::trust_device(&mut tx, user.id, fp, ua, client.ip_network(), until).await.map_err(|e| {
-                match e {
-                    // A device marked compromised cannot be trusted again.
-                    sqlx::Error::RowNotFound => AppError::Forbidden,
-                    other => other.into(),
-                }
-            })?)
-        }
-        _ => None,
+    // Trust goes only to a device known by its fingerprint (never one known only by its
+    // user agent), and only to the device the session runs on: the one a login opens on,
+    // or for a step-up the one its session was opened on.
+    let trustable = trust_device
+        && seen.verified
+        && match (challenge.kind(), challenge.session_id) {
+            (Some(ChallengeType::StepUp), Some(session)) => {
+                repo::session_on_device(&mut *tx, session, &seen.fingerprint_hash).await?
+            }
+            _ => true,
+        };
+    let device = if trustable {
+        let until = Utc::now() + Duration::days(TRUST_DAYS);
+        let (ua, fp) = (client.user_agent.as_deref(), seen.fingerprint_hash.as_str());
+        let device = repo::trust_device(&mut tx, user.id, fp, ua, client.ip_network(), until).await.map_err(|e| {
+            match e {
+                // A device marked compromised cannot be trusted again.
+                sqlx::Error::RowNotFound => AppError::Forbidden,
+                other => other.into(),
+            }
+        })?;
+        devices::trusted_notice(&mut tx, state, &user, &seen.agent.browser, &seen.agent.os, until, client).await?;
+        Some(device)
+    } else {
+        None
     };
     otp::service::close_challenge(&mut tx, &challenge, device).await?;
     let event = MfaEvent {

@@ -39,6 +39,7 @@ pub(super) fn assess(client: &ClientContext, device: &DeviceSeen, facts: &LoginF
         recent_failures: (facts.identifier_failures - 1).max(0),
         compromised_device: h.device_compromised,
         bot: device.agent.is_bot(),
+        trusted_device_new_country: h.device_new_country,
     };
     risk::assess(&signals)
 }
@@ -121,7 +122,8 @@ pub async fn rename_device(
     let mut tx = crate::core::db::begin(&state.db).await?;
     let old = repo::rename_device(&mut *tx, auth.user_id, id, &name).await?.ok_or(AppError::NotFound)?;
     let event = DeviceEvent {
-        metadata: Some(serde_json::json!({ "old": old, "new": name })),
+        // That the name changed, not the names: a device name often holds a person's name.
+        metadata: Some(serde_json::json!({ "fields": ["device_name"], "had_name": old.is_some() })),
         ..device_event(auth.user_id, id, DeviceAction::Renamed, client)
     };
     audit_log::record_device(&mut *tx, &event).await?;
@@ -129,8 +131,10 @@ pub async fn rename_device(
     device(state, auth, id).await
 }
 
-/// Trust for `days` (1..=90): the device skips MFA until then. With MFA on, only from an
-/// aal 2 session; a compromised device cannot be trusted.
+/// Trust for `days` (1..=90): the device skips MFA until then. Only a device known by its
+/// fingerprint (409 `DEVICE_NOT_VERIFIED`), only from a session opened on it (403), with MFA
+/// on only with a second factor within `STEP_UP_MAX_AGE_SECONDS` (403 `MFA_REQUIRED`); a
+/// compromised device cannot be trusted. The owner gets a security notice.
 pub async fn trust_device(
     state: &AppState,
     client: &ClientContext,
@@ -142,30 +146,67 @@ pub async fn trust_device(
         return Err(AppError::validation("days", "must be 1 to 90"));
     }
     let mut tx = crate::core::db::begin(&state.db).await?;
+    // The session stays active until this commits: a sign-out racing the trust waits.
+    super::hold(&mut tx, auth, None).await?;
     let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
-    if user.mfa_enabled && auth.aal < 2 {
+    let facts = repo::lock_for_trust(&mut *tx, auth.user_id, id, auth.session_id).await?.ok_or(AppError::NotFound)?;
+    if facts.compromised {
+        return Err(AppError::Conflict {
+            code: "DEVICE_COMPROMISED",
+            field: "device",
+            message: "A device marked compromised cannot be trusted.",
+        });
+    }
+    if !facts.verified {
+        return Err(AppError::Conflict {
+            code: "DEVICE_NOT_VERIFIED",
+            field: "device",
+            message: "A device known only by its User-Agent is never trusted: it must send X-Device-Fingerprint.",
+        });
+    }
+    if !facts.current {
+        return Err(AppError::ForbiddenBecause("A device can be trusted only from a session opened on it."));
+    }
+    if user.mfa_enabled && !auth.has_recent_mfa(state.config.step_up_max_age) {
         return Err(AppError::MfaRequired);
     }
     let until = Utc::now() + Duration::days(days);
-    match repo::trust_device_by_id(&mut tx, auth.user_id, id, until).await? {
-        repo::TrustOutcome::Trusted => {}
-        repo::TrustOutcome::NotFound => return Err(AppError::NotFound),
-        repo::TrustOutcome::Compromised => {
-            return Err(AppError::Conflict {
-                code: "DEVICE_COMPROMISED",
-                field: "device",
-                message: "A device marked compromised cannot be trusted.",
-            });
-        }
-    }
+    repo::trust_device_by_id(&mut tx, auth.user_id, id, until).await?;
     let event = DeviceEvent {
         trust_state_change: Some(format!("trusted for {days} days")),
         metadata: Some(serde_json::json!({ "trust_expires_at": until })),
         ..device_event(auth.user_id, id, DeviceAction::Trusted, client)
     };
     audit_log::record_device(&mut *tx, &event).await?;
+    let view =
+        repo::devices(&mut *tx, auth.user_id, auth.session_id, Some(id)).await?.pop().ok_or(AppError::NotFound)?;
+    trusted_notice(&mut tx, state, &user, &view.browser, &view.os, until, client).await?;
     crate::core::db::commit(tx).await?;
-    device(state, auth, id).await
+    state.outbox_wakeup.notify_one();
+    Ok(view)
+}
+
+/// The security notice that a device may now skip MFA: which, until when, from where.
+pub(super) async fn trusted_notice(
+    tx: &mut PgConnection,
+    state: &AppState,
+    user: &UserRow,
+    browser: &Option<String>,
+    os: &Option<String>,
+    until: chrono::DateTime<Utc>,
+    client: &ClientContext,
+) -> AppResult<()> {
+    let context = context! {
+        username => user.username,
+        browser => browser.as_deref().unwrap_or("an unknown browser"),
+        os => os.as_deref().unwrap_or("an unknown system"),
+        until => until.format("%Y-%m-%d %H:%M UTC").to_string(),
+        ip => client.ip.map(|ip| ip.to_string()),
+        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let to = Email::from_stored(&user.email);
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::DeviceTrusted, context).await?;
+    Ok(())
 }
 
 pub async fn untrust_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {

@@ -1,24 +1,34 @@
 //! Changing one's email address: the password, then a link to the new address and a notice
 //! to the old one. Nothing changes until the link is used, so the old address still signs
-//! in until then and a typo costs nothing.
+//! in until then and a typo costs nothing. Once it is used, the old address gets an undo
+//! link that no remediation ends: an attacker who moved the address and then reset the
+//! password cannot take away the owner's way back.
 
 use chrono::{Duration, Utc};
 use minijinja::context;
 use secrecy::SecretString;
 
 use super::{
-    account_event, link, lockout::confirm_password, passwords::PURPOSE_RESET, registration::PURPOSE_VERIFY, token_hash,
+    account_event, link,
+    lockout::confirm_password,
+    passwords::{PURPOSE_RESET, RESET_TOKEN_TTL},
+    recovery::{Remedy, end_grants},
+    registration::PURPOSE_VERIFY,
+    token_hash,
 };
 use crate::{
     accounts::{
         models::{Email, User},
+        passwords::UNUSABLE_PASSWORD,
         repo,
     },
+    audit_log::SessionAction,
     core::{
-        AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint,
+        AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint, keys::Purpose,
         ratelimit::Action,
     },
     notifications::{self, NotificationType},
+    otp,
 };
 
 pub const EMAIL_CHANGE_TTL: Duration = Duration::hours(1);
@@ -53,6 +63,7 @@ pub async fn request_email_change(
     }
     let token = SecretString::from(crypto::random_token());
     let mut tx = crate::core::db::begin(&state.db).await?;
+    super::hold(&mut tx, auth, Some(&user)).await?;
     repo::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_EMAIL_CHANGE).await?;
     repo::insert_email_change_token(
         &mut *tx,
@@ -85,15 +96,19 @@ pub async fn request_email_change(
         context! { username, new_email => new_email.as_str(), time },
     )
     .await?;
-    let details = serde_json::json!({ "new_email": new_email.as_str() });
+    // The audit trail outlives the account: a keyed hash of the address, never the address.
+    let details = serde_json::json!({ "new_email_hash": address_hash(state, &new_email) });
     account_event(&mut tx, Some(user.id), "email_change_requested", details, client).await?;
     crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())
 }
 
-/// `POST /auth/email/change/confirm`: uses the token and moves the account. Links sent
-/// to the old address (verification, password reset) die with the move; an address
+/// `POST /auth/email/change/confirm`: uses the token and moves the account. A token of an
+/// inactive account, or of one whose password changed or was reset since the request, is
+/// `TOKEN_INVALID` (the remediation was maybe against whoever asked). Links sent to the old
+/// address (verification, password reset) die with the move; the old address gets a
+/// notice with an undo link (`UNDO_TTL`) that only its use or expiry ends. An address
 /// taken meanwhile is 409 `EMAIL_TAKEN` and the token stays unused.
 pub async fn confirm_email_change(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
     let mut tx = crate::core::db::begin(&state.db).await?;
@@ -106,9 +121,114 @@ pub async fn confirm_email_change(state: &AppState, client: &ClientContext, toke
     })?;
     repo::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_VERIFY).await?;
     repo::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_RESET).await?;
-    let details = serde_json::json!({ "old_email": old.email, "new_email": new_email });
+    let undo = SecretString::from(crypto::random_token());
+    repo::insert_undo_token(&mut *tx, user_id, &token_hash(&undo), &old.email, Utc::now() + UNDO_TTL).await?;
+    let context = context! {
+        username => old.username,
+        new_email => new_email,
+        link => link(state, "undo-email-change", &undo),
+        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let old_address = Email::from_stored(&old.email);
+    notifications::enqueue_email(
+        &mut tx,
+        &state.data_keys,
+        user_id,
+        &old_address,
+        NotificationType::EmailChanged,
+        context,
+    )
+    .await?;
+    let details = serde_json::json!({ "new_email_hash": address_hash(state, &Email::from_stored(&new_email)) });
     account_event(&mut tx, Some(user_id), "email_changed", details, client).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
     crate::core::db::commit(tx).await?;
+    state.outbox_wakeup.notify_one();
     Ok(user.into())
+}
+
+/// How long the old address can undo a change.
+pub const UNDO_TTL: Duration = Duration::days(7);
+
+/// `POST /auth/email/change/undo` (and its page): the old address takes the account back.
+/// The address is restored (and counts as verified: its owner just used a link sent to
+/// it), the password stops working, and everything a password reset ends ends
+/// (`Remedy::PasswordReset`): whoever moved the address may also have reset the password.
+/// A reset link goes to the restored address with the factors added since the change,
+/// for the owner to remove; the address it replaces is told it no longer signs in. The
+/// undo links of later changes die; earlier ones stay.
+pub async fn undo_email_change(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
+    let mut tx = crate::core::db::begin(&state.db).await?;
+    let undo = repo::consume_undo_token(&mut tx, &token_hash(&token)).await?.ok_or(AppError::TokenInvalid)?;
+    let user_id = undo.user_id;
+    let replaced = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    repo::set_email(&mut *tx, user_id, &undo.address).await.map_err(|e| match constraint(&e) {
+        Some("auth_user_email_key") => email_taken(),
+        _ => e.into(),
+    })?;
+    repo::set_email_verified(&mut *tx, user_id).await?;
+    repo::set_password(&mut *tx, user_id, UNUSABLE_PASSWORD).await?;
+    repo::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_VERIFY).await?;
+    let ended = end_grants(
+        &mut tx,
+        client,
+        user_id,
+        Remedy::PasswordReset,
+        SessionAction::SessionRevoked,
+        "email_change_undone",
+    )
+    .await?;
+    let reset = SecretString::from(crypto::random_token());
+    repo::insert_one_time_token(
+        &mut *tx,
+        user_id,
+        PURPOSE_RESET,
+        &token_hash(&reset),
+        Utc::now() + RESET_TOKEN_TTL,
+        client.ip_network(),
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    let added = otp::service::factors_added_since(&mut tx, user_id, undo.changed_at).await?;
+    let factors = otp::service::factors(&mut tx, user_id).await?;
+    let context = context! {
+        username => user.username,
+        link => link(state, "reset-password", &reset),
+        factors_added => added.iter().map(|m| m.label()).collect::<Vec<_>>(),
+        ..ended.notice(&factors)
+    };
+    let to = Email::from_stored(&user.email);
+    notifications::enqueue_email(&mut tx, &state.data_keys, user_id, &to, NotificationType::EmailChangeUndone, context)
+        .await?;
+    if replaced.email != user.email {
+        // Whoever holds the replaced address (maybe the owner, who moved away from a mailbox
+        // they lost) hears that it no longer signs in.
+        let context = context! {
+            username => user.username,
+            time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        };
+        let was = Email::from_stored(&replaced.email);
+        notifications::enqueue_email(
+            &mut tx,
+            &state.data_keys,
+            user_id,
+            &was,
+            NotificationType::EmailChangeReverted,
+            context,
+        )
+        .await?;
+    }
+    let mut details = ended.details();
+    details["factors_added_since"] = serde_json::json!(added.iter().map(|m| m.as_str()).collect::<Vec<_>>());
+    account_event(&mut tx, Some(user_id), "email_change_undone", details, client).await?;
+    crate::core::db::commit(tx).await?;
+    ended.settle(state).await;
+    Ok(user.into())
+}
+
+/// A keyed hash of an address: audit rows can tell two events about the same address
+/// apart from two about different ones, and hold nothing a reader could turn back into it.
+fn address_hash(state: &AppState, email: &Email) -> String {
+    state.data_keys.mac(Purpose::AuditHash, email.as_str())
 }

@@ -2,18 +2,21 @@
 //! one JSON file of everything the user's rows hold (no secret, no hash) to `EXPORT_DIR`,
 //! and a download for the owner for 24 hours. The file stays out of the database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
+use minijinja::context;
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::account_event;
 use crate::{
     accounts::{
-        models::{ExportStatus, ExportView},
+        models::{Email, ExportStatus, ExportView},
         repo,
     },
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
+    notifications::{self, NotificationType},
 };
 
 /// How long a finished export can be fetched.
@@ -22,8 +25,17 @@ pub const EXPORT_TTL: Duration = Duration::hours(24);
 const STALE_SECS: f64 = 600.0;
 
 /// `POST /users/me/export`: a new request, or the one already waiting (one at a time).
-pub async fn request_export(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<ExportView> {
+/// A copy of everything is what a stolen access token would want most: it takes the
+/// password (and a recent second factor while MFA is on), and the owner is told.
+pub async fn request_export(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    password: Option<SecretString>,
+) -> AppResult<ExportView> {
+    let user = super::reauthenticate(state, client, auth, password).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
+    super::hold(&mut tx, auth, Some(&user)).await?;
     let export = repo::open_export(&mut *tx, auth.user_id).await?;
     account_event(
         &mut tx,
@@ -33,7 +45,15 @@ pub async fn request_export(state: &AppState, client: &ClientContext, auth: &Aut
         client,
     )
     .await?;
+    let context = context! {
+        username => user.username,
+        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let to = Email::from_stored(&user.email);
+    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &to, NotificationType::ExportRequested, context)
+        .await?;
     crate::core::db::commit(tx).await?;
+    state.outbox_wakeup.notify_one();
     Ok(export)
 }
 
@@ -83,13 +103,52 @@ async fn build(state: &AppState, id: Uuid, user: Uuid) -> AppResult<()> {
     let path = file_of(state, id);
     // Written beside its final name, then renamed: a reader never sees half a file.
     let partial = path.with_extension("json.partial");
-    tokio::fs::create_dir_all(&state.config.export_dir).await.map_err(AppError::internal)?;
-    tokio::fs::write(&partial, &bytes).await.map_err(AppError::internal)?;
+    write_private(&state.config.export_dir, &partial, &bytes).await.map_err(AppError::internal)?;
     tokio::fs::rename(&partial, &path).await.map_err(AppError::internal)?;
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-    let path = path.to_string_lossy();
-    repo::complete_export(&state.db, id, &path, size, Utc::now() + EXPORT_TTL).await?;
+    let stored = path.to_string_lossy();
+    if !repo::complete_export(&state.db, id, &stored, size, Utc::now() + EXPORT_TTL).await? {
+        // Cancelled or deleted with its account while it was being built: nobody may
+        // fetch it, so it must not outlive this moment.
+        remove_file(&path).await;
+    }
     Ok(())
+}
+
+/// Writes `bytes` readable by the service's user only (0600, in a 0700 directory): an
+/// export is a whole account's personal data.
+async fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let (dir, path, bytes) = (dir.to_owned(), path.to_owned(), bytes.to_owned());
+    tokio::task::spawn_blocking(move || {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+async fn remove_file(path: &Path) {
+    if let Err(e) = tokio::fs::remove_file(path).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, "an export file could not be deleted");
+    }
+}
+
+/// Deletes the files of exports whose rows were cancelled or deleted (after the commit
+/// that did it): the recorded path, and the file a build in flight is writing.
+pub(super) async fn remove_export_files(state: &AppState, exports: &[(Uuid, Option<String>)]) {
+    for (id, stored) in exports {
+        if let Some(stored) = stored {
+            remove_file(Path::new(stored)).await;
+        }
+        let path = file_of(state, *id);
+        remove_file(&path.with_extension("json.partial")).await;
+        remove_file(&path).await;
+    }
 }
 
 /// Expires finished exports past their 24 h and deletes their files; returns how many.

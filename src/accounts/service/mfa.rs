@@ -1,8 +1,10 @@
 //! Managing one's own second factors (API.md "MFA management"): set up and confirm TOTP,
 //! email and SMS, backup codes, the primary method, removal. MFA turns on with the first
-//! confirmed factor, when backup codes are issued. While MFA is on, changing factors needs
-//! the password and a second factor within `STEP_UP_MAX_AGE_SECONDS`; a staff user's
-//! removal waits for another staff member's approval. Every change is written to
+//! confirmed factor, when backup codes are issued. Every setup, the first included, needs
+//! the password (and while MFA is on a second factor within `STEP_UP_MAX_AGE_SECONDS`), and
+//! every factor added sends a security notice: a stolen access token cannot enrol the
+//! thief's authenticator unseen. A staff user's removal waits for another staff member's
+//! approval. Every change is written to
 //! accounts_mfachangelog and audited in its transaction.
 
 use secrecy::SecretString;
@@ -57,27 +59,6 @@ fn status(settings: &repo::MfaSettingsRow, f: &Factors) -> MfaStatus {
     }
 }
 
-/// The signed-in user, after the checks a factor change needs while MFA is on: the
-/// password (403 `PASSWORD_INCORRECT`) and a recent second factor (403 `MFA_REQUIRED`;
-/// `POST /auth/mfa/step-up` renews it). The hash is checked before any transaction opens.
-async fn guarded_user(
-    state: &AppState,
-    client: &ClientContext,
-    auth: &AuthUser,
-    password: Option<SecretString>,
-) -> AppResult<UserRow> {
-    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
-    if !user.mfa_enabled {
-        return Ok(user);
-    }
-    if !auth.has_recent_mfa(state.config.step_up_max_age) {
-        return Err(AppError::MfaRequired);
-    }
-    let password = password.ok_or_else(|| AppError::validation("password", "is required while MFA is on"))?;
-    super::lockout::confirm_password(state, client, &user, password).await?;
-    Ok(user)
-}
-
 /// Starts TOTP setup: a new secret, not active until `totp_confirm`.
 #[tracing::instrument(skip_all, fields(user = %auth.user_id))]
 pub async fn totp_setup(
@@ -86,7 +67,7 @@ pub async fn totp_setup(
     auth: &AuthUser,
     password: Option<SecretString>,
 ) -> AppResult<TotpSetup> {
-    let user = guarded_user(state, client, auth, password).await?;
+    let user = super::reauthenticate(state, client, auth, password).await?;
     begin_totp(state, client, &user, None).await
 }
 
@@ -155,9 +136,13 @@ async fn factor_added(
         let event =
             MfaEvent { mfa_method: Some(method.as_str().into()), ..mfa_event(user.id, MfaAction::MethodAdded, client) };
         audit_log::record_mfa(&mut *tx, &event).await?;
+        factor_notice(tx, state, user, method, false).await?;
         return Ok(BackupCodes { backup_codes: Vec::new() });
     }
     repo::set_mfa_enabled(&mut *tx, user.id, true, Some(method.as_str())).await?;
+    // Trust given while there was no second factor was given without one: from now on a
+    // device skips MFA only on trust granted with a factor.
+    super::recovery::end_trust(&mut *tx, client, user.id, None, "mfa_enabled").await?;
     let codes = otp::service::new_backup_codes(&mut *tx, &state.data_keys, user.id).await?;
     repo::set_method_state(&mut *tx, user.id, MfaMethod::BackupCode.as_str(), true, true).await?;
     repo::insert_mfa_change(&mut *tx, user.id, "enabled", Some(method.as_str()), None, new_value, None, "not_required")
@@ -168,7 +153,27 @@ async fn factor_added(
         ..mfa_event(user.id, MfaAction::Enabled, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
+    factor_notice(tx, state, user, method, true).await?;
     Ok(BackupCodes { backup_codes: codes })
+}
+
+/// The security notice that a factor was added (`first`: MFA just turned on with it).
+async fn factor_notice(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    user: &UserRow,
+    method: MfaMethod,
+    first: bool,
+) -> AppResult<()> {
+    let context = minijinja::context! {
+        username => user.username,
+        method => method.label(),
+        first => first,
+        time => chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let to = Email::from_stored(&user.email);
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::MfaMethodAdded, context).await?;
+    Ok(())
 }
 
 /// Starts the email method: a code goes to the account's address.
@@ -178,7 +183,7 @@ pub async fn email_setup(
     auth: &AuthUser,
     password: Option<SecretString>,
 ) -> AppResult<()> {
-    let user = guarded_user(state, client, auth, password).await?;
+    let user = super::reauthenticate(state, client, auth, password).await?;
     let email = Email::from_stored(&user.email);
     let mut tx = crate::core::db::begin(&state.db).await?;
     otp::service::begin_email_method(&mut tx, user.id, &email).await?;
@@ -196,7 +201,7 @@ pub async fn sms_setup(
     phone: Phone,
     password: Option<SecretString>,
 ) -> AppResult<()> {
-    let user = guarded_user(state, client, auth, password).await?;
+    let user = super::reauthenticate(state, client, auth, password).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     otp::service::begin_sms_method(&mut tx, user.id, &phone).await?;
     send_setup_code(&mut tx, state, client, &user, Recipient::Sms(&phone)).await?;
@@ -285,7 +290,7 @@ pub async fn remove_factor(
     password: SecretString,
     code: SecretString,
 ) -> AppResult<Removal> {
-    let user = guarded_user(state, client, auth, Some(password)).await?;
+    let user = super::reauthenticate(state, client, auth, Some(password)).await?;
     if !user.mfa_enabled {
         return Err(AppError::NotFound);
     }
@@ -387,7 +392,7 @@ pub async fn regenerate_backup_codes(
     auth: &AuthUser,
     password: SecretString,
 ) -> AppResult<BackupCodes> {
-    let user = guarded_user(state, client, auth, Some(password)).await?;
+    let user = super::reauthenticate(state, client, auth, Some(password)).await?;
     if !user.mfa_enabled {
         return Err(AppError::Conflict {
             code: "MFA_NOT_ENABLED",

@@ -7,9 +7,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
+    admin::outranks,
     challenges::mfa_event,
     mfa::{apply_removal, begin_totp, totp_confirm},
-    sessions::revoke_in,
+    recovery::{Ended, Remedy, end_grants},
 };
 use crate::{
     accounts::{
@@ -43,6 +44,7 @@ pub async fn request_mfa_reset(
 ) -> AppResult<MfaChangeView> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    outranks(admin, &user)?;
     if !user.mfa_enabled {
         return Err(AppError::Conflict {
             code: "MFA_NOT_ENABLED",
@@ -66,19 +68,22 @@ pub async fn request_mfa_reset(
 const RESET: &str = "reset";
 
 /// Approves a pending MFA change request and applies it. `approver` is a staff member who
-/// is neither the user nor whoever asked (403 otherwise); None is an operator at the
-/// shell (`gatehouse mfa approve`). The user is told by email either way.
+/// is neither the user nor whoever asked, and a superuser when the user is one (403
+/// otherwise); None is an operator at the shell (`gatehouse mfa approve`). The user is
+/// told by email either way.
 pub async fn approve_mfa_change(
     state: &AppState,
     client: &ClientContext,
     change: Uuid,
-    approver: Option<Uuid>,
+    approver: Option<&AuthUser>,
 ) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
-    refuse_self_decision(&request, approver)?;
+    may_decide(&mut tx, &request, approver).await?;
+    let approver = approver.map(|a| a.user_id);
+    let mut ended = None;
     let method = if request.action == RESET {
-        reset_all_factors(&mut tx, client, request.user_id).await?;
+        ended = Some(reset_all_factors(&mut tx, client, request.user_id).await?);
         None
     } else {
         let method = request.mfa_method.as_deref().and_then(MfaMethod::parse).ok_or(AppError::NotFound)?;
@@ -94,6 +99,9 @@ pub async fn approve_mfa_change(
     audit_log::record_mfa(&mut *tx, &event).await?;
     tell_user(&mut tx, state, &request, "approved").await?;
     crate::core::db::commit(tx).await?;
+    if let Some(ended) = ended {
+        ended.settle(state).await;
+    }
     state.outbox_wakeup.notify_one();
     Ok(())
 }
@@ -103,12 +111,13 @@ pub async fn reject_mfa_change(
     state: &AppState,
     client: &ClientContext,
     change: Uuid,
-    approver: Uuid,
+    approver: &AuthUser,
     reason: Option<String>,
 ) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
-    refuse_self_decision(&request, Some(approver))?;
+    may_decide(&mut tx, &request, Some(approver)).await?;
+    let approver = approver.user_id;
     repo::decide_change(&mut *tx, request.id, "rejected", Some(approver)).await?;
     let event = MfaEvent {
         mfa_method: request.mfa_method.clone(),
@@ -124,25 +133,33 @@ pub async fn reject_mfa_change(
     Ok(())
 }
 
-/// Four eyes: whoever a change is about, and whoever asked for it, may not decide it.
-fn refuse_self_decision(request: &repo::MfaChange, decider: Option<Uuid>) -> AppResult<()> {
-    match decider {
-        Some(d) if d == request.user_id || Some(d) == request.requested_by_id => Err(AppError::Forbidden),
-        _ => Ok(()),
+/// Four eyes: whoever a change is about, and whoever asked for it, may not decide it; and
+/// only a superuser decides about a superuser (the operator at the shell decides anything).
+async fn may_decide(tx: &mut PgConnection, request: &repo::MfaChange, decider: Option<&AuthUser>) -> AppResult<()> {
+    let Some(decider) = decider else { return Ok(()) };
+    if decider.user_id == request.user_id || Some(decider.user_id) == request.requested_by_id {
+        return Err(AppError::Forbidden);
     }
+    let user = repo::user_by_id(&mut *tx, request.user_id).await?.ok_or(AppError::NotFound)?;
+    outranks(decider, &user)
 }
 
-/// Every factor gone, MFA off, every session signed out.
-async fn reset_all_factors(tx: &mut PgConnection, client: &ClientContext, user: Uuid) -> AppResult<()> {
+/// Every factor gone, MFA off, and what `Remedy::MfaReset` ends: every session, device
+/// trust, pending links and the keys with staff scopes.
+async fn reset_all_factors(tx: &mut PgConnection, client: &ClientContext, user: Uuid) -> AppResult<Ended> {
     for method in [MfaMethod::Totp, MfaMethod::Email, MfaMethod::Sms, MfaMethod::BackupCode] {
         otp::service::remove_method(tx, user, method).await?;
         repo::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
     }
     repo::set_mfa_enabled(&mut *tx, user, false, None).await?;
-    revoke_in(tx, client, user, None, None, SessionAction::SessionRevoked, "mfa_reset").await?;
-    let event = MfaEvent { risk_level: RiskLevel::High, ..mfa_event(user, MfaAction::Disabled, client) };
+    let ended = end_grants(tx, client, user, Remedy::MfaReset, SessionAction::SessionRevoked, "mfa_reset").await?;
+    let event = MfaEvent {
+        risk_level: RiskLevel::High,
+        metadata: Some(ended.details()),
+        ..mfa_event(user, MfaAction::Disabled, client)
+    };
     audit_log::record_mfa(&mut *tx, &event).await?;
-    Ok(())
+    Ok(ended)
 }
 
 /// The security email that tells the user how their request (or staff's) was decided.

@@ -1,7 +1,7 @@
 //! The rules of accounts, one file per concern, found by its name: registration, login,
 //! lockout, challenges (the second step of a login, step-up), mfa (managing one's factors),
 //! mfa_admin (approvals, the operator's enrolment), sessions, tokens (refresh, logout),
-//! passwords, profile, admin, devices. Each public function
+//! passwords, profile, admin, devices, recovery (what a remediation ends). Each public function
 //! owns its transaction; audit rows and queued emails commit with the change, and the
 //! outbox is woken after commit. API keys and exports join as files of their own.
 
@@ -17,6 +17,7 @@ mod mfa;
 mod mfa_admin;
 mod passwords;
 mod profile;
+mod recovery;
 mod registration;
 mod sessions;
 mod tokens;
@@ -24,19 +25,19 @@ mod tokens;
 pub use admin::{
     admin_logout_all, admin_unlock, create_superuser, list_users, lock_of, update_user, user_detail, usernames,
 };
-pub use api_keys::{MAX_KEYS, api_keys, create_api_key, revoke_api_key};
+pub use api_keys::{EXPIRY_NOTICE, MAX_KEYS, api_keys, create_api_key, revoke_api_key, warn_expiring_keys};
 pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
 pub use devices::{
     delete_device, device, devices, devices_near, mark_compromised, rename_device, trust_device, untrust_device,
 };
-pub use email_change::{EMAIL_CHANGE_TTL, confirm_email_change, request_email_change};
+pub use email_change::{EMAIL_CHANGE_TTL, UNDO_TTL, confirm_email_change, request_email_change, undo_email_change};
 pub use exports::{EXPORT_TTL, expire_exports, export_file, export_status, request_export, run_exports_once};
 pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
 pub use login::login;
 pub use mfa::*;
 pub use mfa_admin::*;
 pub use passwords::{
-    PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
+    ChangeOptions, PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
 };
 pub use profile::{delete_me, me, update_me};
 pub use registration::{VERIFY_TOKEN_TTL, register, resend_verification, verify_email};
@@ -49,17 +50,49 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    models::{Authenticated, User},
+    models::{Authenticated, User, UserRow},
     repo,
 };
 use crate::{
     audit_log::{Origin, SessionAction, SessionEvent},
     core::{
-        AppResult, AppState,
-        auth::{self, Claims},
+        AppError, AppResult, AppState,
+        auth::{self, AuthUser, Claims},
         client::ClientContext,
     },
 };
+
+/// The signed-in user, after the checks that actions a stolen access token must not be
+/// enough for ask (API.md "Recovery"): the password (missing: 422; wrong: 403
+/// `PASSWORD_INCORRECT`, counted against the lockout) and, while MFA is on, a second factor
+/// within `STEP_UP_MAX_AGE_SECONDS` (403 `MFA_REQUIRED`; `POST /auth/mfa/step-up` renews it).
+/// The hash is checked before any transaction opens.
+async fn reauthenticate(
+    state: &AppState,
+    client: &ClientContext,
+    auth: &AuthUser,
+    password: Option<SecretString>,
+) -> AppResult<UserRow> {
+    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    if user.mfa_enabled && !auth.has_recent_mfa(state.config.step_up_max_age) {
+        return Err(AppError::MfaRequired);
+    }
+    let password = password.ok_or_else(|| AppError::validation("password", "is required"))?;
+    lockout::confirm_password(state, client, &user, password).await?;
+    Ok(user)
+}
+
+/// Inside the action's transaction, after `reauthenticate`: the session is still active and
+/// the password the one checked, and both stay so until the commit (401 otherwise). Closes
+/// the gap between a check made before the transaction and a remediation committing in it.
+async fn hold(tx: &mut PgConnection, auth: &AuthUser, checked: Option<&UserRow>) -> AppResult<()> {
+    let hash = checked.map(|u| u.password_hash.as_str());
+    if repo::hold_session(&mut *tx, auth.session_id, auth.user_id, hash).await? {
+        Ok(())
+    } else {
+        Err(AppError::Unauthenticated)
+    }
+}
 
 fn origin(client: &ClientContext) -> Origin {
     Origin { ip: client.ip_network(), country: client.country.clone(), city: client.city.clone() }

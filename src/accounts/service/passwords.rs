@@ -6,7 +6,11 @@ use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::{account_event, link, session_event, token_hash};
+use super::{
+    account_event, link,
+    recovery::{Ended, Remedy, end_grants},
+    session_event, token_hash,
+};
 use crate::{
     accounts::{
         models::{Email, UserRow},
@@ -18,6 +22,7 @@ use crate::{
         ratelimit::Action,
     },
     notifications::{self, NotificationType},
+    otp,
 };
 
 /// Password history depth: a new password may not match any of these.
@@ -46,7 +51,17 @@ fn policy(password: &SecretString, user: &UserRow) -> AppResult<()> {
     problems.into_result()
 }
 
-/// Changes the password; every other session of the user is revoked.
+/// What a password change ends beyond the other sessions (API.md "Recovery").
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChangeOptions {
+    /// This session too.
+    pub sign_out_everywhere: bool,
+    /// Every API key too.
+    pub revoke_api_keys: bool,
+}
+
+/// Changes the password: the other sessions (all with `sign_out_everywhere`), pending links
+/// and the other devices' trust end with it (`recovery::Remedy::PasswordChange`).
 #[tracing::instrument(skip_all, fields(user = %auth.user_id))]
 pub async fn change_password(
     state: &AppState,
@@ -54,6 +69,7 @@ pub async fn change_password(
     auth: &AuthUser,
     current: SecretString,
     new: SecretString,
+    options: ChangeOptions,
 ) -> AppResult<()> {
     let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     super::lockout::confirm_password(state, client, &user, current).await?;
@@ -63,16 +79,22 @@ pub async fn change_password(
     let mut tx = crate::core::db::begin(&state.db).await?;
     repo::set_password(&mut *tx, user.id, &hash).await?;
     repo::insert_password_history(&mut *tx, user.id, &hash, "user", "change").await?;
-    repo::revoke_sessions(&mut tx, user.id, None, Some(auth.session_id), "password_changed").await?;
-    account_event(&mut tx, Some(user.id), "password_changed", serde_json::json!({}), client).await?;
+    let remedy = Remedy::PasswordChange {
+        session: auth.session_id,
+        everywhere: options.sign_out_everywhere,
+        revoke_keys: options.revoke_api_keys,
+    };
+    let ended = end_grants(&mut tx, client, user.id, remedy, SessionAction::SessionRevoked, "password_changed").await?;
+    account_event(&mut tx, Some(user.id), "password_changed", ended.details(), client).await?;
     let event = SessionEvent {
         session_id: Some(auth.session_id),
         ..session_event(user.id, SessionAction::PasswordChanged, client)
     };
     audit_log::record_session(&mut *tx, &event).await?;
-    password_changed_notice(&mut tx, state, &user, "change").await?;
+    let how = if options.sign_out_everywhere { How::ChangedEverywhere } else { How::Changed };
+    password_changed_notice(&mut tx, state, &user, how, &ended).await?;
     crate::core::db::commit(tx).await?;
-    state.outbox_wakeup.notify_one();
+    ended.settle(state).await;
     Ok(())
 }
 
@@ -135,8 +157,9 @@ async fn issue_reset(state: &AppState, client: &ClientContext, email: &Email) ->
     Ok(())
 }
 
-/// Sets a new password from a reset token (single use); every session is revoked. The
-/// token is consumed only if the whole change commits.
+/// Sets a new password from a reset token (single use); every grant a past sign-in left
+/// ends with it (`recovery::Remedy::PasswordReset`). The token is consumed only if the
+/// whole change commits.
 #[tracing::instrument(skip_all)]
 pub async fn confirm_password_reset(
     state: &AppState,
@@ -158,32 +181,44 @@ pub async fn confirm_password_reset(
     }
     repo::set_password(&mut *tx, user.id, &hash).await?;
     repo::insert_password_history(&mut *tx, user.id, &hash, "user", "reset").await?;
-    repo::revoke_sessions(&mut tx, user.id, None, None, "password_reset").await?;
-    account_event(&mut tx, Some(user.id), "password_reset", serde_json::json!({}), client).await?;
+    let ended =
+        end_grants(&mut tx, client, user.id, Remedy::PasswordReset, SessionAction::SessionRevoked, "password_reset")
+            .await?;
+    account_event(&mut tx, Some(user.id), "password_reset", ended.details(), client).await?;
     audit_log::record_session(&mut *tx, &session_event(user.id, SessionAction::PasswordReset, client)).await?;
-    password_changed_notice(&mut tx, state, &user, "reset").await?;
+    password_changed_notice(&mut tx, state, &user, How::Reset, &ended).await?;
     crate::core::db::commit(tx).await?;
-    state.outbox_wakeup.notify_one();
+    ended.settle(state).await;
     Ok(())
+}
+
+/// How the password came to change, as its notice says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    Changed,
+    ChangedEverywhere,
+    Reset,
 }
 
 /// The security message that the password changed (by the user or by a reset link): it
 /// goes whatever the user's notification settings say, so a takeover cannot be muted.
+/// It lists the API keys that still work and the factors that remain.
 async fn password_changed_notice(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
     user: &UserRow,
-    how: &str,
+    how: How,
+    ended: &Ended,
 ) -> AppResult<()> {
-    let (username, reset) = (user.username.clone(), how == "reset");
-    notifications::enqueue_email(
-        tx,
-        &state.data_keys,
-        user.id,
-        &Email::from_stored(&user.email),
-        NotificationType::PasswordChanged,
-        context! { username, reset },
-    )
-    .await?;
+    let factors = otp::service::factors(&mut *tx, user.id).await?;
+    let context = context! {
+        username => user.username,
+        reset => how == How::Reset,
+        everywhere => how == How::ChangedEverywhere,
+        ..ended.notice(&factors)
+    };
+    let to = Email::from_stored(&user.email);
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::PasswordChanged, context)
+        .await?;
     Ok(())
 }

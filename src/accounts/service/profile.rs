@@ -34,8 +34,10 @@ pub async fn update_me(state: &AppState, client: &ClientContext, auth: &AuthUser
     Ok(Me { user, profile })
 }
 
-/// Deletes the account and, by cascade, everything of it. The record of the deletion
-/// stays in accounts_auditlog (its user_id set to null).
+/// Deletes the account and, by cascade, everything of it; its export files go at once,
+/// after the commit (a build still running finds its row gone and deletes its own file).
+/// The record of the deletion stays in accounts_auditlog (its user_id set to null), with
+/// no address or name in it; the login attempts kept under its address go too.
 #[tracing::instrument(skip_all, fields(user = %auth.user_id))]
 pub async fn delete_me(
     state: &AppState,
@@ -47,7 +49,10 @@ pub async fn delete_me(
     super::lockout::confirm_password(state, client, &user, password).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     account_event(&mut tx, Some(user.id), "deleted", serde_json::json!({ "user_id": user.id }), client).await?;
+    let exports = repo::lock_exports(&mut *tx, user.id).await?;
+    repo::delete_attempts_of(&mut *tx, &user.email).await?;
     repo::delete_user(&mut *tx, user.id).await?;
     crate::core::db::commit(tx).await?;
+    super::exports::remove_export_files(state, &exports).await;
     Ok(())
 }

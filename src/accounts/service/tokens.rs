@@ -5,7 +5,13 @@ use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::{access_ttl, authenticated, refresh_ttl, session_event, session_max_age, sessions::revoke, token_hash};
+use super::{
+    access_ttl, account_event, authenticated,
+    recovery::{Remedy, end_grants},
+    refresh_ttl, session_event, session_max_age,
+    sessions::revoke,
+    token_hash,
+};
 use crate::{
     accounts::{
         models::{Authenticated, Email},
@@ -20,6 +26,7 @@ use crate::{
         keys::Purpose,
     },
     notifications::{self, NotificationType},
+    otp,
 };
 
 /// Rotates a refresh token: the presented one dies and a child takes its place. A token
@@ -156,7 +163,39 @@ pub async fn logout(state: &AppState, client: &ClientContext, auth: &AuthUser) -
     Ok(())
 }
 
+/// `POST /auth/logout-all`: signs the caller out everywhere (`sign_out_everywhere`).
 pub async fn logout_all(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<()> {
-    revoke(state, client, auth.user_id, None, None, SessionAction::LogoutAll, "logout_all").await?;
+    sign_out_everywhere(state, client, auth.user_id, None).await?;
     Ok(())
+}
+
+/// Ends every session of `user` and what else `recovery::Remedy::SignOutEverywhere` ends
+/// (pending links, device trust, pending exports), in one transaction with the audit rows
+/// and the notice that lists the API keys still working (a key needs the password to make,
+/// so it stays) and the factors. `by`: the admin who did it. Returns the sessions ended.
+pub(super) async fn sign_out_everywhere(
+    state: &AppState,
+    client: &ClientContext,
+    user: Uuid,
+    by: Option<Uuid>,
+) -> AppResult<usize> {
+    let mut tx = crate::core::db::begin(&state.db).await?;
+    let owner = repo::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
+    let (action, reason) = match by {
+        Some(_) => (SessionAction::SessionRevoked, "revoked_by_admin"),
+        None => (SessionAction::LogoutAll, "logout_all"),
+    };
+    let ended = end_grants(&mut tx, client, user, Remedy::SignOutEverywhere, action, reason).await?;
+    let mut details = ended.details();
+    details["by"] = serde_json::json!(by);
+    account_event(&mut tx, Some(user), "signed_out_everywhere", details, client).await?;
+    let factors = otp::service::factors(&mut tx, user).await?;
+    let context = context! { username => owner.username, by_admin => by.is_some(), ..ended.notice(&factors) };
+    let to = Email::from_stored(&owner.email);
+    notifications::enqueue_email(&mut tx, &state.data_keys, user, &to, NotificationType::SignedOutEverywhere, context)
+        .await?;
+    crate::core::db::commit(tx).await?;
+    let count = ended.sessions.len();
+    ended.settle(state).await;
+    Ok(count)
 }

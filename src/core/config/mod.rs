@@ -304,6 +304,17 @@ impl Config {
             if self.sms_provider == SmsProviderKind::Log {
                 return Err(err("SMS_PROVIDER", "production needs a real SMS provider (webhook), not the log"));
             }
+            // Seed 002, Database Security: verify the server's certificate, not just encrypt.
+            let urls = [
+                ("DATABASE_URL", Some(&self.database_url)),
+                ("DATABASE_ADMIN_URL", self.database_admin_url.as_ref()),
+                ("DATABASE_REPLICA_URL", self.database_replica_url.as_ref()),
+            ];
+            for (name, url) in urls {
+                if let Some(url) = url {
+                    check_database_tls(name, url)?;
+                }
+            }
         }
         Ok(())
     }
@@ -362,6 +373,25 @@ impl Config {
     }
 }
 
+/// A database URL production may use: on loopback or a Unix socket, or with
+/// `sslmode=verify-full` (in the URL, or PGSSLMODE), so a server that cannot prove its name
+/// is refused rather than trusted with every password hash.
+fn check_database_tls(var: &'static str, url: &str) -> Result<(), ConfigError> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    let options: PgConnectOptions =
+        url.parse().map_err(|_| err(var, format!("{} is not a PostgreSQL URL", crate::core::redact::origin(url))))?;
+    let host = options.get_host();
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if local || matches!(options.get_ssl_mode(), PgSslMode::VerifyFull) {
+        Ok(())
+    } else {
+        Err(err(var, "production needs sslmode=verify-full for a database that is not on loopback"))
+    }
+}
+
 /// Development-only key: data encrypted with it is readable by anyone with the source.
 const DEV_ENCRYPTION_KEY: [u8; 32] = *b"gatehouse-development-only-key!!";
 
@@ -388,7 +418,8 @@ mod tests {
         {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
-        assert!(debug.contains("db.internal:5432/gatehouse"), "the rest stays readable: {debug}");
+        assert!(debug.contains("postgres://db.internal:5432"), "the origin stays readable: {debug}");
+        assert!(!debug.contains("db.internal:5432/gatehouse"), "no path either: {debug}");
     }
 
     #[test]
@@ -406,5 +437,32 @@ mod tests {
         // The tests' cheap hashing is below OWASP's minimum: production refuses it.
         config.argon2 = Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 };
         assert_eq!(config.validate().map_err(|e| e.var), Err("ARGON2_MEMORY_KIB"));
+    }
+
+    #[test]
+    fn production_verifies_the_certificate_of_a_database_off_loopback() {
+        let mut config = Config::for_tests("postgres://app@db.internal:5432/gatehouse");
+        config.app_env = AppEnv::Production;
+        config.jwt_signing_key_file = Some("key.pem".into());
+        config.smtp_url = Some("smtp://127.0.0.1:25".into());
+        config.argon2 = Argon2Params { memory_kib: 19_456, iterations: 2, parallelism: 1 };
+        config.sms_provider = SmsProviderKind::Webhook;
+        config.sms_webhook_url = Some("https://sms.example/send".into());
+        assert_eq!(config.validate().map_err(|e| e.var), Err("DATABASE_URL"));
+        for refused in ["?sslmode=require", "?sslmode=verify-ca", "?sslmode=prefer"] {
+            config.database_url = format!("postgres://app@db.internal:5432/gatehouse{refused}");
+            assert_eq!(config.validate().map_err(|e| e.var), Err("DATABASE_URL"), "{refused}");
+        }
+        config.database_url = "postgres://app@db.internal:5432/gatehouse?sslmode=verify-full".into();
+        assert!(config.validate().is_ok());
+        for local in ["postgres://app@127.0.0.1/g", "postgres://app@localhost/g", "postgres://app@[::1]:5432/g"] {
+            config.database_url = local.into();
+            assert!(config.validate().is_ok(), "{local}");
+        }
+        config.database_admin_url = Some("postgres://owner@db.internal/g".into());
+        assert_eq!(config.validate().map_err(|e| e.var), Err("DATABASE_ADMIN_URL"));
+        config.database_admin_url = None;
+        config.database_replica_url = Some("postgres://app@replica.internal/g?sslmode=require".into());
+        assert_eq!(config.validate().map_err(|e| e.var), Err("DATABASE_REPLICA_URL"));
     }
 }

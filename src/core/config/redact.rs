@@ -1,5 +1,5 @@
-//! `Config`'s `Debug`, with the keys, tokens and the credentials inside URLs left out, so
-//! a logged configuration never carries a secret.
+//! `Config`'s `Debug`, with the keys and tokens left out and every configured URL shown as
+//! `scheme://host:port` only, so a logged configuration never carries a secret.
 
 use super::Config;
 
@@ -51,16 +51,7 @@ impl std::fmt::Debug for Config {
 
 const REDACTED: &str = "[REDACTED]";
 
-/// A URL with its userinfo and query (where passwords and tokens ride) replaced.
+/// A configured URL as `scheme://host:port` (`core::redact::origin`).
 fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = match rest.rsplit_once('@') {
-        Some((_, host)) => format!("{REDACTED}@{host}"),
-        None => rest.to_owned(),
-    };
-    let rest = match rest.split_once('?') {
-        Some((path, _)) => format!("{path}?{REDACTED}"),
-        None => rest,
-    };
-    if scheme.is_empty() { rest } else { format!("{scheme}://{rest}") }
+    crate::core::redact::origin(url)
 }

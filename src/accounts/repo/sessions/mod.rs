@@ -280,3 +280,27 @@ pub async fn delete_dead_sessions(db: impl PgExecutor<'_>, grace_secs: f64) -> s
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Locks the session and its user's row until the transaction ends, when the session is
+/// still active and (given one) the password hash is still the one checked: an action
+/// whose checks ran before its transaction commits only if no remediation came in between,
+/// and a remediation that comes after waits for it, then ends what it made.
+pub async fn hold_session(
+    db: impl PgExecutor<'_>,
+    session: Uuid,
+    user: Uuid,
+    password_hash: Option<&str>,
+) -> sqlx::Result<bool> {
+    let held = sqlx::query_scalar!(
+        "SELECT s.id FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
+          WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now() AND u.is_active
+            AND ($3::text IS NULL OR u.password_hash = $3)
+            FOR SHARE OF s, u",
+        session,
+        user,
+        password_hash,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(held.is_some())
+}

@@ -1,0 +1,186 @@
+//! What ends an attacker's hold (API.md "Recovery"). An action that says "someone else may
+//! have my account" ends, in its own transaction, every grant a past sign-in could have
+//! left behind: sessions with their refresh tokens, API keys, pending one-time links,
+//! device trust and pending exports, each as the table of API.md says for that action.
+//! One function owns the table, so every remediation ends the same things the same way.
+
+use minijinja::Value;
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{exports::remove_export_files, origin, sessions::revoke_in};
+use crate::{
+    accounts::repo::{self, KeyNote, KeySelection},
+    audit_log::{self, DeviceAction, DeviceEvent, SessionAction},
+    core::{AppResult, AppState, client::ClientContext},
+    otp::{self, Factors},
+};
+
+/// The remediations, as the rows of API.md's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// `POST /auth/password/reset/confirm`, and the undo of an email change.
+    PasswordReset,
+    /// `POST /auth/password/change` from `session`: the other sessions (all with
+    /// `everywhere`), the trust of the other devices, pending links; keys only with
+    /// `revoke_keys`.
+    PasswordChange { session: Uuid, everywhere: bool, revoke_keys: bool },
+    /// `POST /auth/logout-all` and the admin's sign-out-everywhere.
+    SignOutEverywhere,
+    /// An approved staff reset of every factor.
+    MfaReset,
+    /// `is_active: false`.
+    Deactivation,
+}
+
+/// What a remediation ended, and the keys it left working.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// Logins that were waiting for their second factor.
+    pub challenges: u64,
+    pub sessions: Vec<Uuid>,
+    pub keys_revoked: Vec<KeyNote>,
+    pub keys_kept: Vec<KeyNote>,
+    pub links: u64,
+    pub untrusted: Vec<Uuid>,
+    pub exports: Vec<(Uuid, Option<String>)>,
+}
+
+impl Remedy {
+    fn keys(self) -> Option<KeySelection> {
+        match self {
+            Remedy::PasswordReset => Some(KeySelection::AllButIntrospectOnly),
+            Remedy::PasswordChange { revoke_keys: true, .. } | Remedy::Deactivation => Some(KeySelection::All),
+            Remedy::MfaReset => Some(KeySelection::AdminScoped),
+            Remedy::PasswordChange { revoke_keys: false, .. } | Remedy::SignOutEverywhere => None,
+        }
+    }
+
+    /// The session whose sign-in this action keeps.
+    fn kept_session(self) -> Option<Uuid> {
+        match self {
+            Remedy::PasswordChange { session, everywhere: false, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    /// The session whose device keeps its trust: a password change ends the other
+    /// devices' trust, with or without `sign_out_everywhere`.
+    fn kept_device_of(self) -> Option<Uuid> {
+        match self {
+            Remedy::PasswordChange { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    fn cancels_exports(self) -> bool {
+        matches!(self, Remedy::PasswordReset | Remedy::SignOutEverywhere | Remedy::Deactivation)
+    }
+}
+
+/// Ends, in the caller's transaction, what `remedy` ends for `user`, with an audit row for
+/// each session and each device whose trust ended; `action` and `reason` say why on them.
+/// Call `Ended::settle` after the commit.
+pub async fn end_grants(
+    tx: &mut PgConnection,
+    client: &ClientContext,
+    user: Uuid,
+    remedy: Remedy,
+    action: SessionAction,
+    reason: &str,
+) -> AppResult<Ended> {
+    // First the logins half done (password given, second factor owed): a challenge opened
+    // before the remediation must not open a session after it. This waits for a
+    // verification in flight, so the session it opens is revoked just below.
+    let challenges = otp::service::end_open_challenges(&mut *tx, user).await?;
+    let sessions = revoke_in(&mut *tx, client, user, None, remedy.kept_session(), action, reason).await?;
+    let keys_revoked = match remedy.keys() {
+        Some(which) => repo::revoke_keys(&mut *tx, user, which).await?,
+        None => Vec::new(),
+    };
+    let keys_kept = repo::live_keys(&mut *tx, user).await?;
+    let links = repo::revoke_links(&mut *tx, user).await?;
+    let untrusted = end_trust(&mut *tx, client, user, remedy.kept_device_of(), reason).await?;
+    let exports = if remedy.cancels_exports() { repo::cancel_exports(&mut *tx, user).await? } else { Vec::new() };
+    Ok(Ended { challenges, sessions, keys_revoked, keys_kept, links, untrusted, exports })
+}
+
+/// Ends the trust of the user's devices (but the device of session `keep`), each with its
+/// device audit row; returns the devices.
+pub async fn end_trust(
+    tx: &mut PgConnection,
+    client: &ClientContext,
+    user: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+) -> AppResult<Vec<Uuid>> {
+    let untrusted = repo::end_trust(&mut *tx, user, keep).await?;
+    for device in &untrusted {
+        let event = DeviceEvent {
+            device_id: Some(*device),
+            origin: origin(client),
+            trust_state_change: Some(format!("trust ended: {reason}")),
+            ..DeviceEvent::new(user, DeviceAction::Untrusted)
+        };
+        audit_log::record_device(&mut *tx, &event).await?;
+    }
+    Ok(untrusted)
+}
+
+/// A key as a notice lists it.
+#[derive(Serialize)]
+struct ListedKey<'a> {
+    name: &'a str,
+    prefix: &'a str,
+    scopes: String,
+    expires: String,
+}
+
+fn listed(keys: &[KeyNote]) -> Vec<ListedKey<'_>> {
+    keys.iter()
+        .map(|k| ListedKey {
+            name: &k.name,
+            prefix: &k.prefix,
+            scopes: k.scopes.join(", "),
+            expires: k.expires_at.format("%Y-%m-%d").to_string(),
+        })
+        .collect()
+}
+
+impl Ended {
+    /// Counts for the action's audit row.
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "challenges_ended": self.challenges,
+            "sessions_revoked": self.sessions.len(),
+            "api_keys_revoked": self.keys_revoked.iter().map(|k| k.id).collect::<Vec<_>>(),
+            "api_keys_kept": self.keys_kept.iter().map(|k| k.id).collect::<Vec<_>>(),
+            "links_revoked": self.links,
+            "device_trust_ended": self.untrusted.len(),
+            "exports_cancelled": self.exports.len(),
+        })
+    }
+
+    /// What the notice lists (templates/email/_grants): the sessions ended, the keys
+    /// revoked and kept, and the factors that remain.
+    pub fn notice(&self, factors: &Factors) -> Value {
+        minijinja::context! {
+            sessions_ended => self.sessions.len(),
+            keys_revoked => Value::from_serialize(listed(&self.keys_revoked)),
+            keys_kept => Value::from_serialize(listed(&self.keys_kept)),
+            factors => factors.labels(),
+        }
+    }
+
+    /// After the commit: this instance forgets the revoked sessions and keys at once (the
+    /// others hear it from the triggers' NOTIFY), the cancelled exports' files are deleted,
+    /// and the outbox is woken for the notice.
+    pub async fn settle(self, state: &AppState) {
+        for id in self.sessions.iter().chain(self.keys_revoked.iter().map(|k| &k.id)) {
+            state.auth_cache.evict(*id);
+        }
+        remove_export_files(state, &self.exports).await;
+        state.outbox_wakeup.notify_one();
+    }
+}
