@@ -55,8 +55,8 @@ pub struct History {
     pub device_known: bool,
     pub device_compromised: bool,
     pub device_may_skip_mfa: bool,
-    /// The device may skip MFA, and this login comes from a country none of its sessions
-    /// came from.
+    /// The device may skip MFA, and this login comes from a country that none of the
+    /// account's last 50 sessions came from on this device.
     pub device_new_country: bool,
     /// One of the account's last 50 sessions came from this country / this /16 (IPv6 /48).
     pub seen_country: bool,
@@ -113,11 +113,7 @@ pub async fn login_facts(
                   -- Only a device known by its fingerprint may skip MFA (API.md "Recovery").
                   COALESCE(dev.can_skip_mfa AND dev.mfa_skip_until > now() AND NOT dev.is_compromised
                            AND dev.is_verified, false) AS "device_may_skip_mfa!",
-                  -- Asked only of a device that may skip MFA, and only with a country: has
-                  -- one of its sessions come from this country? (idx_session_device)
-                  CASE WHEN $7::text IS NOT NULL AND dev.can_skip_mfa AND dev.is_verified
-                       THEN EXISTS (SELECT 1 FROM accounts_session ds WHERE ds.device_id = dev.id AND ds.country = $7)
-                  END AS device_seen_country,
+                  COALESCE(hist.device_seen_country, false) AS "device_seen_country!",
                   COALESCE(hist.any_session, false) AS "any_session!",
                   COALESCE(hist.seen_country, false) AS "seen_country!",
                   COALESCE(hist.seen_ip_range, false) AS "seen_ip_range!",
@@ -128,13 +124,14 @@ pub async fn login_facts(
              LEFT JOIN accounts_mfasettings m ON m.user_id = u.id
              LEFT JOIN accounts_device dev ON dev.user_id = u.id AND dev.fingerprint_hash = $6
              -- The user's last 50 sessions, read from idx_session_user_recent alone: has
-             -- any come from this country, or this /16 (IPv6 /48)? Bounded, however many
-             -- sessions the account has had.
+             -- any come from this country, or this /16 (IPv6 /48), and from this country on
+             -- this device? Bounded, however many sessions the account has had.
              LEFT JOIN LATERAL (
                  SELECT true AS any_session, bool_or(r.country = $7::text) AS seen_country,
                         bool_or(r.ip_address <<= network(set_masklen($3::inet,
-                            CASE WHEN family($3::inet) = 6 THEN 48 ELSE 16 END))) AS seen_ip_range
-                   FROM (SELECT s.country, s.ip_address FROM accounts_session s WHERE s.user_id = u.id
+                            CASE WHEN family($3::inet) = 6 THEN 48 ELSE 16 END))) AS seen_ip_range,
+                        bool_or(r.country = $7::text AND r.device_id = dev.id) AS device_seen_country
+                   FROM (SELECT s.country, s.ip_address, s.device_id FROM accounts_session s WHERE s.user_id = u.id
                           ORDER BY s.created_at DESC LIMIT 50) r
                  HAVING count(*) > 0) hist ON true
              LEFT JOIN LATERAL (
@@ -178,7 +175,8 @@ pub async fn login_facts(
         device_known: row.device_known,
         device_compromised: row.device_compromised,
         device_may_skip_mfa: row.device_may_skip_mfa,
-        device_new_country: row.device_seen_country == Some(false),
+        // Only with a country to compare: without geo there is no signal.
+        device_new_country: row.device_may_skip_mfa && country.is_some() && !row.device_seen_country,
         seen_country: row.seen_country,
         seen_ip_range: row.seen_ip_range,
         last_place,
