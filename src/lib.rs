@@ -1,10 +1,13 @@
 //! Gatehouse: authentication, MFA and device trust over PostgreSQL.
 //!
 //! Four apps, dependencies pointing one way:
-//! `accounts -> otp -> notifications -> audit_log -> core`.
+//! `accounts -> otp -> notifications -> audit_log -> core`. Above them, `admin_ui` (the
+//! staff console, as Django keeps `django.contrib.admin` apart from the apps it
+//! administers) and `jobs` (the loops) call the apps' services.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod accounts;
+pub mod admin_ui;
 pub mod audit_log;
 pub mod core;
 pub mod jobs;
@@ -44,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .nest("/api/v1", api)
         .merge(openapi::docs_router())
         .merge(accounts::routes::pages())
+        .merge(admin_ui::router())
 }
 
 /// The layers every route gets: JSON 404/405, the body limit, panic catching, security

@@ -1,6 +1,5 @@
 //! accounts: users, passwords, sessions and tokens. The top app: it may import every other.
 
-pub mod admin_ui;
 pub mod forms;
 pub mod handlers;
 pub mod link_pages;

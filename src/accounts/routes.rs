@@ -1,11 +1,12 @@
-//! Paths of the accounts app: the JSON API (nested under `/api/v1`) and the staff pages.
+//! Paths of the accounts app: the JSON API (nested under `/api/v1`) and the emailed links'
+//! pages.
 
 use axum::{
     Router,
     routing::{delete, get, post, put},
 };
 
-use super::{admin_ui, handlers, link_pages};
+use super::{handlers, link_pages};
 use crate::core::AppState;
 
 /// The JSON API of accounts.
@@ -64,15 +65,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/logout-all", post(handlers::admin_logout_all))
 }
 
-/// The server-rendered staff pages, served at the root (not under `/api/v1`).
+/// The pages the emailed links open, served at the root (not under `/api/v1`).
 pub fn pages() -> Router<AppState> {
     Router::new()
-        .route("/admin", get(admin_ui::page))
-        .route("/admin/login", post(admin_ui::login))
-        .route("/admin/review", post(admin_ui::review))
-        .route("/admin/logout", post(admin_ui::logout))
-        .route("/admin/users", post(admin_ui::user_action))
-        .route("/admin/mfa", post(admin_ui::mfa_decision))
         .route("/verify-email", get(link_pages::verify_email_page).post(link_pages::verify_email_submit))
         .route("/reset-password", get(link_pages::reset_password_page).post(link_pages::reset_password_submit))
         .route("/confirm-email-change", get(link_pages::email_change_page).post(link_pages::email_change_submit))

@@ -11,11 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    admin,
     models::{
         AuditEvent, AuditKind, DailyTotals, DeviceAction, EventFilter, JobRun, LinkAction, MfaAction, Retention,
         RiskLevel, SessionAction, Summary,
     },
+    review,
 };
 use crate::core::{
     AppResult, AppState,
@@ -39,7 +39,7 @@ pub async fn list(
     require_permission(&state, &auth, "audit_log.view_auditlog").await?;
     let kind = AuditKind::from_path(&kind)?;
     let (filter, page) = parse_query(Some(kind), &q)?;
-    let (items, total) = admin::list(&state, kind, &filter, page).await?;
+    let (items, total) = review::list(&state, kind, &filter, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 
@@ -70,7 +70,7 @@ pub async fn review(
 ) -> AppResult<Json<Reviewed>> {
     require_admin_write(&state, &auth, "audit_log.review_auditlog").await?;
     let kind = AuditKind::from_path(&kind)?;
-    admin::review(&state, kind, id, &body.review_status, body.review_notes.as_deref(), auth.user_id).await?;
+    review::review(&state, kind, id, &body.review_status, body.review_notes.as_deref(), auth.user_id).await?;
     Ok(Json(Reviewed { id, review_status: body.review_status }))
 }
 
@@ -106,7 +106,7 @@ pub async fn summaries(
     let user =
         q.user_id.as_deref().and_then(|u| problems.check("user_id", Uuid::parse_str(u).map_err(|_| "must be a UUID")));
     problems.into_result()?;
-    let (items, total) = admin::summaries(&state, from, to, user, page).await?;
+    let (items, total) = review::summaries(&state, from, to, user, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 
@@ -130,7 +130,7 @@ pub async fn daily(
     let mut problems = Problems::new();
     let (from, to) = date_range(None, q.from.as_deref(), q.to.as_deref(), &mut problems);
     problems.into_result()?;
-    Ok(Json(admin::daily(&state, from, to).await?))
+    Ok(Json(review::daily(&state, from, to).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -151,7 +151,7 @@ pub async fn run_summary(
     AppJson(body): AppJson<RunRequest>,
 ) -> AppResult<Json<JobRun>> {
     require_admin_write(&state, &auth, "audit_log.run_auditlogsummary").await?;
-    Ok(Json(admin::run_summary(&state, body.date).await?))
+    Ok(Json(review::run_summary(&state, body.date).await?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -189,7 +189,7 @@ pub async fn jobs(
         Some(raw) => problems.check("latest", flag(raw).ok_or("must be true or false")).unwrap_or(false),
     };
     problems.into_result()?;
-    let (items, total) = admin::jobs(&state, q.kind.as_deref(), latest, page).await?;
+    let (items, total) = review::jobs(&state, q.kind.as_deref(), latest, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 
@@ -199,7 +199,7 @@ pub async fn jobs(
         (status = 403, body = ErrorBody, description = "FORBIDDEN without audit_log.view_retentionpolicy; MFA_REQUIRED")))]
 pub async fn retention(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<Retention>>> {
     require_permission(&state, &auth, "audit_log.view_retentionpolicy").await?;
-    Ok(Json(admin::retention(&state).await?))
+    Ok(Json(review::retention(&state).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/audit/retention", tag = "admin", extensions(("x-permission" = json!("audit_log.change_retentionpolicy"))), security(("bearer" = [])),
@@ -215,8 +215,8 @@ pub async fn set_retention(
 ) -> AppResult<Json<Vec<Retention>>> {
     require_admin_write(&state, &auth, "audit_log.change_retentionpolicy").await?;
     let changes: Vec<(AuditKind, i32)> = body.into_iter().collect();
-    admin::set_retention(&state, &changes, auth.user_id).await?;
-    Ok(Json(admin::retention(&state).await?))
+    review::set_retention(&state, &changes, auth.user_id).await?;
+    Ok(Json(review::retention(&state).await?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -238,7 +238,7 @@ pub async fn own_events(
 ) -> AppResult<Json<Paginated<AuditEvent>>> {
     let query = EventQuery { from: q.from, to: q.to, page: q.page, limit: q.limit, ..EventQuery::default() };
     let (filter, page) = parse_query(None, &query)?;
-    let (items, total) = admin::own_events(&state, auth.user_id, &filter, page).await?;
+    let (items, total) = review::own_events(&state, auth.user_id, &filter, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
 }
 

@@ -2,10 +2,10 @@
 //! the partitions, summarises each day, and serves the administrators' review. Imports
 //! only core.
 
-pub mod admin;
 pub mod handlers;
 pub mod models;
 pub mod repo;
+pub mod review;
 pub mod routes;
 pub mod service;
 pub mod summary;

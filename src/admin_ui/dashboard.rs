@@ -12,8 +12,8 @@ use super::{chart, render, session_csrf};
 use crate::{
     accounts::service,
     audit_log::{
-        admin as audit_admin,
         models::{AuditKind, EventFilter},
+        review as audit_review,
     },
     core::{
         AppError, AppState,
@@ -103,11 +103,11 @@ pub(super) async fn dashboard(state: &AppState, user: &AuthUser, search: Option<
         Err(AppError::Forbidden) => false,
         Err(e) => return Err(e),
     };
-    let days = if summaries { audit_admin::daily(state, today - Days::new(29), today).await? } else { Vec::new() };
+    let days = if summaries { audit_review::daily(state, today - Days::new(29), today).await? } else { Vec::new() };
     let mut top_date = None;
     let mut top_rows = Vec::new();
     for day in [today, today - Days::new(1)].into_iter().filter(|_| summaries) {
-        let (rows, _) = audit_admin::summaries(state, day, day, None, Page { page: 1, limit: 10 }).await?;
+        let (rows, _) = audit_review::summaries(state, day, day, None, Page { page: 1, limit: 10 }).await?;
         if !rows.is_empty() {
             top_date = Some(day);
             top_rows = rows;
@@ -117,7 +117,7 @@ pub(super) async fn dashboard(state: &AppState, user: &AuthUser, search: Option<
     let review_filter = EventFilter { requires_review: Some(true), ..EventFilter::default() };
     let mut queue = Vec::new();
     for kind in AuditKind::ALL {
-        let (rows, _) = audit_admin::list(state, *kind, &review_filter, Page { page: 1, limit: 50 }).await?;
+        let (rows, _) = audit_review::list(state, *kind, &review_filter, Page { page: 1, limit: 50 }).await?;
         queue.extend(rows.into_iter().filter(|e| e.review_status.is_none()));
     }
     queue.sort_by_key(|e| std::cmp::Reverse(e.created_at));

@@ -18,13 +18,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{
-    models::{LoginIdentifier, LoginResponse},
-    service,
-};
-use crate::otp::MfaMethod;
 use crate::{
-    audit_log::{admin as audit_admin, models::AuditKind},
+    accounts::{
+        models::{LoginIdentifier, LoginResponse},
+        service,
+    },
+    audit_log::{models::AuditKind, review as audit_review},
     core::{
         AppError, AppState,
         auth::{self, AuthUser},
@@ -32,15 +31,18 @@ use crate::{
         crypto,
         keys::Purpose,
     },
+    otp::MfaMethod,
 };
 
 mod actions;
 mod chart;
 mod dashboard;
+mod routes;
 
 pub use actions::{mfa_decision, user_action};
 use chart::chart;
 use dashboard::dashboard;
+pub use routes::router;
 
 const SESSION_COOKIE: &str = "gh_admin";
 const LOGIN_CSRF_COOKIE: &str = "gh_admin_csrf";
@@ -53,9 +55,9 @@ fn templates() -> Result<&'static Environment<'static>, AppError> {
         let add = |env: &mut Environment<'static>, name: &'static str, body: &'static str| {
             env.add_template(name, body).map_err(|e| e.to_string())
         };
-        add(&mut env, "admin/layout.html", include_str!("../../../templates/admin/layout.html"))?;
-        add(&mut env, "admin/login.html", include_str!("../../../templates/admin/login.html"))?;
-        add(&mut env, "admin/dashboard.html", include_str!("../../../templates/admin/dashboard.html"))?;
+        add(&mut env, "admin/layout.html", include_str!("../../templates/admin/layout.html"))?;
+        add(&mut env, "admin/login.html", include_str!("../../templates/admin/login.html"))?;
+        add(&mut env, "admin/dashboard.html", include_str!("../../templates/admin/dashboard.html"))?;
         Ok(env)
     })
     .as_ref()
@@ -254,7 +256,7 @@ pub async fn review(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let outcome = async {
         auth::require_admin_write(&state, &user, "audit_log.review_auditlog").await?;
         let kind = AuditKind::from_path(&f.kind)?;
-        audit_admin::review(&state, kind, f.id, &f.status, None, user.user_id).await
+        audit_review::review(&state, kind, f.id, &f.status, None, user.user_id).await
     }
     .await;
     match outcome {
