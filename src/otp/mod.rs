@@ -1,7 +1,8 @@
 //! otp: TOTP devices, backup codes, emailed and texted codes, MFA challenges. Imports
 //! notifications, audit_log and core. Its HTTP routes live in accounts, because answering a
-//! challenge opens or raises a session.
+//! challenge opens or raises a session; `challenges::answer` is the one way in.
 
+pub mod challenges;
 pub mod factors;
 pub mod models;
 pub mod repo;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     factors,
-    models::{Challenge, ChallengeType, Factors, MfaMethod, TotpSetup},
+    models::{ChallengeType, Factors, MfaMethod, TotpSetup},
     repo,
 };
 use crate::{
@@ -40,12 +40,6 @@ pub async fn factors(db: &mut PgConnection, user: Uuid) -> AppResult<Factors> {
 /// The factors proven after `since`.
 pub async fn factors_added_since(db: &mut PgConnection, user: Uuid, since: DateTime<Utc>) -> AppResult<Vec<MfaMethod>> {
     Ok(repo::factors_added_since(db, user, since).await?.iter().filter_map(|m| MfaMethod::parse(m)).collect())
-}
-
-/// Ends the user's challenges still waiting for a second factor (a login half done before a
-/// remediation must not be finished after it); returns how many.
-pub async fn end_open_challenges(tx: &mut PgConnection, user: Uuid) -> AppResult<u64> {
-    Ok(repo::end_open_challenges(tx, user).await?)
 }
 
 // TOTP.
@@ -243,38 +237,6 @@ pub async fn remove_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod)
         MfaMethod::Email | MfaMethod::Sms => Ok(repo::delete_method(tx, user, method.as_str()).await?),
         MfaMethod::BackupCode => remove_backup_codes(tx, user).await.map(|()| true),
     }
-}
-
-// Challenges.
-
-/// Opens a challenge for `user`; `metadata` carries what its verification needs (the
-/// login attempt it settles, the client's hashed fingerprint).
-pub async fn open_challenge(
-    tx: &mut PgConnection,
-    user: Uuid,
-    kind: ChallengeType,
-    session: Option<Uuid>,
-    metadata: serde_json::Value,
-) -> AppResult<Challenge> {
-    let expires_at = Utc::now() + CHALLENGE_TTL;
-    Ok(repo::insert_challenge(tx, user, session, kind.as_str(), expires_at, metadata).await?)
-}
-
-/// The live challenge `challenge_id`, locked for this transaction; an unknown, expired,
-/// used or exhausted one is 401 `CHALLENGE_EXPIRED`.
-pub async fn live_challenge(tx: &mut PgConnection, challenge_id: Uuid) -> AppResult<Challenge> {
-    let challenge = repo::lock_challenge(tx, challenge_id).await?.ok_or(AppError::ChallengeExpired)?;
-    if challenge.is_live(Utc::now()) { Ok(challenge) } else { Err(AppError::ChallengeExpired) }
-}
-
-/// Counts a failed verification; returns the attempts left.
-pub async fn fail_challenge(tx: &mut PgConnection, challenge: &Challenge) -> AppResult<i32> {
-    Ok(repo::fail_challenge(tx, challenge.id).await?)
-}
-
-/// Marks the challenge answered: it cannot be used again.
-pub async fn close_challenge(tx: &mut PgConnection, challenge: &Challenge, device: Option<Uuid>) -> AppResult<()> {
-    Ok(repo::close_challenge(tx, challenge.id, device).await?)
 }
 
 /// Deletes challenges and codes expired over an hour ago: (challenges, codes).

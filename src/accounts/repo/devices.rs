@@ -1,8 +1,10 @@
-//! accounts_device and accounts_trusteddevice as the device API sees them; every query
-//! is scoped to the owner, so another user's device is simply not found. (Logins create
-//! and update devices inside `open_session`; MFA trust at verify is in `mfa.rs`.)
+//! accounts_device and accounts_trusteddevice: the device API, trust (granted by the API or
+//! at MFA verify), and what remediations end; every query is scoped to the owner, so
+//! another user's device is simply not found. (Logins create and update devices inside
+//! `open_session`.)
 
 use chrono::{DateTime, Utc};
+use ipnetwork::IpNetwork;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
@@ -99,12 +101,7 @@ pub async fn trust_device_by_id(db: &mut PgConnection, user: Uuid, id: Uuid, unt
 
 /// Records a trust grant in accounts_trusteddevice, ending the device's live one: at most
 /// one is live per device.
-pub(super) async fn renew_trust_grant(
-    db: &mut PgConnection,
-    user: Uuid,
-    device: Uuid,
-    until: DateTime<Utc>,
-) -> sqlx::Result<()> {
+async fn renew_trust_grant(db: &mut PgConnection, user: Uuid, device: Uuid, until: DateTime<Utc>) -> sqlx::Result<()> {
     end_trust_grants(&mut *db, device).await?;
     sqlx::query!(
         "INSERT INTO accounts_trusteddevice (user_id, device_id, trust_expires_at, can_skip_mfa, mfa_skip_until)
@@ -297,4 +294,39 @@ pub async fn session_on_device(db: impl PgExecutor<'_>, session: Uuid, fingerpri
     )
     .fetch_one(db)
     .await
+}
+
+/// Finds or creates the user's device for this fingerprint and trusts it (skip MFA)
+/// until `until`; the grant is recorded in accounts_trusteddevice. Returns the device id,
+/// or None for a device marked compromised (it is never trusted again).
+pub async fn trust_device(
+    db: &mut sqlx::PgConnection,
+    user: Uuid,
+    fingerprint_hash: &str,
+    user_agent: Option<&str>,
+    ip: Option<IpNetwork>,
+    until: DateTime<Utc>,
+) -> sqlx::Result<Option<Uuid>> {
+    let device = sqlx::query_scalar!(
+        "INSERT INTO accounts_device
+             (user_id, fingerprint_hash, user_agent, ip_address, is_verified, is_trusted, trust_expires_at,
+              can_skip_mfa, mfa_skip_until, last_used_at)
+         VALUES ($1, $2, $3, $4, true, true, $5, true, $5, now())
+         ON CONFLICT (user_id, fingerprint_hash) DO UPDATE
+            SET is_verified = true, is_trusted = true, trust_expires_at = $5, can_skip_mfa = true,
+                mfa_skip_until = $5, last_used_at = now(), user_agent = COALESCE($3, accounts_device.user_agent),
+                ip_address = COALESCE($4, accounts_device.ip_address), updated_at = now()
+          WHERE NOT accounts_device.is_compromised
+         RETURNING id",
+        user,
+        fingerprint_hash,
+        user_agent,
+        ip,
+        until
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    let Some(device) = device else { return Ok(None) };
+    renew_trust_grant(db, user, device, until).await?;
+    Ok(Some(device))
 }

@@ -1,9 +1,6 @@
-//! accounts_mfasettings, accounts_mfamethodpreference, accounts_mfachangelog, and the
-//! device trust that lets a login skip its second factor (accounts_device,
-//! accounts_trusteddevice).
+//! accounts_mfasettings, accounts_mfamethodpreference and accounts_mfachangelog (device
+//! trust is in `devices.rs`, raising a session in `sessions`).
 
-use chrono::{DateTime, Utc};
-use ipnetwork::IpNetwork;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -195,83 +192,6 @@ pub async fn decide_change(db: impl PgExecutor<'_>, id: Uuid, status: &str, by: 
         id,
         status,
         by
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-// Device trust.
-
-/// Finds or creates the user's device for this fingerprint and trusts it (skip MFA)
-/// until `until`; the grant is recorded in accounts_trusteddevice. Returns the device id.
-pub async fn trust_device(
-    db: &mut sqlx::PgConnection,
-    user: Uuid,
-    fingerprint_hash: &str,
-    user_agent: Option<&str>,
-    ip: Option<IpNetwork>,
-    until: DateTime<Utc>,
-) -> sqlx::Result<Uuid> {
-    let device = sqlx::query_scalar!(
-        "INSERT INTO accounts_device
-             (user_id, fingerprint_hash, user_agent, ip_address, is_verified, is_trusted, trust_expires_at,
-              can_skip_mfa, mfa_skip_until, last_used_at)
-         VALUES ($1, $2, $3, $4, true, true, $5, true, $5, now())
-         ON CONFLICT (user_id, fingerprint_hash) DO UPDATE
-            SET is_verified = true, is_trusted = true, trust_expires_at = $5, can_skip_mfa = true,
-                mfa_skip_until = $5, last_used_at = now(), user_agent = COALESCE($3, accounts_device.user_agent),
-                ip_address = COALESCE($4, accounts_device.ip_address), updated_at = now()
-          WHERE NOT accounts_device.is_compromised
-         RETURNING id",
-        user,
-        fingerprint_hash,
-        user_agent,
-        ip,
-        until
-    )
-    .fetch_optional(&mut *db)
-    .await?;
-    let Some(device) = device else { return Err(sqlx::Error::RowNotFound) };
-    super::devices::renew_trust_grant(db, user, device, until).await?;
-    Ok(device)
-}
-
-/// Raises a live session to aal 2 after a step-up, with fresh token ids; returns whether
-/// the session was still active.
-pub async fn raise_session(
-    db: impl PgExecutor<'_>,
-    session: Uuid,
-    amr: &[String],
-    method: &str,
-    access_jti: &str,
-    refresh_jti: &str,
-) -> sqlx::Result<bool> {
-    let id = sqlx::query_scalar!(
-        "UPDATE accounts_session
-            SET aal = 2, amr = $2, mfa_verified = true, mfa_verified_at = now(), mfa_method_used = $3,
-                access_jti = $4, refresh_jti = $5, requires_mfa_recheck = false, updated_at = now()
-          WHERE id = $1 AND status = 'active' AND expires_at > now()
-      RETURNING id",
-        session,
-        amr,
-        method,
-        access_jti,
-        refresh_jti
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(id.is_some())
-}
-
-/// Retires a session's refresh tokens (after a step-up hands out a new pair).
-pub async fn retire_session_refresh(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE accounts_refreshtokenrecord SET is_valid = false, revoked_at = COALESCE(revoked_at, now()),
-                revocation_reason = COALESCE(revocation_reason, $2)
-          WHERE session_id = $1 AND is_valid",
-        session,
-        reason
     )
     .execute(db)
     .await?;

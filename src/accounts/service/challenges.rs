@@ -1,7 +1,8 @@
 //! The second step: a login (or a step-up) of an account with MFA on opens a challenge,
-//! which a code then answers. A correct code opens the session (aal 2) or raises it, in the
-//! challenge's transaction; a wrong one costs the challenge an attempt and counts against
-//! the account's lockout, so fresh challenges cannot be farmed for guesses.
+//! which otp answers (`otp::challenges::answer`: how each factor is checked is otp's). A
+//! right answer opens the session (aal 2) or raises it, in the challenge's transaction; a
+//! wrong one costs the challenge an attempt (otp) and counts against the account's lockout
+//! (here), so fresh challenges cannot be farmed for guesses.
 
 use chrono::{Duration, Utc};
 use secrecy::SecretString;
@@ -30,17 +31,16 @@ use crate::{
         ratelimit::Action,
         types::Phone,
     },
-    notifications::{self, NotificationType, Recipient},
+    notifications::Recipient,
     otp::{
         self, Challenge, ChallengeType, MfaMethod,
-        service::{CHALLENGE_TTL, CodeCheck, CodePurpose},
+        challenges::{self, Answer, Response},
+        service::{CHALLENGE_TTL, CodePurpose},
     },
 };
 
 /// How long `trust_device: true` lets a device skip MFA.
 pub const TRUST_DAYS: i64 = 30;
-/// At or below this many unused backup codes, using one emails a warning.
-pub const LOW_BACKUP_CODES: i64 = 2;
 
 /// An MFA audit event about `user`, from where the request came.
 pub(super) fn mfa_event(user: Uuid, action: MfaAction, client: &ClientContext) -> MfaEvent {
@@ -73,7 +73,7 @@ pub(super) async fn second_step(
     let metadata = serde_json::json!({
         "attempt_id": attempt, "risk_score": risk.score, "risk_reasons": risk.reasons
     });
-    let challenge = otp::service::open_challenge(&mut tx, user.id, ChallengeType::Login, None, metadata).await?;
+    let challenge = challenges::open(&mut tx, user.id, ChallengeType::Login, None, metadata).await?;
     repo::finish_attempt(&mut *tx, attempt, Some(user.id), "mfa_pending", None).await?;
     let factors = otp::service::factors(&mut tx, user.id).await?;
     let event = MfaEvent {
@@ -116,14 +116,8 @@ pub async fn step_up(state: &AppState, client: &ClientContext, auth: &AuthUser) 
             message: "Set up a second factor first.",
         });
     }
-    let challenge = otp::service::open_challenge(
-        &mut tx,
-        user.id,
-        ChallengeType::StepUp,
-        Some(auth.session_id),
-        serde_json::json!({}),
-    )
-    .await?;
+    let challenge =
+        challenges::open(&mut tx, user.id, ChallengeType::StepUp, Some(auth.session_id), serde_json::json!({})).await?;
     let factors = otp::service::factors(&mut tx, user.id).await?;
     let event = MfaEvent {
         challenge_id: Some(challenge.challenge_id),
@@ -144,7 +138,7 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
     }
     state.limits.check(Action::MfaSend, client.ip)?;
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let challenge = otp::service::live_challenge(&mut tx, challenge_id).await?;
+    let challenge = challenges::live(&mut tx, challenge_id).await?;
     let user = challenge.user_id;
     let factors = otp::service::factors(&mut tx, user).await?;
     let email = factors.email_address.clone().filter(|_| factors.email).map(Email::from_stored);
@@ -186,67 +180,6 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
     }
 }
 
-/// What a code check found.
-enum Checked {
-    Wrong,
-    /// Right, and now used; for a backup code, the codes left.
-    Right {
-        backup_left: Option<i64>,
-    },
-}
-
-/// Checks `code` for `method`; a right one is used up.
-async fn check(
-    tx: &mut sqlx::PgConnection,
-    state: &AppState,
-    client: &ClientContext,
-    user: &UserRow,
-    challenge: &Challenge,
-    method: MfaMethod,
-    code: &SecretString,
-) -> AppResult<Checked> {
-    let right = |ok: bool| if ok { Checked::Right { backup_left: None } } else { Checked::Wrong };
-    let keys = &state.data_keys;
-    let email = Email::from_stored(&user.email);
-    match method {
-        MfaMethod::Totp => Ok(right(otp::service::check_totp(tx, keys, user.id, &email, code, false).await?)),
-        MfaMethod::BackupCode => {
-            let Some(left) = otp::service::use_backup_code(tx, keys, user.id, code, client.ip_network()).await? else {
-                return Ok(Checked::Wrong);
-            };
-            let event = MfaEvent {
-                mfa_method: Some(method.as_str().into()),
-                challenge_id: Some(challenge.challenge_id),
-                risk_level: if left <= LOW_BACKUP_CODES { RiskLevel::Medium } else { RiskLevel::Low },
-                metadata: Some(serde_json::json!({ "backup_codes_remaining": left })),
-                ..mfa_event(user.id, MfaAction::BackupCodeUsed, client)
-            };
-            audit_log::record_mfa(&mut *tx, &event).await?;
-            if left <= LOW_BACKUP_CODES {
-                let context = minijinja::context! { username => user.username, remaining => left };
-                notifications::enqueue_email(tx, keys, user.id, &email, NotificationType::BackupCodesLow, context)
-                    .await?;
-            }
-            Ok(Checked::Right { backup_left: Some(left) })
-        }
-        MfaMethod::Email | MfaMethod::Sms => {
-            let purpose = CodePurpose::for_challenge(challenge.kind());
-            let outcome = otp::service::check_code(
-                tx,
-                keys,
-                user.id,
-                method,
-                purpose,
-                Some(challenge.id),
-                code,
-                client.ip_network(),
-            )
-            .await?;
-            Ok(right(outcome == CodeCheck::Accepted))
-        }
-    }
-}
-
 /// `POST /auth/mfa/verify`: answers a challenge. Right: the login's session opens (aal 2)
 /// or the step-up's session is raised, with new tokens, in this transaction. Wrong: 401
 /// `MFA_CODE_INVALID` with the attempts left, and a failure on the account's lockout.
@@ -260,7 +193,7 @@ pub async fn verify(
     trust_device: bool,
 ) -> AppResult<Authenticated> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let challenge = otp::service::live_challenge(&mut tx, challenge_id).await?;
+    let challenge = challenges::live(&mut tx, challenge_id).await?;
     let user = repo::user_by_id(&mut *tx, challenge.user_id).await?.ok_or(AppError::ChallengeExpired)?;
     if !user.is_active {
         return Err(AppError::ChallengeExpired);
@@ -279,9 +212,13 @@ pub async fn verify(
         return Err(AppError::RateLimited { retry_after_secs: retry });
     }
 
-    let backup_left = match check(&mut tx, state, client, &user, &challenge, method, &code).await? {
-        Checked::Right { backup_left } => backup_left,
-        Checked::Wrong => return failed(tx, state, client, &user, &challenge, method).await,
+    let email = Email::from_stored(&user.email);
+    let account = challenges::Account { id: user.id, email: &email, username: &user.username };
+    let response = Response::Code { method, code };
+    let answer = challenges::answer(&mut tx, &state.data_keys, &challenge, account, response, &origin(client)).await?;
+    let backup_left = match answer {
+        Answer::Right { backup_codes_left } => backup_codes_left,
+        Answer::Wrong { attempts_left } => return failed(tx, state, client, &user, method, attempts_left).await,
     };
 
     let seen = DeviceSeen::of(client);
@@ -299,19 +236,16 @@ pub async fn verify(
     let device = if trustable {
         let until = Utc::now() + Duration::days(TRUST_DAYS);
         let (ua, fp) = (client.user_agent.as_deref(), seen.fingerprint_hash.as_str());
-        let device = repo::trust_device(&mut tx, user.id, fp, ua, client.ip_network(), until).await.map_err(|e| {
-            match e {
-                // A device marked compromised cannot be trusted again.
-                sqlx::Error::RowNotFound => AppError::Forbidden,
-                other => other.into(),
-            }
-        })?;
+        // A device marked compromised cannot be trusted again.
+        let device = repo::trust_device(&mut tx, user.id, fp, ua, client.ip_network(), until)
+            .await?
+            .ok_or(AppError::Forbidden)?;
         devices::trusted_notice(&mut tx, state, &user, &seen.agent.browser, &seen.agent.os, until, client).await?;
         Some(device)
     } else {
         None
     };
-    otp::service::close_challenge(&mut tx, &challenge, device).await?;
+    challenges::close(&mut tx, &challenge, device).await?;
     let event = MfaEvent {
         mfa_method: Some(method.as_str().into()),
         challenge_id: Some(challenge.challenge_id),
@@ -354,17 +288,16 @@ pub async fn verify(
     Ok(Authenticated { backup_codes_remaining: backup_left, ..authenticated })
 }
 
-/// A wrong code: the challenge loses an attempt, the account's lockout gains a failure,
-/// both audited and committed before the 401.
+/// A wrong answer: otp took the challenge's attempt and audited it; the account's lockout
+/// gains a failure too, committed before the 401.
 async fn failed(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     state: &AppState,
     client: &ClientContext,
     user: &UserRow,
-    challenge: &Challenge,
     method: MfaMethod,
+    attempts_left: i32,
 ) -> AppResult<Authenticated> {
-    let left = otp::service::fail_challenge(&mut tx, challenge).await?;
     repo::insert_failed_attempt(
         &mut *tx,
         &user.email,
@@ -374,17 +307,9 @@ async fn failed(
         client.user_agent.as_deref(),
     )
     .await?;
-    let event = MfaEvent {
-        mfa_method: Some(method.as_str().into()),
-        challenge_id: Some(challenge.challenge_id),
-        verification_attempts: Some(challenge.failed_attempts + 1),
-        risk_level: if left == 0 { RiskLevel::High } else { RiskLevel::Medium },
-        ..mfa_event(user.id, MfaAction::Failed, client)
-    };
-    audit_log::record_mfa(&mut *tx, &event).await?;
     crate::core::db::commit(tx).await?;
     state.metrics.mfa(method.as_str(), "failed");
-    Err(AppError::MfaCodeInvalid { attempts_remaining: left.max(0) })
+    Err(AppError::MfaCodeInvalid { attempts_remaining: attempts_left })
 }
 
 /// Raises a live session to aal 2 and hands out a new pair: the session's older refresh

@@ -93,7 +93,7 @@ pub async fn end_grants(
     // First the logins half done (password given, second factor owed): a challenge opened
     // before the remediation must not open a session after it. This waits for a
     // verification in flight, so the session it opens is revoked just below.
-    let challenges = otp::service::end_open_challenges(&mut *tx, user).await?;
+    let challenges = otp::challenges::end_open(&mut *tx, user).await?;
     let sessions = revoke_in(&mut *tx, client, user, None, remedy.kept_session(), action, reason).await?;
     let keys_revoked = match remedy.keys() {
         Some(which) => repo::revoke_keys(&mut *tx, user, which).await?,

@@ -304,3 +304,44 @@ pub async fn hold_session(
     .await?;
     Ok(held.is_some())
 }
+
+/// Raises a live session to aal 2 after a step-up, with fresh token ids; returns whether
+/// the session was still active.
+pub async fn raise_session(
+    db: impl PgExecutor<'_>,
+    session: Uuid,
+    amr: &[String],
+    method: &str,
+    access_jti: &str,
+    refresh_jti: &str,
+) -> sqlx::Result<bool> {
+    let id = sqlx::query_scalar!(
+        "UPDATE accounts_session
+            SET aal = 2, amr = $2, mfa_verified = true, mfa_verified_at = now(), mfa_method_used = $3,
+                access_jti = $4, refresh_jti = $5, requires_mfa_recheck = false, updated_at = now()
+          WHERE id = $1 AND status = 'active' AND expires_at > now()
+      RETURNING id",
+        session,
+        amr,
+        method,
+        access_jti,
+        refresh_jti
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(id.is_some())
+}
+
+/// Retires a session's refresh tokens (after a step-up hands out a new pair).
+pub async fn retire_session_refresh(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE accounts_refreshtokenrecord SET is_valid = false, revoked_at = COALESCE(revoked_at, now()),
+                revocation_reason = COALESCE(revocation_reason, $2)
+          WHERE session_id = $1 AND is_valid",
+        session,
+        reason
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

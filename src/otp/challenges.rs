@@ -1,0 +1,167 @@
+//! MFA challenges: a login (or a step-up) with MFA on opens one, and `answer` is otp's one
+//! entry point for answering it, whatever the method: it knows how each factor is checked
+//! and used up, what a wrong answer costs the challenge, and what is audited on each side.
+//! The caller (accounts) owns the transaction, the account's lockout and the session the
+//! right answer opens or raises; it passes ids and parsed values, never its own rows.
+
+use chrono::Utc;
+use ipnetwork::IpNetwork;
+use secrecy::SecretString;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    models::{Challenge, ChallengeType, MfaMethod},
+    repo,
+    service::{self, CHALLENGE_TTL, CodeCheck, CodePurpose},
+};
+use crate::{
+    audit_log::{self, MfaAction, MfaEvent, Origin, RiskLevel},
+    core::{AppError, AppResult, keys::DataKeys, types::Email},
+    notifications::{self, NotificationType},
+};
+
+/// At or below this many unused backup codes, using one emails a warning.
+pub const LOW_BACKUP_CODES: i64 = 2;
+
+/// Whose challenge it is, as the messages and the TOTP label need them.
+#[derive(Debug, Clone, Copy)]
+pub struct Account<'a> {
+    pub id: Uuid,
+    pub email: &'a Email,
+    pub username: &'a str,
+}
+
+/// What the client answered with.
+#[derive(Debug)]
+pub enum Response {
+    /// A TOTP code, a backup code, or an emailed or texted code.
+    Code { method: MfaMethod, code: SecretString },
+}
+
+impl Response {
+    pub fn method(&self) -> MfaMethod {
+        match self {
+            Response::Code { method, .. } => *method,
+        }
+    }
+}
+
+/// How the answer went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Right, and the factor used up; for a backup code, the codes left. The challenge is
+    /// still open: the caller closes it with the session's device (`close`).
+    Right { backup_codes_left: Option<i64> },
+    /// Wrong: the challenge lost an attempt (audited); this many are left.
+    Wrong { attempts_left: i32 },
+}
+
+/// Opens a challenge for `user`; `metadata` carries what its verification needs (the
+/// login attempt it settles, the login's risk).
+pub async fn open(
+    tx: &mut PgConnection,
+    user: Uuid,
+    kind: ChallengeType,
+    session: Option<Uuid>,
+    metadata: serde_json::Value,
+) -> AppResult<Challenge> {
+    let expires_at = Utc::now() + CHALLENGE_TTL;
+    Ok(repo::insert_challenge(tx, user, session, kind.as_str(), expires_at, metadata).await?)
+}
+
+/// The live challenge `challenge_id`, locked for this transaction; an unknown, expired,
+/// used or exhausted one is 401 `CHALLENGE_EXPIRED`.
+pub async fn live(tx: &mut PgConnection, challenge_id: Uuid) -> AppResult<Challenge> {
+    let challenge = repo::lock_challenge(tx, challenge_id).await?.ok_or(AppError::ChallengeExpired)?;
+    if challenge.is_live(Utc::now()) { Ok(challenge) } else { Err(AppError::ChallengeExpired) }
+}
+
+/// Answers `challenge`, in the caller's transaction. A right answer uses the factor up (a
+/// backup code is audited, and when few are left the owner is warned); a wrong one costs
+/// the challenge an attempt and writes the `failed` audit row (high risk on the last).
+pub async fn answer(
+    tx: &mut PgConnection,
+    keys: &DataKeys,
+    challenge: &Challenge,
+    account: Account<'_>,
+    response: Response,
+    origin: &Origin,
+) -> AppResult<Answer> {
+    let method = response.method();
+    let event = |action| MfaEvent {
+        origin: origin.clone(),
+        mfa_method: Some(method.as_str().into()),
+        challenge_id: Some(challenge.challenge_id),
+        ..MfaEvent::new(account.id, action)
+    };
+    let right = match response {
+        Response::Code { method, code } => check(tx, keys, challenge, account, method, &code, origin.ip).await?,
+    };
+    if let Some(backup_codes_left) = right {
+        if let Some(left) = backup_codes_left {
+            let used = MfaEvent {
+                risk_level: if left <= LOW_BACKUP_CODES { RiskLevel::Medium } else { RiskLevel::Low },
+                metadata: Some(serde_json::json!({ "backup_codes_remaining": left })),
+                ..event(MfaAction::BackupCodeUsed)
+            };
+            audit_log::record_mfa(&mut *tx, &used).await?;
+            if left <= LOW_BACKUP_CODES {
+                let context = minijinja::context! { username => account.username, remaining => left };
+                notifications::enqueue_email(
+                    tx,
+                    keys,
+                    account.id,
+                    account.email,
+                    NotificationType::BackupCodesLow,
+                    context,
+                )
+                .await?;
+            }
+        }
+        return Ok(Answer::Right { backup_codes_left });
+    }
+    let attempts_left = repo::fail_challenge(&mut *tx, challenge.id).await?;
+    let failed = MfaEvent {
+        verification_attempts: Some(challenge.failed_attempts + 1),
+        risk_level: if attempts_left <= 0 { RiskLevel::High } else { RiskLevel::Medium },
+        ..event(MfaAction::Failed)
+    };
+    audit_log::record_mfa(&mut *tx, &failed).await?;
+    Ok(Answer::Wrong { attempts_left: attempts_left.max(0) })
+}
+
+/// Checks a code for `method`; a right one is used up. None: wrong. Some(left): right, with
+/// the backup codes left when it was one.
+async fn check(
+    tx: &mut PgConnection,
+    keys: &DataKeys,
+    challenge: &Challenge,
+    account: Account<'_>,
+    method: MfaMethod,
+    code: &SecretString,
+    ip: Option<IpNetwork>,
+) -> AppResult<Option<Option<i64>>> {
+    let user = account.id;
+    Ok(match method {
+        MfaMethod::Totp => service::check_totp(tx, keys, user, account.email, code, false).await?.then_some(None),
+        MfaMethod::BackupCode => service::use_backup_code(tx, keys, user, code, ip).await?.map(Some),
+        MfaMethod::Email | MfaMethod::Sms => {
+            let purpose = CodePurpose::for_challenge(challenge.kind());
+            let checked = service::check_code(tx, keys, user, method, purpose, Some(challenge.id), code, ip).await?;
+            (checked == CodeCheck::Accepted).then_some(None)
+        }
+    })
+}
+
+/// Marks the challenge answered, with the device the session runs on: it cannot be used
+/// again.
+pub async fn close(tx: &mut PgConnection, challenge: &Challenge, device: Option<Uuid>) -> AppResult<()> {
+    Ok(repo::close_challenge(tx, challenge.id, device).await?)
+}
+
+/// Ends the user's challenges still waiting for a second factor (a login half done before a
+/// remediation must not be finished after it); returns how many.
+pub async fn end_open(tx: &mut PgConnection, user: Uuid) -> AppResult<u64> {
+    Ok(repo::end_open_challenges(tx, user).await?)
+}
