@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 use gatehouse::{
-    audit_log::summary::{self, Trigger},
+    audit_log::{jobs::Trigger, summary},
     core::{db, types::Email},
     notifications::{
         self, NotificationType,

@@ -210,7 +210,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
             let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
-            match jobs::run_cleanup_once(&state, "cli").await.map_err(|e| e.to_string())? {
+            match jobs::run_cleanup_once(&state, audit_log::jobs::Trigger::Cli).await.map_err(|e| e.to_string())? {
                 Some(rows) => println!("cleanup: {rows} expired rows deleted"),
                 None => println!("cleanup: another instance is running it; skipped"),
             }
@@ -224,7 +224,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 _ => return Err("give --date D, or --from D1 --to D2".into()),
             };
             let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
-            let runs = audit_log::summary::run_range(&pool, from, to, audit_log::summary::Trigger::Cli)
+            let runs = audit_log::summary::run_range(&pool, from, to, audit_log::jobs::Trigger::Cli)
                 .await
                 .map_err(|e| e.to_string())?;
             for run in runs {

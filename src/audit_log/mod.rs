@@ -3,6 +3,7 @@
 //! only core.
 
 pub mod handlers;
+pub mod jobs;
 pub mod models;
 pub mod repo;
 pub mod review;

@@ -86,7 +86,7 @@ pub async fn run_summary(state: &AppState, day: NaiveDate) -> AppResult<JobRun> 
     if day > Utc::now().date_naive() {
         return Err(AppError::validation("date", "must not be in the future"));
     }
-    Ok(summary::run_day(&state.db, day, summary::Trigger::Admin).await?)
+    Ok(summary::run_day(&state.db, day, super::jobs::Trigger::Admin).await?)
 }
 
 pub async fn jobs(state: &AppState, kind: Option<&str>, latest: bool, page: Page) -> AppResult<(Vec<JobRun>, i64)> {

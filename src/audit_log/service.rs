@@ -79,3 +79,16 @@ pub async fn prune_partitions(db: &PgPool, today: NaiveDate, default_months: i32
 pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
+
+/// Cuts the client addresses of the audit tables' rows dated in `[from, to)` to their network.
+pub async fn truncate_ips(
+    tx: &mut sqlx::PgConnection,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> crate::core::AppResult<u64> {
+    let mut rows = 0;
+    for column in super::repo::IP_COLUMNS {
+        rows += crate::core::db::truncate_ips(&mut *tx, *column, from, to).await?;
+    }
+    Ok(rows)
+}

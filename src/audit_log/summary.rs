@@ -5,29 +5,12 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::{
+    jobs::{RunStatus, Trigger},
     models::{JobRun, NewJobRun},
     repo,
 };
 
 pub const KIND: &str = "audit_summary";
-
-/// Who asked for a run. The scheduler skips a day that already succeeded; people re-run it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Scheduler,
-    Cli,
-    Admin,
-}
-
-impl Trigger {
-    fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Scheduler => "scheduler",
-            Trigger::Cli => "cli",
-            Trigger::Admin => "admin",
-        }
-    }
-}
 
 /// Summarises `day`. Runs for one day are serialised by an advisory lock held for the
 /// transaction; a scheduled run that finds the day already done records `skipped`.
@@ -39,13 +22,15 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
         repo::summary_budget(&mut *tx).await?;
         repo::lock_summary_day(&mut *tx, day).await?;
         if trigger == Trigger::Scheduler && repo::job_succeeded(&mut *tx, KIND, day).await? {
-            let run = repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, "skipped", 0, None)).await?;
+            let run =
+                repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, RunStatus::Skipped, 0, None)).await?;
             crate::core::db::commit(tx).await?;
             return Ok(run);
         }
         let rows = repo::upsert_day_summaries(&mut *tx, day).await?;
         let run =
-            repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, "succeeded", rows as i64, None)).await?;
+            repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, RunStatus::Succeeded, rows as i64, None))
+                .await?;
         crate::core::db::commit(tx).await?;
         Ok::<_, sqlx::Error>(run)
     }
@@ -54,7 +39,7 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
         Ok(run) => Ok(run),
         Err(e) => {
             tracing::error!(%day, error = %e, "audit summary failed");
-            let failed = new_run(day, trigger, started_at, "failed", 0, Some(e.to_string()));
+            let failed = new_run(day, trigger, started_at, RunStatus::Failed, 0, Some(e.to_string()));
             repo::insert_job_run(db, &failed).await.ok();
             Err(e)
         }
@@ -71,7 +56,7 @@ fn new_run(
     day: NaiveDate,
     trigger: Trigger,
     started_at: DateTime<Utc>,
-    status: &'static str,
+    status: RunStatus,
     rows: i64,
     error: Option<String>,
 ) -> NewJobRun<'static> {
@@ -82,7 +67,7 @@ fn new_run(
         rows_affected: rows,
         started_at,
         error,
-        triggered_by: trigger.as_str(),
+        triggered_by: trigger,
         details: None,
     }
 }

@@ -239,7 +239,24 @@ pub async fn remove_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod)
     }
 }
 
-/// Deletes challenges and codes expired over an hour ago: (challenges, codes).
-pub async fn delete_expired(tx: &mut PgConnection) -> AppResult<(u64, u64)> {
-    Ok(repo::delete_expired(tx).await?)
+/// What one cleanup did in otp (the job run's `details`).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Cleaned {
+    pub mfa_challenges: u64,
+    pub mfa_codes: u64,
+}
+
+/// Deletes challenges and codes expired over an hour ago, in the cleanup job's transaction.
+pub async fn cleanup(tx: &mut PgConnection) -> AppResult<Cleaned> {
+    let (mfa_challenges, mfa_codes) = repo::delete_expired(tx).await?;
+    Ok(Cleaned { mfa_challenges, mfa_codes })
+}
+
+/// Cuts the client addresses of otp's rows dated in `[from, to)` to their network.
+pub async fn truncate_ips(tx: &mut PgConnection, from: Option<DateTime<Utc>>, to: DateTime<Utc>) -> AppResult<u64> {
+    let mut rows = 0;
+    for column in repo::IP_COLUMNS {
+        rows += crate::core::db::truncate_ips(&mut *tx, *column, from, to).await?;
+    }
+    Ok(rows)
 }

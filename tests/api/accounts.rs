@@ -733,7 +733,7 @@ async fn refresh_tokens_are_random_and_a_kept_child_is_sealed_then_wiped(pool: P
         .execute(&pool)
         .await
         .unwrap();
-    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let left: i64 =
         sqlx::query_scalar("SELECT count(*) FROM accounts_refreshtokenrecord WHERE child_sealed IS NOT NULL")
             .fetch_one(&pool)

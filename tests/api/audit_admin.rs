@@ -310,7 +310,7 @@ async fn retention_has_a_floor_every_change_is_audited_and_partition_runs_are_li
     assert_eq!(metadata["new_months"], 18);
     assert_eq!(metadata["table"], "audit_log_sessionauditlog");
 
-    gatehouse::jobs::run_partitions_once(&app.state, "scheduler").await.unwrap();
+    gatehouse::jobs::run_partitions_once(&app.state, gatehouse::audit_log::jobs::Trigger::Scheduler).await.unwrap();
     let jobs = json(get(&app, &root, "/api/v1/admin/jobs?kind=partitions").await).await;
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
     assert_eq!(jobs["items"][0]["status"], "succeeded");

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
-use gatehouse::audit_log::summary::{self, Trigger};
+use gatehouse::audit_log::{jobs::Trigger, summary};
 use sqlx::PgPool;
 use uuid::Uuid;
 

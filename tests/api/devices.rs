@@ -320,7 +320,7 @@ async fn old_client_addresses_are_cut_to_their_network_and_expired_trust_ends(po
     .await
     .unwrap();
 
-    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let ips: Vec<String> = sqlx::query_scalar(
         "SELECT ip_address::text FROM audit_log_sessionauditlog WHERE ip_address IS NOT NULL ORDER BY ip_address",
     )
@@ -347,7 +347,7 @@ async fn old_client_addresses_are_cut_to_their_network_and_expired_trust_ends(po
     assert_eq!(expired, 1);
 
     // Once a day: a second run the same day changes nothing and records no second cut.
-    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log_jobrun WHERE kind = 'ip_retention'")
         .fetch_one(&pool)
         .await
@@ -375,7 +375,7 @@ async fn a_session_that_ends_closes_its_device_link_and_the_summary_counts_devic
     assert!(ended.1.is_some_and(|s| s >= 0), "{ended:?}");
 
     let today = chrono::Utc::now().date_naive();
-    gatehouse::audit_log::summary::run_day(&pool, today, gatehouse::audit_log::summary::Trigger::Cli).await.unwrap();
+    gatehouse::audit_log::summary::run_day(&pool, today, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let (total, unique): (i32, i32) = sqlx::query_as(
         "SELECT s.total_devices, s.unique_devices FROM audit_log_auditlogsummary s
            JOIN auth_user u ON u.id = s.user_id WHERE u.username = 'ann' AND s.date = $1",

@@ -63,7 +63,10 @@ async fn an_export_holds_all_of_the_users_data_and_no_secret(pool: PgPool) {
     // Asked for before MFA went on (after, it would need a recent second factor); built after.
     let totp = crate::mfa::enrol_totp(&app, &ann).await;
 
-    assert_eq!(gatehouse::jobs::run_exports_once(&app.state, "test").await.unwrap(), 1);
+    assert_eq!(
+        gatehouse::jobs::run_exports_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap(),
+        1
+    );
     let done = json(status(ann.access.clone()).await.unwrap()).await;
     assert_eq!(done["status"], "complete", "{done}");
     let url = done["download_url"].as_str().unwrap();
@@ -110,7 +113,7 @@ async fn an_export_holds_all_of_the_users_data_and_no_secret(pool: PgPool) {
             .await
             .unwrap();
     assert!(std::path::Path::new(&file_path).exists());
-    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     assert!(!std::path::Path::new(&file_path).exists(), "the file is deleted");
     assert_eq!(json(status(ann.access.clone()).await.unwrap()).await["status"], "expired");
     assert_error(app.with_token(Method::GET, &path, &ann.access).send().await.unwrap(), 404, "NOT_FOUND").await;
@@ -162,7 +165,8 @@ async fn a_cleanup_run_removes_exactly_the_expired_rows_of_each_kind(pool: PgPoo
     let attempts_before = count("SELECT count(*) FROM accounts_loginattempt").await.unwrap();
     let tokens_before = count("SELECT count(*) FROM accounts_onetimetoken").await.unwrap();
 
-    let rows = gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap().unwrap();
+    let rows =
+        gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap().unwrap();
     let run =
         json(app.with_token(Method::GET, "/api/v1/admin/jobs?kind=cleanup", &root.access).send().await.unwrap()).await;
     let details = &run["items"][0]["details"];
@@ -185,7 +189,7 @@ async fn a_cleanup_run_removes_exactly_the_expired_rows_of_each_kind(pool: PgPoo
     assert_eq!(count("SELECT count(*) FROM accounts_refreshtokenrecord WHERE jti = 'old-jti'").await.unwrap(), 0);
     // The live session still works; a second run finds nothing more of these kinds.
     assert_eq!(app.with_token(Method::GET, "/api/v1/users/me", &live.access).send().await.unwrap().status(), 200);
-    gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let again = json(
         app.with_token(Method::GET, "/api/v1/admin/jobs?kind=cleanup&limit=1", &root.access).send().await.unwrap(),
     )

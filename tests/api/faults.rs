@@ -190,7 +190,12 @@ async fn three_instances_run_a_scheduled_job_once_per_period(pool: PgPool) {
     let (b, c) = (a.another_instance().await, a.another_instance().await);
     let cleanup = |app: &TestApp| {
         let state = app.state.clone();
-        async move { gatehouse::jobs::run_cleanup_once(&state, "scheduler").await.unwrap().is_some() }
+        async move {
+            gatehouse::jobs::run_cleanup_once(&state, gatehouse::audit_log::jobs::Trigger::Scheduler)
+                .await
+                .unwrap()
+                .is_some()
+        }
     };
     // Three instances tick at once, then each ticks again: the advisory lock alone would let
     // the later ticks run again, one after the other.
@@ -228,7 +233,9 @@ async fn three_instances_run_a_scheduled_job_once_per_period(pool: PgPool) {
             .unwrap();
     assert!(abandoned.starts_with("abandoned"), "{abandoned}");
     // By hand (CLI, admin), a run is never refused for its period.
-    assert!(gatehouse::jobs::run_cleanup_once(&a.state, "cli").await.unwrap().is_some());
+    assert!(
+        gatehouse::jobs::run_cleanup_once(&a.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap().is_some()
+    );
 }
 
 /// The least-privilege role of docs/operations.md, on this test's database: rows, not schema.
@@ -273,7 +280,12 @@ async fn the_flows_run_under_a_role_that_cannot_change_the_schema(pool: PgPool) 
     assert_eq!(changed.status(), 200);
     assert_eq!(app.with_token(Method::POST, "/api/v1/auth/logout", &ann.access).send().await.unwrap().status(), 204);
     assert!(!app.deliver_mail().await.is_empty(), "the outbox sends under the role too");
-    assert!(gatehouse::jobs::run_cleanup_once(&app.state, "cli").await.unwrap().is_some());
+    assert!(
+        gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // What the role may not do: change the schema, or make partitions ahead (DDL); the
     // schema owner's pool (DATABASE_ADMIN_URL) does that.
@@ -282,7 +294,7 @@ async fn the_flows_run_under_a_role_that_cannot_change_the_schema(pool: PgPool) 
     assert_eq!(refused.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{refused}");
     let mut with_owner = app.state.clone();
     with_owner.admin_db = Some(pool.clone());
-    gatehouse::jobs::run_partitions_once(&with_owner, "cli").await.unwrap();
+    gatehouse::jobs::run_partitions_once(&with_owner, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let ddl = sqlx::query("CREATE TABLE intruder (id int)").execute(&restricted).await.unwrap_err();
     assert_eq!(ddl.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{ddl}");
     let alter = sqlx::query("ALTER TABLE auth_user ADD COLUMN intruder int").execute(&restricted).await.unwrap_err();

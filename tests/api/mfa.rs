@@ -720,7 +720,8 @@ async fn the_cleanup_job_deletes_only_expired_challenges_and_codes(pool: PgPool)
     };
     // Two challenges; three codes (the setup's, used, and one per challenge).
     assert_eq!(counts().await, (2, 3));
-    let removed = gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+    let removed =
+        gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     assert_eq!(removed, Some(2), "the old challenge and its code");
     assert_eq!(counts().await, (1, 2));
     let (kind, rows): (String, i64) = sqlx::query_as(

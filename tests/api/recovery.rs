@@ -222,7 +222,10 @@ async fn a_password_reset_ends_every_grant_but_a_gateways_introspect_key(pool: P
         .await
         .unwrap();
     assert_eq!(export.status(), 202);
-    assert_eq!(gatehouse::jobs::run_exports_once(&app.state, "test").await.unwrap(), 1);
+    assert_eq!(
+        gatehouse::jobs::run_exports_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap(),
+        1
+    );
     let file: String =
         sqlx::query_scalar("SELECT file_path FROM accounts_dataexportrequest").fetch_one(&pool).await.unwrap();
     assert!(std::path::Path::new(&file).exists());
@@ -357,7 +360,7 @@ async fn signing_out_everywhere_keeps_the_keys_names_them_and_cancels_exports(po
         .await
         .unwrap();
     assert_eq!(export.status(), 202);
-    gatehouse::jobs::run_exports_once(&app.state, "test").await.unwrap();
+    gatehouse::jobs::run_exports_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let file: String =
         sqlx::query_scalar("SELECT file_path FROM accounts_dataexportrequest").fetch_one(&pool).await.unwrap();
     // A pending reset link and a trusted device, as a past sign-in may have left them.
@@ -742,7 +745,8 @@ async fn a_keys_owner_hears_seven_days_before_it_expires_once(pool: PgPool) {
         .unwrap();
     assert_eq!(r.status(), 201);
     for _ in 0..2 {
-        let ran = gatehouse::jobs::run_cleanup_once(&app.state, "test").await.unwrap();
+        let ran =
+            gatehouse::jobs::run_cleanup_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
         assert!(ran.is_some(), "the cleanup ran");
     }
     let mails = app.deliver_mail().await;
@@ -904,7 +908,7 @@ async fn a_deleted_account_leaves_no_address_name_or_export_file_behind(pool: Pg
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    gatehouse::jobs::run_exports_once(&app.state, "test").await.unwrap();
+    gatehouse::jobs::run_exports_once(&app.state, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let file: String =
         sqlx::query_scalar("SELECT file_path FROM accounts_dataexportrequest").fetch_one(&pool).await.unwrap();
     use std::os::unix::fs::PermissionsExt;

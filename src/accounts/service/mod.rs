@@ -21,6 +21,7 @@ mod recovery;
 mod registration;
 mod sessions;
 mod tokens;
+pub mod upkeep;
 
 pub use admin::{
     admin_logout_all, admin_unlock, create_superuser, list_users, lock_of, update_user, user_detail, usernames,

@@ -45,11 +45,11 @@ pub struct JobRun {
 pub struct NewJobRun<'a> {
     pub kind: &'a str,
     pub target_date: Option<NaiveDate>,
-    pub status: &'a str,
+    pub status: crate::audit_log::jobs::RunStatus,
     pub rows_affected: i64,
     pub started_at: DateTime<Utc>,
     pub error: Option<String>,
-    pub triggered_by: &'a str,
+    pub triggered_by: crate::audit_log::jobs::Trigger,
     pub details: Option<serde_json::Value>,
 }
 

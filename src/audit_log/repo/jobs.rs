@@ -1,4 +1,5 @@
-//! The daily summary statement and the record of background job runs.
+//! The daily summary statement and the SQL of the record of background job runs (the
+//! claim, record and settle around them are `audit_log::jobs`).
 
 use chrono::NaiveDate;
 use sqlx::PgExecutor;
@@ -95,7 +96,7 @@ pub async fn finish_run(
                 duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint
           WHERE id = $1 AND status = 'running'",
         id,
-        run.status,
+        run.status.as_str(),
         run.rows_affected,
         run.error,
         run.details,
@@ -137,11 +138,11 @@ pub async fn insert_job_run(
                      triggered_by, details"#,
         run.kind,
         run.target_date,
-        run.status,
+        run.status.as_str(),
         run.rows_affected,
         run.started_at,
         run.error,
-        run.triggered_by,
+        run.triggered_by.as_str(),
         run.details,
     )
     .fetch_one(db)
