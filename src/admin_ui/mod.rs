@@ -23,7 +23,11 @@ use crate::{
         models::{LoginIdentifier, LoginResponse},
         service,
     },
-    audit_log::{models::AuditKind, review as audit_review},
+    audit_log::{
+        forms::{Review, ReviewStatus},
+        models::AuditKind,
+        review as audit_review,
+    },
     core::{
         AppError, AppState,
         auth::{self, AuthUser},
@@ -256,7 +260,9 @@ pub async fn review(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let outcome = async {
         auth::require_admin_write(&state, &user, "audit_log.review_auditlog").await?;
         let kind = AuditKind::from_path(&f.kind)?;
-        audit_review::review(&state, kind, f.id, &f.status, None, user.user_id).await
+        let status = ReviewStatus::parse(&f.status)
+            .ok_or_else(|| AppError::validation("review_status", "must be confirmed or dismissed"))?;
+        audit_review::review(&state, kind, f.id, Review { status, notes: None }, user.user_id).await
     }
     .await;
     match outcome {

@@ -17,6 +17,18 @@ text_enum!(
 );
 
 text_enum!(
+    /// Every kind of background job (audit_log_jobrun.kind).
+    JobKind {
+        AuditSummary => "audit_summary",
+        Partitions => "partitions",
+        Cleanup => "cleanup",
+        IpRetention => "ip_retention",
+        DataExport => "data_export",
+        Outbox => "outbox",
+    }
+);
+
+text_enum!(
     /// Who asked for a run: the scheduler skips a period or a day already done; people
     /// (the CLI, an administrator) run it again.
     Trigger { Scheduler => "scheduler", Cli => "cli", Admin => "admin" }
@@ -35,7 +47,7 @@ pub enum Claim {
 /// and their period is retried rather than waited on for ever.
 pub async fn claim(
     db: &PgPool,
-    kind: &str,
+    kind: JobKind,
     period: Duration,
     trigger: Trigger,
     stale_after: Duration,
@@ -43,15 +55,19 @@ pub async fn claim(
     if trigger != Trigger::Scheduler {
         return Ok(Some(Claim::ByHand));
     }
-    let abandoned = repo::fail_stale_runs(db, kind, stale_after.as_secs_f64()).await?;
+    let abandoned = repo::fail_stale_runs(db, kind.as_str(), stale_after.as_secs_f64()).await?;
     if abandoned > 0 {
-        tracing::warn!(kind, abandoned, "runs left running by a stopped instance marked failed; retrying");
+        tracing::warn!(
+            kind = kind.as_str(),
+            abandoned,
+            "runs left running by a stopped instance marked failed; retrying"
+        );
     }
-    Ok(repo::claim_period(db, kind, period.as_secs_f64()).await?.map(Claim::Period))
+    Ok(repo::claim_period(db, kind.as_str(), period.as_secs_f64()).await?.map(Claim::Period))
 }
 
 /// Records a finished run: ends the claimed row, or inserts one for a run by hand.
-pub async fn record(db: impl PgExecutor<'_>, claim: Claim, run: &NewJobRun<'_>) -> AppResult<()> {
+pub async fn record(db: impl PgExecutor<'_>, claim: Claim, run: &NewJobRun) -> AppResult<()> {
     match claim {
         Claim::Period(id) => repo::finish_run(db, id, run).await?,
         Claim::ByHand => {
@@ -64,7 +80,12 @@ pub async fn record(db: impl PgExecutor<'_>, claim: Claim, run: &NewJobRun<'_>) 
 /// Ends a claim its run did not record: `skipped` when the work did not run (another run
 /// held the job's lock), `failed` with the error otherwise. Either frees the period for a
 /// later tick. Hands the outcome back.
-pub async fn settle<T>(db: &PgPool, claim: Claim, kind: &str, outcome: AppResult<Option<T>>) -> AppResult<Option<T>> {
+pub async fn settle<T>(
+    db: &PgPool,
+    claim: Claim,
+    kind: JobKind,
+    outcome: AppResult<Option<T>>,
+) -> AppResult<Option<T>> {
     let Claim::Period(id) = claim else { return outcome };
     let (status, error) = match &outcome {
         Ok(Some(_)) => return outcome,
@@ -86,6 +107,6 @@ pub async fn settle<T>(db: &PgPool, claim: Claim, kind: &str, outcome: AppResult
 }
 
 /// The latest day a run of `kind` succeeded for (a daily job's watermark).
-pub async fn last_succeeded_day(db: impl PgExecutor<'_>, kind: &str) -> AppResult<Option<chrono::NaiveDate>> {
-    Ok(repo::last_succeeded_day(db, kind).await?)
+pub async fn last_succeeded_day(db: impl PgExecutor<'_>, kind: JobKind) -> AppResult<Option<chrono::NaiveDate>> {
+    Ok(repo::last_succeeded_day(db, kind.as_str()).await?)
 }

@@ -2,6 +2,7 @@
 //! the partitions, summarises each day, and serves the administrators' review. Imports
 //! only core.
 
+pub mod forms;
 pub mod handlers;
 pub mod jobs;
 pub mod models;

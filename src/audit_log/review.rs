@@ -4,10 +4,12 @@
 //! administrators' lists read the replica when one is in use (`reports!`); a user's own
 //! events and everything written read the primary.
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use uuid::Uuid;
 
 use super::{
+    forms::Review,
+    jobs::JobKind,
     models::{AuditEvent, AuditKind, DailyTotals, EventFilter, JobRun, Retention, SessionEvent, Summary},
     repo, service, summary,
 };
@@ -37,20 +39,8 @@ pub async fn own_events(
 }
 
 /// Records a review and audits it (`audit_reviewed`) in one transaction.
-pub async fn review(
-    state: &AppState,
-    kind: AuditKind,
-    id: Uuid,
-    status: &str,
-    notes: Option<&str>,
-    reviewer: Uuid,
-) -> AppResult<()> {
-    if !["confirmed", "dismissed"].contains(&status) {
-        return Err(AppError::validation("review_status", "must be confirmed or dismissed"));
-    }
-    if notes.is_some_and(|n| n.chars().count() > 5000) {
-        return Err(AppError::validation("review_notes", "must be at most 5000 characters"));
-    }
+pub async fn review(state: &AppState, kind: AuditKind, id: Uuid, review: Review, reviewer: Uuid) -> AppResult<()> {
+    let (status, notes) = (review.status.as_str(), review.notes.as_deref());
     let mut tx = crate::core::db::begin(&state.db).await?;
     let subject = repo::review_event(&mut *tx, kind, id, status, notes, reviewer).await?.ok_or(AppError::NotFound)?;
     // Nobody reviews events about themselves; dropping the transaction undoes the update.
@@ -82,14 +72,13 @@ pub async fn daily(state: &AppState, from: NaiveDate, to: NaiveDate) -> AppResul
     Ok(crate::reports!(state, |db| repo::daily_totals(db, from, to))?)
 }
 
+/// Runs (or re-runs) a day's summary: the day is checked by `forms::RunRequest`.
 pub async fn run_summary(state: &AppState, day: NaiveDate) -> AppResult<JobRun> {
-    if day > Utc::now().date_naive() {
-        return Err(AppError::validation("date", "must not be in the future"));
-    }
     Ok(summary::run_day(&state.db, day, super::jobs::Trigger::Admin).await?)
 }
 
-pub async fn jobs(state: &AppState, kind: Option<&str>, latest: bool, page: Page) -> AppResult<(Vec<JobRun>, i64)> {
+pub async fn jobs(state: &AppState, kind: Option<JobKind>, latest: bool, page: Page) -> AppResult<(Vec<JobRun>, i64)> {
+    let kind = kind.map(JobKind::as_str);
     Ok(crate::reports!(state, |db| repo::job_runs(db, kind, latest, page.limit, page.offset()))?)
 }
 

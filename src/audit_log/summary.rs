@@ -5,12 +5,12 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::{
-    jobs::{RunStatus, Trigger},
+    jobs::{JobKind, RunStatus, Trigger},
     models::{JobRun, NewJobRun},
     repo,
 };
 
-pub const KIND: &str = "audit_summary";
+pub const KIND: JobKind = JobKind::AuditSummary;
 
 /// Summarises `day`. Runs for one day are serialised by an advisory lock held for the
 /// transaction; a scheduled run that finds the day already done records `skipped`.
@@ -21,7 +21,7 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
         let mut tx = db.begin().await?;
         repo::summary_budget(&mut *tx).await?;
         repo::lock_summary_day(&mut *tx, day).await?;
-        if trigger == Trigger::Scheduler && repo::job_succeeded(&mut *tx, KIND, day).await? {
+        if trigger == Trigger::Scheduler && repo::job_succeeded(&mut *tx, KIND.as_str(), day).await? {
             let run =
                 repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, RunStatus::Skipped, 0, None)).await?;
             crate::core::db::commit(tx).await?;
@@ -59,7 +59,7 @@ fn new_run(
     status: RunStatus,
     rows: i64,
     error: Option<String>,
-) -> NewJobRun<'static> {
+) -> NewJobRun {
     NewJobRun {
         kind: KIND,
         target_date: Some(day),
@@ -80,7 +80,7 @@ pub async fn due_days(db: &PgPool, now: DateTime<Utc>, run_at: chrono::NaiveTime
         return Ok(Vec::new());
     };
     let earliest = last_due.checked_sub_days(Days::new(365)).unwrap_or(last_due);
-    let first = match repo::last_succeeded_day(db, KIND).await? {
+    let first = match repo::last_succeeded_day(db, KIND.as_str()).await? {
         Some(done) => done.succ_opt().unwrap_or(done).max(earliest),
         None => last_due,
     };

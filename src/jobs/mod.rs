@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::{
     accounts, audit_log,
     audit_log::{
-        jobs::{Claim, RunStatus, Trigger, record, settle},
+        jobs::{Claim, JobKind, RunStatus, Trigger, record, settle},
         models::NewJobRun,
     },
     core::{AppResult, AppState},
@@ -36,7 +36,7 @@ pub mod periods {
 
 /// The claim of a run of `kind` (`audit_log::jobs::claim`): runs left `running` for twice
 /// the jobs' statement budget belonged to an instance that died.
-async fn claim(state: &AppState, kind: &str, period: Duration, trigger: Trigger) -> AppResult<Option<Claim>> {
+async fn claim(state: &AppState, kind: JobKind, period: Duration, trigger: Trigger) -> AppResult<Option<Claim>> {
     let stale_after = state.config.database_job_statement_timeout * 2;
     audit_log::jobs::claim(&state.db, kind, period, trigger, stale_after).await
 }
@@ -62,7 +62,7 @@ where
 pub async fn run_partitions_once(state: &AppState, trigger: Trigger) -> AppResult<()> {
     let started_at = chrono::Utc::now();
     let today = audit_log::service::today();
-    let Some(claim) = claim(state, "partitions", periods::PARTITIONS, trigger).await? else {
+    let Some(claim) = claim(state, JobKind::Partitions, periods::PARTITIONS, trigger).await? else {
         state.metrics.job("partitions", "skipped");
         return Ok(());
     };
@@ -76,13 +76,13 @@ pub async fn run_partitions_once(state: &AppState, trigger: Trigger) -> AppResul
         Ok((created, dropped))
     })
     .await;
-    let outcome = settle(&state.db, claim, "partitions", outcome).await?;
+    let outcome = settle(&state.db, claim, JobKind::Partitions, outcome).await?;
     match outcome {
         Some((created, dropped)) => {
             // Recorded like every job, so GET /admin/jobs shows the run and how many partitions
             // it created or dropped (their names are in the log line below).
             let run = NewJobRun {
-                kind: "partitions",
+                kind: JobKind::Partitions,
                 target_date: Some(today),
                 status: RunStatus::Succeeded,
                 rows_affected: i64::try_from(created.len() + dropped.len()).unwrap_or(i64::MAX),
@@ -117,7 +117,7 @@ fn warn_if_not_owner(state: &AppState, e: &sqlx::Error) {
 /// then, once a day, old client addresses cut (`run_ip_retention`).
 pub async fn run_cleanup_once(state: &AppState, trigger: Trigger) -> AppResult<Option<i64>> {
     let started_at = chrono::Utc::now();
-    let Some(claim) = claim(state, "cleanup", periods::CLEANUP, trigger).await? else {
+    let Some(claim) = claim(state, JobKind::Cleanup, periods::CLEANUP, trigger).await? else {
         state.metrics.job("cleanup", "skipped");
         return Ok(None);
     };
@@ -135,7 +135,7 @@ pub async fn run_cleanup_once(state: &AppState, trigger: Trigger) -> AppResult<O
             }
         }
         let run = NewJobRun {
-            kind: "cleanup",
+            kind: JobKind::Cleanup,
             target_date: Some(started_at.date_naive()),
             status: RunStatus::Succeeded,
             rows_affected: rows,
@@ -154,7 +154,7 @@ pub async fn run_cleanup_once(state: &AppState, trigger: Trigger) -> AppResult<O
         Ok(rows)
     })
     .await;
-    let outcome = settle(&state.db, claim, "cleanup", outcome).await?;
+    let outcome = settle(&state.db, claim, JobKind::Cleanup, outcome).await?;
     state.metrics.job("cleanup", if outcome.is_some() { "succeeded" } else { "skipped" });
     Ok(outcome)
 }
@@ -166,7 +166,7 @@ pub async fn run_exports_once(state: &AppState, trigger: Trigger) -> AppResult<u
     let done = accounts::service::run_exports_once(state).await?;
     if done > 0 {
         let run = NewJobRun {
-            kind: "data_export",
+            kind: JobKind::DataExport,
             target_date: Some(started_at.date_naive()),
             status: RunStatus::Succeeded,
             rows_affected: i64::try_from(done).unwrap_or(i64::MAX),
@@ -190,7 +190,7 @@ async fn run_ip_retention(state: &AppState, trigger: Trigger) -> AppResult<()> {
     let days = chrono::Days::new(u64::from(state.config.ip_retention_days));
     let Some(cutoff_day) = started_at.date_naive().checked_sub_days(days) else { return Ok(()) };
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let previous = audit_log::jobs::last_succeeded_day(&mut *tx, "ip_retention").await?;
+    let previous = audit_log::jobs::last_succeeded_day(&mut *tx, JobKind::IpRetention).await?;
     if previous.is_some_and(|d| d >= cutoff_day) {
         return Ok(());
     }
@@ -201,7 +201,7 @@ async fn run_ip_retention(state: &AppState, trigger: Trigger) -> AppResult<()> {
         + otp::service::truncate_ips(&mut tx, from, to).await?
         + audit_log::service::truncate_ips(&mut tx, from, to).await?;
     let run = NewJobRun {
-        kind: "ip_retention",
+        kind: JobKind::IpRetention,
         target_date: Some(cutoff_day),
         status: RunStatus::Succeeded,
         rows_affected: i64::try_from(rows).unwrap_or(i64::MAX),
@@ -221,7 +221,7 @@ async fn run_ip_retention(state: &AppState, trigger: Trigger) -> AppResult<()> {
 pub async fn run_summaries_once(state: &AppState) -> AppResult<()> {
     let runs = audit_log::summary::run_due(&state.db, chrono::Utc::now(), state.config.summary_run_at).await?;
     for run in runs {
-        state.metrics.job(audit_log::summary::KIND, &run.status);
+        state.metrics.job(audit_log::summary::KIND.as_str(), &run.status);
         let date = run.target_date.map(|d| d.to_string()).unwrap_or_default();
         tracing::info!(%date, status = %run.status, rows = run.rows_affected, "audit summary");
     }

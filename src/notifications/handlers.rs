@@ -4,11 +4,8 @@ use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use uuid::Uuid;
 
 use super::{
-    models::{
-        Block, Consent, ConsentChange, Delivery, NewBlock, NewQuietHours, Preferences, PreferencesPatch, QuietHours,
-        TypePreference, TypePreferencePatch,
-    },
-    models::{ConsentType, NotificationType},
+    forms::{ConsentChange, NewBlock, NewQuietHours, PreferencesPatch, TypePreferencePatch},
+    models::{Block, Consent, ConsentType, Delivery, NotificationType, Preferences, QuietHours, TypePreference},
     settings,
 };
 use crate::core::{
@@ -34,7 +31,7 @@ pub async fn update_preferences(
     auth: AuthUser,
     AppJson(patch): AppJson<PreferencesPatch>,
 ) -> AppResult<Json<Preferences>> {
-    Ok(Json(settings::update_preferences(&state, auth.user_id, patch).await?))
+    Ok(Json(settings::update_preferences(&state, auth.user_id, patch.parse()?).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/notifications/preferences/types", tag = "notifications", security(("bearer" = [])),
@@ -61,7 +58,7 @@ pub async fn update_type_preference(
     AppJson(patch): AppJson<TypePreferencePatch>,
 ) -> AppResult<Json<TypePreference>> {
     let kind = notification_type(&kind)?;
-    Ok(Json(settings::update_type_preference(&state, auth.user_id, kind, patch).await?))
+    Ok(Json(settings::update_type_preference(&state, auth.user_id, kind, patch.parse()?).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/notifications/quiet-hours", tag = "notifications", security(("bearer" = [])),
@@ -80,7 +77,7 @@ pub async fn add_quiet_hours(
     auth: AuthUser,
     AppJson(body): AppJson<NewQuietHours>,
 ) -> AppResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, Json(settings::add_quiet_hours(&state, auth.user_id, body).await?)))
+    Ok((StatusCode::CREATED, Json(settings::add_quiet_hours(&state, auth.user_id, body.parse()?).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/notifications/quiet-hours/{id}", tag = "notifications",
@@ -110,7 +107,7 @@ pub async fn add_block(
     auth: AuthUser,
     AppJson(body): AppJson<NewBlock>,
 ) -> AppResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, Json(settings::add_block(&state, auth.user_id, body).await?)))
+    Ok((StatusCode::CREATED, Json(settings::add_block(&state, auth.user_id, body.parse()?).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/notifications/blocklist/{id}", tag = "notifications",
@@ -146,8 +143,9 @@ pub async fn set_consent(
 ) -> AppResult<Json<Consent>> {
     let kind = ConsentType::parse(&kind)
         .ok_or_else(|| AppError::MalformedRequest(format!("unknown consent type {kind:?}")))?;
+    let change = body.parse()?;
     let consent =
-        settings::set_consent(&state, auth.user_id, kind, body, client.ip_network(), client.user_agent.as_deref())
+        settings::set_consent(&state, auth.user_id, kind, change, client.ip_network(), client.user_agent.as_deref())
             .await?;
     Ok(Json(consent))
 }

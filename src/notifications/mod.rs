@@ -2,6 +2,7 @@
 //! delivery policy, the user's settings and history. Imports audit_log and core only.
 
 pub mod delivery;
+pub mod forms;
 pub mod handlers;
 pub mod mailer;
 pub mod models;

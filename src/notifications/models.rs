@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveTime, Utc};
 use ipnetwork::IpNetwork;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -280,26 +280,6 @@ pub struct Preferences {
     pub digest_frequency: String,
 }
 
-/// `PUT /notifications/preferences`: any subset of the fields; absent ones stay.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PreferencesPatch {
-    pub email_otp: Option<bool>,
-    pub email_alerts: Option<bool>,
-    pub email_marketing: Option<bool>,
-    pub sms_otp: Option<bool>,
-    pub sms_alerts: Option<bool>,
-    pub push_enabled: Option<bool>,
-    pub quiet_hours_enabled: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
-    pub quiet_start: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
-    pub quiet_end: Option<Option<String>>,
-    pub digest_frequency: Option<String>,
-}
-
 /// One type's preference (notifications_detailednotificationpreference).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TypePreference {
@@ -318,19 +298,6 @@ pub struct TypePreference {
     pub max_per_day: i32,
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TypePreferencePatch {
-    pub email_enabled: Option<bool>,
-    pub sms_enabled: Option<bool>,
-    pub in_app_enabled: Option<bool>,
-    pub push_enabled: Option<bool>,
-    pub priority: Option<Priority>,
-    pub respect_quiet_hours: Option<bool>,
-    pub delay_minutes: Option<i32>,
-    pub max_per_day: Option<i32>,
-}
-
 /// A quiet-hours window; times are `HH:MM` in the user's profile timezone, and a window
 /// whose end is not after its start runs past midnight into the next day.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -347,17 +314,6 @@ pub struct QuietHours {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewQuietHours {
-    pub day_of_week: i32,
-    pub start_time: String,
-    pub end_time: String,
-    pub is_enabled: Option<bool>,
-    pub allow_critical_only: Option<bool>,
-    pub description: Option<String>,
-}
-
 /// An active blocklist entry.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Block {
@@ -371,14 +327,6 @@ pub struct Block {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewBlock {
-    pub block_type: BlockType,
-    pub blocked_value: String,
-    pub reason: Option<String>,
-}
-
 /// A consent record (GDPR): what, when, from where.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Consent {
@@ -390,14 +338,6 @@ pub struct Consent {
     #[schema(value_type = Option<String>)]
     pub ip_address: Option<IpNetwork>,
     pub updated_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConsentChange {
-    pub is_consented: bool,
-    /// Where the consent was given, e.g. `settings_page` (at most 50 characters).
-    pub source: Option<String>,
 }
 
 /// One message of the user's delivery history.
@@ -416,11 +356,6 @@ pub struct Delivery {
     pub due_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-}
-
-/// Absent -> None (leave), null -> Some(None) (clear), value -> Some(Some(v)).
-fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 #[cfg(test)]

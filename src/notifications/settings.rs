@@ -1,7 +1,8 @@
 //! The user's notification settings: global switches, per-type preferences, quiet hours,
 //! blocklist and consent (API.md "Notification settings"), and the delivery history. The
-//! rules (validation, defaults, merging partial updates) are here, each public function
-//! owns its transaction; the shapes are in models.rs, the queries in repo.
+//! rules (defaults, merging partial updates) are here, each public function owns its
+//! transaction; bodies are checked in forms.rs, the shapes are in models.rs, the queries in
+//! repo.
 
 use chrono::NaiveTime;
 use ipnetwork::IpNetwork;
@@ -9,24 +10,20 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
+    forms::{BlockEntry, ConsentDecision, ConsentSource, Hhmm, PreferenceChanges, QuietWindow, TypePreferencePatch},
     models::{
-        Block, BlockType, Channel, Consent, ConsentChange, ConsentType, Delivery, NewBlock, NewQuietHours,
-        NotificationType, Preferences, PreferencesPatch, Priority, QuietHours, TypePreference, TypePreferencePatch,
+        Block, BlockType, Consent, ConsentType, Delivery, NotificationType, Preferences, Priority, QuietHours,
+        TypePreference,
     },
     repo,
 };
 use crate::{
     audit_log::{self, Origin, SessionAction, SessionEvent},
-    core::{AppError, AppResult, AppState, error::Problems, extract::Page},
+    core::{AppError, AppResult, AppState, extract::Page},
 };
 
-/// `HH:MM`, 24-hour.
-pub fn parse_hhmm(raw: &str) -> Option<NaiveTime> {
-    (raw.len() == 5).then(|| NaiveTime::parse_from_str(raw, "%H:%M").ok()).flatten()
-}
-
 fn hhmm(t: NaiveTime) -> String {
-    t.format("%H:%M").to_string()
+    Hhmm(t).to_string()
 }
 
 pub async fn preferences(state: &AppState, user: Uuid) -> AppResult<Preferences> {
@@ -64,27 +61,19 @@ async fn load_preferences(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Pre
     })
 }
 
-pub async fn update_preferences(state: &AppState, user: Uuid, patch: PreferencesPatch) -> AppResult<Preferences> {
+/// Applies a checked change (`forms::PreferencesPatch::parse`) to the stored preferences.
+pub async fn update_preferences(state: &AppState, user: Uuid, patch: PreferenceChanges) -> AppResult<Preferences> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let mut p = load_preferences(&mut tx, user).await?;
-    let mut problems = Problems::new();
-    let mut time = |value: Option<Option<String>>, field: &str, slot: &mut Option<String>| {
-        if let Some(v) = value {
-            match v.as_deref().map(parse_hhmm) {
-                Some(None) => problems.add(field, "must be HH:MM"),
-                _ => *slot = v,
-            }
-        }
-    };
-    time(patch.quiet_start, "quiet_start", &mut p.quiet_start);
-    time(patch.quiet_end, "quiet_end", &mut p.quiet_end);
-    if let Some(f) = patch.digest_frequency {
-        if !["real-time", "hourly", "daily", "weekly"].contains(&f.as_str()) {
-            problems.add("digest_frequency", "must be real-time, hourly, daily or weekly");
-        }
-        p.digest_frequency = f;
+    if let Some(t) = patch.quiet_start {
+        p.quiet_start = t.map(|t| t.to_string());
     }
-    problems.into_result()?;
+    if let Some(t) = patch.quiet_end {
+        p.quiet_end = t.map(|t| t.to_string());
+    }
+    if let Some(f) = patch.digest_frequency {
+        p.digest_frequency = f.as_str().to_owned();
+    }
     for (value, slot) in [
         (patch.email_otp, &mut p.email_otp),
         (patch.email_alerts, &mut p.email_alerts),
@@ -106,8 +95,8 @@ pub async fn update_preferences(state: &AppState, user: Uuid, patch: Preferences
         sms_alerts: p.sms_alerts,
         push_enabled: p.push_enabled,
         quiet_hours_enabled: p.quiet_hours_enabled,
-        quiet_start: p.quiet_start.as_deref().and_then(parse_hhmm),
-        quiet_end: p.quiet_end.as_deref().and_then(parse_hhmm),
+        quiet_start: p.quiet_start.as_deref().and_then(|t| Hhmm::parse(t).ok()).map(|t| t.0),
+        quiet_end: p.quiet_end.as_deref().and_then(|t| Hhmm::parse(t).ok()).map(|t| t.0),
         digest_frequency: p.digest_frequency.clone(),
     };
     repo::save_preferences(&mut *tx, user, &row).await?;
@@ -162,14 +151,6 @@ pub async fn update_type_preference(
     kind: NotificationType,
     patch: TypePreferencePatch,
 ) -> AppResult<TypePreference> {
-    let mut problems = Problems::new();
-    if patch.delay_minutes.is_some_and(|d| !(0..=1440).contains(&d)) {
-        problems.add("delay_minutes", "must be between 0 and 1440");
-    }
-    if patch.max_per_day.is_some_and(|m| !(0..=10_000).contains(&m)) {
-        problems.add("max_per_day", "must be between 0 and 10000");
-    }
-    problems.into_result()?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     let current = load_type_preferences(&mut tx, user).await?;
     let mut p = current.into_iter().find(|p| p.notification_type == kind).unwrap_or_else(|| default_type(kind));
@@ -219,36 +200,16 @@ async fn load_quiet_hours(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec
         .collect())
 }
 
-pub async fn add_quiet_hours(state: &AppState, user: Uuid, new: NewQuietHours) -> AppResult<QuietHours> {
-    let mut problems = Problems::new();
-    if !(0..=6).contains(&new.day_of_week) {
-        problems.add("day_of_week", "must be 0 (Monday) to 6 (Sunday)");
-    }
-    let start = parse_hhmm(&new.start_time);
-    let end = parse_hhmm(&new.end_time);
-    if start.is_none() {
-        problems.add("start_time", "must be HH:MM");
-    }
-    if end.is_none() {
-        problems.add("end_time", "must be HH:MM");
-    }
-    if start.is_some() && start == end {
-        problems.add("end_time", "must differ from start_time");
-    }
-    if new.description.as_deref().is_some_and(|d| d.chars().count() > 100) {
-        problems.add("description", "must be at most 100 characters");
-    }
-    problems.into_result()?;
-    let (Some(start), Some(end)) = (start, end) else { return Err(AppError::internal("times checked above")) };
+pub async fn add_quiet_hours(state: &AppState, user: Uuid, new: QuietWindow) -> AppResult<QuietHours> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let id = repo::insert_quiet_hours(
         &mut *tx,
         user,
         new.day_of_week,
-        start,
-        end,
-        new.is_enabled.unwrap_or(true),
-        new.allow_critical_only.unwrap_or(true),
+        new.start.0,
+        new.end.0,
+        new.is_enabled,
+        new.allow_critical_only,
         new.description.as_deref(),
     )
     .await
@@ -292,34 +253,11 @@ async fn load_blocks(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<Bloc
         .collect())
 }
 
-/// Blocks a type, channel or sender (re-activating an earlier entry for the same value).
-/// Security messages cannot be blocked: asking to is a 422, not a silent no-op.
-pub async fn add_block(state: &AppState, user: Uuid, new: NewBlock) -> AppResult<Block> {
-    let mut problems = Problems::new();
-    let value = new.blocked_value.trim().to_owned();
-    match new.block_type {
-        BlockType::NotificationType => match NotificationType::parse(&value) {
-            None => problems.add("blocked_value", "must be a known notification type"),
-            Some(k) if k.is_security() => problems.add("blocked_value", "security notifications cannot be blocked"),
-            Some(_) => {}
-        },
-        BlockType::Channel => {
-            if Channel::parse(&value).is_none() {
-                problems.add("blocked_value", "must be email, sms, in_app or push");
-            }
-        }
-        BlockType::Sender => match value.as_str() {
-            "alerts" | "news" => {}
-            "security" => problems.add("blocked_value", "security notifications cannot be blocked"),
-            _ => problems.add("blocked_value", "must be a sender class: alerts or news"),
-        },
-    }
-    if new.reason.as_deref().is_some_and(|r| r.chars().count() > 255) {
-        problems.add("reason", "must be at most 255 characters");
-    }
-    problems.into_result()?;
+/// Blocks a type, channel or sender (re-activating an earlier entry for the same value);
+/// `forms::NewBlock::parse` has refused security messages.
+pub async fn add_block(state: &AppState, user: Uuid, new: BlockEntry) -> AppResult<Block> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let id = repo::upsert_block(&mut *tx, user, new.block_type.as_str(), &value, new.reason.as_deref()).await?;
+    let id = repo::upsert_block(&mut *tx, user, new.block_type.as_str(), &new.value, new.reason.as_deref()).await?;
     let block = load_blocks(&mut tx, user).await?.into_iter().find(|b| b.id == id).ok_or(AppError::NotFound)?;
     crate::core::db::commit(tx).await?;
     Ok(block)
@@ -368,16 +306,13 @@ pub async fn set_consent(
     state: &AppState,
     user: Uuid,
     kind: ConsentType,
-    change: ConsentChange,
+    change: ConsentDecision,
     ip: Option<IpNetwork>,
     user_agent: Option<&str>,
 ) -> AppResult<Consent> {
-    if change.source.as_deref().is_some_and(|s| s.chars().count() > 50) {
-        return Err(AppError::validation("source", "must be at most 50 characters"));
-    }
     let mut tx = crate::core::db::begin(&state.db).await?;
-    repo::save_consent(&mut *tx, user, kind.as_str(), change.is_consented, change.source.as_deref(), ip, user_agent)
-        .await?;
+    let source = change.source.as_ref().map(ConsentSource::as_str);
+    repo::save_consent(&mut *tx, user, kind.as_str(), change.is_consented, source, ip, user_agent).await?;
     let event = SessionEvent {
         origin: Origin { ip, ..Origin::default() },
         metadata: Some(serde_json::json!({ "consent_type": kind.as_str(), "is_consented": change.is_consented })),

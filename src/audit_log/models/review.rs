@@ -42,8 +42,8 @@ pub struct JobRun {
 
 /// A job run about to be recorded.
 #[derive(Debug, Clone)]
-pub struct NewJobRun<'a> {
-    pub kind: &'a str,
+pub struct NewJobRun {
+    pub kind: crate::audit_log::jobs::JobKind,
     pub target_date: Option<NaiveDate>,
     pub status: crate::audit_log::jobs::RunStatus,
     pub rows_affected: i64,

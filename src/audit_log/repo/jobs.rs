@@ -88,7 +88,7 @@ pub async fn claim_period(db: impl PgExecutor<'_>, kind: &str, period_secs: f64)
 pub async fn finish_run(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    run: &crate::audit_log::models::NewJobRun<'_>,
+    run: &crate::audit_log::models::NewJobRun,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE audit_log_jobrun
@@ -125,7 +125,7 @@ pub async fn fail_stale_runs(db: impl PgExecutor<'_>, kind: &str, stale_secs: f6
 
 pub async fn insert_job_run(
     db: impl PgExecutor<'_>,
-    run: &crate::audit_log::models::NewJobRun<'_>,
+    run: &crate::audit_log::models::NewJobRun,
 ) -> sqlx::Result<JobRun> {
     sqlx::query_as!(
         JobRun,
@@ -136,7 +136,7 @@ pub async fn insert_job_run(
                    (extract(epoch FROM clock_timestamp() - $5) * 1000)::bigint, $6, $7, $8)
            RETURNING id, kind, target_date, status, rows_affected, started_at, finished_at, duration_ms, error,
                      triggered_by, details"#,
-        run.kind,
+        run.kind.as_str(),
         run.target_date,
         run.status.as_str(),
         run.rows_affected,
