@@ -15,7 +15,7 @@ use gatehouse::{
     audit_log::{jobs::Trigger, summary},
     core::{db, types::Email},
     notifications::{
-        self, NotificationType,
+        self,
         delivery::{self, DeliveryConfig},
         mailer::Mailer,
     },
@@ -182,8 +182,7 @@ async fn outbox_bench(pool: &PgPool) {
             &keys,
             user,
             &Email::parse(&format!("r{i}@bench.test")).expect("email"),
-            NotificationType::TokenReused,
-            minijinja::context! { username => "bench" },
+            gatehouse::notifications::Message::TokenReused { username: "bench".into() },
         )
         .await
         .expect("enqueue");

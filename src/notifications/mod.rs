@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod forms;
 pub mod handlers;
 pub mod mailer;
+pub mod message;
 pub mod models;
 pub mod policy;
 pub mod repo;
@@ -14,5 +15,6 @@ pub mod settings;
 pub mod sms;
 pub mod templates;
 
+pub use message::Message;
 pub use models::{MfaCode, NotificationType, Recipient};
 pub use service::{enqueue_email, enqueue_mfa_code, enqueue_sms};

@@ -14,6 +14,7 @@ use crate::core::{
 };
 
 use super::{
+    message::Message,
     models::{Channel, Decision, MfaCode, NotificationType, Recipient},
     policy,
     repo::{self, NewEmail},
@@ -56,18 +57,18 @@ async fn decide(
     Ok(due)
 }
 
-/// Renders `kind` with `context` and queues it for `to` if the policy lets it go; returns
-/// the outbox row, or None when suppressed.
+/// Renders `message` and queues it for `to` if the policy lets it go; returns the outbox
+/// row, or None when suppressed.
 pub async fn enqueue_email(
     tx: &mut PgConnection,
     keys: &DataKeys,
     user_id: Uuid,
     to: &Email,
-    kind: NotificationType,
-    context: minijinja::Value,
+    message: Message,
 ) -> Result<Option<Uuid>, EnqueueError> {
+    let kind = message.kind();
     let Some(due) = decide(&mut *tx, user_id, kind, Channel::Email, to.as_str()).await? else { return Ok(None) };
-    let mut rendered = templates::render(kind, context)?;
+    let mut rendered = templates::render(kind, message.context())?;
     if kind.carries_secret() {
         // No code or link is readable in the database while the message waits.
         rendered.text = keys.seal_text(Purpose::OutboxBody, &rendered.text);
@@ -96,9 +97,9 @@ pub async fn enqueue_sms(
     keys: &DataKeys,
     user_id: Uuid,
     phone: &Phone,
-    kind: NotificationType,
-    context: minijinja::Value,
+    message: Message,
 ) -> Result<Option<Uuid>, EnqueueError> {
+    let kind = message.kind();
     if !templates::has_sms(kind) {
         return Err(EnqueueError::Template(minijinja::Error::new(
             minijinja::ErrorKind::TemplateNotFound,
@@ -106,13 +107,12 @@ pub async fn enqueue_sms(
         )));
     }
     let Some(due) = decide(&mut *tx, user_id, kind, Channel::Sms, phone.as_str()).await? else { return Ok(None) };
-    let mut message = templates::render_sms(kind, context)?;
+    let mut text = templates::render_sms(kind, message.context())?;
     if kind.carries_secret() {
-        message = keys.seal_text(Purpose::OutboxBody, &message);
+        text = keys.seal_text(Purpose::OutboxBody, &text);
     }
-    let id =
-        repo::insert_sms(&mut *tx, user_id, phone.as_str(), &message, kind.as_str(), kind.priority().as_str(), due)
-            .await?;
+    let id = repo::insert_sms(&mut *tx, user_id, phone.as_str(), &text, kind.as_str(), kind.priority().as_str(), due)
+        .await?;
     Ok(Some(id))
 }
 
@@ -120,14 +120,10 @@ pub async fn enqueue_sms(
 /// row, linked to the outbox row that carries it.
 pub async fn enqueue_mfa_code(tx: &mut PgConnection, keys: &DataKeys, m: &MfaCode<'_>) -> Result<Uuid, EnqueueError> {
     let minutes = (m.expires_at - Utc::now()).num_minutes().max(1);
-    let context = minijinja::context! { code => m.code.expose_secret(), minutes };
+    let message = Message::MfaCode { code: m.code.expose_secret().to_owned(), minutes };
     let (email_id, sms_id) = match m.to {
-        Recipient::Email(to) => {
-            (enqueue_email(&mut *tx, keys, m.user_id, to, NotificationType::MfaCode, context).await?, None)
-        }
-        Recipient::Sms(to) => {
-            (None, enqueue_sms(&mut *tx, keys, m.user_id, to, NotificationType::MfaCode, context).await?)
-        }
+        Recipient::Email(to) => (enqueue_email(&mut *tx, keys, m.user_id, to, message).await?, None),
+        Recipient::Sms(to) => (None, enqueue_sms(&mut *tx, keys, m.user_id, to, message).await?),
     };
     Ok(repo::insert_mfa_notification(&mut *tx, m, email_id, sms_id).await?)
 }

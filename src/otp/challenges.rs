@@ -18,7 +18,7 @@ use super::{
 use crate::{
     audit_log::{self, MfaAction, MfaEvent, Origin, RiskLevel},
     core::{AppError, AppResult, keys::DataKeys, types::Email},
-    notifications::{self, NotificationType},
+    notifications::{self, Message},
 };
 
 /// At or below this many unused backup codes, using one emails a warning.
@@ -107,16 +107,8 @@ pub async fn answer(
             };
             audit_log::record_mfa(&mut *tx, &used).await?;
             if left <= LOW_BACKUP_CODES {
-                let context = minijinja::context! { username => account.username, remaining => left };
-                notifications::enqueue_email(
-                    tx,
-                    keys,
-                    account.id,
-                    account.email,
-                    NotificationType::BackupCodesLow,
-                    context,
-                )
-                .await?;
+                let message = Message::BackupCodesLow { username: account.username.to_owned(), remaining: left };
+                notifications::enqueue_email(tx, keys, account.id, account.email, message).await?;
             }
         }
         return Ok(Answer::Right { backup_codes_left });

@@ -13,11 +13,11 @@ use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use chrono::Utc;
 use gatehouse::core::types::Phone;
 use gatehouse::notifications::{
-    self, NotificationType,
+    self, Message, NotificationType,
     delivery::{self, DeliveryConfig},
+    message::PasswordChange,
     sms::{LogSms, WebhookSms},
 };
-use minijinja::context;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -75,8 +75,7 @@ async fn send_news(pool: &PgPool) -> Option<Uuid> {
         &crate::helpers::keys(),
         ann,
         &email("ann@example.com"),
-        NotificationType::Marketing,
-        context! { username => "ann", body => "news" },
+        Message::Marketing { username: "ann".into(), body: "news".into() },
     )
     .await
     .unwrap();
@@ -388,8 +387,7 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
         &crate::helpers::keys(),
         ann,
         &phone("+15551234567"),
-        NotificationType::MfaCode,
-        context! { code => "482913", minutes => 5 },
+        Message::MfaCode { code: "482913".into(), minutes: 5 },
     )
     .await
     .unwrap()
@@ -418,8 +416,7 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
         &crate::helpers::keys(),
         ann,
         &phone("+15551234567"),
-        NotificationType::PasswordChanged,
-        context! {},
+        Message::PasswordChanged { username: "ann".into(), how: PasswordChange::Changed, grants: Default::default() },
     )
     .await
     .unwrap();
@@ -438,8 +435,7 @@ async fn a_message_given_up_is_audited_and_history_lists_deliveries(pool: PgPool
         &crate::helpers::keys(),
         ann,
         &phone("+15551234567"),
-        NotificationType::MfaCode,
-        context! { code => "111222", minutes => 5 },
+        Message::MfaCode { code: "111222".into(), minutes: 5 },
     )
     .await
     .unwrap();
@@ -543,8 +539,7 @@ async fn queueing_wakes_the_worker_without_waiting_for_a_poll(pool: PgPool) {
         &crate::helpers::keys(),
         ann,
         &email("ann@example.com"),
-        NotificationType::TokenReused,
-        context! { username => "ann" },
+        Message::TokenReused { username: "ann".into() },
     )
     .await
     .unwrap();

@@ -3,12 +3,11 @@
 use std::{collections::HashSet, time::Duration};
 
 use gatehouse::notifications::{
-    self, NotificationType,
+    self, Message,
     delivery::{self, DeliveryConfig},
     mailer::Mailer,
     repo,
 };
-use minijinja::context;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -33,8 +32,7 @@ async fn queue_reset(pool: &PgPool, user: Uuid, to: &str) -> Uuid {
         &crate::helpers::keys(),
         user,
         &crate::helpers::email(to),
-        NotificationType::PasswordReset,
-        context! { username => "ann", link },
+        Message::PasswordReset { username: "ann".into(), link: link.into() },
     )
     .await
     .unwrap()
@@ -160,8 +158,7 @@ async fn a_message_queued_in_a_rolled_back_transaction_is_never_sent(pool: PgPoo
         &crate::helpers::keys(),
         user,
         &crate::helpers::email("ann@example.com"),
-        NotificationType::TokenReused,
-        context! { username => "ann" },
+        Message::TokenReused { username: "ann".into() },
     )
     .await
     .unwrap();

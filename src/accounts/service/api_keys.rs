@@ -3,7 +3,6 @@
 //! enough: there is nothing to guess) behind a public prefix for lookup, revoked at will,
 //! expiring after at most 365 days (their owner is told 7 days before).
 
-use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -20,7 +19,7 @@ use crate::{
         client::ClientContext,
         crypto,
     },
-    notifications::{self, NotificationType},
+    notifications::{self, Message, message::KeyLine},
 };
 
 /// Live keys one user may hold.
@@ -73,17 +72,15 @@ pub async fn create_api_key(
     let view = repo::insert_key(&mut *tx, owner.id, &new.name, &prefix, &hash, &new.scopes, new.expires_at).await?;
     let details = serde_json::json!({ "api_key_id": view.id, "prefix": prefix, "scopes": new.scopes });
     account_event(&mut tx, Some(owner.id), "api_key_created", details, client).await?;
-    let context = context! {
-        username => owner.username,
-        name => view.name,
-        prefix => prefix,
-        scopes => new.scopes.join(", "),
-        expires => view.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-        time => chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    let key_line = KeyLine {
+        name: view.name.clone(),
+        prefix: prefix.clone(),
+        scopes: new.scopes.join(", "),
+        expires: view.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
     };
+    let message = Message::ApiKeyCreated { username: owner.username.clone(), key: key_line };
     let to = Email::from_stored(&owner.email);
-    notifications::enqueue_email(&mut tx, &state.data_keys, owner.id, &to, NotificationType::ApiKeyCreated, context)
-        .await?;
+    notifications::enqueue_email(&mut tx, &state.data_keys, owner.id, &to, message).await?;
     crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(CreatedApiKey { key: view, secret: key.expose_secret().to_owned() })
@@ -102,23 +99,15 @@ pub async fn warn_expiring_keys(state: &AppState, tx: &mut sqlx::PgConnection) -
     let keys = repo::claim_expiring_keys(&mut *tx, EXPIRY_NOTICE.num_seconds() as f64).await?;
     for (user, key) in &keys {
         let Some(owner) = repo::user_by_id(&mut *tx, *user).await? else { continue };
-        let context = context! {
-            username => owner.username,
-            name => key.name,
-            prefix => key.prefix,
-            scopes => key.scopes.join(", "),
-            expires => key.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        let key = KeyLine {
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            scopes: key.scopes.join(", "),
+            expires: key.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         };
+        let message = Message::ApiKeyExpiring { username: owner.username.clone(), key };
         let to = Email::from_stored(&owner.email);
-        notifications::enqueue_email(
-            &mut *tx,
-            &state.data_keys,
-            owner.id,
-            &to,
-            NotificationType::ApiKeyExpiring,
-            context,
-        )
-        .await?;
+        notifications::enqueue_email(&mut *tx, &state.data_keys, owner.id, &to, message).await?;
     }
     Ok(keys.len() as u64)
 }

@@ -2,7 +2,6 @@
 //! the user's device API (list, rename, trust, untrust, mark compromised, delete).
 
 use chrono::{Duration, Utc};
-use minijinja::context;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -18,7 +17,7 @@ use crate::{
     },
     audit_log::{self, DeviceAction, DeviceEvent},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
-    notifications::{self, NotificationType},
+    notifications::{self, Message, message::DeviceLine},
 };
 
 /// The risk of a login whose password was right, from its facts and the client.
@@ -81,17 +80,16 @@ pub(super) async fn alert_new_device(
         (None, Some(country)) => Some(country.clone()),
         _ => None,
     };
-    let context = context! {
-        username => user.username,
-        device_type => agent.device_type,
-        browser => agent.browser.as_deref().unwrap_or("an unknown browser"),
-        os => agent.os.as_deref().unwrap_or("an unknown system"),
-        place => place,
-        ip => client.ip.map(|ip| ip.to_string()),
-        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    let device = DeviceLine {
+        device_type: agent.device_type.to_owned(),
+        browser: agent.browser.clone(),
+        os: agent.os.clone(),
+        place,
+        ip: client.ip.map(|ip| ip.to_string()),
     };
     let to = Email::from_stored(&user.email);
-    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::NewDevice, context).await?;
+    let message = Message::NewDevice { username: user.username.clone(), device };
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, message).await?;
     Ok(())
 }
 
@@ -196,16 +194,16 @@ pub(super) async fn trusted_notice(
     until: chrono::DateTime<Utc>,
     client: &ClientContext,
 ) -> AppResult<()> {
-    let context = context! {
-        username => user.username,
-        browser => browser.as_deref().unwrap_or("an unknown browser"),
-        os => os.as_deref().unwrap_or("an unknown system"),
-        until => until.format("%Y-%m-%d %H:%M UTC").to_string(),
-        ip => client.ip.map(|ip| ip.to_string()),
-        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    let device = DeviceLine {
+        browser: browser.clone(),
+        os: os.clone(),
+        ip: client.ip.map(|ip| ip.to_string()),
+        ..DeviceLine::default()
     };
+    let until = until.format("%Y-%m-%d %H:%M UTC").to_string();
+    let message = Message::DeviceTrusted { username: user.username.clone(), device, until };
     let to = Email::from_stored(&user.email);
-    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::DeviceTrusted, context).await?;
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, message).await?;
     Ok(())
 }
 
@@ -241,9 +239,8 @@ pub async fn mark_compromised(state: &AppState, client: &ClientContext, auth: &A
     };
     audit_log::record_device(&mut *tx, &event).await?;
     let to = Email::from_stored(&user.email);
-    let context = context! { username => user.username, sessions => revoked.len() };
-    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &to, NotificationType::DeviceCompromised, context)
-        .await?;
+    let message = Message::DeviceCompromised { username: user.username.clone(), sessions: revoked.len() };
+    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &to, message).await?;
     crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(())

@@ -5,7 +5,6 @@
 //! password cannot take away the owner's way back.
 
 use chrono::{Duration, Utc};
-use minijinja::context;
 use secrecy::SecretString;
 
 use super::{
@@ -27,7 +26,7 @@ use crate::{
         AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint, keys::Purpose,
         ratelimit::Action,
     },
-    notifications::{self, NotificationType},
+    notifications::{self, Message},
     otp,
 };
 
@@ -76,26 +75,11 @@ pub async fn request_email_change(
     )
     .await?;
     let link = link(state, "confirm-email-change", &token);
-    let username = user.username.as_str();
-    notifications::enqueue_email(
-        &mut tx,
-        &state.data_keys,
-        user.id,
-        &new_email,
-        NotificationType::EmailChange,
-        context! { username, link },
-    )
-    .await?;
-    let time = Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-    notifications::enqueue_email(
-        &mut tx,
-        &state.data_keys,
-        user.id,
-        &Email::from_stored(&user.email),
-        NotificationType::EmailChangeRequested,
-        context! { username, new_email => new_email.as_str(), time },
-    )
-    .await?;
+    let username = user.username.clone();
+    let message = Message::EmailChange { username: username.clone(), link };
+    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &new_email, message).await?;
+    let message = Message::EmailChangeRequested { username, new_email: new_email.as_str().to_owned() };
+    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &Email::from_stored(&user.email), message).await?;
     // The audit trail outlives the account: a keyed hash of the address, never the address.
     let details = serde_json::json!({ "new_email_hash": address_hash(state, &new_email) });
     account_event(&mut tx, Some(user.id), "email_change_requested", details, client).await?;
@@ -123,22 +107,12 @@ pub async fn confirm_email_change(state: &AppState, client: &ClientContext, toke
     repo::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_RESET).await?;
     let undo = SecretString::from(crypto::random_token());
     repo::insert_undo_token(&mut *tx, user_id, &token_hash(&undo), &old.email, Utc::now() + UNDO_TTL).await?;
-    let context = context! {
-        username => old.username,
-        new_email => new_email,
-        link => link(state, "undo-email-change", &undo),
-        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    let message = Message::EmailChanged {
+        username: old.username.clone(),
+        new_email: new_email.clone(),
+        link: link(state, "undo-email-change", &undo),
     };
-    let old_address = Email::from_stored(&old.email);
-    notifications::enqueue_email(
-        &mut tx,
-        &state.data_keys,
-        user_id,
-        &old_address,
-        NotificationType::EmailChanged,
-        context,
-    )
-    .await?;
+    notifications::enqueue_email(&mut tx, &state.data_keys, user_id, &Email::from_stored(&old.email), message).await?;
     let details = serde_json::json!({ "new_email_hash": address_hash(state, &Email::from_stored(&new_email)) });
     account_event(&mut tx, Some(user_id), "email_changed", details, client).await?;
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
@@ -192,32 +166,20 @@ pub async fn undo_email_change(state: &AppState, client: &ClientContext, token: 
     let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
     let added = otp::service::factors_added_since(&mut tx, user_id, undo.changed_at).await?;
     let factors = otp::service::factors(&mut tx, user_id).await?;
-    let context = context! {
-        username => user.username,
-        link => link(state, "reset-password", &reset),
-        factors_added => added.iter().map(|m| m.label()).collect::<Vec<_>>(),
-        ..ended.notice(&factors)
+    let message = Message::EmailChangeUndone {
+        username: user.username.clone(),
+        link: link(state, "reset-password", &reset),
+        factors_added: added.iter().map(|m| m.label().to_owned()).collect(),
+        grants: ended.notice(&factors),
     };
     let to = Email::from_stored(&user.email);
-    notifications::enqueue_email(&mut tx, &state.data_keys, user_id, &to, NotificationType::EmailChangeUndone, context)
-        .await?;
+    notifications::enqueue_email(&mut tx, &state.data_keys, user_id, &to, message).await?;
     if replaced.email != user.email {
         // Whoever holds the replaced address (maybe the owner, who moved away from a mailbox
         // they lost) hears that it no longer signs in.
-        let context = context! {
-            username => user.username,
-            time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-        };
+        let message = Message::EmailChangeReverted { username: user.username.clone() };
         let was = Email::from_stored(&replaced.email);
-        notifications::enqueue_email(
-            &mut tx,
-            &state.data_keys,
-            user_id,
-            &was,
-            NotificationType::EmailChangeReverted,
-            context,
-        )
-        .await?;
+        notifications::enqueue_email(&mut tx, &state.data_keys, user_id, &was, message).await?;
     }
     let mut details = ended.details();
     details["factors_added_since"] = serde_json::json!(added.iter().map(|m| m.as_str()).collect::<Vec<_>>());

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
-use minijinja::context;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -16,7 +15,7 @@ use crate::{
         repo,
     },
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
-    notifications::{self, NotificationType},
+    notifications::{self, Message},
 };
 
 /// How long a finished export can be fetched.
@@ -45,13 +44,9 @@ pub async fn request_export(
         client,
     )
     .await?;
-    let context = context! {
-        username => user.username,
-        time => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-    };
     let to = Email::from_stored(&user.email);
-    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &to, NotificationType::ExportRequested, context)
-        .await?;
+    let message = Message::ExportRequested { username: user.username.clone() };
+    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, &to, message).await?;
     crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(export)

@@ -18,7 +18,7 @@ use crate::{
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, types::Phone},
-    notifications::{self, NotificationType, Recipient},
+    notifications::{self, Message, Recipient},
     otp::{
         self, Factors, MfaMethod, TotpSetup,
         service::{CodeCheck, CodePurpose},
@@ -165,14 +165,9 @@ async fn factor_notice(
     method: MfaMethod,
     first: bool,
 ) -> AppResult<()> {
-    let context = minijinja::context! {
-        username => user.username,
-        method => method.label(),
-        first => first,
-        time => chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-    };
+    let message = Message::MfaMethodAdded { username: user.username.clone(), method: method.label().to_owned(), first };
     let to = Email::from_stored(&user.email);
-    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::MfaMethodAdded, context).await?;
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, message).await?;
     Ok(())
 }
 
@@ -353,11 +348,13 @@ pub(super) async fn apply_removal(
         repo::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
         repo::set_mfa_enabled(&mut *tx, user, false, None).await?;
         let owner = repo::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
-        let context = minijinja::context! {
-            username => owner.username, method => method.as_str(), approved => approved_change.is_some()
+        let message = Message::MfaDisabled {
+            username: owner.username.clone(),
+            method: method.as_str().to_owned(),
+            approved: approved_change.is_some(),
         };
         let to = Email::from_stored(&owner.email);
-        notifications::enqueue_email(tx, &state.data_keys, user, &to, NotificationType::MfaDisabled, context).await?;
+        notifications::enqueue_email(tx, &state.data_keys, user, &to, message).await?;
         ("disabled", MfaAction::Disabled)
     };
     if approved_change.is_none() {

@@ -19,7 +19,7 @@ use crate::{
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel, SessionAction},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, extract::Page},
-    notifications::{self, NotificationType},
+    notifications::{self, Message},
     otp::{self, MfaMethod, TotpSetup},
 };
 
@@ -175,16 +175,14 @@ async fn tell_user(
         Some(method) => format!("remove the {method} factor"),
         None => "change two-step verification".to_owned(),
     };
-    let context = minijinja::context! {
-        username => owner.username,
-        change => change,
-        decision => decision,
-        all_off => request.action == RESET,
-        time => chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    let message = Message::MfaChangeDecided {
+        username: owner.username.clone(),
+        change,
+        decision: decision.to_owned(),
+        all_off: request.action == RESET,
     };
     let to = Email::from_stored(&owner.email);
-    notifications::enqueue_email(tx, &state.data_keys, owner.id, &to, NotificationType::MfaChangeDecided, context)
-        .await?;
+    notifications::enqueue_email(tx, &state.data_keys, owner.id, &to, message).await?;
     Ok(())
 }
 

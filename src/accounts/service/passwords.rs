@@ -2,7 +2,6 @@
 //! policy and the hashing are in `accounts::passwords`.
 
 use chrono::{Duration, Utc};
-use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -21,7 +20,7 @@ use crate::{
         AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::Problems,
         ratelimit::Action,
     },
-    notifications::{self, NotificationType},
+    notifications::{self, Message, message::PasswordChange},
     otp,
 };
 
@@ -91,7 +90,7 @@ pub async fn change_password(
         ..session_event(user.id, SessionAction::PasswordChanged, client)
     };
     audit_log::record_session(&mut *tx, &event).await?;
-    let how = if options.sign_out_everywhere { How::ChangedEverywhere } else { How::Changed };
+    let how = if options.sign_out_everywhere { PasswordChange::ChangedEverywhere } else { PasswordChange::Changed };
     password_changed_notice(&mut tx, state, &user, how, &ended).await?;
     crate::core::db::commit(tx).await?;
     ended.settle(state).await;
@@ -147,8 +146,7 @@ async fn issue_reset(state: &AppState, client: &ClientContext, email: &Email) ->
         &state.data_keys,
         user.id,
         email,
-        NotificationType::PasswordReset,
-        context! { username => user.username, link },
+        Message::PasswordReset { username: user.username.clone(), link },
     )
     .await?;
     account_event(&mut tx, Some(user.id), "password_reset_requested", serde_json::json!({}), client).await?;
@@ -186,18 +184,10 @@ pub async fn confirm_password_reset(
             .await?;
     account_event(&mut tx, Some(user.id), "password_reset", ended.details(), client).await?;
     audit_log::record_session(&mut *tx, &session_event(user.id, SessionAction::PasswordReset, client)).await?;
-    password_changed_notice(&mut tx, state, &user, How::Reset, &ended).await?;
+    password_changed_notice(&mut tx, state, &user, PasswordChange::Reset, &ended).await?;
     crate::core::db::commit(tx).await?;
     ended.settle(state).await;
     Ok(())
-}
-
-/// How the password came to change, as its notice says.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum How {
-    Changed,
-    ChangedEverywhere,
-    Reset,
 }
 
 /// The security message that the password changed (by the user or by a reset link): it
@@ -207,18 +197,12 @@ async fn password_changed_notice(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
     user: &UserRow,
-    how: How,
+    how: PasswordChange,
     ended: &Ended,
 ) -> AppResult<()> {
     let factors = otp::service::factors(&mut *tx, user.id).await?;
-    let context = context! {
-        username => user.username,
-        reset => how == How::Reset,
-        everywhere => how == How::ChangedEverywhere,
-        ..ended.notice(&factors)
-    };
+    let message = Message::PasswordChanged { username: user.username.clone(), how, grants: ended.notice(&factors) };
     let to = Email::from_stored(&user.email);
-    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, NotificationType::PasswordChanged, context)
-        .await?;
+    notifications::enqueue_email(tx, &state.data_keys, user.id, &to, message).await?;
     Ok(())
 }

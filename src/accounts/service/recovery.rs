@@ -4,8 +4,6 @@
 //! device trust and pending exports, each as the table of API.md says for that action.
 //! One function owns the table, so every remediation ends the same things the same way.
 
-use minijinja::Value;
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -14,6 +12,7 @@ use crate::{
     accounts::repo::{self, KeyNote, KeySelection},
     audit_log::{self, DeviceAction, DeviceEvent, SessionAction},
     core::{AppResult, AppState, client::ClientContext},
+    notifications::message::{Grants, KeyLine},
     otp::{self, Factors},
 };
 
@@ -128,20 +127,12 @@ pub async fn end_trust(
     Ok(untrusted)
 }
 
-/// A key as a notice lists it.
-#[derive(Serialize)]
-struct ListedKey<'a> {
-    name: &'a str,
-    prefix: &'a str,
-    scopes: String,
-    expires: String,
-}
-
-fn listed(keys: &[KeyNote]) -> Vec<ListedKey<'_>> {
+/// Keys as a notice lists them.
+fn listed(keys: &[KeyNote]) -> Vec<KeyLine> {
     keys.iter()
-        .map(|k| ListedKey {
-            name: &k.name,
-            prefix: &k.prefix,
+        .map(|k| KeyLine {
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
             scopes: k.scopes.join(", "),
             expires: k.expires_at.format("%Y-%m-%d").to_string(),
         })
@@ -164,12 +155,12 @@ impl Ended {
 
     /// What the notice lists (templates/email/_grants): the sessions ended, the keys
     /// revoked and kept, and the factors that remain.
-    pub fn notice(&self, factors: &Factors) -> Value {
-        minijinja::context! {
-            sessions_ended => self.sessions.len(),
-            keys_revoked => Value::from_serialize(listed(&self.keys_revoked)),
-            keys_kept => Value::from_serialize(listed(&self.keys_kept)),
-            factors => factors.labels(),
+    pub fn notice(&self, factors: &Factors) -> Grants {
+        Grants {
+            sessions_ended: self.sessions.len(),
+            keys_revoked: listed(&self.keys_revoked),
+            keys_kept: listed(&self.keys_kept),
+            factors: factors.labels(),
         }
     }
 

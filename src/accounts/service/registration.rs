@@ -1,7 +1,6 @@
 //! Registration and email verification.
 
 use chrono::{Duration, Utc};
-use minijinja::context;
 use secrecy::SecretString;
 use sqlx::PgConnection;
 
@@ -17,7 +16,7 @@ use crate::{
         AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint,
         ratelimit::Action,
     },
-    notifications::{self, NotificationType},
+    notifications::{self, Message},
 };
 
 pub const VERIFY_TOKEN_TTL: Duration = Duration::hours(24);
@@ -83,8 +82,7 @@ async fn queue_verification(
         &state.data_keys,
         user.id,
         &Email::from_stored(&user.email),
-        NotificationType::EmailVerification,
-        context! { username => user.username, link },
+        Message::EmailVerification { username: user.username.clone(), link },
     )
     .await?;
     Ok(())

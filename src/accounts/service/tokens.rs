@@ -1,7 +1,6 @@
 //! Access and refresh tokens: refresh-token rotation with reuse detection, and logout.
 
 use chrono::{Duration, Utc};
-use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -25,7 +24,7 @@ use crate::{
         crypto,
         keys::Purpose,
     },
-    notifications::{self, NotificationType},
+    notifications::{self, Message},
     otp,
 };
 
@@ -110,8 +109,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
             &state.data_keys,
             user.id,
             &Email::from_stored(&user.email),
-            NotificationType::TokenReused,
-            context! { username => user.username },
+            Message::TokenReused { username: user.username.clone() },
         )
         .await?;
         crate::core::db::commit(tx).await?;
@@ -190,10 +188,13 @@ pub(super) async fn sign_out_everywhere(
     details["by"] = serde_json::json!(by);
     account_event(&mut tx, Some(user), "signed_out_everywhere", details, client).await?;
     let factors = otp::service::factors(&mut tx, user).await?;
-    let context = context! { username => owner.username, by_admin => by.is_some(), ..ended.notice(&factors) };
+    let message = Message::SignedOutEverywhere {
+        username: owner.username.clone(),
+        by_admin: by.is_some(),
+        grants: ended.notice(&factors),
+    };
     let to = Email::from_stored(&owner.email);
-    notifications::enqueue_email(&mut tx, &state.data_keys, user, &to, NotificationType::SignedOutEverywhere, context)
-        .await?;
+    notifications::enqueue_email(&mut tx, &state.data_keys, user, &to, message).await?;
     crate::core::db::commit(tx).await?;
     let count = ended.sessions.len();
     ended.settle(state).await;

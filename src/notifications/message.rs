@@ -1,0 +1,208 @@
+//! Every message the service sends, typed: one variant per notification type, holding the
+//! fields its templates show. The apps build a `Message`; only `context` (here, once) turns
+//! it into what a template reads, so a template and its callers cannot drift apart.
+
+use chrono::Utc;
+use minijinja::{Value, context};
+use serde::Serialize;
+
+use super::models::NotificationType;
+
+/// An API key as a notice lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyLine {
+    pub name: String,
+    pub prefix: String,
+    /// Comma-separated.
+    pub scopes: String,
+    /// `YYYY-MM-DD`.
+    pub expires: String,
+}
+
+/// What a remediation ended and kept (templates/email/_grants).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Grants {
+    pub sessions_ended: usize,
+    pub keys_revoked: Vec<KeyLine>,
+    pub keys_kept: Vec<KeyLine>,
+    /// The factors that remain, as the user reads them.
+    pub factors: Vec<String>,
+}
+
+/// How a password came to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChange {
+    /// By its owner; the other sessions ended.
+    Changed,
+    /// By its owner, every session ended.
+    ChangedEverywhere,
+    /// With an emailed reset link.
+    Reset,
+}
+
+/// The device a notice is about.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceLine {
+    /// `desktop`, `mobile`, ...
+    pub device_type: String,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    /// City and country, or country, when known.
+    pub place: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    EmailVerification { username: String, link: String },
+    PasswordReset { username: String, link: String },
+    MfaCode { code: String, minutes: i64 },
+    TokenReused { username: String },
+    PasswordChanged { username: String, how: PasswordChange, grants: Grants },
+    MfaDisabled { username: String, method: String, approved: bool },
+    NewDevice { username: String, device: DeviceLine },
+    DeviceCompromised { username: String, sessions: usize },
+    Marketing { username: String, body: String },
+    BackupCodesLow { username: String, remaining: i64 },
+    ApiKeyCreated { username: String, key: KeyLine },
+    EmailChange { username: String, link: String },
+    EmailChangeRequested { username: String, new_email: String },
+    MfaChangeDecided { username: String, change: String, decision: String, all_off: bool },
+    DeviceTrusted { username: String, device: DeviceLine, until: String },
+    MfaMethodAdded { username: String, method: String, first: bool },
+    SignedOutEverywhere { username: String, by_admin: bool, grants: Grants },
+    EmailChanged { username: String, new_email: String, link: String },
+    EmailChangeUndone { username: String, link: String, factors_added: Vec<String>, grants: Grants },
+    EmailChangeReverted { username: String },
+    ApiKeyExpiring { username: String, key: KeyLine },
+    ExportRequested { username: String },
+}
+
+impl Message {
+    pub fn kind(&self) -> NotificationType {
+        use NotificationType as T;
+        match self {
+            Message::EmailVerification { .. } => T::EmailVerification,
+            Message::PasswordReset { .. } => T::PasswordReset,
+            Message::MfaCode { .. } => T::MfaCode,
+            Message::TokenReused { .. } => T::TokenReused,
+            Message::PasswordChanged { .. } => T::PasswordChanged,
+            Message::MfaDisabled { .. } => T::MfaDisabled,
+            Message::NewDevice { .. } => T::NewDevice,
+            Message::DeviceCompromised { .. } => T::DeviceCompromised,
+            Message::Marketing { .. } => T::Marketing,
+            Message::BackupCodesLow { .. } => T::BackupCodesLow,
+            Message::ApiKeyCreated { .. } => T::ApiKeyCreated,
+            Message::EmailChange { .. } => T::EmailChange,
+            Message::EmailChangeRequested { .. } => T::EmailChangeRequested,
+            Message::MfaChangeDecided { .. } => T::MfaChangeDecided,
+            Message::DeviceTrusted { .. } => T::DeviceTrusted,
+            Message::MfaMethodAdded { .. } => T::MfaMethodAdded,
+            Message::SignedOutEverywhere { .. } => T::SignedOutEverywhere,
+            Message::EmailChanged { .. } => T::EmailChanged,
+            Message::EmailChangeUndone { .. } => T::EmailChangeUndone,
+            Message::EmailChangeReverted { .. } => T::EmailChangeReverted,
+            Message::ApiKeyExpiring { .. } => T::ApiKeyExpiring,
+            Message::ExportRequested { .. } => T::ExportRequested,
+        }
+    }
+
+    /// What the templates of `kind()` read; `time` is the moment the message is queued.
+    pub fn context(&self) -> Value {
+        let time = Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+        match self {
+            Message::EmailVerification { username, link }
+            | Message::PasswordReset { username, link }
+            | Message::EmailChange { username, link } => context! { username, link },
+            Message::MfaCode { code, minutes } => context! { code, minutes },
+            Message::TokenReused { username }
+            | Message::EmailChangeReverted { username }
+            | Message::ExportRequested { username } => context! { username, time },
+            Message::PasswordChanged { username, how, grants } => context! {
+                username,
+                reset => *how == PasswordChange::Reset,
+                everywhere => *how == PasswordChange::ChangedEverywhere,
+                ..Value::from_serialize(grants)
+            },
+            Message::MfaDisabled { username, method, approved } => context! { username, method, approved },
+            Message::NewDevice { username, device } => context! {
+                username,
+                device_type => device.device_type,
+                browser => device.browser.as_deref().unwrap_or("an unknown browser"),
+                os => device.os.as_deref().unwrap_or("an unknown system"),
+                place => device.place,
+                ip => device.ip,
+                time,
+            },
+            Message::DeviceCompromised { username, sessions } => context! { username, sessions },
+            Message::Marketing { username, body } => context! { username, body },
+            Message::BackupCodesLow { username, remaining } => context! { username, remaining },
+            Message::ApiKeyCreated { username, key } | Message::ApiKeyExpiring { username, key } => context! {
+                username, name => key.name, prefix => key.prefix, scopes => key.scopes, expires => key.expires, time,
+            },
+            Message::EmailChangeRequested { username, new_email } => context! { username, new_email, time },
+            Message::MfaChangeDecided { username, change, decision, all_off } => {
+                context! { username, change, decision, all_off, time }
+            }
+            Message::DeviceTrusted { username, device, until } => context! {
+                username,
+                browser => device.browser.as_deref().unwrap_or("an unknown browser"),
+                os => device.os.as_deref().unwrap_or("an unknown system"),
+                until,
+                ip => device.ip,
+                time,
+            },
+            Message::MfaMethodAdded { username, method, first } => context! { username, method, first, time },
+            Message::SignedOutEverywhere { username, by_admin, grants } => {
+                context! { username, by_admin, ..Value::from_serialize(grants) }
+            }
+            Message::EmailChanged { username, new_email, link } => context! { username, new_email, link, time },
+            Message::EmailChangeUndone { username, link, factors_added, grants } => {
+                context! { username, link, factors_added, ..Value::from_serialize(grants) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_has_a_message_that_renders() {
+        let key =
+            KeyLine { name: "k".into(), prefix: "p".into(), scopes: "me:read".into(), expires: "2027-01-01".into() };
+        let grants = Grants { sessions_ended: 1, keys_revoked: vec![key.clone()], keys_kept: vec![], factors: vec![] };
+        let (u, l) = (|| "ann".to_owned(), || "http://x/y?token=t".to_owned());
+        let messages = vec![
+            Message::EmailVerification { username: u(), link: l() },
+            Message::PasswordReset { username: u(), link: l() },
+            Message::MfaCode { code: "123456".into(), minutes: 5 },
+            Message::TokenReused { username: u() },
+            Message::PasswordChanged { username: u(), how: PasswordChange::Reset, grants: grants.clone() },
+            Message::MfaDisabled { username: u(), method: "totp".into(), approved: false },
+            Message::NewDevice { username: u(), device: DeviceLine::default() },
+            Message::DeviceCompromised { username: u(), sessions: 2 },
+            Message::Marketing { username: u(), body: "news".into() },
+            Message::BackupCodesLow { username: u(), remaining: 1 },
+            Message::ApiKeyCreated { username: u(), key: key.clone() },
+            Message::EmailChange { username: u(), link: l() },
+            Message::EmailChangeRequested { username: u(), new_email: "a@b.io".into() },
+            Message::MfaChangeDecided { username: u(), change: "c".into(), decision: "approved".into(), all_off: true },
+            Message::DeviceTrusted { username: u(), device: DeviceLine::default(), until: "2027".into() },
+            Message::MfaMethodAdded { username: u(), method: "totp".into(), first: true },
+            Message::SignedOutEverywhere { username: u(), by_admin: true, grants: grants.clone() },
+            Message::EmailChanged { username: u(), new_email: "a@b.io".into(), link: l() },
+            Message::EmailChangeUndone { username: u(), link: l(), factors_added: vec!["x".into()], grants },
+            Message::EmailChangeReverted { username: u() },
+            Message::ApiKeyExpiring { username: u(), key },
+            Message::ExportRequested { username: u() },
+        ];
+        for kind in NotificationType::ALL {
+            let message =
+                messages.iter().find(|m| m.kind() == *kind).unwrap_or_else(|| panic!("no message for {kind}"));
+            let rendered = super::super::templates::render(*kind, message.context()).unwrap();
+            assert!(!rendered.text.contains("{{") && !rendered.text.trim().is_empty(), "{kind}");
+        }
+    }
+}
