@@ -15,14 +15,17 @@ pub mod notifications;
 pub mod openapi;
 pub mod otp;
 
+use std::sync::Arc;
+
 use axum::{
-    Router,
+    Extension, Router,
     extract::DefaultBodyLimit,
     middleware,
     response::{IntoResponse, Response},
     routing::get,
 };
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use crate::core::{AppError, AppState};
 
@@ -34,17 +37,21 @@ pub fn build_router(state: AppState) -> Router {
     with_layers(routes(), state)
 }
 
-/// Every route of every app, before the shared layers.
+/// Every route of every app, before the shared layers. The API's routes come with their
+/// OpenAPI declarations: the served document and the table of API-key scopes are built from
+/// the same declarations the router is, and handed to the API's requests.
 pub fn routes() -> Router<AppState> {
-    let api = Router::new()
+    let (api, paths) = OpenApiRouter::new()
+        .merge(core::routes::router())
         .merge(accounts::routes::router())
         .merge(notifications::routes::router())
         .merge(audit_log::routes::router())
-        .route("/openapi.json", get(openapi::openapi_json));
-
-    Router::new()
-        .merge(core::routes::router())
-        .nest("/api/v1", api)
+        .split_for_parts();
+    let document = Arc::new(openapi::document(paths));
+    let scopes = Arc::new(core::auth::RouteScopes::from_document(&document));
+    api.route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .layer(Extension(document))
+        .layer(Extension(scopes))
         .merge(openapi::docs_router())
         .merge(accounts::routes::pages())
         .merge(admin_ui::router())

@@ -1,11 +1,16 @@
 //! The OpenAPI 3.1 document (`/api/v1/openapi.json`) and the self-hosted docs (`/docs`).
+//! Its paths come from the routers (each handler's `#[utoipa::path]`, the one place a route
+//! is written); here are the document's own parts: info, shared schemas, tags, the security
+//! schemes and the answers every operation of a kind can give.
 
-use axum::{Json, Router};
-use utoipa::OpenApi;
+use std::sync::Arc;
+
+use axum::{Extension, Json, Router};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    accounts, audit_log,
+    audit_log,
     core::{self, AppState},
     notifications,
 };
@@ -25,47 +30,10 @@ use crate::{
             503 UNAVAILABLE, 500 INTERNAL. Every response carries X-Request-Id. Access tokens are EdDSA JWTs \
             whose iss and aud are both the deployment's PUBLIC_BASE_URL."
     ),
-    paths(
-        core::handlers::healthz, core::handlers::readyz, core::handlers::jwks,
-        accounts::handlers::register, accounts::handlers::verify_email, accounts::handlers::resend_verification,
-        accounts::handlers::login, accounts::handlers::refresh, accounts::handlers::logout,
-        accounts::handlers::whoami, accounts::handlers::introspect,
-        accounts::handlers::logout_all, accounts::handlers::change_password,
-        accounts::handlers::request_password_reset, accounts::handlers::confirm_password_reset,
-        accounts::handlers::me, accounts::handlers::update_me, accounts::handlers::delete_me,
-        accounts::handlers::request_email_change, accounts::handlers::confirm_email_change,
-        accounts::handlers::undo_email_change,
-        accounts::handlers::request_export, accounts::handlers::export_status, accounts::handlers::export_download,
-        accounts::handlers::sessions, accounts::handlers::revoke_session,
-        accounts::handlers::api_keys, accounts::handlers::create_api_key, accounts::handlers::revoke_api_key,
-        accounts::handlers::devices, accounts::handlers::device, accounts::handlers::rename_device,
-        accounts::handlers::trust_device, accounts::handlers::untrust_device, accounts::handlers::mark_compromised,
-        accounts::handlers::delete_device, accounts::handlers::admin_devices_near,
-        accounts::handlers::admin_unlock, accounts::handlers::admin_logout_all,
-        accounts::handlers::admin_users, accounts::handlers::admin_user, accounts::handlers::admin_update_user,
-        accounts::handlers::admin_mfa_reset, accounts::handlers::admin_change_requests,
-        accounts::handlers::admin_approve_change, accounts::handlers::admin_reject_change,
-        accounts::handlers::mfa_send, accounts::handlers::mfa_verify, accounts::handlers::step_up,
-        accounts::handlers::mfa_status, accounts::handlers::totp_setup, accounts::handlers::totp_confirm,
-        accounts::handlers::totp_remove, accounts::handlers::regenerate_backup_codes,
-        accounts::handlers::email_setup, accounts::handlers::email_confirm, accounts::handlers::email_remove,
-        accounts::handlers::sms_setup, accounts::handlers::sms_confirm, accounts::handlers::sms_remove,
-        accounts::handlers::set_primary,
-        notifications::handlers::history, notifications::handlers::preferences,
-        notifications::handlers::update_preferences, notifications::handlers::type_preferences,
-        notifications::handlers::update_type_preference, notifications::handlers::quiet_hours,
-        notifications::handlers::add_quiet_hours, notifications::handlers::delete_quiet_hours,
-        notifications::handlers::blocklist, notifications::handlers::add_block, notifications::handlers::remove_block,
-        notifications::handlers::consents, notifications::handlers::set_consent,
-        audit_log::handlers::own_events, audit_log::handlers::list, audit_log::handlers::review,
-        audit_log::handlers::summaries, audit_log::handlers::daily, audit_log::handlers::run_summary,
-        audit_log::handlers::jobs, audit_log::handlers::retention, audit_log::handlers::set_retention,
-    ),
     components(schemas(
         core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination,
         audit_log::models::AuditEvent, audit_log::models::Summary, notifications::models::Delivery,
     )),
-    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "service", description = "Health, readiness and keys"),
         (name = "auth", description = "Registration, login, tokens and passwords"),
@@ -121,23 +89,14 @@ struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use axum::http::Method;
-        use utoipa::openapi::{RefOr, extensions::ExtensionsBuilder, path::ParameterIn, security::SecurityRequirement};
+        use utoipa::openapi::{RefOr, path::ParameterIn, security::SecurityRequirement};
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = matches!(path.as_str(), "/healthz" | "/readyz" | "/.well-known/jwks.json");
-            let ops = [
-                (Method::GET, &mut item.get),
-                (Method::PUT, &mut item.put),
-                (Method::POST, &mut item.post),
-                (Method::DELETE, &mut item.delete),
-                (Method::PATCH, &mut item.patch),
-            ];
-            for (method, op) in ops.into_iter().filter_map(|(m, op)| op.as_mut().map(|op| (m, op))) {
-                // The routes an API key may call, from the table the extractor checks.
-                if let Some(scope) = crate::core::auth::required_scope(&method, path) {
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                // The routes an API key may call: those whose declaration names a scope.
+                if let Some(scope) = crate::core::auth::declared_scope(op) {
                     op.security.get_or_insert_with(Vec::new).push(SecurityRequirement::new("api_key", [scope]));
-                    let scope = ExtensionsBuilder::new().add("x-api-key-scope", scope).build();
-                    op.extensions.get_or_insert_with(Default::default).merge(scope);
                 }
                 let params: Vec<ParameterIn> = op
                     .parameters
@@ -193,8 +152,18 @@ fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::
     ResponseBuilder::new().description(description).content("application/json", content).build().into()
 }
 
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The served document: the routers' paths in `ApiDoc`'s frame, with the security schemes
+/// and the common answers added.
+pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi().merge_from(paths);
+    BearerAuth.modify(&mut doc);
+    CommonResponses.modify(&mut doc);
+    doc
+}
+
+/// `GET /api/v1/openapi.json`: the document the router was built with.
+pub async fn openapi_json(Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>) -> Json<utoipa::openapi::OpenApi> {
+    Json(doc.as_ref().clone())
 }
 
 /// Swagger UI at `/docs`, its assets compiled into the binary (no CDN).

@@ -6,10 +6,12 @@
 //! the same rules (password policy, one use per token) hold and show as messages.
 
 use axum::{
+    Router,
     body::Bytes,
     extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
+    routing::get,
 };
 use minijinja::{Environment, context};
 use secrecy::SecretString;
@@ -30,6 +32,8 @@ enum Link {
 }
 
 impl Link {
+    const ALL: [Link; 4] = [Link::VerifyEmail, Link::ResetPassword, Link::EmailChange, Link::UndoEmailChange];
+
     fn path(self) -> &'static str {
         match self {
             Link::VerifyEmail => "/verify-email",
@@ -216,54 +220,15 @@ async fn submit(state: &AppState, client: &ClientContext, link: Link, headers: &
     }
 }
 
-pub async fn verify_email_page(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Response {
-    get_page(&state, Link::VerifyEmail, &q)
-}
-
-pub async fn verify_email_submit(
-    State(state): State<AppState>,
-    client: ClientContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    submit(&state, &client, Link::VerifyEmail, &headers, &body).await
-}
-
-pub async fn reset_password_page(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Response {
-    get_page(&state, Link::ResetPassword, &q)
-}
-
-pub async fn reset_password_submit(
-    State(state): State<AppState>,
-    client: ClientContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    submit(&state, &client, Link::ResetPassword, &headers, &body).await
-}
-
-pub async fn email_change_page(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Response {
-    get_page(&state, Link::EmailChange, &q)
-}
-
-pub async fn email_change_submit(
-    State(state): State<AppState>,
-    client: ClientContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    submit(&state, &client, Link::EmailChange, &headers, &body).await
-}
-
-pub async fn undo_email_change_page(State(state): State<AppState>, Query(q): Query<TokenQuery>) -> Response {
-    get_page(&state, Link::UndoEmailChange, &q)
-}
-
-pub async fn undo_email_change_submit(
-    State(state): State<AppState>,
-    client: ClientContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    submit(&state, &client, Link::UndoEmailChange, &headers, &body).await
+/// Every link page at its path: GET shows it, POST does its one action.
+pub fn router() -> Router<AppState> {
+    Link::ALL.iter().copied().fold(Router::new(), |router, link| {
+        let show = move |State(state): State<AppState>, Query(q): Query<TokenQuery>| async move {
+            get_page(&state, link, &q)
+        };
+        let act = move |State(state): State<AppState>, client: ClientContext, headers: HeaderMap, body: Bytes| async move {
+            submit(&state, &client, link, &headers, &body).await
+        };
+        router.route(link.path(), get(show).post(act))
+    })
 }

@@ -21,7 +21,7 @@ use crate::core::{
     extract::{AppJson, AppPath, AppQuery, Paginated},
 };
 
-#[utoipa::path(get, path = "/api/v1/admin/audit/{kind}", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlog"))), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/audit/{kind}", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlog")), ("x-api-key-scope" = json!("audit:read"))), security(("bearer" = [])),
     params(("kind" = String, Path, description = "session, device, mfa or link; else 400"), EventQuery),
     responses(
         (status = 200, description = "newest first: {items: [AuditEvent], pagination}", body = Object),
@@ -65,7 +65,7 @@ pub async fn review(
     Ok(Json(Reviewed { id, review_status: status.as_str().to_owned() }))
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/audit/summaries", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlogsummary"))), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/audit/summaries", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlogsummary")), ("x-api-key-scope" = json!("audit:read"))), security(("bearer" = [])),
     params(SummaryQuery),
     responses((status = 200, description = "{items: [Summary], pagination}, newest day first", body = Object),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -80,7 +80,7 @@ pub async fn summaries(
     Ok(Json(Paginated::new(items, page, total)))
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/audit/summaries/daily", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlogsummary"))), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/audit/summaries/daily", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlogsummary")), ("x-api-key-scope" = json!("audit:read"))), security(("bearer" = [])),
     params(RangeQuery),
     responses((status = 200, body = Vec<DailyTotals>, description = "one row per day from..=to (default: 30 days), zeros included"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -147,7 +147,7 @@ pub async fn set_retention(
     Ok(Json(review::retention(&state).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit", security(("bearer" = [])), params(OwnEventsQuery),
+#[utoipa::path(get, path = "/api/v1/audit/events", extensions(("x-api-key-scope" = json!("me:read"))), tag = "audit", security(("bearer" = [])), params(OwnEventsQuery),
     responses((status = 200, description = "own events from all four audit tables, newest first: {items: [AuditEvent], pagination}", body = Object),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn own_events(

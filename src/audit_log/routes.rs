@@ -1,21 +1,18 @@
-//! Paths of the audit_log app.
+//! Paths of the audit_log app, each route from its handler's `#[utoipa::path]`.
 
-use axum::{
-    Router,
-    routing::{get, post},
-};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::handlers;
 use crate::core::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/audit/events", get(handlers::own_events))
-        .route("/admin/audit/summaries", get(handlers::summaries))
-        .route("/admin/audit/summaries/daily", get(handlers::daily))
-        .route("/admin/audit/summaries/run", post(handlers::run_summary))
-        .route("/admin/audit/retention", get(handlers::retention).put(handlers::set_retention))
-        .route("/admin/audit/{kind}", get(handlers::list))
-        .route("/admin/audit/{kind}/{id}/review", post(handlers::review))
-        .route("/admin/jobs", get(handlers::jobs))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::own_events))
+        .routes(routes!(handlers::summaries))
+        .routes(routes!(handlers::daily))
+        .routes(routes!(handlers::run_summary))
+        .routes(routes!(handlers::retention, handlers::set_retention))
+        .routes(routes!(handlers::list))
+        .routes(routes!(handlers::review))
+        .routes(routes!(handlers::jobs))
 }

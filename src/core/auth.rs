@@ -151,34 +151,56 @@ pub fn is_admin_scope(scope: &str) -> bool {
     scope != "me:read"
 }
 
-/// The scope an API key needs to call `route`, or None when no key may: the signed-in
+/// The extension by which a route's `#[utoipa::path]` names the API-key scope that may call
+/// it (`extensions(("x-api-key-scope" = json!("me:read")))`), beside its path: the signed-in
 /// user's read-only routes (`me:read`), the admin audit and summary reads (`audit:read`),
-/// introspection (`introspect`). Everything that changes state needs a session.
-pub fn required_scope(method: &Method, route: &str) -> Option<&'static str> {
-    if method == Method::POST && route == "/api/v1/auth/introspect" {
-        return Some("introspect");
-    }
-    if method != Method::GET {
-        return None;
-    }
-    match route {
-        "/api/v1/users/me"
-        | "/api/v1/sessions"
-        | "/api/v1/devices"
-        | "/api/v1/devices/{id}"
-        | "/api/v1/mfa"
-        | "/api/v1/api-keys"
-        | "/api/v1/audit/events"
-        | "/api/v1/notifications"
-        | "/api/v1/notifications/preferences"
-        | "/api/v1/notifications/preferences/types"
-        | "/api/v1/notifications/quiet-hours"
-        | "/api/v1/notifications/blocklist"
-        | "/api/v1/notifications/consents" => Some("me:read"),
-        "/api/v1/admin/audit/{kind}" | "/api/v1/admin/audit/summaries" | "/api/v1/admin/audit/summaries/daily" => {
-            Some("audit:read")
+/// introspection (`introspect`). A route that names none takes no key; nothing that
+/// changes state names one.
+pub const SCOPE_EXTENSION: &str = "x-api-key-scope";
+
+/// The scope an operation's declaration names, if it is one of `SCOPES`.
+pub fn declared_scope(op: &utoipa::openapi::path::Operation) -> Option<&'static str> {
+    let declared = op.extensions.as_ref()?.get(SCOPE_EXTENSION)?.as_str()?;
+    SCOPES.iter().copied().find(|s| *s == declared)
+}
+
+/// The scope each route takes a key for, read once from the API document the router was
+/// built with (so the table and the routes are the same declarations); the router hands it
+/// to every request of the API.
+#[derive(Debug, Default)]
+pub struct RouteScopes(std::collections::HashMap<(Method, String), &'static str>);
+
+impl RouteScopes {
+    pub fn from_document(doc: &utoipa::openapi::OpenApi) -> RouteScopes {
+        let mut table = std::collections::HashMap::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+            ];
+            for (method, op) in ops {
+                if let Some(scope) = op.as_ref().and_then(declared_scope) {
+                    table.insert((method, path.clone()), scope);
+                }
+            }
         }
-        _ => None,
+        RouteScopes(table)
+    }
+
+    /// The scope a key needs to call `method route`, or None when no key may.
+    pub fn required(&self, method: &Method, route: &str) -> Option<&'static str> {
+        self.0.get(&(method.clone(), route.to_owned())).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -262,16 +284,11 @@ fn stamp_key_use(state: &AppState, key: &CachedKey) {
     });
 }
 
-/// Authenticates an API key for a call to `method route`: a live key whose scopes cover
-/// the route, within its rate budget.
-pub async fn authenticate_key(
-    state: &AppState,
-    key: &str,
-    method: &Method,
-    route: Option<&str>,
-) -> Result<AuthUser, AppError> {
+/// Authenticates an API key for a call whose route takes `needed` (None: no key may call
+/// it): a live key holding that scope, within its rate budget.
+pub async fn authenticate_key(state: &AppState, key: &str, needed: Option<&'static str>) -> Result<AuthUser, AppError> {
     let found = key_of(state, key).await?;
-    let needed = route.and_then(|r| required_scope(method, r)).ok_or(AppError::Forbidden)?;
+    let needed = needed.ok_or(AppError::Forbidden)?;
     if !found.scopes.iter().any(|s| s == needed) {
         return Err(AppError::Forbidden);
     }
@@ -357,7 +374,9 @@ impl FromRequestParts<AppState> for AuthUser {
             Credential::Bearer(token) => authenticate(state, token).await,
             Credential::ApiKey(key) => {
                 let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
-                authenticate_key(state, key, &parts.method, route).await
+                let scopes = parts.extensions.get::<Arc<RouteScopes>>();
+                let needed = route.zip(scopes).and_then(|(route, scopes)| scopes.required(&parts.method, route));
+                authenticate_key(state, key, needed).await
             }
         }
     }

@@ -1,13 +1,15 @@
-//! Paths of the service routes.
+//! Paths of the service routes: health, readiness and keys from their handlers'
+//! `#[utoipa::path]`; `/metrics` (Prometheus text, not part of the API document).
 
-use axum::{Router, routing::get};
+use axum::routing::get;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{handlers, state::AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::healthz))
+        .routes(routes!(handlers::readyz))
+        .routes(routes!(handlers::jwks))
         .route("/metrics", get(handlers::metrics))
-        .route("/.well-known/jwks.json", get(handlers::jwks))
 }

@@ -16,7 +16,7 @@ use crate::core::{
     extract::{AppJson, AppPath, AppQuery, PageParams, Paginated},
 };
 
-#[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications/preferences", extensions(("x-api-key-scope" = json!("me:read"))), tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Preferences), (status = 401, body = ErrorBody)))]
 pub async fn preferences(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Preferences>> {
     Ok(Json(settings::preferences(&state, auth.user_id).await?))
@@ -34,7 +34,7 @@ pub async fn update_preferences(
     Ok(Json(settings::update_preferences(&state, auth.user_id, patch.parse()?).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/preferences/types", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications/preferences/types", extensions(("x-api-key-scope" = json!("me:read"))), tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Vec<TypePreference>, description = "every type, defaults where unset"),
         (status = 401, body = ErrorBody)))]
 pub async fn type_preferences(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<TypePreference>>> {
@@ -61,7 +61,7 @@ pub async fn update_type_preference(
     Ok(Json(settings::update_type_preference(&state, auth.user_id, kind, patch.parse()?).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/quiet-hours", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications/quiet-hours", extensions(("x-api-key-scope" = json!("me:read"))), tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Vec<QuietHours>), (status = 401, body = ErrorBody)))]
 pub async fn quiet_hours(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<QuietHours>>> {
     Ok(Json(settings::quiet_hours(&state, auth.user_id).await?))
@@ -92,7 +92,7 @@ pub async fn delete_quiet_hours(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/blocklist", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications/blocklist", extensions(("x-api-key-scope" = json!("me:read"))), tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Vec<Block>, description = "active entries"), (status = 401, body = ErrorBody)))]
 pub async fn blocklist(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<Block>>> {
     Ok(Json(settings::blocks(&state, auth.user_id).await?))
@@ -122,7 +122,7 @@ pub async fn remove_block(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/consents", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications/consents", extensions(("x-api-key-scope" = json!("me:read"))), tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Vec<Consent>, description = "marketing, analytics, third_party"),
         (status = 401, body = ErrorBody)))]
 pub async fn consents(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<Consent>>> {
@@ -150,7 +150,7 @@ pub async fn set_consent(
     Ok(Json(consent))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications", extensions(("x-api-key-scope" = json!("me:read"))), tag = "notifications", security(("bearer" = [])),
     params(PageParams),
     responses((status = 200, description = "own emails and texts, newest first: {items: [Delivery], pagination}",
             body = Object),

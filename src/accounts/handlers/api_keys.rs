@@ -19,7 +19,7 @@ use crate::{
     },
 };
 
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "users", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/api-keys", extensions(("x-api-key-scope" = json!("me:read"))), tag = "users", security(("bearer" = [])), responses(
     (status = 200, body = Vec<ApiKeyView>, description = "own keys, newest first, revoked ones included; never a secret"),
 ))]
 pub async fn api_keys(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<ApiKeyView>>> {

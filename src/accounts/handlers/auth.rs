@@ -190,7 +190,7 @@ pub async fn confirm_password_reset(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/users/me", extensions(("x-api-key-scope" = json!("me:read"))), tag = "users", security(("bearer" = [])), responses(
     (status = 200, body = Me), (status = 401, body = ErrorBody),
 ))]
 pub async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Me>> {
@@ -228,7 +228,7 @@ pub async fn delete_me(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/sessions", extensions(("x-api-key-scope" = json!("me:read"))), tag = "sessions", security(("bearer" = [])), responses(
     (status = 200, body = Vec<SessionView>, description = "own active sessions, newest first"),
     (status = 401, body = ErrorBody),
 ))]

@@ -20,14 +20,14 @@ use crate::{
     },
 };
 
-#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/devices", extensions(("x-api-key-scope" = json!("me:read"))), tag = "devices", security(("bearer" = [])), responses(
     (status = 200, body = Vec<DeviceView>, description = "own devices, most recently used first; `current` marks the caller's"),
 ))]
 pub async fn devices(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<DeviceView>>> {
     Ok(Json(service::devices(&state, &auth).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/devices/{id}", extensions(("x-api-key-scope" = json!("me:read"))), tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "device id")), responses(
     (status = 200, body = DeviceView, description = "one own device"),
 ))]

@@ -147,7 +147,7 @@ fn introspect_body(headers: &HeaderMap, body: &Bytes) -> AppResult<IntrospectReq
     Ok(request)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/introspect", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/introspect", extensions(("x-api-key-scope" = json!("introspect"))), tag = "auth",
     request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded",
         description = "token=<access token>; JSON {\"token\": ...} is accepted as well"),
     responses(

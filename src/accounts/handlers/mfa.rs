@@ -22,7 +22,7 @@ use crate::{
     otp::{MfaMethod, TotpSetup},
 };
 
-#[utoipa::path(get, path = "/api/v1/mfa", tag = "mfa", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/mfa", extensions(("x-api-key-scope" = json!("me:read"))), tag = "mfa", security(("bearer" = [])), responses(
     (status = 200, body = MfaStatus), (status = 401, body = ErrorBody),
 ))]
 pub async fn mfa_status(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<MfaStatus>> {
