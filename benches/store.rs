@@ -164,7 +164,7 @@ async fn summary_bench(pool: &PgPool) {
 }
 
 async fn outbox_bench(pool: &PgPool) {
-    let keys = std::sync::Arc::new(gatehouse::core::keys::DataKeys::new(&[7u8; 32], &[]));
+    let keys = std::sync::Arc::new(gatehouse::core::data_keys::DataKeys::new(&[7u8; 32], &[]));
     const MESSAGES: usize = 2_000;
     let capture = smtp::SmtpCapture::start().await;
     let user: uuid::Uuid = sqlx::query_scalar(

@@ -5,10 +5,10 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use gatehouse::{
     AppState,
-    accounts::{forms::Registration, service},
+    accounts::{forms::auth::Registration, service},
     audit_log, build_router,
     core::{client::ClientContext, types::Email},
-    core::{config::Config, crypto, db, telemetry},
+    core::{config::Config, db, jwt, telemetry},
     jobs,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -155,7 +155,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
             };
             let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
-            let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
+            let keys = jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             let created = match Registration::parse(&email, &username, password, None, None) {
                 Ok(registration) => service::create_superuser(&state, registration).await,
@@ -176,7 +176,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Mfa { command } => {
             let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
-            let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
+            let keys = jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             let message = |e: gatehouse::AppError| e.parts().2;
             match command {
@@ -208,7 +208,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Cleanup => {
             let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
-            let keys = crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
+            let keys = jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             match jobs::run_cleanup_once(&state, audit_log::jobs::Trigger::Cli).await.map_err(|e| e.to_string())? {
                 Some(rows) => println!("cleanup: {rows} expired rows deleted"),
@@ -273,7 +273,7 @@ fn generate_key(out: &PathBuf, force: bool) -> Result<(), String> {
     if out.exists() && !force {
         return Err(format!("{} exists; pass --force to replace it", out.display()));
     }
-    let pem = crypto::generate_signing_key_pem().map_err(|e| e.to_string())?;
+    let pem = jwt::generate_signing_key_pem().map_err(|e| e.to_string())?;
     // Created 0600 from the start (no moment where it is world-readable) beside the target,
     // then renamed over it, so a reader never sees half a key.
     let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -300,13 +300,13 @@ fn generate_key(out: &PathBuf, force: bool) -> Result<(), String> {
 
 async fn serve(config: Config) -> Result<(), String> {
     let keys = match &config.jwt_signing_key_file {
-        Some(path) => crypto::JwtKeys::load(path, &config.jwt_verify_key_files).map_err(|e| e.to_string())?,
+        Some(path) => jwt::JwtKeys::load(path, &config.jwt_verify_key_files).map_err(|e| e.to_string())?,
         None => {
             tracing::warn!(
                 "JWT_SIGNING_KEY_FILE is not set: using an ephemeral signing key; tokens die with this process \
                  (run `gatehouse keys generate --out FILE`)"
             );
-            crypto::JwtKeys::ephemeral().map_err(|e| e.to_string())?
+            jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?
         }
     };
     if config.data_encryption_key.is_none() {

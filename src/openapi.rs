@@ -32,7 +32,7 @@ use crate::{
     ),
     components(schemas(
         core::error::ErrorBody, core::error::ErrorObject, core::extract::Pagination,
-        audit_log::models::AuditEvent, audit_log::models::Summary, notifications::models::Delivery,
+        audit_log::models::review::AuditEvent, audit_log::models::review::Summary, notifications::models::Delivery,
     )),
     tags(
         (name = "service", description = "Health, readiness and keys"),

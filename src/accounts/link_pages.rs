@@ -209,9 +209,9 @@ async fn submit(state: &AppState, client: &ClientContext, link: Link, headers: &
             let errors = fields.into_values().flatten().collect();
             page(state, link, StatusCode::UNPROCESSABLE_ENTITY, View { token: Some(&form.token), errors, done: false })
         }
-        Err(e @ (AppError::PasswordReused | AppError::Conflict { .. })) => {
+        Err(e @ (AppError::PasswordReused | AppError::Conflict(_))) => {
             let errors = vec![match &e {
-                AppError::Conflict { message, .. } => (*message).to_owned(),
+                AppError::Conflict(c) => c.message().to_owned(),
                 _ => "That is one of your last five passwords; choose another.".to_owned(),
             }];
             page(state, link, StatusCode::UNPROCESSABLE_ENTITY, View { token: Some(&form.token), errors, done: false })

@@ -1,6 +1,6 @@
 //! The risk of one login, 0-100, from what is known when the password has been checked.
 //! One pure function (`assess`), so every weight is in one place and table-tested;
-//! docs/risk.md explains each signal. The facts come from `repo::login_facts` (one round
+//! docs/risk.md explains each signal. The facts come from `repo::attempts::login_facts` (one round
 //! trip, before the hash) and the client's headers.
 
 use chrono::{DateTime, Utc};

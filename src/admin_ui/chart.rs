@@ -1,6 +1,6 @@
 //! The dashboard's chart: inline SVG, drawn on the server (no JavaScript).
 
-use crate::audit_log::models::DailyTotals;
+use crate::audit_log::models::review::DailyTotals;
 
 /// Stacked bars (events by risk level) with lines for failed logins and anomalies.
 pub(super) fn chart(days: &[DailyTotals]) -> String {

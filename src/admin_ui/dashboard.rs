@@ -12,7 +12,7 @@ use super::{chart, render, session_csrf};
 use crate::{
     accounts::service,
     audit_log::{
-        models::{AuditKind, EventFilter},
+        models::{events::AuditKind, review::EventFilter},
         review as audit_review,
     },
     core::{
@@ -76,7 +76,7 @@ pub(super) async fn holds(state: &AppState, user: &AuthUser, permission: &str) -
 /// The users section: matches of `search` (or the newest) with their lock state.
 async fn users_section(state: &AppState, search: Option<&str>) -> Result<Vec<UserRowView>, AppError> {
     let search = search.map(str::trim).filter(|s| !s.is_empty() && s.chars().count() <= 254);
-    let filter = crate::accounts::forms::UserSearch { search: search.map(str::to_owned), ..Default::default() };
+    let filter = crate::accounts::forms::admin::UserSearch { search: search.map(str::to_owned), ..Default::default() };
     let (users, _) = service::list_users(state, &filter, Page { page: 1, limit: 20 }).await?;
     let mut rows = Vec::with_capacity(users.len());
     for u in users {

@@ -25,7 +25,7 @@ use crate::{
     },
     audit_log::{
         forms::{Review, ReviewStatus},
-        models::AuditKind,
+        models::events::AuditKind,
         review as audit_review,
     },
     core::{
@@ -33,7 +33,7 @@ use crate::{
         auth::{self, AuthUser},
         client::ClientContext,
         crypto,
-        keys::Purpose,
+        data_keys::Purpose,
     },
     otp::MfaMethod,
 };

@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use super::{
     jobs::JobKind,
-    models::{AuditKind, DeviceAction, EventFilter, LinkAction, MfaAction, RiskLevel, SessionAction},
+    models::{
+        events::{AuditKind, DeviceAction, LinkAction, MfaAction, RiskLevel, SessionAction},
+        review::EventFilter,
+    },
 };
 use crate::core::{
     AppResult,

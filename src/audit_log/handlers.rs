@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use super::{
     forms::{EventQuery, JobsQuery, OwnEventsQuery, RangeQuery, ReviewRequest, RunRequest, SummaryQuery},
-    models::{AuditEvent, AuditKind, DailyTotals, JobRun, Retention, Summary},
+    models::{
+        events::AuditKind,
+        review::{AuditEvent, DailyTotals, JobRun, Retention, Summary},
+    },
     review,
 };
 use crate::core::{

@@ -8,7 +8,7 @@ use chrono::Utc;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::{models::NewJobRun, repo};
+use super::{models::review::NewJobRun, repo};
 use crate::core::{AppResult, text_enum};
 
 text_enum!(
@@ -55,7 +55,7 @@ pub async fn claim(
     if trigger != Trigger::Scheduler {
         return Ok(Some(Claim::ByHand));
     }
-    let abandoned = repo::fail_stale_runs(db, kind.as_str(), stale_after.as_secs_f64()).await?;
+    let abandoned = repo::jobs::fail_stale_runs(db, kind.as_str(), stale_after.as_secs_f64()).await?;
     if abandoned > 0 {
         tracing::warn!(
             kind = kind.as_str(),
@@ -63,15 +63,15 @@ pub async fn claim(
             "runs left running by a stopped instance marked failed; retrying"
         );
     }
-    Ok(repo::claim_period(db, kind.as_str(), period.as_secs_f64()).await?.map(Claim::Period))
+    Ok(repo::jobs::claim_period(db, kind.as_str(), period.as_secs_f64()).await?.map(Claim::Period))
 }
 
 /// Records a finished run: ends the claimed row, or inserts one for a run by hand.
 pub async fn record(db: impl PgExecutor<'_>, claim: Claim, run: &NewJobRun) -> AppResult<()> {
     match claim {
-        Claim::Period(id) => repo::finish_run(db, id, run).await?,
+        Claim::Period(id) => repo::jobs::finish_run(db, id, run).await?,
         Claim::ByHand => {
-            repo::insert_job_run(db, run).await?;
+            repo::jobs::insert_job_run(db, run).await?;
         }
     }
     Ok(())
@@ -102,11 +102,11 @@ pub async fn settle<T>(
         triggered_by: Trigger::Scheduler,
         details: None,
     };
-    repo::finish_run(db, id, &run).await?;
+    repo::jobs::finish_run(db, id, &run).await?;
     outcome
 }
 
 /// The latest day a run of `kind` succeeded for (a daily job's watermark).
 pub async fn last_succeeded_day(db: impl PgExecutor<'_>, kind: JobKind) -> AppResult<Option<chrono::NaiveDate>> {
-    Ok(repo::last_succeeded_day(db, kind.as_str()).await?)
+    Ok(repo::jobs::last_succeeded_day(db, kind.as_str()).await?)
 }

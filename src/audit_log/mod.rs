@@ -12,7 +12,7 @@ pub mod routes;
 pub mod service;
 pub mod summary;
 
-pub use models::{
+pub use models::events::{
     DeviceAction, DeviceEvent, Flags, LinkAction, LinkEvent, MfaAction, MfaEvent, Origin, RiskLevel, SessionAction,
     SessionEvent,
 };

@@ -10,13 +10,16 @@ use uuid::Uuid;
 use super::{
     forms::Review,
     jobs::JobKind,
-    models::{AuditEvent, AuditKind, DailyTotals, EventFilter, JobRun, Retention, SessionEvent, Summary},
+    models::{
+        events::{AuditKind, SessionEvent},
+        review::{AuditEvent, DailyTotals, EventFilter, JobRun, Retention, Summary},
+    },
     repo, service, summary,
 };
 use crate::core::{AppError, AppResult, AppState, error::Problems, extract::Page};
 
 pub async fn list(state: &AppState, kind: AuditKind, f: &EventFilter, page: Page) -> AppResult<(Vec<AuditEvent>, i64)> {
-    let rows = crate::reports!(state, |db| repo::list_events(db, kind, f, page.limit, page.offset()))?;
+    let rows = crate::reports!(state, |db| repo::review::list_events(db, kind, f, page.limit, page.offset()))?;
     let total = rows.first().map(|r| r.total).unwrap_or(0);
     Ok((rows, total))
 }
@@ -29,7 +32,7 @@ pub async fn own_events(
     f: &EventFilter,
     page: Page,
 ) -> AppResult<(Vec<AuditEvent>, i64)> {
-    let mut rows = repo::events_of_user(&state.db, user, f.from, f.to, page.limit, page.offset()).await?;
+    let mut rows = repo::review::events_of_user(&state.db, user, f.from, f.to, page.limit, page.offset()).await?;
     for row in &mut rows {
         row.review_notes = None;
         row.reviewed_by_id = None;
@@ -42,7 +45,8 @@ pub async fn own_events(
 pub async fn review(state: &AppState, kind: AuditKind, id: Uuid, review: Review, reviewer: Uuid) -> AppResult<()> {
     let (status, notes) = (review.status.as_str(), review.notes.as_deref());
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let subject = repo::review_event(&mut *tx, kind, id, status, notes, reviewer).await?.ok_or(AppError::NotFound)?;
+    let subject =
+        repo::review::review_event(&mut *tx, kind, id, status, notes, reviewer).await?.ok_or(AppError::NotFound)?;
     // Nobody reviews events about themselves; dropping the transaction undoes the update.
     if subject == reviewer {
         return Err(AppError::Forbidden);
@@ -51,7 +55,7 @@ pub async fn review(state: &AppState, kind: AuditKind, id: Uuid, review: Review,
         metadata: Some(serde_json::json!({
             "kind": kind.as_str(), "event_id": id, "review_status": status, "subject_user_id": subject,
         })),
-        ..SessionEvent::new(reviewer, super::models::SessionAction::AuditReviewed)
+        ..SessionEvent::new(reviewer, super::models::events::SessionAction::AuditReviewed)
     };
     service::record_session(&mut *tx, &event).await?;
     crate::core::db::commit(tx).await?;
@@ -65,11 +69,11 @@ pub async fn summaries(
     user: Option<Uuid>,
     page: Page,
 ) -> AppResult<(Vec<Summary>, i64)> {
-    Ok(crate::reports!(state, |db| repo::summaries(db, from, to, user, page.limit, page.offset()))?)
+    Ok(crate::reports!(state, |db| repo::review::summaries(db, from, to, user, page.limit, page.offset()))?)
 }
 
 pub async fn daily(state: &AppState, from: NaiveDate, to: NaiveDate) -> AppResult<Vec<DailyTotals>> {
-    Ok(crate::reports!(state, |db| repo::daily_totals(db, from, to))?)
+    Ok(crate::reports!(state, |db| repo::review::daily_totals(db, from, to))?)
 }
 
 /// Runs (or re-runs) a day's summary: the day is checked by `forms::RunRequest`.
@@ -79,13 +83,13 @@ pub async fn run_summary(state: &AppState, day: NaiveDate) -> AppResult<JobRun> 
 
 pub async fn jobs(state: &AppState, kind: Option<JobKind>, latest: bool, page: Page) -> AppResult<(Vec<JobRun>, i64)> {
     let kind = kind.map(JobKind::as_str);
-    Ok(crate::reports!(state, |db| repo::job_runs(db, kind, latest, page.limit, page.offset()))?)
+    Ok(crate::reports!(state, |db| repo::review::job_runs(db, kind, latest, page.limit, page.offset()))?)
 }
 
 /// Months kept per audit table: its policy row, else the configured default.
 pub async fn retention(state: &AppState) -> AppResult<Vec<Retention>> {
     let default_months = state.config.audit_retention_months;
-    let rows = crate::reports!(state, |db| repo::retention_rows(db))?;
+    let rows = crate::reports!(state, |db| repo::review::retention_rows(db))?;
     Ok(AuditKind::ALL
         .iter()
         .map(|k| {
@@ -113,11 +117,13 @@ pub async fn set_retention(state: &AppState, changes: &[(AuditKind, i32)], by: U
     problems.into_result()?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     for (kind, months) in changes {
-        let old = repo::retention_months(&mut *tx, kind.table()).await?.unwrap_or(state.config.audit_retention_months);
-        repo::set_retention(&mut *tx, kind.table(), *months, by).await?;
+        let old = repo::partitions::retention_months(&mut *tx, kind.table())
+            .await?
+            .unwrap_or(state.config.audit_retention_months);
+        repo::review::set_retention(&mut *tx, kind.table(), *months, by).await?;
         let event = SessionEvent {
             metadata: Some(serde_json::json!({ "table": kind.table(), "old_months": old, "new_months": months })),
-            ..SessionEvent::new(by, super::models::SessionAction::RetentionChanged)
+            ..SessionEvent::new(by, super::models::events::SessionAction::RetentionChanged)
         };
         service::record_session(&mut *tx, &event).await?;
     }

@@ -4,28 +4,31 @@ use chrono::{Datelike, Months, NaiveDate, Utc};
 use sqlx::{PgExecutor, PgPool};
 
 use super::{
-    models::{AuditKind, DeviceEvent, LinkEvent, MfaEvent, PartitionInfo, SessionEvent},
+    models::{
+        events::{AuditKind, DeviceEvent, LinkEvent, MfaEvent, SessionEvent},
+        review::PartitionInfo,
+    },
     repo,
 };
 
 /// Records a session event in the caller's transaction.
 pub async fn record_session(db: impl PgExecutor<'_>, event: &SessionEvent) -> sqlx::Result<()> {
-    repo::insert_session_event(db, event).await
+    repo::record::insert_session_event(db, event).await
 }
 
 /// Records a device event in the caller's transaction.
 pub async fn record_device(db: impl PgExecutor<'_>, event: &DeviceEvent) -> sqlx::Result<()> {
-    repo::insert_device_event(db, event).await
+    repo::record::insert_device_event(db, event).await
 }
 
 /// Records an MFA event in the caller's transaction.
 pub async fn record_mfa(db: impl PgExecutor<'_>, event: &MfaEvent) -> sqlx::Result<()> {
-    repo::insert_mfa_event(db, event).await
+    repo::record::insert_mfa_event(db, event).await
 }
 
 /// Records a session-device link event in the caller's transaction.
 pub async fn record_link(db: impl PgExecutor<'_>, event: &LinkEvent) -> sqlx::Result<()> {
-    repo::insert_link_event(db, event).await
+    repo::record::insert_link_event(db, event).await
 }
 
 fn first_of_month(d: NaiveDate) -> NaiveDate {
@@ -42,7 +45,7 @@ pub async fn ensure_partitions(db: &PgPool, today: NaiveDate, months_ahead: u32)
             let Some(month) = start.checked_add_months(Months::new(m)) else { continue };
             // One transaction per partition: moving DEFAULT rows and attaching go together.
             let mut tx = db.begin().await?;
-            if repo::create_partition(&mut *tx, kind.table(), month).await? {
+            if repo::partitions::create_partition(&mut *tx, kind.table(), month).await? {
                 created.push(format!("{}_p{}", kind.table(), month.format("%Y_%m")));
             }
             crate::core::db::commit(tx).await?;
@@ -52,7 +55,7 @@ pub async fn ensure_partitions(db: &PgPool, today: NaiveDate, months_ahead: u32)
 }
 
 pub async fn list_partitions(db: &PgPool) -> sqlx::Result<Vec<PartitionInfo>> {
-    repo::list_partitions(db).await
+    repo::partitions::list_partitions(db).await
 }
 
 /// Detaches and drops the monthly partitions older than each table's retention
@@ -60,14 +63,14 @@ pub async fn list_partitions(db: &PgPool) -> sqlx::Result<Vec<PartitionInfo>> {
 pub async fn prune_partitions(db: &PgPool, today: NaiveDate, default_months: i32) -> sqlx::Result<Vec<String>> {
     let mut dropped = Vec::new();
     for kind in AuditKind::ALL {
-        let months = repo::retention_months(db, kind.table()).await?.unwrap_or(default_months).max(1);
+        let months = repo::partitions::retention_months(db, kind.table()).await?.unwrap_or(default_months).max(1);
         // Keeping N months means the current month and the N-1 before it.
         let Some(cutoff) = first_of_month(today).checked_sub_months(Months::new((months - 1) as u32)) else {
             continue;
         };
-        for name in repo::partitions_before(db, kind.table(), cutoff).await? {
+        for name in repo::partitions::partitions_before(db, kind.table(), cutoff).await? {
             let mut tx = db.begin().await?;
-            repo::drop_partition(&mut tx, kind.table(), &name).await?;
+            repo::partitions::drop_partition(&mut tx, kind.table(), &name).await?;
             crate::core::db::commit(tx).await?;
             dropped.push(name);
         }
@@ -87,7 +90,7 @@ pub async fn truncate_ips(
     to: chrono::DateTime<chrono::Utc>,
 ) -> crate::core::AppResult<u64> {
     let mut rows = 0;
-    for column in super::repo::IP_COLUMNS {
+    for column in super::repo::partitions::IP_COLUMNS {
         rows += crate::core::db::truncate_ips(&mut *tx, *column, from, to).await?;
     }
     Ok(rows)

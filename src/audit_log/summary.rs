@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use super::{
     jobs::{JobKind, RunStatus, Trigger},
-    models::{JobRun, NewJobRun},
+    models::review::{JobRun, NewJobRun},
     repo,
 };
 
@@ -19,18 +19,21 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
     let started_at = Utc::now();
     let outcome = async {
         let mut tx = db.begin().await?;
-        repo::summary_budget(&mut *tx).await?;
-        repo::lock_summary_day(&mut *tx, day).await?;
-        if trigger == Trigger::Scheduler && repo::job_succeeded(&mut *tx, KIND.as_str(), day).await? {
+        repo::jobs::summary_budget(&mut *tx).await?;
+        repo::jobs::lock_summary_day(&mut *tx, day).await?;
+        if trigger == Trigger::Scheduler && repo::jobs::job_succeeded(&mut *tx, KIND.as_str(), day).await? {
             let run =
-                repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, RunStatus::Skipped, 0, None)).await?;
+                repo::jobs::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, RunStatus::Skipped, 0, None))
+                    .await?;
             crate::core::db::commit(tx).await?;
             return Ok(run);
         }
-        let rows = repo::upsert_day_summaries(&mut *tx, day).await?;
-        let run =
-            repo::insert_job_run(&mut *tx, &new_run(day, trigger, started_at, RunStatus::Succeeded, rows as i64, None))
-                .await?;
+        let rows = repo::jobs::upsert_day_summaries(&mut *tx, day).await?;
+        let run = repo::jobs::insert_job_run(
+            &mut *tx,
+            &new_run(day, trigger, started_at, RunStatus::Succeeded, rows as i64, None),
+        )
+        .await?;
         crate::core::db::commit(tx).await?;
         Ok::<_, sqlx::Error>(run)
     }
@@ -40,7 +43,7 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
         Err(e) => {
             tracing::error!(%day, error = %e, "audit summary failed");
             let failed = new_run(day, trigger, started_at, RunStatus::Failed, 0, Some(e.to_string()));
-            repo::insert_job_run(db, &failed).await.ok();
+            repo::jobs::insert_job_run(db, &failed).await.ok();
             Err(e)
         }
     }
@@ -48,8 +51,8 @@ pub async fn run_day(db: &PgPool, day: NaiveDate, trigger: Trigger) -> sqlx::Res
 
 /// The summary's plan for `day`, executed and rolled back (benchmarks, diagnosis).
 pub async fn explain_day(tx: &mut sqlx::PgConnection, day: NaiveDate) -> sqlx::Result<Vec<String>> {
-    repo::summary_budget(&mut *tx).await?;
-    repo::explain_day_summaries(tx, day).await
+    repo::jobs::summary_budget(&mut *tx).await?;
+    repo::jobs::explain_day_summaries(tx, day).await
 }
 
 fn new_run(
@@ -80,7 +83,7 @@ pub async fn due_days(db: &PgPool, now: DateTime<Utc>, run_at: chrono::NaiveTime
         return Ok(Vec::new());
     };
     let earliest = last_due.checked_sub_days(Days::new(365)).unwrap_or(last_due);
-    let first = match repo::last_succeeded_day(db, KIND.as_str()).await? {
+    let first = match repo::jobs::last_succeeded_day(db, KIND.as_str()).await? {
         Some(done) => done.succ_opt().unwrap_or(done).max(earliest),
         None => last_due,
     };

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{
     auth_cache::{CachedKey, CachedSession},
-    crypto::JwtKeys,
     error::AppError,
+    jwt::JwtKeys,
     state::AppState,
 };
 

@@ -90,9 +90,9 @@ pub enum AppError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 409 with a specific code, e.g. `EMAIL_TAKEN`, naming the field at fault.
-    #[error("conflict: {code}")]
-    Conflict { code: &'static str, field: &'static str, message: &'static str },
+    /// 409 with its own code, e.g. `EMAIL_TAKEN`, naming the field at fault.
+    #[error("conflict: {}", .0.code())]
+    Conflict(Conflict),
     #[error("password reused")]
     PasswordReused,
     #[error("payload too large")]
@@ -108,6 +108,100 @@ pub enum AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// Every 409 the API answers: a stable code, the field at fault and what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Registration: the email is another account's.
+    EmailTaken,
+    /// An email change: the new address is another account's.
+    NewEmailTaken,
+    UsernameTaken,
+    MfaMethodExists,
+    MfaNotEnabled,
+    ApiKeyLimit,
+    QuietHoursExist,
+    DeviceCompromised,
+    DeviceNotVerified,
+}
+
+impl Conflict {
+    pub const ALL: [Conflict; 9] = [
+        Conflict::EmailTaken,
+        Conflict::NewEmailTaken,
+        Conflict::UsernameTaken,
+        Conflict::MfaMethodExists,
+        Conflict::MfaNotEnabled,
+        Conflict::ApiKeyLimit,
+        Conflict::QuietHoursExist,
+        Conflict::DeviceCompromised,
+        Conflict::DeviceNotVerified,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Conflict::EmailTaken | Conflict::NewEmailTaken => "EMAIL_TAKEN",
+            Conflict::UsernameTaken => "USERNAME_TAKEN",
+            Conflict::MfaMethodExists => "MFA_METHOD_EXISTS",
+            Conflict::MfaNotEnabled => "MFA_NOT_ENABLED",
+            Conflict::ApiKeyLimit => "API_KEY_LIMIT",
+            Conflict::QuietHoursExist => "QUIET_HOURS_EXIST",
+            Conflict::DeviceCompromised => "DEVICE_COMPROMISED",
+            Conflict::DeviceNotVerified => "DEVICE_NOT_VERIFIED",
+        }
+    }
+
+    /// The field `details` names.
+    pub fn field(self) -> &'static str {
+        match self {
+            Conflict::EmailTaken => "email",
+            Conflict::NewEmailTaken => "new_email",
+            Conflict::UsernameTaken => "username",
+            Conflict::MfaMethodExists => "method",
+            Conflict::MfaNotEnabled => "mfa",
+            Conflict::ApiKeyLimit => "name",
+            Conflict::QuietHoursExist => "start_time",
+            Conflict::DeviceCompromised | Conflict::DeviceNotVerified => "device",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Conflict::EmailTaken | Conflict::NewEmailTaken => "An account with this email already exists.",
+            Conflict::UsernameTaken => "This username is taken.",
+            Conflict::MfaMethodExists => "TOTP is already set up; remove it first.",
+            Conflict::MfaNotEnabled => "There is no second factor: set one up first.",
+            Conflict::ApiKeyLimit => "this account already has the most live API keys it may hold; revoke one first",
+            Conflict::QuietHoursExist => "A window already starts at this time on this day.",
+            Conflict::DeviceCompromised => "A device marked compromised cannot be trusted.",
+            Conflict::DeviceNotVerified => {
+                "A device known only by its User-Agent is never trusted: it must send X-Device-Fingerprint."
+            }
+        }
+    }
+}
+
+/// A unique (or other) constraint's violation as the conflict it means (realworld's
+/// `on_constraint`): the database decides, not a check-then-insert that two requests could
+/// race. Any other error converts as usual.
+pub trait ResultExt<T> {
+    fn on_constraint(self, constraints: &[(&str, Conflict)]) -> AppResult<T>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint(self, constraints: &[(&str, Conflict)]) -> AppResult<T> {
+        self.map_err(|e| {
+            let violated = match &e {
+                sqlx::Error::Database(db) => db.constraint(),
+                _ => None,
+            };
+            match constraints.iter().find(|(name, _)| Some(*name) == violated) {
+                Some((_, conflict)) => AppError::Conflict(*conflict),
+                None => e.into(),
+            }
+        })
+    }
+}
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -172,7 +266,7 @@ impl AppError {
             MfaRequired => (StatusCode::FORBIDDEN, "MFA_REQUIRED", "This needs a session verified with MFA."),
             NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found."),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed."),
-            Conflict { code, message, .. } => (StatusCode::CONFLICT, *code, *message),
+            Conflict(c) => (StatusCode::CONFLICT, c.code(), c.message()),
             PasswordReused => (StatusCode::UNPROCESSABLE_ENTITY, "PASSWORD_REUSED", "The password was used recently."),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large."),
             RateLimited { .. } => {
@@ -192,7 +286,7 @@ impl AppError {
             AppError::MfaCodeInvalid { attempts_remaining } => {
                 Some(serde_json::json!({ "attempts_remaining": attempts_remaining }))
             }
-            AppError::Conflict { field, message, .. } => Some(serde_json::json!({ *field: [message] })),
+            AppError::Conflict(c) => Some(serde_json::json!({ c.field(): [c.message()] })),
             _ => None,
         }
     }
@@ -266,15 +360,6 @@ fn unavailable_sqlstate(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25P03")
 }
 
-/// The name of the constraint a database error violated, so a unique violation can become
-/// a field conflict instead of a check-then-insert that two requests could race.
-pub fn constraint(e: &sqlx::Error) -> Option<&str> {
-    match e {
-        sqlx::Error::Database(db) => db.constraint(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,7 +384,7 @@ mod tests {
             (AppError::MfaRequired, 403, "MFA_REQUIRED"),
             (AppError::NotFound, 404, "NOT_FOUND"),
             (AppError::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
-            (AppError::Conflict { code: "EMAIL_TAKEN", field: "email", message: "taken" }, 409, "EMAIL_TAKEN"),
+            (AppError::Conflict(Conflict::EmailTaken), 409, "EMAIL_TAKEN"),
             (AppError::PasswordReused, 422, "PASSWORD_REUSED"),
             (AppError::PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
             (AppError::RateLimited { retry_after_secs: 5 }, 429, "RATE_LIMITED"),

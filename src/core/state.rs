@@ -11,8 +11,8 @@ use super::{
     auth_cache::AuthCache,
     config::Config,
     cpu::CpuPool,
-    crypto::JwtKeys,
-    keys::DataKeys,
+    data_keys::DataKeys,
+    jwt::JwtKeys,
     metrics::Metrics,
     ratelimit::{AddressLimits, KeyLimits},
 };

@@ -9,7 +9,7 @@ use crate::{
     accounts, audit_log,
     audit_log::{
         jobs::{Claim, JobKind, RunStatus, Trigger, record, settle},
-        models::NewJobRun,
+        models::review::NewJobRun,
     },
     core::{AppResult, AppState},
     notifications::{self, mailer::Mailer, sms::AnySms},

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     audit_log::{self, RiskLevel, SessionAction, SessionEvent},
-    core::keys::{DataKeys, Purpose},
+    core::data_keys::{DataKeys, Purpose},
 };
 
 /// Delivery tuning; tests shorten the backoff.
@@ -59,7 +59,7 @@ pub async fn deliver_once(
     mailer: &Mailer,
     config: &DeliveryConfig,
 ) -> sqlx::Result<Pass> {
-    let claimed = repo::claim_emails(db, config.batch, config.claim.as_secs_f64()).await?;
+    let claimed = repo::outbox::claim_emails(db, config.batch, config.claim.as_secs_f64()).await?;
     let mut by_recipient: Vec<Vec<ClaimedEmail>> = Vec::new();
     for email in claimed {
         match by_recipient.iter_mut().find(|g| g[0].to_email == email.to_email) {
@@ -122,10 +122,10 @@ async fn deliver(
     };
     match outcome {
         Outcome::Sent { provider, message_id } => {
-            if let Some((user, kind, to, _)) = repo::mark_sent(db, id, provider, message_id.as_deref()).await? {
-                repo::insert_log(db, user, &kind, "email", &to, "sent", None).await?;
+            if let Some((user, kind, to, _)) = repo::outbox::mark_sent(db, id, provider, message_id.as_deref()).await? {
+                repo::outbox::insert_log(db, user, &kind, "email", &to, "sent", None).await?;
                 if kind == NotificationType::MfaCode.as_str() {
-                    repo::mark_mfa_sent(db, id, provider, message_id.as_deref()).await?;
+                    repo::outbox::mark_mfa_sent(db, id, provider, message_id.as_deref()).await?;
                 }
             }
             pass.sent += 1;
@@ -134,7 +134,7 @@ async fn deliver(
             let backoff = backoff(config, retry_count);
             tracing::warn!(%id, retry = retry_count + 1, %error, "email delivery failed");
             let mut tx = db.begin().await?;
-            match repo::mark_failed(&mut *tx, id, mailer.provider(), &error, backoff).await? {
+            match repo::outbox::mark_failed(&mut *tx, id, mailer.provider(), &error, backoff).await? {
                 Some((user, kind, to, status)) if status == "failed" => {
                     gave_up(&mut tx, user, &kind, "email", &to, &error).await?;
                     pass.failed += 1;
@@ -155,18 +155,19 @@ pub async fn deliver_sms_once<P: SmsProvider>(
     config: &DeliveryConfig,
 ) -> sqlx::Result<Pass> {
     let mut pass = Pass::default();
-    for sms in repo::claim_sms(db, config.batch, config.claim.as_secs_f64()).await? {
+    for sms in repo::outbox::claim_sms(db, config.batch, config.claim.as_secs_f64()).await? {
         let outcome = match keys.open_text(Purpose::OutboxBody, &sms.message) {
             Ok(message) => provider.send(&sms.phone_number, &message).await,
             Err(e) => SmsOutcome::Failed { error: format!("sealed message: {e}") },
         };
         match outcome {
             SmsOutcome::Sent { message_id, cost } => {
-                let marked = repo::mark_sms_sent(db, sms.id, provider.name(), message_id.as_deref(), cost).await?;
+                let marked =
+                    repo::outbox::mark_sms_sent(db, sms.id, provider.name(), message_id.as_deref(), cost).await?;
                 if let Some((user, kind, to)) = marked {
-                    repo::insert_log(db, user, &kind, "sms", &to, "sent", None).await?;
+                    repo::outbox::insert_log(db, user, &kind, "sms", &to, "sent", None).await?;
                     if kind == NotificationType::MfaCode.as_str() {
-                        repo::mark_mfa_sent(db, sms.id, provider.name(), message_id.as_deref()).await?;
+                        repo::outbox::mark_mfa_sent(db, sms.id, provider.name(), message_id.as_deref()).await?;
                     }
                 }
                 pass.sent += 1;
@@ -175,7 +176,7 @@ pub async fn deliver_sms_once<P: SmsProvider>(
                 let backoff = backoff(config, sms.retry_count);
                 tracing::warn!(id = %sms.id, retry = sms.retry_count + 1, %error, "sms delivery failed");
                 let mut tx = db.begin().await?;
-                match repo::mark_sms_failed(&mut *tx, sms.id, provider.name(), &error, backoff).await? {
+                match repo::outbox::mark_sms_failed(&mut *tx, sms.id, provider.name(), &error, backoff).await? {
                     Some((user, kind, to, status)) if status == "failed" => {
                         gave_up(&mut tx, user, &kind, "sms", &to, &error).await?;
                         pass.failed += 1;
@@ -204,7 +205,7 @@ async fn gave_up(
     to: &str,
     error: &str,
 ) -> sqlx::Result<()> {
-    repo::insert_log(&mut *tx, user, kind, channel, to, "failed", Some("retries exhausted")).await?;
+    repo::outbox::insert_log(&mut *tx, user, kind, channel, to, "failed", Some("retries exhausted")).await?;
     // Audit rows hold no address or number: a server's refusal often quotes the recipient.
     let error = error.replace(to, "[recipient]");
     let event = SessionEvent {

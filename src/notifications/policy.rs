@@ -57,7 +57,7 @@ pub async fn decide(
     if kind.is_security() {
         return Ok(Decision::Now { reason: Some("security") });
     }
-    let facts = repo::policy_facts(&mut *tx, user, kind.as_str(), channel.as_str(), sender(kind)).await?;
+    let facts = repo::policy::policy_facts(&mut *tx, user, kind.as_str(), channel.as_str(), sender(kind)).await?;
     if facts.blocked {
         return Ok(Decision::Suppress { reason: "blocked" });
     }
@@ -89,7 +89,7 @@ pub async fn decide(
     let mut reason = (facts.delay_minutes > 0).then_some("delayed");
     if facts.respect_quiet_hours {
         let tz: Tz = facts.timezone.parse().unwrap_or(Tz::UTC);
-        let windows = repo::quiet_windows(&mut *tx, user).await?;
+        let windows = repo::policy::quiet_windows(&mut *tx, user).await?;
         let local = due.with_timezone(&tz).naive_local();
         if let Some((window, end)) = quiet_window(&windows, local)
             && !(window.allow_critical_only && kind.priority() == Priority::Critical)

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::core::{
-    keys::{DataKeys, Purpose},
+    data_keys::{DataKeys, Purpose},
     types::{Email, Phone},
 };
 
@@ -17,7 +17,7 @@ use super::{
     message::Message,
     models::{Channel, Decision, MfaCode, NotificationType, Recipient},
     policy,
-    repo::{self, NewEmail},
+    repo::{self, outbox::NewEmail},
     templates,
 };
 
@@ -53,7 +53,7 @@ async fn decide(
         Decision::At { due, reason } => ("deferred", Some(reason), Some(due)),
         Decision::Suppress { reason } => ("suppressed", Some(reason), None),
     };
-    repo::insert_log(&mut *tx, user_id, kind.as_str(), channel.as_str(), to, log, reason).await?;
+    repo::outbox::insert_log(&mut *tx, user_id, kind.as_str(), channel.as_str(), to, log, reason).await?;
     Ok(due)
 }
 
@@ -74,7 +74,7 @@ pub async fn enqueue_email(
         rendered.text = keys.seal_text(Purpose::OutboxBody, &rendered.text);
         rendered.html = keys.seal_text(Purpose::OutboxBody, &rendered.html);
     }
-    let id = repo::insert_email(
+    let id = repo::outbox::insert_email(
         &mut *tx,
         &NewEmail {
             user_id,
@@ -111,8 +111,16 @@ pub async fn enqueue_sms(
     if kind.carries_secret() {
         text = keys.seal_text(Purpose::OutboxBody, &text);
     }
-    let id = repo::insert_sms(&mut *tx, user_id, phone.as_str(), &text, kind.as_str(), kind.priority().as_str(), due)
-        .await?;
+    let id = repo::outbox::insert_sms(
+        &mut *tx,
+        user_id,
+        phone.as_str(),
+        &text,
+        kind.as_str(),
+        kind.priority().as_str(),
+        due,
+    )
+    .await?;
     Ok(Some(id))
 }
 
@@ -125,5 +133,5 @@ pub async fn enqueue_mfa_code(tx: &mut PgConnection, keys: &DataKeys, m: &MfaCod
         Recipient::Email(to) => (enqueue_email(&mut *tx, keys, m.user_id, to, message).await?, None),
         Recipient::Sms(to) => (None, enqueue_sms(&mut *tx, keys, m.user_id, to, message).await?),
     };
-    Ok(repo::insert_mfa_notification(&mut *tx, m, email_id, sms_id).await?)
+    Ok(repo::outbox::insert_mfa_notification(&mut *tx, m, email_id, sms_id).await?)
 }

@@ -19,7 +19,11 @@ use super::{
 };
 use crate::{
     audit_log::{self, Origin, SessionAction, SessionEvent},
-    core::{AppError, AppResult, AppState, extract::Page},
+    core::{
+        AppError, AppResult, AppState,
+        error::{Conflict, ResultExt},
+        extract::Page,
+    },
 };
 
 fn hhmm(t: NaiveTime) -> String {
@@ -32,7 +36,7 @@ pub async fn preferences(state: &AppState, user: Uuid) -> AppResult<Preferences>
 }
 
 async fn load_preferences(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Preferences> {
-    let row = repo::preference_row(&mut *db, user).await?;
+    let row = repo::settings::preference_row(&mut *db, user).await?;
     Ok(match row {
         Some(r) => Preferences {
             email_otp: r.email_otp,
@@ -87,7 +91,7 @@ pub async fn update_preferences(state: &AppState, user: Uuid, patch: PreferenceC
             *slot = v;
         }
     }
-    let row = repo::PreferenceRow {
+    let row = repo::settings::PreferenceRow {
         email_otp: p.email_otp,
         email_alerts: p.email_alerts,
         email_marketing: p.email_marketing,
@@ -99,7 +103,7 @@ pub async fn update_preferences(state: &AppState, user: Uuid, patch: PreferenceC
         quiet_end: p.quiet_end.as_deref().and_then(|t| Hhmm::parse(t).ok()).map(|t| t.0),
         digest_frequency: p.digest_frequency.clone(),
     };
-    repo::save_preferences(&mut *tx, user, &row).await?;
+    repo::settings::save_preferences(&mut *tx, user, &row).await?;
     crate::core::db::commit(tx).await?;
     Ok(p)
 }
@@ -125,7 +129,7 @@ pub async fn type_preferences(state: &AppState, user: Uuid) -> AppResult<Vec<Typ
 }
 
 async fn load_type_preferences(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<TypePreference>> {
-    let rows = repo::type_preference_rows(&mut *db, user).await?;
+    let rows = repo::settings::type_preference_rows(&mut *db, user).await?;
     Ok(NotificationType::ALL
         .iter()
         .map(|kind| match rows.iter().find(|r| r.notification_type == kind.as_str()) {
@@ -162,7 +166,7 @@ pub async fn update_type_preference(
     p.respect_quiet_hours = patch.respect_quiet_hours.unwrap_or(p.respect_quiet_hours);
     p.delay_minutes = patch.delay_minutes.unwrap_or(p.delay_minutes);
     p.max_per_day = patch.max_per_day.unwrap_or(p.max_per_day);
-    let row = repo::TypePreferenceRow {
+    let row = repo::settings::TypePreferenceRow {
         notification_type: kind.as_str().to_owned(),
         email_enabled: p.email_enabled,
         sms_enabled: p.sms_enabled,
@@ -173,7 +177,7 @@ pub async fn update_type_preference(
         delay_minutes: p.delay_minutes,
         max_per_day: p.max_per_day,
     };
-    repo::save_type_preference(&mut *tx, user, &row).await?;
+    repo::settings::save_type_preference(&mut *tx, user, &row).await?;
     crate::core::db::commit(tx).await?;
     Ok(p)
 }
@@ -184,7 +188,7 @@ pub async fn quiet_hours(state: &AppState, user: Uuid) -> AppResult<Vec<QuietHou
 }
 
 async fn load_quiet_hours(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<QuietHours>> {
-    let rows = repo::quiet_hour_rows(&mut *db, user).await?;
+    let rows = repo::settings::quiet_hour_rows(&mut *db, user).await?;
     Ok(rows
         .into_iter()
         .map(|r| QuietHours {
@@ -202,7 +206,7 @@ async fn load_quiet_hours(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec
 
 pub async fn add_quiet_hours(state: &AppState, user: Uuid, new: QuietWindow) -> AppResult<QuietHours> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let id = repo::insert_quiet_hours(
+    let id = repo::settings::insert_quiet_hours(
         &mut *tx,
         user,
         new.day_of_week,
@@ -213,21 +217,14 @@ pub async fn add_quiet_hours(state: &AppState, user: Uuid, new: QuietWindow) -> 
         new.description.as_deref(),
     )
     .await
-    .map_err(|e| match crate::core::error::constraint(&e) {
-        Some("notifications_quiethours_user_day_start_key") => AppError::Conflict {
-            code: "QUIET_HOURS_EXIST",
-            field: "start_time",
-            message: "A window already starts at this time on this day.",
-        },
-        _ => e.into(),
-    })?;
+    .on_constraint(&[("notifications_quiethours_user_day_start_key", Conflict::QuietHoursExist)])?;
     let window = load_quiet_hours(&mut tx, user).await?.into_iter().find(|q| q.id == id).ok_or(AppError::NotFound)?;
     crate::core::db::commit(tx).await?;
     Ok(window)
 }
 
 pub async fn delete_quiet_hours(state: &AppState, user: Uuid, id: Uuid) -> AppResult<()> {
-    let done = repo::delete_quiet_hours(&state.db, user, id).await?;
+    let done = repo::settings::delete_quiet_hours(&state.db, user, id).await?;
     if done { Ok(()) } else { Err(AppError::NotFound) }
 }
 
@@ -237,7 +234,7 @@ pub async fn blocks(state: &AppState, user: Uuid) -> AppResult<Vec<Block>> {
 }
 
 async fn load_blocks(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<Block>> {
-    let rows = repo::block_rows(&mut *db, user).await?;
+    let rows = repo::settings::block_rows(&mut *db, user).await?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
@@ -257,14 +254,15 @@ async fn load_blocks(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<Bloc
 /// `forms::NewBlock::parse` has refused security messages.
 pub async fn add_block(state: &AppState, user: Uuid, new: BlockEntry) -> AppResult<Block> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let id = repo::upsert_block(&mut *tx, user, new.block_type.as_str(), &new.value, new.reason.as_deref()).await?;
+    let id = repo::settings::upsert_block(&mut *tx, user, new.block_type.as_str(), &new.value, new.reason.as_deref())
+        .await?;
     let block = load_blocks(&mut tx, user).await?.into_iter().find(|b| b.id == id).ok_or(AppError::NotFound)?;
     crate::core::db::commit(tx).await?;
     Ok(block)
 }
 
 pub async fn remove_block(state: &AppState, user: Uuid, id: Uuid) -> AppResult<()> {
-    let done = repo::deactivate_block(&state.db, user, id).await?;
+    let done = repo::settings::deactivate_block(&state.db, user, id).await?;
     if done { Ok(()) } else { Err(AppError::NotFound) }
 }
 
@@ -274,7 +272,7 @@ pub async fn consents(state: &AppState, user: Uuid) -> AppResult<Vec<Consent>> {
 }
 
 async fn load_consents(db: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<Consent>> {
-    let rows = repo::consent_rows(&mut *db, user).await?;
+    let rows = repo::settings::consent_rows(&mut *db, user).await?;
     Ok(ConsentType::ALL
         .iter()
         .map(|t| match rows.iter().find(|r| r.consent_type == t.as_str()) {
@@ -312,7 +310,7 @@ pub async fn set_consent(
 ) -> AppResult<Consent> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let source = change.source.as_ref().map(ConsentSource::as_str);
-    repo::save_consent(&mut *tx, user, kind.as_str(), change.is_consented, source, ip, user_agent).await?;
+    repo::settings::save_consent(&mut *tx, user, kind.as_str(), change.is_consented, source, ip, user_agent).await?;
     let event = SessionEvent {
         origin: Origin { ip, ..Origin::default() },
         metadata: Some(serde_json::json!({ "consent_type": kind.as_str(), "is_consented": change.is_consented })),
@@ -327,7 +325,7 @@ pub async fn set_consent(
 
 /// The user's emails and texts, newest first, with the total.
 pub async fn deliveries(state: &AppState, user: Uuid, page: Page) -> AppResult<(Vec<Delivery>, i64)> {
-    let items = repo::deliveries(&state.db, user, page.limit, page.offset()).await?;
-    let total = repo::delivery_count(&state.db, user).await?;
+    let items = repo::settings::deliveries(&state.db, user, page.limit, page.offset()).await?;
+    let total = repo::settings::delivery_count(&state.db, user).await?;
     Ok((items, total))
 }

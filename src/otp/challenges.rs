@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     audit_log::{self, MfaAction, MfaEvent, Origin, RiskLevel},
-    core::{AppError, AppResult, keys::DataKeys, types::Email},
+    core::{AppError, AppResult, data_keys::DataKeys, types::Email},
     notifications::{self, Message},
 };
 

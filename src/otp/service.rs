@@ -18,7 +18,8 @@ use super::{
 use crate::{
     core::{
         AppError, AppResult,
-        keys::{DataKeys, Purpose},
+        data_keys::{DataKeys, Purpose},
+        error::Conflict,
         types::{Email, Phone},
     },
     notifications::{self, MfaCode, Recipient},
@@ -53,11 +54,7 @@ pub async fn begin_totp(tx: &mut PgConnection, keys: &DataKeys, user: Uuid, emai
     let qr_svg = factors::qr_svg(&uri).map_err(AppError::internal)?;
     let sealed = keys.seal(Purpose::TotpSecret, &secret);
     if !repo::put_pending_totp(&mut *tx, user, &sealed).await? {
-        return Err(AppError::Conflict {
-            code: "MFA_METHOD_EXISTS",
-            field: "method",
-            message: "TOTP is already set up; remove it first.",
-        });
+        return Err(AppError::Conflict(Conflict::MfaMethodExists));
     }
     Ok(TotpSetup {
         secret: SecretString::from(totp.secret().to_base32()),

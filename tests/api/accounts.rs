@@ -297,7 +297,7 @@ async fn admins_unlock_a_locked_account_and_sign_a_user_out(pool: PgPool) {
 #[sqlx::test]
 async fn forged_expired_and_tampered_tokens_are_refused(pool: PgPool) {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-    use gatehouse::core::{auth, crypto::JwtKeys};
+    use gatehouse::core::{auth, jwt::JwtKeys};
 
     let app = TestApp::spawn(pool).await;
     let t = app.signed_in("ann").await;

@@ -2,7 +2,7 @@
 //! user's own events, and partition pruning of the lists.
 
 use chrono::{Datelike, Months, Utc};
-use gatehouse::audit_log::{self, models::AuditKind};
+use gatehouse::audit_log::{self, models::events::AuditKind};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -230,7 +230,7 @@ async fn a_one_month_list_scans_only_that_months_partition(pool: PgPool) {
     let from = month.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let to = (month + Months::new(1)).and_hms_opt(0, 0, 0).unwrap().and_utc();
     for kind in AuditKind::ALL {
-        let plan = audit_log::repo::explain_list(&pool, *kind, from, to, None).await.unwrap().join("\n");
+        let plan = audit_log::repo::review::explain_list(&pool, *kind, from, to, None).await.unwrap().join("\n");
         let scanned: Vec<&str> = plan
             .split_whitespace()
             .filter(|w| w.starts_with(&format!("{}_", kind.table())))

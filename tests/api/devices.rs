@@ -236,7 +236,10 @@ async fn staff_find_devices_near_a_point_through_the_geo_index(pool: PgPool) {
     .await
     .unwrap();
     sqlx::query("ANALYZE accounts_device").execute(&pool).await.unwrap();
-    let plan = gatehouse::accounts::repo::explain_devices_near(&pool, 48.8566, 2.3522, 10.0).await.unwrap().join("\n");
+    let plan = gatehouse::accounts::repo::devices::explain_devices_near(&pool, 48.8566, 2.3522, 10.0)
+        .await
+        .unwrap()
+        .join("\n");
     assert!(plan.contains("idx_device_earth"), "{plan}");
 
     let near = |t: &crate::helpers::Tokens, query: &str| {
@@ -269,9 +272,11 @@ async fn admins_filter_audit_rows_by_anomaly_through_its_index(pool: PgPool) {
     .unwrap();
     sqlx::query("ANALYZE audit_log_sessionauditlog").execute(&pool).await.unwrap();
     let (from, to) = (chrono::Utc::now() - chrono::Duration::days(1), chrono::Utc::now() + chrono::Duration::hours(1));
-    let kind = gatehouse::audit_log::models::AuditKind::Session;
-    let plan =
-        gatehouse::audit_log::repo::explain_list(&pool, kind, from, to, Some("new_country")).await.unwrap().join("\n");
+    let kind = gatehouse::audit_log::models::events::AuditKind::Session;
+    let plan = gatehouse::audit_log::repo::review::explain_list(&pool, kind, from, to, Some("new_country"))
+        .await
+        .unwrap()
+        .join("\n");
     assert!(plan.contains("anomaly_reasons_idx") || plan.contains("idx_sessionaudit_anomaly"), "{plan}");
 
     let page = json(

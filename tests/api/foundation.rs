@@ -123,7 +123,7 @@ async fn prune_drops_only_partitions_past_retention(pool: PgPool) {
     let old = today - Months::new(20);
     let kept = today - Months::new(12);
     for month in [old, kept] {
-        audit_log::repo::create_partition(&pool, "audit_log_mfaauditlog", month).await.unwrap();
+        audit_log::repo::partitions::create_partition(&pool, "audit_log_mfaauditlog", month).await.unwrap();
     }
     let dropped = audit_log::service::prune_partitions(&pool, today, 13).await.unwrap();
     assert_eq!(dropped, vec![format!("audit_log_mfaauditlog_p{}", old.format("%Y_%m"))]);

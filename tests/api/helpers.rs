@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use gatehouse::{
     AppState,
-    core::{config::Config, crypto::JwtKeys},
+    core::{config::Config, jwt::JwtKeys},
     notifications::{
         delivery::{self, DeliveryConfig},
         mailer::Mailer,
@@ -240,7 +240,8 @@ pub async fn create_superuser(
     username: &str,
     password: String,
 ) -> Result<gatehouse::accounts::models::User, gatehouse::AppError> {
-    let registration = gatehouse::accounts::forms::Registration::parse(email, username, password.into(), None, None)?;
+    let registration =
+        gatehouse::accounts::forms::auth::Registration::parse(email, username, password.into(), None, None)?;
     gatehouse::accounts::service::create_superuser(state, registration).await
 }
 
@@ -253,8 +254,8 @@ pub fn phone(raw: &str) -> gatehouse::core::types::Phone {
 }
 
 /// The data keys of `Config::for_tests`, for tests that queue or deliver without an app.
-pub fn keys() -> std::sync::Arc<gatehouse::core::keys::DataKeys> {
-    std::sync::Arc::new(gatehouse::core::keys::DataKeys::new(&[7u8; 32], &[]))
+pub fn keys() -> std::sync::Arc<gatehouse::core::data_keys::DataKeys> {
+    std::sync::Arc::new(gatehouse::core::data_keys::DataKeys::new(&[7u8; 32], &[]))
 }
 
 /// A superuser who may administer without MFA (`enforce_for_admin` off), signed in.

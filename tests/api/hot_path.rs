@@ -126,7 +126,7 @@ async fn introspection_answers_active_only_for_a_live_token_of_ours(pool: PgPool
     .issued_by(&app.state.config.public_base_url);
     let expired = gatehouse::core::auth::sign(&app.state.keys, &claims).unwrap();
     let fresh = gatehouse::core::auth::Claims { exp: chrono::Utc::now().timestamp() + 600, ..claims.clone() };
-    let foreign_keys = gatehouse::core::crypto::JwtKeys::ephemeral().unwrap();
+    let foreign_keys = gatehouse::core::jwt::JwtKeys::ephemeral().unwrap();
     let foreign = gatehouse::core::auth::sign(&foreign_keys, &fresh).unwrap();
     let mut forged = ann.access.clone();
     forged.pop();

@@ -748,7 +748,7 @@ async fn texted_code(pool: &PgPool, phone: &str) -> String {
     .unwrap();
     assert!(sealed.starts_with("sealed:v1:"), "an SMS with a code waits sealed");
     let keys = crate::helpers::keys();
-    let text = keys.open_text(gatehouse::core::keys::Purpose::OutboxBody, &sealed).unwrap();
+    let text = keys.open_text(gatehouse::core::data_keys::Purpose::OutboxBody, &sealed).unwrap();
     let codes: Vec<&str> = text.split(|c: char| !c.is_ascii_digit()).filter(|w| w.len() == 6).collect();
     assert_eq!(codes.len(), 1, "{text}");
     codes[0].to_owned()

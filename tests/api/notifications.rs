@@ -402,7 +402,8 @@ async fn an_sms_reaches_the_webhook_after_a_retry(pool: PgPool) {
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["to"], "+15551234567");
     assert!(bodies[0]["message"].as_str().unwrap().contains("482913"));
-    let (status, retries, provider_name, cost) = notifications::repo::sms_status(&pool, id).await.unwrap().unwrap();
+    let (status, retries, provider_name, cost) =
+        notifications::repo::outbox::sms_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.as_str(), retries, provider_name.as_deref()), ("sent", 1, Some("webhook")));
     assert_eq!(cost.map(|c| c.to_string()).as_deref(), Some("0.0075"));
     let stored: String =

@@ -62,7 +62,7 @@ async fn a_queued_email_arrives_with_subject_both_parts_and_link(pool: PgPool) {
     assert!(text.contains("http://gatehouse.test/reset-password?token=abc123"), "{text}");
     assert!(html.contains("href=\"http://gatehouse.test/reset-password?token=abc123\""), "{html}");
 
-    let status = repo::email_status(&pool, id).await.unwrap().unwrap();
+    let status = repo::outbox::email_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.provider.as_deref()), ("sent", Some("smtp")));
     let decisions: Vec<String> =
         sqlx::query_scalar("SELECT decision FROM notifications_notificationlog ORDER BY created_at")
@@ -84,7 +84,7 @@ async fn a_refused_message_goes_out_on_retry(pool: PgPool) {
     let second = delivery::deliver_once(&pool, &crate::helpers::keys(), &mailer(&capture), &FAST).await.unwrap();
     assert_eq!(second.sent, 1);
     assert_eq!(capture.mails().len(), 1);
-    let status = repo::email_status(&pool, id).await.unwrap().unwrap();
+    let status = repo::outbox::email_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.retry_count), ("sent", 1));
 }
 
@@ -105,7 +105,7 @@ async fn a_send_cut_after_data_is_resent_with_the_same_message_id(pool: PgPool) 
     assert_eq!(mails.len(), 2, "the cut exchange and the retry");
     let ids: Vec<String> = mails.iter().map(|m| m.parsed().message_id().expect("a Message-ID").to_owned()).collect();
     assert_eq!(ids, [format!("{id}@gatehouse.test"), format!("{id}@gatehouse.test")]);
-    let status = repo::email_status(&pool, id).await.unwrap().unwrap();
+    let status = repo::outbox::email_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.retry_count), ("sent", 1));
     // Nothing more to send: exactly once per Message-ID at the receiver's side.
     assert_eq!(
@@ -123,7 +123,7 @@ async fn with_smtp_down_the_message_waits_and_goes_out_when_it_returns(pool: PgP
     for _ in 0..2 {
         assert_eq!(delivery::deliver_once(&pool, &crate::helpers::keys(), &down, &FAST).await.unwrap().retried, 1);
     }
-    let status = repo::email_status(&pool, id).await.unwrap().unwrap();
+    let status = repo::outbox::email_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.retry_count), ("pending", 2));
     assert!(status.error_message.is_some());
 
@@ -140,7 +140,7 @@ async fn retries_stop_at_max_retries(pool: PgPool) {
     for _ in 0..4 {
         delivery::deliver_once(&pool, &crate::helpers::keys(), &down, &FAST).await.unwrap();
     }
-    let status = repo::email_status(&pool, id).await.unwrap().unwrap();
+    let status = repo::outbox::email_status(&pool, id).await.unwrap().unwrap();
     assert_eq!((status.status.as_str(), status.retry_count), ("failed", 4));
     assert_eq!(
         delivery::deliver_once(&pool, &crate::helpers::keys(), &down, &FAST).await.unwrap(),

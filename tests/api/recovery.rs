@@ -945,11 +945,13 @@ async fn an_export_cancelled_while_it_was_built_is_not_completed(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let (id, user) = gatehouse::accounts::repo::claim_export(&pool, 600.0).await.unwrap().expect("claimed");
-    let cancelled = gatehouse::accounts::repo::cancel_exports(&pool, user).await.unwrap();
+    let (id, user) = gatehouse::accounts::repo::exports::claim_export(&pool, 600.0).await.unwrap().expect("claimed");
+    let cancelled = gatehouse::accounts::repo::exports::cancel_exports(&pool, user).await.unwrap();
     assert_eq!(cancelled.len(), 1);
     let completed =
-        gatehouse::accounts::repo::complete_export(&pool, id, "/nonexistent", 1, chrono::Utc::now()).await.unwrap();
+        gatehouse::accounts::repo::exports::complete_export(&pool, id, "/nonexistent", 1, chrono::Utc::now())
+            .await
+            .unwrap();
     assert!(!completed, "a build that lost its row reports it, and deletes its file");
     let status: String =
         sqlx::query_scalar("SELECT status FROM accounts_dataexportrequest").fetch_one(&pool).await.unwrap();
@@ -984,7 +986,7 @@ async fn the_migration_ends_user_agent_trust_quietly_and_keeps_every_device(pool
         "INSERT INTO auth_user (email, username, password_hash, email_verified) VALUES ('ann@example.com', 'ann', $1, true)
          RETURNING id",
     )
-    .bind(gatehouse::accounts::passwords::hash(&TestApp::spawn(pool.clone()).await.state, PASSWORD.into()).await.unwrap())
+    .bind(gatehouse::accounts::credentials::hash(&TestApp::spawn(pool.clone()).await.state, PASSWORD.into()).await.unwrap())
     .fetch_one(&pool)
     .await
     .unwrap();

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::accounts::{
+    credentials,
     models::{Email, Profile, Username, parse_name},
-    passwords,
 };
 use crate::core::{
     AppError, AppResult,
@@ -54,7 +54,7 @@ impl Registration {
         let mut context = vec![email, username];
         context.extend(first_name);
         context.extend(last_name);
-        for p in passwords::policy_problems(password.expose_secret(), &context) {
+        for p in credentials::policy_problems(password.expose_secret(), &context) {
             problems.add("password", p);
         }
         problems.into_result()?;

@@ -6,8 +6,11 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        forms::{ChangeReason, ChangeRequestQuery, UserPatch, UserSearchQuery},
-        models::{AdminUserDetail, MfaChangeView, User},
+        forms::admin::{ChangeReason, ChangeRequestQuery, UserPatch, UserSearchQuery},
+        models::{
+            User,
+            admin::{AdminUserDetail, MfaChangeView},
+        },
         service,
     },
     core::{

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        forms::ApiKeyCreate,
-        models::{ApiKeyView, CreatedApiKey},
+        forms::api_keys::ApiKeyCreate,
+        models::admin::{ApiKeyView, CreatedApiKey},
         service,
     },
     core::{

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::accounts::{
-    forms::{
+    forms::auth::{
         DeleteMeRequest, EmailChangeRequest, LoginRequest, PasswordChangeRequest, PasswordResetConfirm,
         PasswordResetRequest, RefreshRequest, RegisterRequest, TokenRequest, UpdateMeRequest,
     },

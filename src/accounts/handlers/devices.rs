@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        forms::{DeviceRename, TrustRequest},
+        forms::devices::{DeviceRename, TrustRequest},
         models::{DeviceView, NearDevice},
         service,
     },

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        forms::PasswordConfirmation,
-        models::{ExportStatus, ExportView},
+        forms::mfa::PasswordConfirmation,
+        models::admin::{ExportStatus, ExportView},
         service,
     },
     core::{

@@ -5,7 +5,7 @@ use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use super::auth::{Accepted, accepted};
 use crate::{
     accounts::{
-        forms::{
+        forms::mfa::{
             CodeRequest, MfaSendRequest, MfaVerifyRequest, PasswordConfirmation, PrimaryRequest, RemoveFactorRequest,
             SmsSetupRequest,
         },

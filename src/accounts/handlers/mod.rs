@@ -1,18 +1,10 @@
 //! HTTP in and out for accounts: parse the request into domain values, call the service,
 //! shape the response.
 
-mod admin;
-mod api_keys;
-mod auth;
-mod devices;
-mod exports;
-mod introspection;
-mod mfa;
-
-pub use admin::*;
-pub use api_keys::*;
-pub use auth::*;
-pub use devices::*;
-pub use exports::*;
-pub use introspection::*;
-pub use mfa::*;
+pub mod admin;
+pub mod api_keys;
+pub mod auth;
+pub mod devices;
+pub mod exports;
+pub mod introspection;
+pub mod mfa;

@@ -9,14 +9,16 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-mod admin;
+pub mod admin;
 
 pub use crate::core::types::Email;
 use crate::{
-    core::{client::Agent, client::ClientContext, crypto},
+    core::{
+        client::{Agent, ClientContext},
+        crypto,
+    },
     otp::MfaMethod,
 };
-pub use admin::*;
 
 /// An auth_user row. Its `Debug` leaves the password hash out.
 #[derive(Clone, sqlx::FromRow)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::accounts::models::ApiKeyView;
+use crate::accounts::models::admin::ApiKeyView;
 
 pub async fn insert_key(
     db: impl PgExecutor<'_>,

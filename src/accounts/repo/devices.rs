@@ -181,7 +181,7 @@ pub async fn revoke_device_sessions(
     .await?;
     let mut revoked = Vec::with_capacity(ids.len());
     for id in ids {
-        revoked.extend(super::revoke_sessions(db, user, Some(id), None, reason).await?);
+        revoked.extend(super::sessions::revoke_sessions(db, user, Some(id), None, reason).await?);
     }
     Ok(revoked)
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::accounts::models::ExportView;
+use crate::accounts::models::admin::ExportView;
 
 /// A request that waits, or the user's one still waiting or running.
 pub async fn open_export(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<ExportView> {

@@ -4,7 +4,7 @@
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::accounts::models::MfaChangeView;
+use crate::accounts::models::admin::MfaChangeView;
 
 /// The user's MFA switches; defaults where no row exists.
 pub struct MfaSettingsRow {

@@ -23,22 +23,13 @@ macro_rules! user_row {
     };
 }
 
-mod api_keys;
-mod attempts;
-mod devices;
-mod exports;
-mod mfa;
-mod one_time_tokens;
-mod permissions;
-mod sessions;
-mod users;
-
-pub use api_keys::*;
-pub use attempts::*;
-pub use devices::*;
-pub use exports::*;
-pub use mfa::*;
-pub use one_time_tokens::*;
-pub use permissions::*;
-pub use sessions::*;
-pub use users::*;
+pub mod api_keys;
+pub mod attempts;
+pub mod devices;
+pub mod exports;
+pub mod mfa;
+pub mod one_time_tokens;
+pub mod permissions;
+pub mod refresh;
+pub mod sessions;
+pub mod users;

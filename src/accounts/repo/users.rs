@@ -4,7 +4,7 @@ use ipnetwork::IpNetwork;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::accounts::models::{AccountEvent, Profile, UserRow};
+use crate::accounts::models::{Profile, UserRow, admin::AccountEvent};
 
 pub async fn insert_user(
     db: impl PgExecutor<'_>,

@@ -14,10 +14,16 @@ use super::{
 };
 use crate::{
     accounts::{
-        forms::{Registration, UserPatch, UserSearch},
-        models::{AdminUserDetail, LockState, User, UserRow},
-        passwords,
-        repo::{self, KeySelection},
+        credentials,
+        forms::{
+            admin::{UserPatch, UserSearch},
+            auth::Registration,
+        },
+        models::{
+            User, UserRow,
+            admin::{AdminUserDetail, LockState},
+        },
+        repo::{self, api_keys::KeySelection},
     },
     audit_log::{self, SessionAction, SessionEvent},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, extract::Page},
@@ -26,13 +32,13 @@ use crate::{
 /// `gatehouse createsuperuser`: a verified staff superuser.
 #[tracing::instrument(skip_all, fields(username = r.username.as_str()))]
 pub async fn create_superuser(state: &AppState, r: Registration) -> AppResult<User> {
-    let hash = passwords::hash(state, r.password.clone()).await?;
+    let hash = credentials::hash(state, r.password.clone()).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     let user = create_user(&mut tx, &r, &hash).await?;
-    repo::make_superuser(&mut *tx, user.id).await?;
+    repo::users::make_superuser(&mut *tx, user.id).await?;
     account_event(&mut tx, Some(user.id), "superuser_created", serde_json::json!({}), &ClientContext::default())
         .await?;
-    let user = repo::user_by_id(&mut *tx, user.id).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_id(&mut *tx, user.id).await?.ok_or(AppError::NotFound)?;
     crate::core::db::commit(tx).await?;
     Ok(user.into())
 }
@@ -40,10 +46,10 @@ pub async fn create_superuser(state: &AppState, r: Registration) -> AppResult<Us
 /// Lifts a login lock: an `unlock` row restarts the identifier's failure count.
 pub async fn admin_unlock(state: &AppState, client: &ClientContext, admin: &AuthUser, user_id: Uuid) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
     // Lifting a superuser's lock would let anyone below them reopen a brute force on them.
     outranks(admin, &user)?;
-    repo::insert_unlock(&mut *tx, &user.email, user.id).await?;
+    repo::attempts::insert_unlock(&mut *tx, &user.email, user.id).await?;
     let details = serde_json::json!({ "by": admin.user_id });
     account_event(&mut tx, Some(user.id), "unlocked", details.clone(), client).await?;
     let event =
@@ -61,7 +67,7 @@ pub async fn admin_logout_all(
     admin: &AuthUser,
     user_id: Uuid,
 ) -> AppResult<usize> {
-    let target = repo::user_by_id(&state.db, user_id).await?.ok_or(AppError::NotFound)?;
+    let target = repo::users::user_by_id(&state.db, user_id).await?.ok_or(AppError::NotFound)?;
     outranks(admin, &target)?;
     sign_out_everywhere(state, client, user_id, Some(admin.user_id)).await
 }
@@ -76,7 +82,7 @@ pub(super) fn outranks(admin: &AuthUser, target: &UserRow) -> AppResult<()> {
 
 /// `GET /admin/users`: a page of users matching `filter`, and the total.
 pub async fn list_users(state: &AppState, filter: &UserSearch, page: Page) -> AppResult<(Vec<User>, i64)> {
-    let (rows, total) = repo::search_users(
+    let (rows, total) = repo::users::search_users(
         &state.db,
         filter.search.as_deref(),
         filter.is_active,
@@ -91,14 +97,14 @@ pub async fn list_users(state: &AppState, filter: &UserSearch, page: Page) -> Ap
 /// `GET /admin/users/{id}`: the user with groups, lock state, MFA, sessions and devices.
 pub async fn user_detail(state: &AppState, user_id: Uuid) -> AppResult<AdminUserDetail> {
     let mut conn = state.db.acquire().await?;
-    let user = repo::user_by_id(&mut *conn, user_id).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_id(&mut *conn, user_id).await?.ok_or(AppError::NotFound)?;
     let retry_after_seconds = account_lock(&mut *conn, &user.email).await?;
     let mfa = mfa_status_of(&mut conn, user_id).await?;
     // Uuid::nil matches no session: none of them is the caller's.
-    let sessions = repo::active_sessions(&mut *conn, user_id, Uuid::nil()).await?;
-    let devices = repo::devices(&mut *conn, user_id, Uuid::nil(), None).await?;
-    let groups = repo::user_groups(&mut *conn, user_id).await?;
-    let recent_events = repo::account_events(&mut *conn, user_id, 20).await?;
+    let sessions = repo::sessions::active_sessions(&mut *conn, user_id, Uuid::nil()).await?;
+    let devices = repo::devices::devices(&mut *conn, user_id, Uuid::nil(), None).await?;
+    let groups = repo::permissions::user_groups(&mut *conn, user_id).await?;
+    let recent_events = repo::users::account_events(&mut *conn, user_id, 20).await?;
     Ok(AdminUserDetail {
         user: user.into(),
         groups,
@@ -134,16 +140,16 @@ pub async fn update_user(
         return Err(AppError::Forbidden);
     }
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
     outranks(admin, &user)?;
     if let Some(groups) = &patch.groups {
-        let unknown = repo::unknown_groups(&mut *tx, groups).await?;
+        let unknown = repo::permissions::unknown_groups(&mut *tx, groups).await?;
         if !unknown.is_empty() {
             return Err(AppError::validation("groups", format!("no such group: {}", unknown.join(", "))));
         }
-        repo::set_user_groups(&mut *tx, user_id, groups).await?;
+        repo::permissions::set_user_groups(&mut *tx, user_id, groups).await?;
     }
-    repo::set_flags(&mut *tx, user_id, patch.is_active, patch.is_staff).await?;
+    repo::users::set_flags(&mut *tx, user_id, patch.is_active, patch.is_staff).await?;
     let ended = if patch.is_active == Some(false) && user.is_active {
         Some(
             end_grants(&mut tx, client, user_id, Remedy::Deactivation, SessionAction::SessionRevoked, "deactivated")
@@ -154,7 +160,7 @@ pub async fn update_user(
     };
     // Keys with staff scopes stand in for a staff session: they stop with the staff flag.
     let staff_keys = if patch.is_staff == Some(false) && user.is_staff {
-        repo::revoke_keys(&mut *tx, user_id, KeySelection::AdminScoped).await?
+        repo::api_keys::revoke_keys(&mut *tx, user_id, KeySelection::AdminScoped).await?
     } else {
         Vec::new()
     };
@@ -180,5 +186,5 @@ pub async fn update_user(
 
 /// Usernames of the given users, for staff pages that show who an event is about.
 pub async fn usernames(state: &AppState, ids: &[Uuid]) -> AppResult<Vec<(Uuid, String)>> {
-    Ok(repo::usernames(&state.db, ids).await?)
+    Ok(repo::users::usernames(&state.db, ids).await?)
 }

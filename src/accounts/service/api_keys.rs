@@ -9,8 +9,11 @@ use uuid::Uuid;
 use super::account_event;
 use crate::{
     accounts::{
-        forms::NewApiKey,
-        models::{ApiKeyView, CreatedApiKey, Email},
+        forms::api_keys::NewApiKey,
+        models::{
+            Email,
+            admin::{ApiKeyView, CreatedApiKey},
+        },
         repo,
     },
     core::{
@@ -18,6 +21,7 @@ use crate::{
         auth::{AuthUser, is_admin_scope},
         client::ClientContext,
         crypto,
+        error::Conflict,
     },
     notifications::{self, Message, message::KeyLine},
 };
@@ -59,17 +63,14 @@ pub async fn create_api_key(
     let hash = crypto::sha256_hex(key.expose_secret());
     let mut tx = crate::core::db::begin(&state.db).await?;
     super::hold(&mut tx, auth, Some(&checked)).await?;
-    let owner = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let owner = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     // The owner's row lock orders concurrent creations, so the cap holds.
-    repo::lock_user(&mut *tx, owner.id).await?;
-    if repo::live_key_count(&mut *tx, owner.id).await? >= MAX_KEYS {
-        return Err(AppError::Conflict {
-            code: "API_KEY_LIMIT",
-            field: "name",
-            message: "this account already has the most live API keys it may hold; revoke one first",
-        });
+    repo::users::lock_user(&mut *tx, owner.id).await?;
+    if repo::api_keys::live_key_count(&mut *tx, owner.id).await? >= MAX_KEYS {
+        return Err(AppError::Conflict(Conflict::ApiKeyLimit));
     }
-    let view = repo::insert_key(&mut *tx, owner.id, &new.name, &prefix, &hash, &new.scopes, new.expires_at).await?;
+    let view =
+        repo::api_keys::insert_key(&mut *tx, owner.id, &new.name, &prefix, &hash, &new.scopes, new.expires_at).await?;
     let details = serde_json::json!({ "api_key_id": view.id, "prefix": prefix, "scopes": new.scopes });
     account_event(&mut tx, Some(owner.id), "api_key_created", details, client).await?;
     let key_line = KeyLine {
@@ -87,7 +88,7 @@ pub async fn create_api_key(
 }
 
 pub async fn api_keys(state: &AppState, auth: &AuthUser) -> AppResult<Vec<ApiKeyView>> {
-    Ok(repo::keys(&state.db, auth.user_id).await?)
+    Ok(repo::api_keys::keys(&state.db, auth.user_id).await?)
 }
 
 /// How long before a key expires its owner is told.
@@ -96,9 +97,9 @@ pub const EXPIRY_NOTICE: chrono::Duration = chrono::Duration::days(7);
 /// Tells the owners of keys that expire within `EXPIRY_NOTICE` (once per key, across
 /// instances); returns how many were told. Run by the cleanup job.
 pub async fn warn_expiring_keys(state: &AppState, tx: &mut sqlx::PgConnection) -> AppResult<u64> {
-    let keys = repo::claim_expiring_keys(&mut *tx, EXPIRY_NOTICE.num_seconds() as f64).await?;
+    let keys = repo::api_keys::claim_expiring_keys(&mut *tx, EXPIRY_NOTICE.num_seconds() as f64).await?;
     for (user, key) in &keys {
-        let Some(owner) = repo::user_by_id(&mut *tx, *user).await? else { continue };
+        let Some(owner) = repo::users::user_by_id(&mut *tx, *user).await? else { continue };
         let key = KeyLine {
             name: key.name.clone(),
             prefix: key.prefix.clone(),
@@ -115,7 +116,7 @@ pub async fn warn_expiring_keys(state: &AppState, tx: &mut sqlx::PgConnection) -
 /// Revokes one of the caller's live keys; anyone else's (or a dead one) is "not found".
 pub async fn revoke_api_key(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let prefix = repo::revoke_key(&mut *tx, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
+    let prefix = repo::api_keys::revoke_key(&mut *tx, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
     let details = serde_json::json!({ "api_key_id": id, "prefix": prefix });
     account_event(&mut tx, Some(auth.user_id), "api_key_revoked", details, client).await?;
     crate::core::db::commit(tx).await?;

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     accounts::{
         models::{Authenticated, DeviceSeen, Email, LoginResponse, MfaRequired, UserRow},
-        repo::{self, History, NewRefreshRow},
+        repo::{self, attempts::History, sessions::NewRefreshRow},
         risk::{self, Assessment},
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel},
@@ -27,6 +27,7 @@ use crate::{
         auth::{AuthUser, Claims},
         client::ClientContext,
         crypto,
+        error::Conflict,
         metrics::Metrics,
         ratelimit::Action,
         types::Phone,
@@ -74,7 +75,7 @@ pub(super) async fn second_step(
         "attempt_id": attempt, "risk_score": risk.score, "risk_reasons": risk.reasons
     });
     let challenge = challenges::open(&mut tx, user.id, ChallengeType::Login, None, metadata).await?;
-    repo::finish_attempt(&mut *tx, attempt, Some(user.id), "mfa_pending", None).await?;
+    repo::attempts::finish_attempt(&mut *tx, attempt, Some(user.id), "mfa_pending", None).await?;
     let factors = otp::service::factors(&mut tx, user.id).await?;
     let event = MfaEvent {
         challenge_id: Some(challenge.challenge_id),
@@ -108,13 +109,9 @@ fn mfa_required(challenge: &Challenge, methods: Vec<MfaMethod>) -> MfaRequired {
 /// aal 2 with a fresh second factor.
 pub async fn step_up(state: &AppState, client: &ClientContext, auth: &AuthUser) -> AppResult<MfaRequired> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let user = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     if !user.mfa_enabled {
-        return Err(AppError::Conflict {
-            code: "MFA_NOT_ENABLED",
-            field: "mfa",
-            message: "Set up a second factor first.",
-        });
+        return Err(AppError::Conflict(Conflict::MfaNotEnabled));
     }
     let challenge =
         challenges::open(&mut tx, user.id, ChallengeType::StepUp, Some(auth.session_id), serde_json::json!({})).await?;
@@ -194,7 +191,7 @@ pub async fn verify(
 ) -> AppResult<Authenticated> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let challenge = challenges::live(&mut tx, challenge_id).await?;
-    let user = repo::user_by_id(&mut *tx, challenge.user_id).await?.ok_or(AppError::ChallengeExpired)?;
+    let user = repo::users::user_by_id(&mut *tx, challenge.user_id).await?.ok_or(AppError::ChallengeExpired)?;
     if !user.is_active {
         return Err(AppError::ChallengeExpired);
     }
@@ -229,7 +226,7 @@ pub async fn verify(
         && seen.verified
         && match (challenge.kind(), challenge.session_id) {
             (Some(ChallengeType::StepUp), Some(session)) => {
-                repo::session_on_device(&mut *tx, session, &seen.fingerprint_hash).await?
+                repo::devices::session_on_device(&mut *tx, session, &seen.fingerprint_hash).await?
             }
             _ => true,
         };
@@ -237,7 +234,7 @@ pub async fn verify(
         let until = Utc::now() + Duration::days(TRUST_DAYS);
         let (ua, fp) = (client.user_agent.as_deref(), seen.fingerprint_hash.as_str());
         // A device marked compromised cannot be trusted again.
-        let device = repo::trust_device(&mut tx, user.id, fp, ua, client.ip_network(), until)
+        let device = repo::devices::trust_device(&mut tx, user.id, fp, ua, client.ip_network(), until)
             .await?
             .ok_or(AppError::Forbidden)?;
         devices::trusted_notice(&mut tx, state, &user, &seen.agent.browser, &seen.agent.os, until, client).await?;
@@ -298,7 +295,7 @@ async fn failed(
     method: MfaMethod,
     attempts_left: i32,
 ) -> AppResult<Authenticated> {
-    repo::insert_failed_attempt(
+    repo::attempts::insert_failed_attempt(
         &mut *tx,
         &user.email,
         user.id,
@@ -326,10 +323,10 @@ async fn raise(
     let access_jti = Uuid::new_v4().to_string();
     let refresh_token = SecretString::from(crypto::random_token());
     let refresh_jti = token_hash(&refresh_token);
-    if !repo::raise_session(&mut *tx, session, &amr, method.as_str(), &access_jti, &refresh_jti).await? {
+    if !repo::sessions::raise_session(&mut *tx, session, &amr, method.as_str(), &access_jti, &refresh_jti).await? {
         return Err(AppError::ChallengeExpired);
     }
-    repo::retire_session_refresh(&mut *tx, session, "step_up").await?;
+    repo::sessions::retire_session_refresh(&mut *tx, session, "step_up").await?;
     let record = NewRefreshRow {
         user_id: user.id,
         session_id: session,
@@ -339,7 +336,7 @@ async fn raise(
         created_at: now,
         expires_at: now + refresh_ttl(state),
     };
-    repo::insert_refresh(&mut *tx, &record).await?;
+    repo::refresh::insert_refresh(&mut *tx, &record).await?;
     let claims = Claims::new(user.id, session, access_jti, now, access_ttl(state), 2, amr);
     authenticated(state, &claims, refresh_token, user.into())
 }

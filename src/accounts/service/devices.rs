@@ -12,11 +12,11 @@ use super::{
 use crate::{
     accounts::{
         models::{Authenticated, DeviceSeen, DeviceView, Email, NearDevice, UserRow},
-        repo::{self, LoginFacts},
+        repo::{self, attempts::LoginFacts},
         risk::{self, Assessment, Signals, Travel},
     },
     audit_log::{self, DeviceAction, DeviceEvent},
-    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, error::Conflict},
     notifications::{self, Message, message::DeviceLine},
 };
 
@@ -101,12 +101,12 @@ fn device_event(user: Uuid, device: Uuid, action: DeviceAction, client: &ClientC
 // The device API.
 
 pub async fn devices(state: &AppState, auth: &AuthUser) -> AppResult<Vec<DeviceView>> {
-    Ok(repo::devices(&state.db, auth.user_id, auth.session_id, None).await?)
+    Ok(repo::devices::devices(&state.db, auth.user_id, auth.session_id, None).await?)
 }
 
 /// One own device; anyone else's is "not found".
 pub async fn device(state: &AppState, auth: &AuthUser, id: Uuid) -> AppResult<DeviceView> {
-    let mut found = repo::devices(&state.db, auth.user_id, auth.session_id, Some(id)).await?;
+    let mut found = repo::devices::devices(&state.db, auth.user_id, auth.session_id, Some(id)).await?;
     found.pop().ok_or(AppError::NotFound)
 }
 
@@ -118,7 +118,7 @@ pub async fn rename_device(
     name: String,
 ) -> AppResult<DeviceView> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let old = repo::rename_device(&mut *tx, auth.user_id, id, &name).await?.ok_or(AppError::NotFound)?;
+    let old = repo::devices::rename_device(&mut *tx, auth.user_id, id, &name).await?.ok_or(AppError::NotFound)?;
     let event = DeviceEvent {
         // That the name changed, not the names: a device name often holds a person's name.
         metadata: Some(serde_json::json!({ "fields": ["device_name"], "had_name": old.is_some() })),
@@ -146,21 +146,14 @@ pub async fn trust_device(
     let mut tx = crate::core::db::begin(&state.db).await?;
     // The session stays active until this commits: a sign-out racing the trust waits.
     super::hold(&mut tx, auth, None).await?;
-    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
-    let facts = repo::lock_for_trust(&mut *tx, auth.user_id, id, auth.session_id).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let facts =
+        repo::devices::lock_for_trust(&mut *tx, auth.user_id, id, auth.session_id).await?.ok_or(AppError::NotFound)?;
     if facts.compromised {
-        return Err(AppError::Conflict {
-            code: "DEVICE_COMPROMISED",
-            field: "device",
-            message: "A device marked compromised cannot be trusted.",
-        });
+        return Err(AppError::Conflict(Conflict::DeviceCompromised));
     }
     if !facts.verified {
-        return Err(AppError::Conflict {
-            code: "DEVICE_NOT_VERIFIED",
-            field: "device",
-            message: "A device known only by its User-Agent is never trusted: it must send X-Device-Fingerprint.",
-        });
+        return Err(AppError::Conflict(Conflict::DeviceNotVerified));
     }
     if !facts.current {
         return Err(AppError::ForbiddenBecause("A device can be trusted only from a session opened on it."));
@@ -169,15 +162,17 @@ pub async fn trust_device(
         return Err(AppError::MfaRequired);
     }
     let until = Utc::now() + Duration::days(days);
-    repo::trust_device_by_id(&mut tx, auth.user_id, id, until).await?;
+    repo::devices::trust_device_by_id(&mut tx, auth.user_id, id, until).await?;
     let event = DeviceEvent {
         trust_state_change: Some(format!("trusted for {days} days")),
         metadata: Some(serde_json::json!({ "trust_expires_at": until })),
         ..device_event(auth.user_id, id, DeviceAction::Trusted, client)
     };
     audit_log::record_device(&mut *tx, &event).await?;
-    let view =
-        repo::devices(&mut *tx, auth.user_id, auth.session_id, Some(id)).await?.pop().ok_or(AppError::NotFound)?;
+    let view = repo::devices::devices(&mut *tx, auth.user_id, auth.session_id, Some(id))
+        .await?
+        .pop()
+        .ok_or(AppError::NotFound)?;
     trusted_notice(&mut tx, state, &user, &view.browser, &view.os, until, client).await?;
     crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
@@ -209,7 +204,7 @@ pub(super) async fn trusted_notice(
 
 pub async fn untrust_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    if !repo::untrust_device(&mut tx, auth.user_id, id).await? {
+    if !repo::devices::untrust_device(&mut tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
     }
     let event = DeviceEvent {
@@ -225,11 +220,11 @@ pub async fn untrust_device(state: &AppState, client: &ClientContext, auth: &Aut
 /// tokens stop working at once), the owner is told, and the audit row is critical.
 pub async fn mark_compromised(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    if !repo::mark_device_compromised(&mut tx, auth.user_id, id).await? {
+    if !repo::devices::mark_device_compromised(&mut tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
     }
-    let revoked = repo::revoke_device_sessions(&mut tx, auth.user_id, id, "device_compromised").await?;
-    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let revoked = repo::devices::revoke_device_sessions(&mut tx, auth.user_id, id, "device_compromised").await?;
+    let user = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     let event = DeviceEvent {
         // Critical: the owner says someone else holds this device.
         risk_score: 100,
@@ -250,17 +245,17 @@ pub async fn mark_compromised(state: &AppState, client: &ClientContext, auth: &A
 pub async fn delete_device(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     // Locked and owned first: the audit row below refers to the device.
-    if !repo::lock_own_device(&mut *tx, auth.user_id, id).await? {
+    if !repo::devices::lock_own_device(&mut *tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
     }
-    let revoked = repo::revoke_device_sessions(&mut tx, auth.user_id, id, "device_deleted").await?;
+    let revoked = repo::devices::revoke_device_sessions(&mut tx, auth.user_id, id, "device_deleted").await?;
     let event = DeviceEvent {
         metadata: Some(serde_json::json!({ "sessions_revoked": revoked.len() })),
         ..device_event(auth.user_id, id, DeviceAction::Deleted, client)
     };
     // The audit row is written while the device still exists (its id is a reference).
     audit_log::record_device(&mut *tx, &event).await?;
-    if !repo::delete_device(&mut *tx, auth.user_id, id).await? {
+    if !repo::devices::delete_device(&mut *tx, auth.user_id, id).await? {
         return Err(AppError::NotFound);
     }
     crate::core::db::commit(tx).await?;
@@ -269,5 +264,5 @@ pub async fn delete_device(state: &AppState, client: &ClientContext, auth: &Auth
 
 /// Devices within `km` of a point (the handler admits staff with `accounts.view_device`).
 pub async fn devices_near(state: &AppState, (lat, lon): (f64, f64), km: f64, limit: i64) -> AppResult<Vec<NearDevice>> {
-    Ok(repo::devices_near(&state.db, lat, lon, km, limit).await?)
+    Ok(repo::devices::devices_near(&state.db, lat, lon, km, limit).await?)
 }

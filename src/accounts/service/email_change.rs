@@ -17,13 +17,18 @@ use super::{
 };
 use crate::{
     accounts::{
+        credentials::UNUSABLE_PASSWORD,
         models::{Email, User},
-        passwords::UNUSABLE_PASSWORD,
         repo,
     },
     audit_log::SessionAction,
     core::{
-        AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::constraint, keys::Purpose,
+        AppError, AppResult, AppState,
+        auth::AuthUser,
+        client::ClientContext,
+        crypto,
+        data_keys::Purpose,
+        error::{Conflict, ResultExt},
         ratelimit::Action,
     },
     notifications::{self, Message},
@@ -34,11 +39,7 @@ pub const EMAIL_CHANGE_TTL: Duration = Duration::hours(1);
 const PURPOSE_EMAIL_CHANGE: &str = "email_change";
 
 fn email_taken() -> AppError {
-    AppError::Conflict {
-        code: "EMAIL_TAKEN",
-        field: "new_email",
-        message: "An account with this email already exists.",
-    }
+    AppError::Conflict(Conflict::NewEmailTaken)
 }
 
 /// `POST /users/me/email`: checks the password (403 `PASSWORD_INCORRECT`, counted against
@@ -52,19 +53,19 @@ pub async fn request_email_change(
     new_email: Email,
 ) -> AppResult<()> {
     state.limits.check(Action::EmailResend, client.ip)?;
-    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let user = repo::users::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     confirm_password(state, client, &user, password).await?;
     if new_email.as_str() == user.email {
         return Err(AppError::validation("new_email", "is already this account's address"));
     }
-    if repo::user_by_email(&state.db, new_email.as_str()).await?.is_some() {
+    if repo::users::user_by_email(&state.db, new_email.as_str()).await?.is_some() {
         return Err(email_taken());
     }
     let token = SecretString::from(crypto::random_token());
     let mut tx = crate::core::db::begin(&state.db).await?;
     super::hold(&mut tx, auth, Some(&user)).await?;
-    repo::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_EMAIL_CHANGE).await?;
-    repo::insert_email_change_token(
+    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_EMAIL_CHANGE).await?;
+    repo::one_time_tokens::insert_email_change_token(
         &mut *tx,
         user.id,
         &token_hash(&token),
@@ -96,17 +97,18 @@ pub async fn request_email_change(
 /// taken meanwhile is 409 `EMAIL_TAKEN` and the token stays unused.
 pub async fn confirm_email_change(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let (user_id, new_email) =
-        repo::consume_email_change_token(&mut *tx, &token_hash(&token)).await?.ok_or(AppError::TokenInvalid)?;
-    let old = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
-    repo::set_email(&mut *tx, user_id, &new_email).await.map_err(|e| match constraint(&e) {
-        Some("auth_user_email_key") => email_taken(),
-        _ => e.into(),
-    })?;
-    repo::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_VERIFY).await?;
-    repo::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_RESET).await?;
+    let (user_id, new_email) = repo::one_time_tokens::consume_email_change_token(&mut *tx, &token_hash(&token))
+        .await?
+        .ok_or(AppError::TokenInvalid)?;
+    let old = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    repo::users::set_email(&mut *tx, user_id, &new_email)
+        .await
+        .on_constraint(&[("auth_user_email_key", Conflict::NewEmailTaken)])?;
+    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_VERIFY).await?;
+    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_RESET).await?;
     let undo = SecretString::from(crypto::random_token());
-    repo::insert_undo_token(&mut *tx, user_id, &token_hash(&undo), &old.email, Utc::now() + UNDO_TTL).await?;
+    repo::one_time_tokens::insert_undo_token(&mut *tx, user_id, &token_hash(&undo), &old.email, Utc::now() + UNDO_TTL)
+        .await?;
     let message = Message::EmailChanged {
         username: old.username.clone(),
         new_email: new_email.clone(),
@@ -115,7 +117,7 @@ pub async fn confirm_email_change(state: &AppState, client: &ClientContext, toke
     notifications::enqueue_email(&mut tx, &state.data_keys, user_id, &Email::from_stored(&old.email), message).await?;
     let details = serde_json::json!({ "new_email_hash": address_hash(state, &Email::from_stored(&new_email)) });
     account_event(&mut tx, Some(user_id), "email_changed", details, client).await?;
-    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    let user = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
     crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(user.into())
@@ -133,16 +135,16 @@ pub const UNDO_TTL: Duration = Duration::days(7);
 /// undo links of later changes die; earlier ones stay.
 pub async fn undo_email_change(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let undo = repo::consume_undo_token(&mut tx, &token_hash(&token)).await?.ok_or(AppError::TokenInvalid)?;
+    let undo =
+        repo::one_time_tokens::consume_undo_token(&mut tx, &token_hash(&token)).await?.ok_or(AppError::TokenInvalid)?;
     let user_id = undo.user_id;
-    let replaced = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
-    repo::set_email(&mut *tx, user_id, &undo.address).await.map_err(|e| match constraint(&e) {
-        Some("auth_user_email_key") => email_taken(),
-        _ => e.into(),
-    })?;
-    repo::set_email_verified(&mut *tx, user_id).await?;
-    repo::set_password(&mut *tx, user_id, UNUSABLE_PASSWORD).await?;
-    repo::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_VERIFY).await?;
+    let replaced = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    repo::users::set_email(&mut *tx, user_id, &undo.address)
+        .await
+        .on_constraint(&[("auth_user_email_key", Conflict::NewEmailTaken)])?;
+    repo::users::set_email_verified(&mut *tx, user_id).await?;
+    repo::users::set_password(&mut *tx, user_id, UNUSABLE_PASSWORD).await?;
+    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_VERIFY).await?;
     let ended = end_grants(
         &mut tx,
         client,
@@ -153,7 +155,7 @@ pub async fn undo_email_change(state: &AppState, client: &ClientContext, token: 
     )
     .await?;
     let reset = SecretString::from(crypto::random_token());
-    repo::insert_one_time_token(
+    repo::one_time_tokens::insert_one_time_token(
         &mut *tx,
         user_id,
         PURPOSE_RESET,
@@ -163,7 +165,7 @@ pub async fn undo_email_change(state: &AppState, client: &ClientContext, token: 
         client.user_agent.as_deref(),
     )
     .await?;
-    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    let user = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::TokenInvalid)?;
     let added = otp::service::factors_added_since(&mut tx, user_id, undo.changed_at).await?;
     let factors = otp::service::factors(&mut tx, user_id).await?;
     let message = Message::EmailChangeUndone {

@@ -11,7 +11,10 @@ use uuid::Uuid;
 use super::account_event;
 use crate::{
     accounts::{
-        models::{Email, ExportStatus, ExportView},
+        models::{
+            Email,
+            admin::{ExportStatus, ExportView},
+        },
         repo,
     },
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext},
@@ -35,7 +38,7 @@ pub async fn request_export(
     let user = super::reauthenticate(state, client, auth, password).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     super::hold(&mut tx, auth, Some(&user)).await?;
-    let export = repo::open_export(&mut *tx, auth.user_id).await?;
+    let export = repo::exports::open_export(&mut *tx, auth.user_id).await?;
     account_event(
         &mut tx,
         Some(auth.user_id),
@@ -54,7 +57,7 @@ pub async fn request_export(
 
 /// `GET /users/me/export/{id}`: its status and, while it can be fetched, where.
 pub async fn export_status(state: &AppState, auth: &AuthUser, id: Uuid) -> AppResult<ExportStatus> {
-    let export = repo::export_of(&state.db, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
+    let export = repo::exports::export_of(&state.db, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
     let live = export.status == "complete" && export.expires_at.is_some_and(|at| at > Utc::now());
     let download_url = live.then(|| format!("{}/api/v1/users/me/export/{id}/download", state.config.public_base_url));
     Ok(ExportStatus { export, download_url })
@@ -62,7 +65,7 @@ pub async fn export_status(state: &AppState, auth: &AuthUser, id: Uuid) -> AppRe
 
 /// The file of a complete, unexpired export of the caller's; anyone else's is 404.
 pub async fn export_file(state: &AppState, auth: &AuthUser, id: Uuid) -> AppResult<Vec<u8>> {
-    let path = repo::export_file(&state.db, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
+    let path = repo::exports::export_file(&state.db, auth.user_id, id).await?.ok_or(AppError::NotFound)?;
     tokio::fs::read(&path).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => AppError::NotFound,
         _ => AppError::internal(e),
@@ -78,12 +81,12 @@ fn file_of(state: &AppState, id: Uuid) -> PathBuf {
 /// failure marks that request failed (with the reason, never a secret) and goes on.
 pub async fn run_exports_once(state: &AppState) -> AppResult<u64> {
     let mut done = 0;
-    while let Some((id, user)) = repo::claim_export(&state.db, STALE_SECS).await? {
+    while let Some((id, user)) = repo::exports::claim_export(&state.db, STALE_SECS).await? {
         match build(state, id, user).await {
             Ok(()) => done += 1,
             Err(e) => {
                 tracing::error!(export = %id, error = %e, "data export failed");
-                repo::fail_export(&state.db, id, "the export could not be written; ask for a new one").await?;
+                repo::exports::fail_export(&state.db, id, "the export could not be written; ask for a new one").await?;
             }
         }
     }
@@ -93,7 +96,7 @@ pub async fn run_exports_once(state: &AppState) -> AppResult<u64> {
 async fn build(state: &AppState, id: Uuid, user: Uuid) -> AppResult<()> {
     // The document is a read of many tables: the replica's work when one is in use (at most
     // REPLICA_MAX_LAG_SECONDS behind the request).
-    let document = crate::reports!(state, |db| repo::export_document(db, user))?;
+    let document = crate::reports!(state, |db| repo::exports::export_document(db, user))?;
     let bytes = serde_json::to_vec_pretty(&document).map_err(AppError::internal)?;
     let path = file_of(state, id);
     // Written beside its final name, then renamed: a reader never sees half a file.
@@ -102,7 +105,7 @@ async fn build(state: &AppState, id: Uuid, user: Uuid) -> AppResult<()> {
     tokio::fs::rename(&partial, &path).await.map_err(AppError::internal)?;
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
     let stored = path.to_string_lossy();
-    if !repo::complete_export(&state.db, id, &stored, size, Utc::now() + EXPORT_TTL).await? {
+    if !repo::exports::complete_export(&state.db, id, &stored, size, Utc::now() + EXPORT_TTL).await? {
         // Cancelled or deleted with its account while it was being built: nobody may
         // fetch it, so it must not outlive this moment.
         remove_file(&path).await;
@@ -150,7 +153,7 @@ pub(super) async fn remove_export_files(state: &AppState, exports: &[(Uuid, Opti
 /// The rows change first (committed on their own), so a file is never deleted while its
 /// row still offers it for download.
 pub async fn expire_exports(db: &sqlx::PgPool) -> AppResult<u64> {
-    let paths = repo::expire_exports(db).await?;
+    let paths = repo::exports::expire_exports(db).await?;
     for path in &paths {
         if let Err(e) = tokio::fs::remove_file(path).await
             && e.kind() != std::io::ErrorKind::NotFound

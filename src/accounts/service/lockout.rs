@@ -7,7 +7,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::{
-    accounts::{models::UserRow, passwords, repo},
+    accounts::{credentials, models::UserRow, repo},
     core::{AppError, AppResult, AppState, client::ClientContext},
 };
 
@@ -23,7 +23,7 @@ fn retry_after(until: DateTime<Utc>) -> u64 {
 }
 
 /// The lockout in force for this attempt, if any: `Some(retry_after_secs)`.
-pub(super) fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
+pub(super) fn lockout(facts: &repo::attempts::LoginFacts) -> Option<u64> {
     let now = Utc::now();
     // The caller's own attempt is still pending, so it is not among these failures.
     if facts.ip_failures >= MAX_IP_FAILURES
@@ -44,7 +44,7 @@ pub(super) fn lockout(facts: &repo::LoginFacts) -> Option<u64> {
 /// so a request inside a transaction does not ask the pool for a second connection.
 pub(super) async fn account_lock(db: impl PgExecutor<'_>, email: &str) -> AppResult<Option<u64>> {
     let (lockout_secs, ip_secs) = (LOCKOUT.num_seconds() as f64, IP_WINDOW.num_seconds() as f64);
-    let mut facts = repo::login_facts(db, email, Uuid::nil(), None, lockout_secs, ip_secs, "", None).await?;
+    let mut facts = repo::attempts::login_facts(db, email, Uuid::nil(), None, lockout_secs, ip_secs, "", None).await?;
     facts.identifier_failures += 1;
     Ok(lockout(&facts))
 }
@@ -61,10 +61,10 @@ pub(super) async fn confirm_password(
     if let Some(retry_after_secs) = account_lock(&state.db, &user.email).await? {
         return Err(AppError::RateLimited { retry_after_secs });
     }
-    if passwords::verify(state, password, user.password_hash.clone()).await? {
+    if credentials::verify(state, password, user.password_hash.clone()).await? {
         return Ok(());
     }
     let (ip, agent) = (client.ip_network(), client.user_agent.as_deref());
-    repo::insert_failed_attempt(&state.db, &user.email, user.id, "wrong_current_password", ip, agent).await?;
+    repo::attempts::insert_failed_attempt(&state.db, &user.email, user.id, "wrong_current_password", ip, agent).await?;
     Err(AppError::PasswordIncorrect)
 }

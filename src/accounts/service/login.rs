@@ -11,8 +11,9 @@ use super::{
 };
 use crate::{
     accounts::{
+        credentials,
         models::{DeviceSeen, LoginIdentifier, LoginResponse},
-        passwords, repo,
+        repo,
     },
     audit_log::{self, RiskLevel, SessionAction, SessionEvent},
     core::{AppError, AppResult, AppState, client::ClientContext, metrics::Metrics},
@@ -32,10 +33,11 @@ pub async fn login(
 ) -> AppResult<LoginResponse> {
     let identifier = identifier.as_str();
     let attempt =
-        repo::reserve_attempt(&state.db, identifier, client.ip_network(), client.user_agent.as_deref()).await?;
+        repo::attempts::reserve_attempt(&state.db, identifier, client.ip_network(), client.user_agent.as_deref())
+            .await?;
 
     let device = DeviceSeen::of(client);
-    let mut facts = repo::login_facts(
+    let mut facts = repo::attempts::login_facts(
         &state.db,
         identifier,
         attempt,
@@ -47,7 +49,7 @@ pub async fn login(
     )
     .await?;
     if let Some(retry) = lockout(&facts) {
-        repo::delete_attempt(&state.db, attempt).await?;
+        repo::attempts::delete_attempt(&state.db, attempt).await?;
         if let Some(user) = &facts.user {
             let event = SessionEvent {
                 risk_level: RiskLevel::High,
@@ -63,14 +65,14 @@ pub async fn login(
     let checked = async {
         let hash = match &user {
             Some(u) => u.password_hash.clone(),
-            None => passwords::dummy_hash(state).await?,
+            None => credentials::dummy_hash(state).await?,
         };
-        passwords::verify(state, password, hash).await
+        credentials::verify(state, password, hash).await
     };
     let password_ok = match checked.await {
         // Shed by a full hash queue: the guess was never checked, so it must not count.
         Err(shed @ AppError::Unavailable { .. }) => {
-            repo::delete_attempt(&state.db, attempt).await?;
+            repo::attempts::delete_attempt(&state.db, attempt).await?;
             Metrics::count(&state.metrics.logins, "shed");
             return Err(shed);
         }
@@ -82,7 +84,7 @@ pub async fn login(
             let mut tx = crate::core::db::begin(&state.db).await?;
             let user_id = other.as_ref().map(|u| u.id);
             let reason = if user_id.is_some() { "bad_password" } else { "unknown_user" };
-            repo::finish_attempt(&mut *tx, attempt, user_id, "failure", Some(reason)).await?;
+            repo::attempts::finish_attempt(&mut *tx, attempt, user_id, "failure", Some(reason)).await?;
             if let Some(id) = user_id {
                 let event = SessionEvent {
                     risk_level: RiskLevel::Medium,
@@ -97,7 +99,7 @@ pub async fn login(
     };
     if !user.is_active {
         let mut tx = crate::core::db::begin(&state.db).await?;
-        repo::finish_attempt(&mut *tx, attempt, Some(user.id), "failure", Some("disabled")).await?;
+        repo::attempts::finish_attempt(&mut *tx, attempt, Some(user.id), "failure", Some("disabled")).await?;
         let event = SessionEvent {
             error_message: Some("account disabled".into()),
             ..session_event(user.id, SessionAction::LoginFailed, client)

@@ -17,7 +17,7 @@ use crate::{
         repo,
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel},
-    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, types::Phone},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, error::Conflict, types::Phone},
     notifications::{self, Message, Recipient},
     otp::{
         self, Factors, MfaMethod, TotpSetup,
@@ -38,12 +38,12 @@ pub async fn mfa_status(state: &AppState, auth: &AuthUser) -> AppResult<MfaStatu
 }
 
 pub(super) async fn mfa_status_of(conn: &mut sqlx::PgConnection, user: Uuid) -> AppResult<MfaStatus> {
-    let settings = repo::mfa_settings(&mut *conn, user).await?;
+    let settings = repo::mfa::mfa_settings(&mut *conn, user).await?;
     let f = otp::service::factors(conn, user).await?;
     Ok(status(&settings, &f))
 }
 
-fn status(settings: &repo::MfaSettingsRow, f: &Factors) -> MfaStatus {
+fn status(settings: &repo::mfa::MfaSettingsRow, f: &Factors) -> MfaStatus {
     // A factor counts once its setup is proven; until then (a code awaited) it is neither.
     let method = |method, proven: bool| MethodStatus { method, enabled: proven, setup_completed: proven };
     MfaStatus {
@@ -81,7 +81,7 @@ pub(super) async fn begin_totp(
 ) -> AppResult<TotpSetup> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let setup = otp::service::begin_totp(&mut tx, &state.data_keys, user.id, &Email::from_stored(&user.email)).await?;
-    repo::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
+    repo::mfa::set_method_state(&mut *tx, user.id, MfaMethod::Totp.as_str(), false, false).await?;
     let event = MfaEvent {
         mfa_method: Some("totp".into()),
         metadata: note,
@@ -101,7 +101,7 @@ pub async fn totp_confirm(
     code: SecretString,
 ) -> AppResult<BackupCodes> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let user = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     let email = Email::from_stored(&user.email);
     if !otp::service::check_totp(&mut tx, &state.data_keys, user.id, &email, &code, true).await? {
         return Err(AppError::MfaCodeInvalid { attempts_remaining: 1 });
@@ -119,10 +119,10 @@ async fn factor_added(
     user: &UserRow,
     method: MfaMethod,
 ) -> AppResult<BackupCodes> {
-    repo::set_method_state(&mut *tx, user.id, method.as_str(), true, true).await?;
+    repo::mfa::set_method_state(&mut *tx, user.id, method.as_str(), true, true).await?;
     let new_value = Some(serde_json::json!({ "method": method.as_str() }));
     if user.mfa_enabled {
-        repo::insert_mfa_change(
+        repo::mfa::insert_mfa_change(
             &mut *tx,
             user.id,
             "method_added",
@@ -139,14 +139,23 @@ async fn factor_added(
         factor_notice(tx, state, user, method, false).await?;
         return Ok(BackupCodes { backup_codes: Vec::new() });
     }
-    repo::set_mfa_enabled(&mut *tx, user.id, true, Some(method.as_str())).await?;
+    repo::mfa::set_mfa_enabled(&mut *tx, user.id, true, Some(method.as_str())).await?;
     // Trust given while there was no second factor was given without one: from now on a
     // device skips MFA only on trust granted with a factor.
     super::recovery::end_trust(&mut *tx, client, user.id, None, "mfa_enabled").await?;
     let codes = otp::service::new_backup_codes(&mut *tx, &state.data_keys, user.id).await?;
-    repo::set_method_state(&mut *tx, user.id, MfaMethod::BackupCode.as_str(), true, true).await?;
-    repo::insert_mfa_change(&mut *tx, user.id, "enabled", Some(method.as_str()), None, new_value, None, "not_required")
-        .await?;
+    repo::mfa::set_method_state(&mut *tx, user.id, MfaMethod::BackupCode.as_str(), true, true).await?;
+    repo::mfa::insert_mfa_change(
+        &mut *tx,
+        user.id,
+        "enabled",
+        Some(method.as_str()),
+        None,
+        new_value,
+        None,
+        "not_required",
+    )
+    .await?;
     let event = MfaEvent {
         mfa_method: Some(method.as_str().into()),
         new_value: Some(serde_json::json!({ "enabled": true, "primary_method": method.as_str() })),
@@ -213,7 +222,7 @@ async fn send_setup_code(
     to: Recipient<'_>,
 ) -> AppResult<()> {
     let method = to.channel().as_str().to_owned();
-    repo::set_method_state(&mut *tx, user.id, &method, false, false).await?;
+    repo::mfa::set_method_state(&mut *tx, user.id, &method, false, false).await?;
     let sent = otp::service::send_code(tx, &state.data_keys, user.id, to, CodePurpose::Setup, None).await?;
     let event = MfaEvent {
         mfa_method: Some(method),
@@ -234,7 +243,7 @@ pub async fn method_confirm(
     code: SecretString,
 ) -> AppResult<BackupCodes> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let user = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     let outcome = otp::service::check_code(
         &mut tx,
         &state.data_keys,
@@ -294,7 +303,7 @@ pub async fn remove_factor(
         return Err(AppError::MfaCodeInvalid { attempts_remaining: 0 });
     }
     if user.is_staff {
-        let id = repo::insert_change_request(
+        let id = repo::mfa::insert_change_request(
             &mut *tx,
             user.id,
             "method_removed",
@@ -332,22 +341,22 @@ pub(super) async fn apply_removal(
     if !otp::service::remove_method(tx, user, method).await? {
         return Err(AppError::NotFound);
     }
-    repo::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
+    repo::mfa::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
     let left = otp::service::factors(tx, user).await?;
-    let settings = repo::mfa_settings(&mut *tx, user).await?;
+    let settings = repo::mfa::mfa_settings(&mut *tx, user).await?;
     let old_value = Some(serde_json::json!({ "method": method.as_str() }));
     let (action, audit) = if left.any() {
         if settings.primary_method == method.as_str()
             && let Some(next) = left.usable().into_iter().find(|m| *m != MfaMethod::BackupCode)
         {
-            repo::set_mfa_enabled(&mut *tx, user, true, Some(next.as_str())).await?;
+            repo::mfa::set_mfa_enabled(&mut *tx, user, true, Some(next.as_str())).await?;
         }
         ("method_removed", MfaAction::MethodRemoved)
     } else {
         otp::service::remove_backup_codes(tx, user).await?;
-        repo::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
-        repo::set_mfa_enabled(&mut *tx, user, false, None).await?;
-        let owner = repo::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
+        repo::mfa::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
+        repo::mfa::set_mfa_enabled(&mut *tx, user, false, None).await?;
+        let owner = repo::users::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
         let message = Message::MfaDisabled {
             username: owner.username.clone(),
             method: method.as_str().to_owned(),
@@ -358,7 +367,7 @@ pub(super) async fn apply_removal(
         ("disabled", MfaAction::Disabled)
     };
     if approved_change.is_none() {
-        repo::insert_mfa_change(
+        repo::mfa::insert_mfa_change(
             &mut *tx,
             user,
             action,
@@ -391,15 +400,11 @@ pub async fn regenerate_backup_codes(
 ) -> AppResult<BackupCodes> {
     let user = super::reauthenticate(state, client, auth, Some(password)).await?;
     if !user.mfa_enabled {
-        return Err(AppError::Conflict {
-            code: "MFA_NOT_ENABLED",
-            field: "mfa",
-            message: "Set up a second factor first.",
-        });
+        return Err(AppError::Conflict(Conflict::MfaNotEnabled));
     }
     let mut tx = crate::core::db::begin(&state.db).await?;
     let codes = otp::service::new_backup_codes(&mut tx, &state.data_keys, user.id).await?;
-    repo::insert_mfa_change(
+    repo::mfa::insert_mfa_change(
         &mut *tx,
         user.id,
         "codes_regenerated",
@@ -424,14 +429,14 @@ pub async fn set_primary(
 ) -> AppResult<MfaStatus> {
     let mut tx = crate::core::db::begin(&state.db).await?;
     let f = otp::service::factors(&mut tx, auth.user_id).await?;
-    let settings = repo::mfa_settings(&mut *tx, auth.user_id).await?;
+    let settings = repo::mfa::mfa_settings(&mut *tx, auth.user_id).await?;
     if method == MfaMethod::BackupCode || !f.usable().contains(&method) || !settings.is_enabled {
         return Err(AppError::validation("method", "must be a factor that is set up: totp, email or sms"));
     }
-    repo::set_mfa_enabled(&mut *tx, auth.user_id, true, Some(method.as_str())).await?;
+    repo::mfa::set_mfa_enabled(&mut *tx, auth.user_id, true, Some(method.as_str())).await?;
     let old_value = Some(serde_json::json!({ "primary_method": settings.primary_method }));
     let new_value = Some(serde_json::json!({ "primary_method": method.as_str() }));
-    repo::insert_mfa_change(
+    repo::mfa::insert_mfa_change(
         &mut *tx,
         auth.user_id,
         "primary_changed",
@@ -444,7 +449,7 @@ pub async fn set_primary(
     .await?;
     let event = MfaEvent { old_value, new_value, ..mfa_event(auth.user_id, MfaAction::PrimaryChanged, client) };
     audit_log::record_mfa(&mut *tx, &event).await?;
-    let settings = repo::mfa_settings(&mut *tx, auth.user_id).await?;
+    let settings = repo::mfa::mfa_settings(&mut *tx, auth.user_id).await?;
     crate::core::db::commit(tx).await?;
     Ok(status(&settings, &f))
 }

@@ -14,11 +14,11 @@ use super::{
 };
 use crate::{
     accounts::{
-        models::{BackupCodes, Email, MfaChangeView},
+        models::{BackupCodes, Email, admin::MfaChangeView},
         repo,
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel, SessionAction},
-    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, extract::Page},
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, error::Conflict, extract::Page},
     notifications::{self, Message},
     otp::{self, MfaMethod, TotpSetup},
 };
@@ -29,7 +29,7 @@ pub async fn change_requests(
     status: Option<&str>,
     page: Page,
 ) -> AppResult<(Vec<MfaChangeView>, i64)> {
-    Ok(repo::change_requests(&state.db, status, None, page.limit, page.offset()).await?)
+    Ok(repo::mfa::change_requests(&state.db, status, None, page.limit, page.offset()).await?)
 }
 
 /// `POST /admin/users/{id}/mfa/reset`: asks for every factor of a user who lost them all
@@ -43,23 +43,19 @@ pub async fn request_mfa_reset(
     reason: Option<String>,
 ) -> AppResult<MfaChangeView> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let user = repo::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::NotFound)?;
     outranks(admin, &user)?;
     if !user.mfa_enabled {
-        return Err(AppError::Conflict {
-            code: "MFA_NOT_ENABLED",
-            field: "id",
-            message: "the user has no second factor to reset",
-        });
+        return Err(AppError::Conflict(Conflict::MfaNotEnabled));
     }
-    let id = repo::insert_change_request(&mut *tx, user.id, RESET, None, reason.as_deref(), admin.user_id).await?;
+    let id = repo::mfa::insert_change_request(&mut *tx, user.id, RESET, None, reason.as_deref(), admin.user_id).await?;
     let event = MfaEvent {
         metadata: Some(serde_json::json!({ "change_request_id": id, "requested_by": admin.user_id })),
         risk_level: RiskLevel::High,
         ..mfa_event(user.id, MfaAction::ChangeRequested, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
-    let (mut found, _) = repo::change_requests(&mut *tx, None, Some(id), 1, 0).await?;
+    let (mut found, _) = repo::mfa::change_requests(&mut *tx, None, Some(id), 1, 0).await?;
     crate::core::db::commit(tx).await?;
     found.pop().ok_or(AppError::NotFound)
 }
@@ -78,7 +74,7 @@ pub async fn approve_mfa_change(
     approver: Option<&AuthUser>,
 ) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
+    let request = repo::mfa::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
     may_decide(&mut tx, &request, approver).await?;
     let approver = approver.map(|a| a.user_id);
     let mut ended = None;
@@ -90,7 +86,7 @@ pub async fn approve_mfa_change(
         apply_removal(&mut tx, state, request.user_id, method, client, Some(request.id)).await?;
         Some(method)
     };
-    repo::decide_change(&mut *tx, request.id, "approved", approver).await?;
+    repo::mfa::decide_change(&mut *tx, request.id, "approved", approver).await?;
     let event = MfaEvent {
         mfa_method: method.map(|m| m.as_str().into()),
         metadata: Some(serde_json::json!({ "change_request_id": request.id, "approved_by": approver })),
@@ -115,10 +111,10 @@ pub async fn reject_mfa_change(
     reason: Option<String>,
 ) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let request = repo::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
+    let request = repo::mfa::lock_pending_change(&mut *tx, change).await?.ok_or(AppError::NotFound)?;
     may_decide(&mut tx, &request, Some(approver)).await?;
     let approver = approver.user_id;
-    repo::decide_change(&mut *tx, request.id, "rejected", Some(approver)).await?;
+    repo::mfa::decide_change(&mut *tx, request.id, "rejected", Some(approver)).await?;
     let event = MfaEvent {
         mfa_method: request.mfa_method.clone(),
         metadata: Some(serde_json::json!({
@@ -135,12 +131,16 @@ pub async fn reject_mfa_change(
 
 /// Four eyes: whoever a change is about, and whoever asked for it, may not decide it; and
 /// only a superuser decides about a superuser (the operator at the shell decides anything).
-async fn may_decide(tx: &mut PgConnection, request: &repo::MfaChange, decider: Option<&AuthUser>) -> AppResult<()> {
+async fn may_decide(
+    tx: &mut PgConnection,
+    request: &repo::mfa::MfaChange,
+    decider: Option<&AuthUser>,
+) -> AppResult<()> {
     let Some(decider) = decider else { return Ok(()) };
     if decider.user_id == request.user_id || Some(decider.user_id) == request.requested_by_id {
         return Err(AppError::Forbidden);
     }
-    let user = repo::user_by_id(&mut *tx, request.user_id).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_id(&mut *tx, request.user_id).await?.ok_or(AppError::NotFound)?;
     outranks(decider, &user)
 }
 
@@ -149,9 +149,9 @@ async fn may_decide(tx: &mut PgConnection, request: &repo::MfaChange, decider: O
 async fn reset_all_factors(tx: &mut PgConnection, client: &ClientContext, user: Uuid) -> AppResult<Ended> {
     for method in [MfaMethod::Totp, MfaMethod::Email, MfaMethod::Sms, MfaMethod::BackupCode] {
         otp::service::remove_method(tx, user, method).await?;
-        repo::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
+        repo::mfa::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
     }
-    repo::set_mfa_enabled(&mut *tx, user, false, None).await?;
+    repo::mfa::set_mfa_enabled(&mut *tx, user, false, None).await?;
     let ended = end_grants(tx, client, user, Remedy::MfaReset, SessionAction::SessionRevoked, "mfa_reset").await?;
     let event = MfaEvent {
         risk_level: RiskLevel::High,
@@ -166,10 +166,10 @@ async fn reset_all_factors(tx: &mut PgConnection, client: &ClientContext, user: 
 async fn tell_user(
     tx: &mut PgConnection,
     state: &AppState,
-    request: &repo::MfaChange,
+    request: &repo::mfa::MfaChange,
     decision: &str,
 ) -> AppResult<()> {
-    let owner = repo::user_by_id(&mut *tx, request.user_id).await?.ok_or(AppError::NotFound)?;
+    let owner = repo::users::user_by_id(&mut *tx, request.user_id).await?.ok_or(AppError::NotFound)?;
     let change = match request.mfa_method.as_deref() {
         _ if request.action == RESET => "reset every two-step verification factor".to_owned(),
         Some(method) => format!("remove the {method} factor"),
@@ -189,7 +189,7 @@ async fn tell_user(
 /// `gatehouse mfa enroll --email E`, step one: a TOTP secret for the account, for an
 /// operator bootstrapping the first staff user (no session exists yet).
 pub async fn operator_totp_setup(state: &AppState, email: &Email) -> AppResult<(Uuid, TotpSetup)> {
-    let user = repo::user_by_email(&state.db, email.as_str()).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_email(&state.db, email.as_str()).await?.ok_or(AppError::NotFound)?;
     let note = Some(serde_json::json!({ "by": "operator" }));
     let setup = begin_totp(state, &ClientContext::default(), &user, note).await?;
     Ok((user.id, setup))
@@ -197,7 +197,7 @@ pub async fn operator_totp_setup(state: &AppState, email: &Email) -> AppResult<(
 
 /// Step two: confirms with a code from the authenticator; MFA is on, codes issued.
 pub async fn operator_totp_confirm(state: &AppState, email: &Email, code: SecretString) -> AppResult<BackupCodes> {
-    let user = repo::user_by_email(&state.db, email.as_str()).await?.ok_or(AppError::NotFound)?;
+    let user = repo::users::user_by_email(&state.db, email.as_str()).await?.ok_or(AppError::NotFound)?;
     let auth = AuthUser {
         user_id: user.id,
         session_id: Uuid::nil(),

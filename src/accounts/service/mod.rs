@@ -35,8 +35,14 @@ pub use email_change::{EMAIL_CHANGE_TTL, UNDO_TTL, confirm_email_change, request
 pub use exports::{EXPORT_TTL, expire_exports, export_file, export_status, request_export, run_exports_once};
 pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
 pub use login::login;
-pub use mfa::*;
-pub use mfa_admin::*;
+pub use mfa::{
+    Removal, email_setup, method_confirm, mfa_status, regenerate_backup_codes, remove_factor, set_primary, sms_setup,
+    totp_confirm, totp_setup,
+};
+pub use mfa_admin::{
+    approve_mfa_change, change_requests, operator_totp_confirm, operator_totp_setup, reject_mfa_change,
+    request_mfa_reset,
+};
 pub use passwords::{
     ChangeOptions, PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
 };
@@ -74,7 +80,7 @@ async fn reauthenticate(
     auth: &AuthUser,
     password: Option<SecretString>,
 ) -> AppResult<UserRow> {
-    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let user = repo::users::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     if user.mfa_enabled && !auth.has_recent_mfa(state.config.step_up_max_age) {
         return Err(AppError::MfaRequired);
     }
@@ -88,7 +94,7 @@ async fn reauthenticate(
 /// the gap between a check made before the transaction and a remediation committing in it.
 async fn hold(tx: &mut PgConnection, auth: &AuthUser, checked: Option<&UserRow>) -> AppResult<()> {
     let hash = checked.map(|u| u.password_hash.as_str());
-    if repo::hold_session(&mut *tx, auth.session_id, auth.user_id, hash).await? {
+    if repo::sessions::hold_session(&mut *tx, auth.session_id, auth.user_id, hash).await? {
         Ok(())
     } else {
         Err(AppError::Unauthenticated)
@@ -112,7 +118,8 @@ async fn account_event(
     details: serde_json::Value,
     client: &ClientContext,
 ) -> sqlx::Result<()> {
-    repo::insert_account_event(db, user, action, details, client.ip_network(), client.user_agent.as_deref()).await
+    repo::users::insert_account_event(db, user, action, details, client.ip_network(), client.user_agent.as_deref())
+        .await
 }
 
 /// A link the service emails: `{PUBLIC_BASE_URL}/{path}?token=...`.

@@ -1,5 +1,5 @@
 //! Changing a password (signed in) and resetting a forgotten one by an emailed link. The
-//! policy and the hashing are in `accounts::passwords`.
+//! policy and the hashing are in `accounts::credentials`.
 
 use chrono::{Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -12,8 +12,9 @@ use super::{
 };
 use crate::{
     accounts::{
+        credentials,
         models::{Email, UserRow},
-        passwords, repo,
+        repo,
     },
     audit_log::{self, SessionAction, SessionEvent},
     core::{
@@ -33,8 +34,8 @@ pub(super) const PURPOSE_RESET: &str = "password_reset";
 /// no connection held: the hashing waits for the CPU pool, never while a request holds
 /// one of the database's.
 async fn check_not_reused(state: &AppState, user: Uuid, password: &SecretString) -> AppResult<()> {
-    let recent = repo::recent_password_hashes(&state.db, user, PASSWORD_HISTORY).await?;
-    if passwords::matches_any(state, password.clone(), recent).await? {
+    let recent = repo::users::recent_password_hashes(&state.db, user, PASSWORD_HISTORY).await?;
+    if credentials::matches_any(state, password.clone(), recent).await? {
         return Err(AppError::PasswordReused);
     }
     Ok(())
@@ -44,7 +45,7 @@ async fn check_not_reused(state: &AppState, user: Uuid, password: &SecretString)
 fn policy(password: &SecretString, user: &UserRow) -> AppResult<()> {
     let context = [user.email.as_str(), user.username.as_str(), user.first_name.as_str(), user.last_name.as_str()];
     let mut problems = Problems::new();
-    for p in passwords::policy_problems(password.expose_secret(), &context) {
+    for p in credentials::policy_problems(password.expose_secret(), &context) {
         problems.add("new_password", p);
     }
     problems.into_result()
@@ -70,14 +71,14 @@ pub async fn change_password(
     new: SecretString,
     options: ChangeOptions,
 ) -> AppResult<()> {
-    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let user = repo::users::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     super::lockout::confirm_password(state, client, &user, current).await?;
     policy(&new, &user)?;
     check_not_reused(state, user.id, &new).await?;
-    let hash = passwords::hash(state, new).await?;
+    let hash = credentials::hash(state, new).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
-    repo::set_password(&mut *tx, user.id, &hash).await?;
-    repo::insert_password_history(&mut *tx, user.id, &hash, "user", "change").await?;
+    repo::users::set_password(&mut *tx, user.id, &hash).await?;
+    repo::users::insert_password_history(&mut *tx, user.id, &hash, "user", "change").await?;
     let remedy = Remedy::PasswordChange {
         session: auth.session_id,
         everywhere: options.sign_out_everywhere,
@@ -119,18 +120,19 @@ pub async fn request_password_reset(state: &AppState, client: &ClientContext, em
 /// otherwise. The caps are counted in PostgreSQL, so they hold across instances.
 async fn issue_reset(state: &AppState, client: &ClientContext, email: &Email) -> AppResult<()> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let Some(user) = repo::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
+    let Some(user) = repo::users::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
         return Ok(());
     };
-    let (last_minute, last_hour) = repo::lock_and_count_recent_tokens(&mut tx, user.id, PURPOSE_RESET).await?;
+    let (last_minute, last_hour) =
+        repo::one_time_tokens::lock_and_count_recent_tokens(&mut tx, user.id, PURPOSE_RESET).await?;
     if last_minute > 0 || last_hour >= RESET_EMAILS_PER_HOUR {
         account_event(&mut tx, Some(user.id), "password_reset_throttled", serde_json::json!({}), client).await?;
         crate::core::db::commit(tx).await?;
         return Ok(());
     }
     let token = SecretString::from(crypto::random_token());
-    repo::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_RESET).await?;
-    repo::insert_one_time_token(
+    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_RESET).await?;
+    repo::one_time_tokens::insert_one_time_token(
         &mut *tx,
         user.id,
         PURPOSE_RESET,
@@ -168,17 +170,19 @@ pub async fn confirm_password_reset(
     // Checks and hashing first, with no connection held; then the token is used in the
     // transaction of the change, so it is consumed only if the change commits.
     let stored = token_hash(&token);
-    let user_id = repo::peek_one_time_token(&state.db, &stored, PURPOSE_RESET).await?.ok_or(AppError::TokenInvalid)?;
-    let user = repo::user_by_id(&state.db, user_id).await?.ok_or(AppError::TokenInvalid)?;
+    let user_id = repo::one_time_tokens::peek_one_time_token(&state.db, &stored, PURPOSE_RESET)
+        .await?
+        .ok_or(AppError::TokenInvalid)?;
+    let user = repo::users::user_by_id(&state.db, user_id).await?.ok_or(AppError::TokenInvalid)?;
     policy(&new, &user)?;
     check_not_reused(state, user.id, &new).await?;
-    let hash = passwords::hash(state, new).await?;
+    let hash = credentials::hash(state, new).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
-    if repo::consume_one_time_token(&mut *tx, &stored, PURPOSE_RESET).await? != Some(user.id) {
+    if repo::one_time_tokens::consume_one_time_token(&mut *tx, &stored, PURPOSE_RESET).await? != Some(user.id) {
         return Err(AppError::TokenInvalid);
     }
-    repo::set_password(&mut *tx, user.id, &hash).await?;
-    repo::insert_password_history(&mut *tx, user.id, &hash, "user", "reset").await?;
+    repo::users::set_password(&mut *tx, user.id, &hash).await?;
+    repo::users::insert_password_history(&mut *tx, user.id, &hash, "user", "reset").await?;
     let ended =
         end_grants(&mut tx, client, user.id, Remedy::PasswordReset, SessionAction::SessionRevoked, "password_reset")
             .await?;

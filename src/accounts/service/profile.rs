@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use super::account_event;
 use crate::{
     accounts::{
-        forms::MeChanges,
+        forms::auth::MeChanges,
         models::{Me, User},
         repo,
     },
@@ -14,22 +14,22 @@ use crate::{
 
 /// One statement; with the session cached, the request's only round trip.
 pub async fn me(state: &AppState, auth: &AuthUser) -> AppResult<Me> {
-    let (user, profile) = repo::me(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let (user, profile) = repo::users::me(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     Ok(Me { user: user.into(), profile })
 }
 
 /// Applies checked changes to the names and the profile.
 pub async fn update_me(state: &AppState, client: &ClientContext, auth: &AuthUser, changes: MeChanges) -> AppResult<Me> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let user = repo::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
-    let mut profile = repo::profile(&mut *tx, auth.user_id).await?;
+    let user = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let mut profile = repo::users::profile(&mut *tx, auth.user_id).await?;
     let (mut first, mut last) = (user.first_name.clone(), user.last_name.clone());
     let changed = changes.apply(&mut first, &mut last, &mut profile);
-    repo::set_names(&mut *tx, user.id, &first, &last).await?;
-    repo::save_profile(&mut *tx, user.id, &profile).await?;
+    repo::users::set_names(&mut *tx, user.id, &first, &last).await?;
+    repo::users::save_profile(&mut *tx, user.id, &profile).await?;
     // Field names only: the audit trail holds no personal data.
     account_event(&mut tx, Some(user.id), "profile_updated", serde_json::json!({ "fields": changed }), client).await?;
-    let user: User = repo::user_by_id(&mut *tx, user.id).await?.ok_or(AppError::Unauthenticated)?.into();
+    let user: User = repo::users::user_by_id(&mut *tx, user.id).await?.ok_or(AppError::Unauthenticated)?.into();
     crate::core::db::commit(tx).await?;
     Ok(Me { user, profile })
 }
@@ -45,13 +45,13 @@ pub async fn delete_me(
     auth: &AuthUser,
     password: SecretString,
 ) -> AppResult<()> {
-    let user = repo::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let user = repo::users::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     super::lockout::confirm_password(state, client, &user, password).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     account_event(&mut tx, Some(user.id), "deleted", serde_json::json!({ "user_id": user.id }), client).await?;
-    let exports = repo::lock_exports(&mut *tx, user.id).await?;
-    repo::delete_attempts_of(&mut *tx, &user.email).await?;
-    repo::delete_user(&mut *tx, user.id).await?;
+    let exports = repo::exports::lock_exports(&mut *tx, user.id).await?;
+    repo::attempts::delete_attempts_of(&mut *tx, &user.email).await?;
+    repo::users::delete_user(&mut *tx, user.id).await?;
     crate::core::db::commit(tx).await?;
     super::exports::remove_export_files(state, &exports).await;
     Ok(())

@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use super::{exports::remove_export_files, origin, sessions::revoke_in};
 use crate::{
-    accounts::repo::{self, KeyNote, KeySelection},
+    accounts::repo::{
+        self,
+        api_keys::{KeyNote, KeySelection},
+    },
     audit_log::{self, DeviceAction, DeviceEvent, SessionAction},
     core::{AppResult, AppState, client::ClientContext},
     notifications::message::{Grants, KeyLine},
@@ -95,13 +98,14 @@ pub async fn end_grants(
     let challenges = otp::challenges::end_open(&mut *tx, user).await?;
     let sessions = revoke_in(&mut *tx, client, user, None, remedy.kept_session(), action, reason).await?;
     let keys_revoked = match remedy.keys() {
-        Some(which) => repo::revoke_keys(&mut *tx, user, which).await?,
+        Some(which) => repo::api_keys::revoke_keys(&mut *tx, user, which).await?,
         None => Vec::new(),
     };
-    let keys_kept = repo::live_keys(&mut *tx, user).await?;
-    let links = repo::revoke_links(&mut *tx, user).await?;
+    let keys_kept = repo::api_keys::live_keys(&mut *tx, user).await?;
+    let links = repo::one_time_tokens::revoke_links(&mut *tx, user).await?;
     let untrusted = end_trust(&mut *tx, client, user, remedy.kept_device_of(), reason).await?;
-    let exports = if remedy.cancels_exports() { repo::cancel_exports(&mut *tx, user).await? } else { Vec::new() };
+    let exports =
+        if remedy.cancels_exports() { repo::exports::cancel_exports(&mut *tx, user).await? } else { Vec::new() };
     Ok(Ended { challenges, sessions, keys_revoked, keys_kept, links, untrusted, exports })
 }
 
@@ -114,7 +118,7 @@ pub async fn end_trust(
     keep: Option<Uuid>,
     reason: &str,
 ) -> AppResult<Vec<Uuid>> {
-    let untrusted = repo::end_trust(&mut *tx, user, keep).await?;
+    let untrusted = repo::devices::end_trust(&mut *tx, user, keep).await?;
     for device in &untrusted {
         let event = DeviceEvent {
             device_id: Some(*device),

@@ -9,7 +9,10 @@ use super::{access_ttl, authenticated, refresh_ttl, session_event, session_max_a
 use crate::{
     accounts::{
         models::{Authenticated, DeviceSeen, SessionView, UserRow},
-        repo::{self, NewRefreshRow, NewSessionRow},
+        repo::{
+            self,
+            sessions::{NewRefreshRow, NewSessionRow},
+        },
         risk::Assessment,
     },
     audit_log::{self, SessionAction, SessionEvent},
@@ -124,7 +127,7 @@ pub async fn start_session(db: &mut PgConnection, state: &AppState, s: NewSessio
     event.flags.is_anomalous = risk.is_anomalous();
     event.flags.anomaly_reasons = risk.reasons.iter().map(|r| (*r).to_owned()).collect();
     event.flags.requires_review = risk.is_high();
-    let opened = repo::open_session(db, &row, &first, s.attempt, &event).await?;
+    let opened = repo::sessions::open_session(db, &row, &first, s.attempt, &event).await?;
     let claims = Claims::new(s.user.id, session_id, access_jti, now, access_ttl(state), s.aal, s.amr);
     let mut user = s.user;
     user.last_login = Some(now);
@@ -167,7 +170,7 @@ pub(super) async fn revoke_in(
     action: SessionAction,
     reason: &str,
 ) -> AppResult<Vec<Uuid>> {
-    let revoked = repo::revoke_sessions(&mut *tx, user, only, except, reason).await?;
+    let revoked = repo::sessions::revoke_sessions(&mut *tx, user, only, except, reason).await?;
     for id in &revoked {
         let event = SessionEvent { session_id: Some(*id), ..session_event(user, action, client) };
         audit_log::record_session(&mut *tx, &event).await?;
@@ -176,7 +179,7 @@ pub(super) async fn revoke_in(
 }
 
 pub async fn sessions(state: &AppState, auth: &AuthUser) -> AppResult<Vec<SessionView>> {
-    Ok(repo::active_sessions(&state.db, auth.user_id, auth.session_id).await?)
+    Ok(repo::sessions::active_sessions(&state.db, auth.user_id, auth.session_id).await?)
 }
 
 /// Revokes one of the caller's own sessions; anyone else's is "not found".

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     accounts::{
         models::{Authenticated, Email},
-        repo::{self, NewRefreshRow},
+        repo::{self, sessions::NewRefreshRow},
     },
     audit_log::{self, Flags, RiskLevel, SessionAction, SessionEvent},
     core::{
@@ -22,7 +22,7 @@ use crate::{
         auth::{AuthUser, Claims},
         client::ClientContext,
         crypto,
-        keys::Purpose,
+        data_keys::Purpose,
     },
     notifications::{self, Message},
     otp,
@@ -41,7 +41,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
     let access_jti = Uuid::new_v4().to_string();
     let kept = (!state.config.refresh_reuse_leeway.is_zero())
         .then(|| state.data_keys.seal(Purpose::RefreshChild, child.expose_secret().as_bytes()));
-    let rotation = repo::Rotation {
+    let rotation = repo::refresh::Rotation {
         jti: &jti,
         child_jti: &child_jti,
         access_jti: &access_jti,
@@ -52,7 +52,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
         synchronous_commit: state.config.refresh_synchronous_commit,
     };
     let event = session_event(Uuid::nil(), SessionAction::Refresh, client);
-    if let Some(rotated) = repo::rotate_refresh(&state.db, &rotation, &event).await? {
+    if let Some(rotated) = repo::refresh::rotate_refresh(&state.db, &rotation, &event).await? {
         let aal = u8::try_from(rotated.aal).unwrap_or(1);
         let claims =
             Claims::new(rotated.user.id, rotated.session_id, access_jti, now, access_ttl(state), aal, rotated.amr);
@@ -64,8 +64,8 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
     let mut tx = crate::core::db::begin(&state.db).await?;
     // FOR UPDATE: concurrent refreshes of one token queue here; the first rotates it and
     // every later one finds it rotated.
-    let record = repo::lock_refresh(&mut *tx, &jti).await?.ok_or(AppError::RefreshTokenInvalid)?;
-    let user = repo::user_by_id(&mut *tx, record.user_id).await?.ok_or(AppError::RefreshTokenInvalid)?;
+    let record = repo::refresh::lock_refresh(&mut *tx, &jti).await?.ok_or(AppError::RefreshTokenInvalid)?;
+    let user = repo::users::user_by_id(&mut *tx, record.user_id).await?.ok_or(AppError::RefreshTokenInvalid)?;
 
     if let Some(rotated_at) = record.rotated_at {
         let leeway = Duration::seconds(state.config.refresh_reuse_leeway.as_secs() as i64);
@@ -91,8 +91,8 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
             return authenticated(state, &claims, SecretString::from(child), user.into());
         }
         // Reuse of a rotated token: someone else holds this family. Kill it and its session.
-        repo::revoke_family(&mut *tx, record.session_id, record.family_id, "reuse_detected").await?;
-        repo::revoke_sessions(&mut tx, user.id, Some(record.session_id), None, "token_reused").await?;
+        repo::refresh::revoke_family(&mut *tx, record.session_id, record.family_id, "reuse_detected").await?;
+        repo::sessions::revoke_sessions(&mut tx, user.id, Some(record.session_id), None, "token_reused").await?;
         let event = SessionEvent {
             session_id: Some(record.session_id),
             risk_level: RiskLevel::High,
@@ -135,7 +135,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
     let expires_at = (now + refresh_ttl(state)).min(end_of_session);
     let kept = (!state.config.refresh_reuse_leeway.is_zero())
         .then(|| state.data_keys.seal(Purpose::RefreshChild, child.expose_secret().as_bytes()));
-    repo::mark_rotated(&mut *tx, &jti, now, kept.as_deref()).await?;
+    repo::refresh::mark_rotated(&mut *tx, &jti, now, kept.as_deref()).await?;
     let child_record = NewRefreshRow {
         user_id: user.id,
         session_id: record.session_id,
@@ -145,8 +145,8 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
         created_at: now,
         expires_at,
     };
-    repo::insert_refresh(&mut *tx, &child_record).await?;
-    repo::update_session_tokens(&mut *tx, record.session_id, &access_jti, &child_jti, expires_at).await?;
+    repo::refresh::insert_refresh(&mut *tx, &child_record).await?;
+    repo::refresh::update_session_tokens(&mut *tx, record.session_id, &access_jti, &child_jti, expires_at).await?;
     let event =
         SessionEvent { session_id: Some(record.session_id), ..session_event(user.id, SessionAction::Refresh, client) };
     audit_log::record_session(&mut *tx, &event).await?;
@@ -178,7 +178,7 @@ pub(super) async fn sign_out_everywhere(
     by: Option<Uuid>,
 ) -> AppResult<usize> {
     let mut tx = crate::core::db::begin(&state.db).await?;
-    let owner = repo::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
+    let owner = repo::users::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
     let (action, reason) = match by {
         Some(_) => (SessionAction::SessionRevoked, "revoked_by_admin"),
         None => (SessionAction::LogoutAll, "logout_all"),

@@ -50,12 +50,12 @@ pub async fn cleanup(state: &AppState, tx: &mut PgConnection) -> AppResult<Clean
     // A rotated refresh token's sealed child lives for the reuse leeway only.
     let leeway = state.config.refresh_reuse_leeway.as_secs_f64();
     Ok(Cleaned {
-        refresh_children: repo::wipe_refresh_children(&mut *tx, leeway).await?,
-        device_trust_ended: repo::expire_device_trust(&mut *tx).await?,
-        one_time_tokens: repo::delete_expired_tokens(&mut *tx, grace::TOKENS_SECS).await?,
-        refresh_records: repo::delete_expired_refresh_records(&mut *tx, grace::TOKENS_SECS).await?,
-        sessions: repo::delete_dead_sessions(&mut *tx, grace::SESSIONS_SECS).await?,
-        login_attempts: repo::delete_old_attempts(&mut *tx, grace::ATTEMPTS_SECS).await?,
+        refresh_children: repo::refresh::wipe_refresh_children(&mut *tx, leeway).await?,
+        device_trust_ended: repo::devices::expire_device_trust(&mut *tx).await?,
+        one_time_tokens: repo::one_time_tokens::delete_expired_tokens(&mut *tx, grace::TOKENS_SECS).await?,
+        refresh_records: repo::refresh::delete_expired_refresh_records(&mut *tx, grace::TOKENS_SECS).await?,
+        sessions: repo::sessions::delete_dead_sessions(&mut *tx, grace::SESSIONS_SECS).await?,
+        login_attempts: repo::attempts::delete_old_attempts(&mut *tx, grace::ATTEMPTS_SECS).await?,
         // Not a deletion: owners of keys that expire within 7 days are told, once.
         api_key_expiry_notices: super::warn_expiring_keys(state, tx).await?,
     })
@@ -64,7 +64,7 @@ pub async fn cleanup(state: &AppState, tx: &mut PgConnection) -> AppResult<Clean
 /// Cuts the client addresses of accounts' rows dated in `[from, to)` to their network.
 pub async fn truncate_ips(tx: &mut PgConnection, from: Option<DateTime<Utc>>, to: DateTime<Utc>) -> AppResult<u64> {
     let mut rows = 0;
-    for column in repo::IP_COLUMNS {
+    for column in repo::devices::IP_COLUMNS {
         rows += crate::core::db::truncate_ips(&mut *tx, *column, from, to).await?;
     }
     Ok(rows)

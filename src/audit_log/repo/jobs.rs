@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::audit_log::models::JobRun;
+use crate::audit_log::models::review::JobRun;
 
 /// Recomputes every user's summary row for `day` (UTC) in one set-based statement over that
 /// day's partitions; returns the rows written. Counter definitions: docs/audit.md.
@@ -88,7 +88,7 @@ pub async fn claim_period(db: impl PgExecutor<'_>, kind: &str, period_secs: f64)
 pub async fn finish_run(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    run: &crate::audit_log::models::NewJobRun,
+    run: &crate::audit_log::models::review::NewJobRun,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE audit_log_jobrun
@@ -125,7 +125,7 @@ pub async fn fail_stale_runs(db: impl PgExecutor<'_>, kind: &str, stale_secs: f6
 
 pub async fn insert_job_run(
     db: impl PgExecutor<'_>,
-    run: &crate::audit_log::models::NewJobRun,
+    run: &crate::audit_log::models::review::NewJobRun,
 ) -> sqlx::Result<JobRun> {
     sqlx::query_as!(
         JobRun,

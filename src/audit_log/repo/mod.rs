@@ -1,11 +1,6 @@
 //! SQL of the audit_log app: recording, partitions, jobs, and the administrators' review.
 
-mod jobs;
-mod partitions;
-mod record;
-mod review;
-
-pub use jobs::*;
-pub use partitions::*;
-pub use record::*;
-pub use review::*;
+pub mod jobs;
+pub mod partitions;
+pub mod record;
+pub mod review;

@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use sqlx::PgExecutor;
 
-use crate::audit_log::models::PartitionInfo;
+use crate::audit_log::models::review::PartitionInfo;
 
 /// Creates `parent`'s partition for the month of `month` (moving DEFAULT rows into it).
 pub async fn create_partition(db: impl PgExecutor<'_>, parent: &str, month: NaiveDate) -> sqlx::Result<bool> {

@@ -3,7 +3,7 @@
 
 use sqlx::PgExecutor;
 
-use crate::audit_log::models::{DeviceEvent, LinkEvent, MfaEvent, SessionEvent, fit, reasons};
+use crate::audit_log::models::events::{DeviceEvent, LinkEvent, MfaEvent, SessionEvent, fit, reasons};
 
 pub async fn insert_session_event(db: impl PgExecutor<'_>, e: &SessionEvent) -> sqlx::Result<()> {
     let c = e.columns();
@@ -37,7 +37,7 @@ pub async fn insert_session_event(db: impl PgExecutor<'_>, e: &SessionEvent) -> 
 }
 
 pub async fn insert_device_event(db: impl PgExecutor<'_>, e: &DeviceEvent) -> sqlx::Result<()> {
-    let level = crate::audit_log::models::RiskLevel::from_score(e.risk_score);
+    let level = crate::audit_log::models::events::RiskLevel::from_score(e.risk_score);
     let reasons = reasons(&e.flags.anomaly_reasons);
     sqlx::query!(
         r#"INSERT INTO audit_log_deviceauditlog

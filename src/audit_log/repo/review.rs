@@ -4,18 +4,18 @@
 use chrono::NaiveDate;
 use sqlx::PgExecutor;
 
-use crate::audit_log::models::JobRun;
+use crate::audit_log::models::review::JobRun;
 use uuid::Uuid;
 
 /// One page of `kind`'s rows matching `f`, newest first (each row carries the total).
 pub async fn list_events(
     db: impl PgExecutor<'_>,
-    kind: crate::audit_log::models::AuditKind,
-    f: &crate::audit_log::models::EventFilter,
+    kind: crate::audit_log::models::events::AuditKind,
+    f: &crate::audit_log::models::review::EventFilter,
     limit: i64,
     offset: i64,
-) -> sqlx::Result<Vec<crate::audit_log::models::AuditEvent>> {
-    use crate::audit_log::models::{AuditEvent, AuditKind};
+) -> sqlx::Result<Vec<crate::audit_log::models::review::AuditEvent>> {
+    use crate::audit_log::models::{events::AuditKind, review::AuditEvent};
     let level = f.risk_level.map(|l| l.as_str());
     macro_rules! list {
         ($file:literal) => {
@@ -50,12 +50,12 @@ pub async fn list_events(
 /// anomaly reason (tests and diagnosis).
 pub async fn explain_list(
     db: impl PgExecutor<'_>,
-    kind: crate::audit_log::models::AuditKind,
+    kind: crate::audit_log::models::events::AuditKind,
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
     anomaly: Option<&str>,
 ) -> sqlx::Result<Vec<String>> {
-    use crate::audit_log::models::AuditKind;
+    use crate::audit_log::models::events::AuditKind;
     let sql = match kind {
         AuditKind::Session => include_str!("../../../queries/audit_list_session.sql"),
         AuditKind::Device => include_str!("../../../queries/audit_list_device.sql"),
@@ -86,9 +86,9 @@ pub async fn events_of_user(
     to: Option<chrono::DateTime<chrono::Utc>>,
     limit: i64,
     offset: i64,
-) -> sqlx::Result<Vec<crate::audit_log::models::AuditEvent>> {
+) -> sqlx::Result<Vec<crate::audit_log::models::review::AuditEvent>> {
     sqlx::query_file_as!(
-        crate::audit_log::models::AuditEvent,
+        crate::audit_log::models::review::AuditEvent,
         "queries/audit_events_of_user.sql",
         user,
         from,
@@ -103,13 +103,13 @@ pub async fn events_of_user(
 /// Records a review on one row of `kind`; returns whether the row exists.
 pub async fn review_event(
     db: impl PgExecutor<'_>,
-    kind: crate::audit_log::models::AuditKind,
+    kind: crate::audit_log::models::events::AuditKind,
     id: Uuid,
     status: &str,
     notes: Option<&str>,
     reviewer: Uuid,
 ) -> sqlx::Result<Option<Uuid>> {
-    use crate::audit_log::models::AuditKind;
+    use crate::audit_log::models::events::AuditKind;
     match kind {
         AuditKind::Session => {
             sqlx::query_scalar!(
@@ -173,7 +173,7 @@ pub async fn summaries(
     user: Option<Uuid>,
     limit: i64,
     offset: i64,
-) -> sqlx::Result<(Vec<crate::audit_log::models::Summary>, i64)> {
+) -> sqlx::Result<(Vec<crate::audit_log::models::review::Summary>, i64)> {
     let rows = sqlx::query!(
         r#"SELECT user_id, date, total_sessions, total_devices, total_failed_logins, total_mfa_challenges,
                   total_api_calls, total_events, low_risk_events, medium_risk_events, high_risk_events,
@@ -195,7 +195,7 @@ pub async fn summaries(
     let total = rows.first().map(|r| r.total).unwrap_or(0);
     let items = rows
         .into_iter()
-        .map(|r| crate::audit_log::models::Summary {
+        .map(|r| crate::audit_log::models::review::Summary {
             user_id: r.user_id,
             date: r.date,
             total_sessions: r.total_sessions,
@@ -228,9 +228,9 @@ pub async fn daily_totals(
     db: impl PgExecutor<'_>,
     from: NaiveDate,
     to: NaiveDate,
-) -> sqlx::Result<Vec<crate::audit_log::models::DailyTotals>> {
+) -> sqlx::Result<Vec<crate::audit_log::models::review::DailyTotals>> {
     sqlx::query_as!(
-        crate::audit_log::models::DailyTotals,
+        crate::audit_log::models::review::DailyTotals,
         r#"SELECT d::date AS "date!", count(s.user_id) AS "users!",
                   COALESCE(sum(s.total_sessions), 0)::bigint AS "total_sessions!",
                   COALESCE(sum(s.total_failed_logins), 0)::bigint AS "total_failed_logins!",

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::NewRefreshRow;
+use super::sessions::NewRefreshRow;
 use crate::audit_log::SessionEvent;
 
 pub async fn insert_refresh(db: impl PgExecutor<'_>, r: &NewRefreshRow<'_>) -> sqlx::Result<()> {

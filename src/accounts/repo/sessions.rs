@@ -5,10 +5,6 @@ use ipnetwork::IpNetwork;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-mod refresh;
-
-pub use refresh::*;
-
 use crate::{
     accounts::models::{DeviceSeen, SessionView},
     audit_log::SessionEvent,
