@@ -8,7 +8,7 @@ use gatehouse::{
     accounts::{forms::auth::Registration, service},
     audit_log, build_router,
     core::{client::ClientContext, types::Email},
-    core::{config::Config, db, jwt, telemetry},
+    core::{config, config::Config, db, jwt, telemetry},
     jobs,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -126,21 +126,16 @@ async fn run(cli: Cli) -> Result<(), String> {
     if let Command::Keys { command: KeysCommand::Generate { out, force } } = &cli.command {
         return generate_key(out, *force);
     }
+    // The schema's commands read the database settings only: a migration job needs no keys.
+    match cli.command {
+        Command::Migrate => return migrate().await,
+        Command::Partitions { command } => return partitions(command).await,
+        _ => {}
+    }
     let config = Config::from_env().map_err(|e| e.to_string())?;
     telemetry::init(config.log_format);
     match cli.command {
         Command::Serve => serve(config).await,
-        Command::Migrate => {
-            // Migrations run as the schema owner when one is configured (docs/operations.md).
-            let owner = config.schema_owner();
-            if let Some(name) = db::create_database_if_missing(&owner.database_url).await.map_err(|e| e.to_string())? {
-                println!("created the database {name}");
-            }
-            let pool = db::jobs_pool(&owner).map_err(|e| e.to_string())?;
-            db::migrate(&pool).await.map_err(|e| e.to_string())?;
-            println!("migrations applied");
-            Ok(())
-        }
         Command::Createsuperuser { email, username } => {
             let password: SecretString = match std::env::var("GATEHOUSE_PASSWORD") {
                 Ok(p) if !p.is_empty() => p.into(),
@@ -154,7 +149,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     first.into()
                 }
             };
-            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config.database).map_err(|e| e.to_string())?;
             let keys = jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             let created = match Registration::parse(&email, &username, password, None, None) {
@@ -175,7 +170,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Mfa { command } => {
-            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config.database).map_err(|e| e.to_string())?;
             let keys = jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             let message = |e: gatehouse::AppError| e.parts().2;
@@ -207,7 +202,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Cleanup => {
-            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config.database).map_err(|e| e.to_string())?;
             let keys = jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
             let state = AppState::new(pool, config, keys);
             match jobs::run_cleanup_once(&state, audit_log::jobs::Trigger::Cli).await.map_err(|e| e.to_string())? {
@@ -223,7 +218,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 (None, Some(_), Some(_)) => return Err("--from must not be after --to".into()),
                 _ => return Err("give --date D, or --from D1 --to D2".into()),
             };
-            let pool = db::jobs_pool(&config).map_err(|e| e.to_string())?;
+            let pool = db::jobs_pool(&config.database).map_err(|e| e.to_string())?;
             let runs = audit_log::summary::run_range(&pool, from, to, audit_log::jobs::Trigger::Cli)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -238,35 +233,53 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Partitions { command } => {
-            let pool = db::jobs_pool(&config.schema_owner()).map_err(|e| e.to_string())?;
-            let today = audit_log::service::today();
-            match command {
-                PartitionsCommand::Ensure { months } => {
-                    let created =
-                        audit_log::service::ensure_partitions(&pool, today, months).await.map_err(|e| e.to_string())?;
-                    println!("{} partition(s) created", created.len());
-                    created.iter().for_each(|p| println!("  {p}"));
-                }
-                PartitionsCommand::List => {
-                    let parts = audit_log::service::list_partitions(&pool).await.map_err(|e| e.to_string())?;
-                    println!("{:<48} {:>10} {:>12}  bounds", "partition", "rows", "bytes");
-                    for p in parts {
-                        println!("{:<48} {:>10} {:>12}  {}", p.name, p.rows, p.size_bytes, p.bounds);
-                    }
-                }
-                PartitionsCommand::Prune => {
-                    let dropped = audit_log::service::prune_partitions(&pool, today, config.audit_retention_months)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    println!("{} partition(s) dropped", dropped.len());
-                    dropped.iter().for_each(|p| println!("  {p}"));
-                }
-            }
-            Ok(())
-        }
-        Command::Keys { .. } => Ok(()),
+        Command::Keys { .. } | Command::Migrate | Command::Partitions { .. } => Ok(()),
     }
+}
+
+/// `gatehouse migrate`: as the schema owner when one is configured (docs/operations.md).
+async fn migrate() -> Result<(), String> {
+    let (database, log_format) = config::database_command_from_env().map_err(|e| e.to_string())?;
+    telemetry::init(log_format);
+    let owner = database.schema_owner();
+    if let Some(name) = db::create_database_if_missing(owner.url.expose()).await.map_err(|e| e.to_string())? {
+        println!("created the database {name}");
+    }
+    let pool = db::jobs_pool(&owner).map_err(|e| e.to_string())?;
+    db::migrate(&pool).await.map_err(|e| e.to_string())?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// `gatehouse partitions ...`: DDL, as the schema owner.
+async fn partitions(command: PartitionsCommand) -> Result<(), String> {
+    let (database, log_format) = config::database_command_from_env().map_err(|e| e.to_string())?;
+    telemetry::init(log_format);
+    let pool = db::jobs_pool(&database.schema_owner()).map_err(|e| e.to_string())?;
+    let today = audit_log::service::today();
+    match command {
+        PartitionsCommand::Ensure { months } => {
+            let created =
+                audit_log::service::ensure_partitions(&pool, today, months).await.map_err(|e| e.to_string())?;
+            println!("{} partition(s) created", created.len());
+            created.iter().for_each(|p| println!("  {p}"));
+        }
+        PartitionsCommand::List => {
+            let parts = audit_log::service::list_partitions(&pool).await.map_err(|e| e.to_string())?;
+            println!("{:<48} {:>10} {:>12}  bounds", "partition", "rows", "bytes");
+            for p in parts {
+                println!("{:<48} {:>10} {:>12}  {}", p.name, p.rows, p.size_bytes, p.bounds);
+            }
+        }
+        PartitionsCommand::Prune => {
+            let (months, _) = config::audit_retention_from_env().map_err(|e| e.to_string())?;
+            let dropped =
+                audit_log::service::prune_partitions(&pool, today, months).await.map_err(|e| e.to_string())?;
+            println!("{} partition(s) dropped", dropped.len());
+            dropped.iter().for_each(|p| println!("  {p}"));
+        }
+    }
+    Ok(())
 }
 
 fn generate_key(out: &PathBuf, force: bool) -> Result<(), String> {
@@ -312,7 +325,7 @@ async fn serve(config: Config) -> Result<(), String> {
     if config.data_encryption_key.is_none() {
         tracing::warn!("DATA_ENCRYPTION_KEY is not set: using the development key; never do this in production");
     }
-    let pool = db::lazy_pool(&config).map_err(|e| e.to_string())?;
+    let pool = db::lazy_pool(&config.database).map_err(|e| e.to_string())?;
     let pending = db::pending_migrations(&pool).await.map_err(|e| format!("cannot reach the database: {e}"))?;
     if !pending.is_empty() {
         return Err(format!(
@@ -326,8 +339,10 @@ async fn serve(config: Config) -> Result<(), String> {
     let mut state = AppState::new(pool, config, keys);
     state.replica = gatehouse::core::replica::Replica::from_config(&state.config).map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mailer =
-        gatehouse::notifications::mailer::Mailer::new(state.config.smtp_url.as_deref(), &state.config.email_from)?;
+    let mailer = gatehouse::notifications::mailer::Mailer::new(
+        state.config.smtp_url.as_ref().map(|url| url.expose()),
+        &state.config.email_from,
+    )?;
     if state.config.smtp_url.is_none() {
         tracing::warn!("SMTP_URL is not set: emails are written to the log (console provider), not sent");
     }
@@ -335,8 +350,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let mut workers = if run_jobs {
         // The same state, but on the jobs' own pool (their longer statement budget).
         let mut job_state = state.clone();
-        job_state.db = db::jobs_pool(&job_state.config).map_err(|e| e.to_string())?;
-        job_state.admin_db = db::admin_pool(&job_state.config).map_err(|e| e.to_string())?;
+        job_state.db = db::jobs_pool(&job_state.config.database).map_err(|e| e.to_string())?;
+        job_state.admin_db = db::admin_pool(&job_state.config.database).map_err(|e| e.to_string())?;
         jobs::spawn(job_state, mailer, sms, stop_rx.clone())
     } else {
         Vec::new()

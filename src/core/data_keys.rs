@@ -117,7 +117,7 @@ impl std::fmt::Debug for DataKeys {
 }
 
 impl DataKeys {
-    pub fn new(current: &[u8; 32], older: &[[u8; 32]]) -> DataKeys {
+    pub fn new<'a>(current: &'a [u8; 32], older: impl IntoIterator<Item = &'a [u8; 32]>) -> DataKeys {
         let roots = std::iter::once(current).chain(older).map(Root::new).collect();
         DataKeys { roots }
     }

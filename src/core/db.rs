@@ -8,7 +8,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use super::config::Config;
+use super::config::DatabaseConfig;
 
 /// Every migration under `migrations/`, compiled in.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -17,40 +17,40 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// `/readyz` answers 503) while the database is down. Every wait is bounded: a connection
 /// within `DATABASE_ACQUIRE_TIMEOUT_SECONDS`, a statement within
 /// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (both answer 503 past their budget).
-pub fn lazy_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
-    pool(config, config.database_max_connections, config.database_statement_timeout)
+pub fn lazy_pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    pool(config, config.max_connections, config.statement_timeout)
 }
 
 /// The pool of the background jobs and the outbox worker: a few connections whose
 /// statements may run for `DATABASE_JOB_STATEMENT_TIMEOUT_SECONDS` (the daily summary,
 /// the address truncation and the exports scan a day or an account at a time), kept apart
 /// so a long job neither holds a request's connection nor lifts a request's budget.
-pub fn jobs_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
-    pool(config, JOB_CONNECTIONS, config.database_job_statement_timeout)
+pub fn jobs_pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    pool(config, JOB_CONNECTIONS, config.job_statement_timeout)
 }
 
 /// The schema owner's pool (`DATABASE_ADMIN_URL`), when one is configured: migrations and
 /// the partition job's DDL. Two connections, the jobs' statement budget.
-pub fn admin_pool(config: &Config) -> Result<Option<PgPool>, sqlx::Error> {
-    if config.database_admin_url.is_none() {
+pub fn admin_pool(config: &DatabaseConfig) -> Result<Option<PgPool>, sqlx::Error> {
+    if config.admin_url.is_none() {
         return Ok(None);
     }
-    pool(&config.schema_owner(), 2, config.database_job_statement_timeout).map(Some)
+    pool(&config.schema_owner(), 2, config.job_statement_timeout).map(Some)
 }
 
 /// Connections of the jobs pool: a job holds one for its advisory lock and works on another,
 /// and the outbox worker, the export and the summary may run at once.
 const JOB_CONNECTIONS: u32 = 4;
 
-fn pool(config: &Config, size: u32, statement_timeout: std::time::Duration) -> Result<PgPool, sqlx::Error> {
-    pool_on(&config.database_url, config, size, statement_timeout, "gatehouse")
+fn pool(config: &DatabaseConfig, size: u32, statement_timeout: std::time::Duration) -> Result<PgPool, sqlx::Error> {
+    pool_on(config.url.expose(), config, size, statement_timeout, "gatehouse")
 }
 
 /// A lazy pool on `url` with `config`'s acquire budget; `application_name` tells its
 /// connections apart in `pg_stat_activity`.
 pub(crate) fn pool_on(
     url: &str,
-    config: &Config,
+    config: &DatabaseConfig,
     size: u32,
     statement_timeout: std::time::Duration,
     application_name: &str,
@@ -68,7 +68,7 @@ pub(crate) fn pool_on(
     ]);
     Ok(PgPoolOptions::new()
         .max_connections(size)
-        .acquire_timeout(config.database_acquire_timeout)
+        .acquire_timeout(config.acquire_timeout)
         // No ping before every acquire (a round trip each); a dead connection fails its
         // query with an I/O error (503) and is replaced.
         .test_before_acquire(false)

@@ -6,6 +6,7 @@ use axum::{
     http::{StatusCode, header},
     response::IntoResponse,
 };
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -56,7 +57,7 @@ pub async fn metrics(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !crate::core::crypto::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        if !crate::core::crypto::constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
             return Err(AppError::Unauthenticated);
         }
     }

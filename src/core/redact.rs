@@ -4,9 +4,39 @@
 //! `scheme://host:port`, and an error that quotes one (reqwest's, lettre's) is scrubbed of
 //! every part of it but that.
 
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 const REDACTED: &str = "[REDACTED]";
+
+/// A configured URL (database, SMTP, SMS webhook): a secret whose `Debug` is its origin, so
+/// a logged configuration shows where it connects and nothing that lets one in.
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        SecretUrl(url.into())
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        SecretUrl(url.into())
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&origin(self.expose()))
+    }
+}
 
 /// `scheme://host:port` of `url` (the port the scheme implies when none is written), or
 /// `[REDACTED]` when it does not parse: nothing else of a configured URL is ever shown.

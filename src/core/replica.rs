@@ -34,15 +34,16 @@ impl Replica {
     /// The replica of `config`, when `DATABASE_REPLICA_URL` is set. Not usable until the
     /// watcher's first check passes.
     pub fn from_config(config: &Config) -> Result<Option<Arc<Replica>>, sqlx::Error> {
-        let Some(url) = &config.database_replica_url else { return Ok(None) };
+        let database = &config.database;
+        let Some(url) = &database.replica_url else { return Ok(None) };
         let pool = super::db::pool_on(
-            url,
-            config,
+            url.expose(),
+            database,
             REPLICA_CONNECTIONS,
-            config.database_statement_timeout,
+            database.statement_timeout,
             "gatehouse-reports",
         )?;
-        Ok(Some(Arc::new(Replica { pool, max_lag: config.replica_max_lag, usable: AtomicBool::new(false) })))
+        Ok(Some(Arc::new(Replica { pool, max_lag: database.replica_max_lag, usable: AtomicBool::new(false) })))
     }
 
     /// The replica's pool while it is reachable and within its lag budget.

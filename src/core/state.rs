@@ -5,8 +5,6 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 
-use secrecy::ExposeSecret;
-
 use super::{
     auth_cache::AuthCache,
     config::Config,
@@ -53,7 +51,7 @@ impl AppState {
         let limits = AddressLimits::new(&config.rate_limits);
         let config_key_limit = config.rate_limits.api_key_per_minute;
         let (threads, depth) = (config.hash_concurrency, config.hash_queue_depth);
-        let data_keys = DataKeys::new(config.encryption_key().expose_secret(), &config.data_encryption_keys_old);
+        let data_keys = DataKeys::new(config.encryption_key(), config.old_encryption_keys());
         AppState {
             db,
             admin_db: None,

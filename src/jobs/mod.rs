@@ -37,7 +37,7 @@ pub mod periods {
 /// The claim of a run of `kind` (`audit_log::jobs::claim`): runs left `running` for twice
 /// the jobs' statement budget belonged to an instance that died.
 async fn claim(state: &AppState, kind: JobKind, period: Duration, trigger: Trigger) -> AppResult<Option<Claim>> {
-    let stale_after = state.config.database_job_statement_timeout * 2;
+    let stale_after = state.config.database.job_statement_timeout * 2;
     audit_log::jobs::claim(&state.db, kind, period, trigger, stale_after).await
 }
 

@@ -99,7 +99,7 @@ impl AnySms {
     pub fn from_config(config: &crate::core::config::Config) -> Result<Self, String> {
         use crate::core::config::SmsProviderKind;
         match (&config.sms_provider, &config.sms_webhook_url) {
-            (SmsProviderKind::Webhook, Some(url)) => Ok(AnySms::Webhook(WebhookSms::new(url)?)),
+            (SmsProviderKind::Webhook, Some(url)) => Ok(AnySms::Webhook(WebhookSms::new(url.expose())?)),
             (SmsProviderKind::Webhook, None) => Err("SMS_WEBHOOK_URL is required with SMS_PROVIDER=webhook".into()),
             (SmsProviderKind::Log, _) => Ok(AnySms::Log(LogSms)),
         }

@@ -64,7 +64,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 
 #[sqlx::test]
 async fn after_kill_9_under_load_every_committed_change_has_its_audit_row_and_its_email(pool: PgPool) {
-    let database_url = test_config(&pool).database_url;
+    let database_url = test_config(&pool).database.url.expose().to_owned();
     let key = SigningKey::generate();
     let smtp = SmtpCapture::start().await;
     let port = free_port();

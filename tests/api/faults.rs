@@ -81,15 +81,16 @@ async fn with_the_database_unreachable_requests_answer_503_within_the_budget_and
     let relay = Relay::start(target(&pool)).await;
     let mut config = test_config(&pool);
     let options = pool.connect_options();
-    config.database_url = format!(
+    config.database.url = format!(
         "postgres://{}@127.0.0.1:{}/{}",
         options.get_username(),
         relay.port,
         options.get_database().expect("a database")
-    );
-    config.database_acquire_timeout = Duration::from_secs(1);
-    let budget = config.database_acquire_timeout;
-    let app = TestApp::spawn_with(db::lazy_pool(&config).unwrap(), config, gatehouse::routes()).await;
+    )
+    .into();
+    config.database.acquire_timeout = Duration::from_secs(1);
+    let budget = config.database.acquire_timeout;
+    let app = TestApp::spawn_with(db::lazy_pool(&config.database).unwrap(), config, gatehouse::routes()).await;
     let ann = app.signed_in("ann").await;
     // A few requests at once, so the pool holds several connections when the line goes.
     let (a, b, c, d) =
@@ -162,8 +163,8 @@ async fn connections_terminated_by_the_server_answer_503_never_500(pool: PgPool)
 #[sqlx::test]
 async fn a_statement_over_its_budget_answers_503_and_releases_the_connection(pool: PgPool) {
     let mut config = test_config(&pool);
-    config.database_statement_timeout = Duration::from_millis(300);
-    let app = TestApp::spawn_with(db::lazy_pool(&config).unwrap(), config, gatehouse::routes()).await;
+    config.database.statement_timeout = Duration::from_millis(300);
+    let app = TestApp::spawn_with(db::lazy_pool(&config.database).unwrap(), config, gatehouse::routes()).await;
     let ann = app.signed_in("ann").await;
 
     // Another transaction holds ann's row, so the profile update waits on its lock.

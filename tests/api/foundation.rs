@@ -219,9 +219,9 @@ async fn health_and_readiness(pool: PgPool) {
 async fn readyz_is_503_when_the_database_is_unreachable(pool: PgPool) {
     let mut config = test_config(&pool);
     // Nothing listens on port 1 of loopback: every connection attempt is refused.
-    config.database_url = "postgres://postgres@127.0.0.1:1/none".to_owned();
-    config.database_acquire_timeout = std::time::Duration::from_secs(1);
-    let unreachable = db::lazy_pool(&config).unwrap();
+    config.database.url = "postgres://postgres@127.0.0.1:1/none".into();
+    config.database.acquire_timeout = std::time::Duration::from_secs(1);
+    let unreachable = db::lazy_pool(&config.database).unwrap();
     let app = TestApp::spawn_with(unreachable, config, gatehouse::routes()).await;
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
@@ -334,6 +334,47 @@ fn without_app_env_and_keys_the_service_refuses_to_start() {
         .output()
         .expect("run gatehouse");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("APP_ENV"));
+}
+
+/// A deployment's migration job is handed the database and nothing else (Kratos' `migrate
+/// sql` needs only the DSN): no APP_ENV, no signing or encryption key.
+#[sqlx::test]
+async fn migrate_and_partitions_need_only_the_database(pool: PgPool) {
+    let options = pool.connect_options();
+    let name = format!("gatehouse_migrate_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("postgres://{}@{}:{}/{name}", options.get_username(), options.get_host(), options.get_port());
+    let only_database = |args: &[&str], url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", url)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run gatehouse")
+    };
+    let out = only_database(&["migrate"], &url);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let fresh = PgPool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_one(&fresh)
+        .await
+        .unwrap();
+    assert!(tables >= 44, "{tables} tables");
+    fresh.close().await;
+    let out = only_database(&["partitions", "list"], &url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit_log_sessionauditlog_"));
+    // The name is ours: a uuid's hex digits.
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&pool).await.unwrap();
+
+    // Not told it is development, a migration job is held to production's TLS rule.
+    let out = only_database(&["migrate"], "postgres://app@db.example.internal:5432/gatehouse?sslmode=require");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("DATABASE_URL") && stderr.contains("verify-full"), "{stderr}");
+    assert!(!stderr.contains("APP_ENV") && !stderr.contains("KEY"), "{stderr}");
 }
 
 #[sqlx::test]

@@ -191,7 +191,7 @@ async fn refused_after(client: &reqwest::Client, base: &str, token: &str) -> Dur
 #[sqlx::test]
 async fn a_revocation_through_one_instance_is_refused_by_another_within_a_second(pool: PgPool) {
     let key = SigningKey::generate();
-    let url = test_config(&pool).database_url.clone();
+    let url = test_config(&pool).database.url.expose().to_owned();
     let (a, b) = (serve(&url, &key).await, serve(&url, &key).await);
     let client = reqwest::Client::new();
     let register = client

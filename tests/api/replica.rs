@@ -52,8 +52,9 @@ async fn a_replica_that_is_not_in_recovery_is_never_read(pool: PgPool) {
     seed.close().await;
 
     let mut config = test_config(&pool);
-    config.database_replica_url =
-        Some(format!("postgres://{}@{}:{}/{name}", options.get_username(), options.get_host(), options.get_port()));
+    config.database.replica_url = Some(
+        format!("postgres://{}@{}:{}/{name}", options.get_username(), options.get_host(), options.get_port()).into(),
+    );
     let app = TestApp::spawn_with(pool.clone(), config, gatehouse::routes()).await;
     let root = admin(&app, &pool).await;
 

@@ -34,7 +34,7 @@ async fn until(pool: &PgPool, sql: &'static str, secs: u64) {
 
 #[sqlx::test]
 async fn webhook_and_smtp_secrets_reach_no_log_row_or_export(pool: PgPool) {
-    let database_url = test_config(&pool).database_url;
+    let database_url = test_config(&pool).database.url.expose().to_owned();
     // Nothing listens on these ports: every delivery fails with a transport error.
     let (hook_port, smtp_port, port) = (free_port(), free_port(), free_port());
     let hook = format!("http://hookuser7c1:HOOKPASS7c1@127.0.0.1:{hook_port}/services/HOOKPATH7c1?token=HOOKQUERY7c1");
