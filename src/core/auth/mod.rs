@@ -20,6 +20,8 @@ use super::{
     state::AppState,
 };
 
+pub mod queries;
+
 /// Access-token claims (API.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -215,35 +217,14 @@ pub fn key_prefix(key: &str) -> Option<&str> {
 /// or one statement. `last_used_at` is written at most once a minute per key: in the
 /// lookup's own statement on a miss, by a bounded background write on a hit.
 pub async fn key_of(state: &AppState, key: &str) -> Result<Arc<CachedKey>, AppError> {
-    key_prefix(key).ok_or(AppError::Unauthenticated)?;
+    let prefix = key_prefix(key).ok_or(AppError::Unauthenticated)?;
     let hash = super::crypto::sha256_hex(key);
     if let Some(found) = state.auth_cache.key(&hash) {
         stamp_key_use(state, &found);
         return Ok(found);
     }
     let ticket = state.auth_cache.ticket();
-    let row = sqlx::query!(
-        r#"WITH key AS (
-               SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.is_staff, u.is_superuser
-                 FROM accounts_apikey k JOIN auth_user u ON u.id = k.user_id
-                WHERE k.prefix = $1 AND k.revoked_at IS NULL AND k.expires_at > now()
-                  AND u.is_active
-           ), touched AS (
-               UPDATE accounts_apikey k SET last_used_at = now()
-                 FROM key
-                WHERE k.id = key.id AND key.key_hash = $2
-                  AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
-               RETURNING 1
-           )
-           SELECT id, user_id, key_hash, scopes, expires_at, is_staff, is_superuser,
-                  (SELECT count(*) FROM touched) AS "touched!"
-             FROM key"#,
-        key_prefix(key),
-        hash,
-    )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(AppError::Unauthenticated)?;
+    let row = queries::live_key(&state.db, prefix, &hash).await?.ok_or(AppError::Unauthenticated)?;
     if !super::crypto::constant_time_eq(row.key_hash.as_bytes(), hash.as_bytes()) {
         return Err(AppError::Unauthenticated);
     }
@@ -271,13 +252,7 @@ fn stamp_key_use(state: &AppState, key: &CachedKey) {
     }
     let (db, id) = (state.db.clone(), key.id);
     let _ = state.spawn_bounded(async move {
-        let stamped = sqlx::query!(
-            "UPDATE accounts_apikey SET last_used_at = now()
-              WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-            id
-        )
-        .execute(&db)
-        .await;
+        let stamped = queries::stamp_key_use(&db, id).await;
         if let Err(e) = stamped {
             tracing::warn!(error = %e, "an API key's last use could not be stamped");
         }
@@ -319,18 +294,7 @@ pub async fn session_of(state: &AppState, token: &str) -> Result<Arc<CachedSessi
     }
     let claims = verify(&state.keys, token, &state.config.public_base_url)?;
     let ticket = state.auth_cache.ticket();
-    let row = sqlx::query!(
-        r#"SELECT u.is_staff, u.is_superuser, u.email, u.username, u.email_verified, s.mfa_verified_at,
-                  s.created_at, s.expires_at, s.device_id
-             FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
-            WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now()
-              AND u.is_active"#,
-        claims.sid,
-        claims.sub,
-    )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(AppError::Unauthenticated)?;
+    let row = queries::live_session(&state.db, claims.sid, claims.sub).await?.ok_or(AppError::Unauthenticated)?;
     let session = CachedSession {
         user_id: claims.sub,
         session_id: claims.sid,
@@ -405,20 +369,7 @@ async fn admit(state: &AppState, user: &AuthUser, permission: &str, write: bool)
         return Err(AppError::Forbidden);
     }
     let (app_label, codename) = permission.split_once('.').ok_or_else(|| AppError::internal("bad permission name"))?;
-    let row = sqlx::query!(
-        r#"SELECT COALESCE((SELECT enforce_for_admin FROM accounts_mfasettings WHERE user_id = $1), true) AS "enforce!",
-                  EXISTS (SELECT 1 FROM auth_permission p
-                           WHERE p.app_label = $2 AND p.codename = $3
-                             AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = $1)
-                                  OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
-                                                JOIN auth_user_groups ug ON ug.group_id = gp.group_id
-                                               WHERE ug.user_id = $1))) AS "granted!""#,
-        user.user_id,
-        app_label,
-        codename,
-    )
-    .fetch_one(&state.db)
-    .await?;
+    let row = queries::staff_grant(&state.db, user.user_id, app_label, codename).await?;
     // A key with an admin scope was created from an aal 2 session; it stands in for one.
     if row.enforce && user.aal < 2 && user.api_key.is_none() {
         return Err(AppError::MfaRequired);

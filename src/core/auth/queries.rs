@@ -1,0 +1,121 @@
+//! The documented exception to "core reads no app's tables": authentication runs before
+//! any app's handler, on every request, so the four statements it needs on accounts' tables
+//! (`auth_user`, `accounts_session`, `accounts_apikey`, `accounts_mfasettings`, the
+//! permission tables) live here, in one place, rather than core importing accounts (which
+//! would point an arrow the wrong way). A change to those tables' columns is checked here
+//! by sqlx at compile time like any other query; docs/architecture.md names this file.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A live API key (not revoked, not expired, of an active user) with its owner's staff flags.
+pub struct LiveKey {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub key_hash: String,
+    pub scopes: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    /// Whether this lookup stamped `last_used_at` (at most once a minute per key).
+    pub touched: i64,
+}
+
+/// The key whose prefix is `prefix`, stamping its last use in the same statement when
+/// `hash` matches and the stamp is a minute old.
+pub async fn live_key(db: &PgPool, prefix: &str, hash: &str) -> Result<Option<LiveKey>, sqlx::Error> {
+    sqlx::query_as!(
+        LiveKey,
+        r#"WITH key AS (
+               SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.is_staff, u.is_superuser
+                 FROM accounts_apikey k JOIN auth_user u ON u.id = k.user_id
+                WHERE k.prefix = $1 AND k.revoked_at IS NULL AND k.expires_at > now()
+                  AND u.is_active
+           ), touched AS (
+               UPDATE accounts_apikey k SET last_used_at = now()
+                 FROM key
+                WHERE k.id = key.id AND key.key_hash = $2
+                  AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
+               RETURNING 1
+           )
+           SELECT id, user_id, key_hash, scopes, expires_at, is_staff, is_superuser,
+                  (SELECT count(*) FROM touched) AS "touched!"
+             FROM key"#,
+        prefix,
+        hash,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// `last_used_at` of a key served from the cache, unless stamped within the minute.
+pub async fn stamp_key_use(db: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE accounts_apikey SET last_used_at = now()
+          WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        id
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// An active, unexpired session of an active user, with what the cache keeps of both.
+pub struct LiveSession {
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub email: String,
+    pub username: String,
+    pub email_verified: bool,
+    pub mfa_verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub device_id: Option<Uuid>,
+}
+
+pub async fn live_session(db: &PgPool, session_id: Uuid, user_id: Uuid) -> Result<Option<LiveSession>, sqlx::Error> {
+    sqlx::query_as!(
+        LiveSession,
+        r#"SELECT u.is_staff, u.is_superuser, u.email, u.username, u.email_verified, s.mfa_verified_at,
+                  s.created_at, s.expires_at, s.device_id
+             FROM accounts_session s JOIN auth_user u ON u.id = s.user_id
+            WHERE s.id = $1 AND s.user_id = $2 AND s.status = 'active' AND s.expires_at > now()
+              AND u.is_active"#,
+        session_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A staff user's standing for one permission: whether admin work needs MFA
+/// (`enforce_for_admin`, on unless turned off) and whether the permission is held, directly
+/// or through a group.
+pub struct StaffGrant {
+    pub enforce: bool,
+    pub granted: bool,
+}
+
+pub async fn staff_grant(
+    db: &PgPool,
+    user_id: Uuid,
+    app_label: &str,
+    codename: &str,
+) -> Result<StaffGrant, sqlx::Error> {
+    sqlx::query_as!(
+        StaffGrant,
+        r#"SELECT COALESCE((SELECT enforce_for_admin FROM accounts_mfasettings WHERE user_id = $1), true) AS "enforce!",
+                  EXISTS (SELECT 1 FROM auth_permission p
+                           WHERE p.app_label = $2 AND p.codename = $3
+                             AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = $1)
+                                  OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+                                                JOIN auth_user_groups ug ON ug.group_id = gp.group_id
+                                               WHERE ug.user_id = $1))) AS "granted!""#,
+        user_id,
+        app_label,
+        codename,
+    )
+    .fetch_one(db)
+    .await
+}
