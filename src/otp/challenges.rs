@@ -67,13 +67,13 @@ pub async fn open(
     metadata: serde_json::Value,
 ) -> AppResult<Challenge> {
     let expires_at = Utc::now() + CHALLENGE_TTL;
-    Ok(repo::insert_challenge(tx, user, session, kind.as_str(), expires_at, metadata).await?)
+    Ok(repo::challenges::insert_challenge(tx, user, session, kind.as_str(), expires_at, metadata).await?)
 }
 
 /// The live challenge `challenge_id`, locked for this transaction; an unknown, expired,
 /// used or exhausted one is 401 `CHALLENGE_EXPIRED`.
 pub async fn live(tx: &mut PgConnection, challenge_id: Uuid) -> AppResult<Challenge> {
-    let challenge = repo::lock_challenge(tx, challenge_id).await?.ok_or(AppError::ChallengeExpired)?;
+    let challenge = repo::challenges::lock_challenge(tx, challenge_id).await?.ok_or(AppError::ChallengeExpired)?;
     if challenge.is_live(Utc::now()) { Ok(challenge) } else { Err(AppError::ChallengeExpired) }
 }
 
@@ -113,7 +113,7 @@ pub async fn answer(
         }
         return Ok(Answer::Right { backup_codes_left });
     }
-    let attempts_left = repo::fail_challenge(&mut *tx, challenge.id).await?;
+    let attempts_left = repo::challenges::fail_challenge(&mut *tx, challenge.id).await?;
     let failed = MfaEvent {
         verification_attempts: Some(challenge.failed_attempts + 1),
         risk_level: if attempts_left <= 0 { RiskLevel::High } else { RiskLevel::Medium },
@@ -149,11 +149,11 @@ async fn check(
 /// Marks the challenge answered, with the device the session runs on: it cannot be used
 /// again.
 pub async fn close(tx: &mut PgConnection, challenge: &Challenge, device: Option<Uuid>) -> AppResult<()> {
-    Ok(repo::close_challenge(tx, challenge.id, device).await?)
+    Ok(repo::challenges::close_challenge(tx, challenge.id, device).await?)
 }
 
 /// Ends the user's challenges still waiting for a second factor (a login half done before a
 /// remediation must not be finished after it); returns how many.
 pub async fn end_open(tx: &mut PgConnection, user: Uuid) -> AppResult<u64> {
-    Ok(repo::end_open_challenges(tx, user).await?)
+    Ok(repo::challenges::end_open_challenges(tx, user).await?)
 }

@@ -53,7 +53,7 @@ pub async fn begin_totp(tx: &mut PgConnection, keys: &DataKeys, user: Uuid, emai
     let uri = totp.to_url().map_err(AppError::internal)?;
     let qr_svg = factors::qr_svg(&uri).map_err(AppError::internal)?;
     let sealed = keys.seal(Purpose::TotpSecret, &secret);
-    if !repo::put_pending_totp(&mut *tx, user, &sealed).await? {
+    if !repo::totp::put_pending_totp(&mut *tx, user, &sealed).await? {
         return Err(AppError::Conflict(Conflict::MfaMethodExists));
     }
     Ok(TotpSetup {
@@ -74,7 +74,7 @@ pub async fn check_totp(
     code: &SecretString,
     confirm: bool,
 ) -> AppResult<bool> {
-    let Some((sealed, verified)) = repo::totp_secret(&mut *tx, user).await? else { return Ok(false) };
+    let Some((sealed, verified)) = repo::totp::totp_secret(&mut *tx, user).await? else { return Ok(false) };
     if verified == confirm {
         return Ok(false);
     }
@@ -82,11 +82,11 @@ pub async fn check_totp(
     let totp = factors::totp(secret, email.as_str()).map_err(AppError::internal)?;
     let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
     let Some(step) = factors::totp_step(&totp, code.expose_secret(), now) else { return Ok(false) };
-    Ok(repo::accept_totp_step(&mut *tx, user, step, confirm).await?)
+    Ok(repo::totp::accept_totp_step(&mut *tx, user, step, confirm).await?)
 }
 
 async fn remove_totp(tx: &mut PgConnection, user: Uuid) -> AppResult<bool> {
-    Ok(repo::delete_totp(tx, user).await?)
+    Ok(repo::totp::delete_totp(tx, user).await?)
 }
 
 // Backup codes.
@@ -96,7 +96,7 @@ pub async fn new_backup_codes(tx: &mut PgConnection, keys: &DataKeys, user: Uuid
     let codes: Vec<String> = (0..factors::BACKUP_CODES).map(|_| factors::new_backup_code()).collect();
     let hashes: Vec<String> =
         codes.iter().map(|c| keys.mac(Purpose::CodeHash, &factors::normalise_backup_code(c))).collect();
-    repo::replace_backup_codes(tx, user, &hashes).await?;
+    repo::backup::replace_backup_codes(tx, user, &hashes).await?;
     Ok(codes)
 }
 
@@ -113,15 +113,15 @@ pub async fn use_backup_code(
         return Ok(None);
     }
     let hashes = keys.macs(Purpose::CodeHash, &typed);
-    if !repo::use_backup_code(&mut *tx, user, &hashes, ip).await? {
+    if !repo::backup::use_backup_code(&mut *tx, user, &hashes, ip).await? {
         return Ok(None);
     }
-    repo::insert_recovery(&mut *tx, user, MfaMethod::BackupCode.as_str(), ip, true).await?;
+    repo::backup::insert_recovery(&mut *tx, user, MfaMethod::BackupCode.as_str(), ip, true).await?;
     Ok(Some(repo::factors(&mut *tx, user).await?.backup_codes_remaining))
 }
 
 pub async fn remove_backup_codes(tx: &mut PgConnection, user: Uuid) -> AppResult<()> {
-    Ok(repo::delete_backup_codes(tx, user).await?)
+    Ok(repo::backup::delete_backup_codes(tx, user).await?)
 }
 
 // Emailed and texted codes.
@@ -164,15 +164,16 @@ pub async fn send_code(
     challenge: Option<Uuid>,
 ) -> AppResult<i64> {
     let method = to.channel().as_str();
-    let sent = repo::lock_and_count_sends(&mut *tx, user, method).await?;
+    let sent = repo::codes::lock_and_count_sends(&mut *tx, user, method).await?;
     if sent >= SENDS_PER_HOUR {
         return Err(AppError::RateLimited { retry_after_secs: 3600 });
     }
     let code = SecretString::from(factors::new_delivery_code());
     let hash = keys.mac(Purpose::CodeHash, code.expose_secret());
     let expires_at = Utc::now() + CODE_TTL;
-    repo::insert_code(&mut *tx, user, challenge, method, purpose.as_str(), &hash, expires_at, MAX_ATTEMPTS).await?;
-    repo::note_sent(&mut *tx, user, method).await?;
+    repo::codes::insert_code(&mut *tx, user, challenge, method, purpose.as_str(), &hash, expires_at, MAX_ATTEMPTS)
+        .await?;
+    repo::codes::note_sent(&mut *tx, user, method).await?;
     let message = MfaCode { user_id: user, to, code: &code, code_hash: &hash, mfa_type: purpose.as_str(), expires_at };
     notifications::enqueue_mfa_code(&mut *tx, keys, &message).await?;
     Ok(sent + 1)
@@ -205,33 +206,33 @@ pub async fn check_code(
     let method = method.as_str();
     if typed.len() == 6 && typed.bytes().all(|b| b.is_ascii_digit()) {
         let hashes = keys.macs(Purpose::CodeHash, typed);
-        if repo::use_code(&mut *tx, user, challenge, method, purpose, &hashes, ip).await? {
+        if repo::codes::use_code(&mut *tx, user, challenge, method, purpose, &hashes, ip).await? {
             return Ok(CodeCheck::Accepted);
         }
     }
-    let attempts_left = repo::miss_code(&mut *tx, user, challenge, method, purpose).await?;
+    let attempts_left = repo::codes::miss_code(&mut *tx, user, challenge, method, purpose).await?;
     Ok(CodeCheck::Rejected { attempts_left })
 }
 
 /// Registers the account's email as a method (unproven until its code comes back).
 pub async fn begin_email_method(tx: &mut PgConnection, user: Uuid, email: &Email) -> AppResult<()> {
-    Ok(repo::put_pending_email_method(tx, user, email.as_str()).await?)
+    Ok(repo::codes::put_pending_email_method(tx, user, email.as_str()).await?)
 }
 
 /// Registers a phone as a method (unproven until its code comes back).
 pub async fn begin_sms_method(tx: &mut PgConnection, user: Uuid, phone: &Phone) -> AppResult<()> {
-    Ok(repo::put_pending_sms_method(tx, user, phone.as_str()).await?)
+    Ok(repo::codes::put_pending_sms_method(tx, user, phone.as_str()).await?)
 }
 
 /// Marks an email or SMS method proven.
 pub async fn confirm_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod) -> AppResult<()> {
-    Ok(repo::verify_method(tx, user, method.as_str()).await?)
+    Ok(repo::codes::verify_method(tx, user, method.as_str()).await?)
 }
 
 pub async fn remove_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod) -> AppResult<bool> {
     match method {
         MfaMethod::Totp => remove_totp(tx, user).await,
-        MfaMethod::Email | MfaMethod::Sms => Ok(repo::delete_method(tx, user, method.as_str()).await?),
+        MfaMethod::Email | MfaMethod::Sms => Ok(repo::codes::delete_method(tx, user, method.as_str()).await?),
         MfaMethod::BackupCode => remove_backup_codes(tx, user).await.map(|()| true),
     }
 }

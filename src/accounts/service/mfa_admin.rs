@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::{
     admin::outranks,
     challenges::mfa_event,
-    mfa::{apply_removal, begin_totp, totp_confirm},
+    mfa::apply_removal,
+    mfa_setup::{begin_totp, totp_confirm},
     recovery::{Ended, Remedy, end_grants},
 };
 use crate::{

@@ -1,6 +1,6 @@
 //! The rules of accounts, one file per concern, found by its name: registration, login,
 //! lockout, challenges (the second step of a login, step-up), mfa (managing one's factors),
-//! mfa_admin (approvals, the operator's enrolment), sessions, tokens (refresh, logout),
+//! mfa_setup (adding one), mfa_admin (approvals, the operator's enrolment), sessions, tokens (refresh, logout),
 //! passwords, profile, admin, devices, recovery (what a remediation ends). Each public function
 //! owns its transaction; audit rows and queued emails commit with the change, and the
 //! outbox is woken after commit. API keys and exports join as files of their own.
@@ -15,6 +15,7 @@ mod lockout;
 mod login;
 mod mfa;
 mod mfa_admin;
+mod mfa_setup;
 mod passwords;
 mod profile;
 mod recovery;
@@ -35,14 +36,12 @@ pub use email_change::{EMAIL_CHANGE_TTL, UNDO_TTL, confirm_email_change, request
 pub use exports::{EXPORT_TTL, expire_exports, export_file, export_status, request_export, run_exports_once};
 pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
 pub use login::login;
-pub use mfa::{
-    Removal, email_setup, method_confirm, mfa_status, regenerate_backup_codes, remove_factor, set_primary, sms_setup,
-    totp_confirm, totp_setup,
-};
+pub use mfa::{Removal, mfa_status, regenerate_backup_codes, remove_factor, set_primary};
 pub use mfa_admin::{
     approve_mfa_change, change_requests, operator_totp_confirm, operator_totp_setup, reject_mfa_change,
     request_mfa_reset,
 };
+pub use mfa_setup::{email_setup, method_confirm, sms_setup, totp_confirm, totp_setup};
 pub use passwords::{
     ChangeOptions, PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
 };

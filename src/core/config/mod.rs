@@ -5,96 +5,14 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use base64::Engine;
 use chrono::NaiveTime;
 use ipnetwork::IpNetwork;
-use secrecy::{CloneableSecret, ExposeSecret, SecretBox, SecretString, zeroize::Zeroize};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 mod database;
+mod values;
 
 use crate::core::redact::SecretUrl;
 pub use database::{DEFAULT_DATABASE_URL, DatabaseConfig};
-
-/// Where the service runs; production refuses unsafe defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnv {
-    Development,
-    Test,
-    Production,
-}
-
-impl AppEnv {
-    /// `APP_ENV`, when set.
-    fn from_env() -> Result<Option<AppEnv>, ConfigError> {
-        Ok(match var("APP_ENV").as_deref() {
-            None => None,
-            Some("development" | "dev") => Some(AppEnv::Development),
-            Some("test") => Some(AppEnv::Test),
-            Some("production" | "prod") => Some(AppEnv::Production),
-            Some(other) => return Err(err("APP_ENV", format!("{other:?} is not development, test or production"))),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-impl LogFormat {
-    /// `LOG_FORMAT`; unset, JSON in production and pretty elsewhere.
-    pub fn from_env(production: bool) -> Result<LogFormat, ConfigError> {
-        match var("LOG_FORMAT").as_deref() {
-            None if production => Ok(LogFormat::Json),
-            None => Ok(LogFormat::Pretty),
-            Some("json") => Ok(LogFormat::Json),
-            Some("pretty") => Ok(LogFormat::Pretty),
-            Some(other) => Err(err("LOG_FORMAT", format!("{other:?} is not json or pretty"))),
-        }
-    }
-}
-
-/// A 32-byte root of the data keys: zeroed when dropped, `[REDACTED]` when printed.
-#[derive(Clone)]
-pub struct RootKey(pub [u8; 32]);
-
-impl Zeroize for RootKey {
-    fn zeroize(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl CloneableSecret for RootKey {}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SmsProviderKind {
-    Log,
-    Webhook,
-}
-
-/// Argon2id cost parameters (OWASP defaults: 19 MiB, 2 passes, 1 lane).
-#[derive(Debug, Clone, Copy)]
-pub struct Argon2Params {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-/// Requests per client address (IPv6: per /64) and hour, counted per instance; 0 turns a
-/// limit off. Each is a bucket that refills evenly over the hour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    pub register: u32,
-    pub password_reset: u32,
-    pub email_resend: u32,
-    pub mfa_send: u32,
-    /// Per API key, per minute (not per hour: keys serve machines).
-    pub api_key_per_minute: u32,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        RateLimits { register: 30, password_reset: 30, email_resend: 30, mfa_send: 60, api_key_per_minute: 600 }
-    }
-}
+pub use values::{AppEnv, Argon2Params, LogFormat, RateLimits, RootKey, SmsProviderKind};
 
 /// Every secret is a `secrecy` type (URLs show their origin only), so `Debug` prints none.
 #[derive(Debug, Clone)]

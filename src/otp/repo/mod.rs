@@ -1,0 +1,81 @@
+//! SQL of the otp app, by what it keeps: `totp`, `backup` (codes and recoveries), `codes`
+//! (emailed and texted codes and their methods), `challenges`; here, what spans them.
+//! Functions take any executor; the caller's transaction decides what commits together.
+//! Every "use once" is one UPDATE, so of concurrent uses exactly one finds the row still
+//! unused.
+
+pub mod backup;
+pub mod challenges;
+pub mod codes;
+pub mod totp;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::models::Factors;
+
+/// Every factor of a user in one round trip.
+pub async fn factors(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Factors> {
+    let r = sqlx::query!(
+        r#"SELECT
+             COALESCE((SELECT is_verified FROM otp_totpdevice WHERE user_id = $1), false) AS "totp!",
+             (SELECT is_verified FROM otp_emailmfamethod WHERE user_id = $1) AS email_verified,
+             (SELECT email FROM otp_emailmfamethod WHERE user_id = $1) AS email_address,
+             (SELECT is_verified FROM otp_smsmfamethod WHERE user_id = $1) AS sms_verified,
+             (SELECT phone_number FROM otp_smsmfamethod WHERE user_id = $1) AS phone,
+             (SELECT count(*) FROM otp_backupcode WHERE user_id = $1 AND used_at IS NULL) AS "backup!""#,
+        user
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Factors {
+        totp: r.totp,
+        email: r.email_verified == Some(true),
+        sms: r.sms_verified == Some(true),
+        backup_codes_remaining: r.backup,
+        phone: r.phone.filter(|_| r.sms_verified.is_some()),
+        email_address: r.email_address,
+    })
+}
+
+/// The factors of a user proven after `since` (an undone email change lists them).
+pub async fn factors_added_since(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT m AS "m!" FROM (
+               SELECT 'totp' AS m FROM otp_totpdevice WHERE user_id = $1 AND is_verified AND verified_at > $2
+               UNION ALL
+               SELECT 'email' FROM otp_emailmfamethod WHERE user_id = $1 AND is_verified AND verified_at > $2
+               UNION ALL
+               SELECT 'sms' FROM otp_smsmfamethod WHERE user_id = $1 AND is_verified AND verified_at > $2
+           ) added"#,
+        user,
+        since
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Expired challenges and codes, deleted by the cleanup job; returns (challenges, codes).
+pub async fn delete_expired(db: &mut sqlx::PgConnection) -> sqlx::Result<(u64, u64)> {
+    let codes = sqlx::query!("DELETE FROM otp_otp WHERE expires_at < now() - interval '1 hour'")
+        .execute(&mut *db)
+        .await?
+        .rows_affected();
+    let challenges = sqlx::query!("DELETE FROM otp_mfachallenge WHERE expires_at < now() - interval '1 hour'")
+        .execute(&mut *db)
+        .await?
+        .rows_affected();
+    Ok((challenges, codes))
+}
+
+/// The addresses codes were used from, and what dates them (core::db::truncate_ips).
+pub const IP_COLUMNS: &[crate::core::db::IpColumn] = &[
+    crate::core::db::IpColumn { table: "otp_backupcode", ip: "used_by_ip", dated_by: "used_at" },
+    crate::core::db::IpColumn { table: "otp_mfarecovery", ip: "used_by_ip", dated_by: "used_at" },
+    crate::core::db::IpColumn { table: "otp_otp", ip: "used_by_ip", dated_by: "used_at" },
+];
