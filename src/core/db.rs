@@ -8,7 +8,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use super::config::DatabaseConfig;
+use super::{config::DatabaseConfig, error::AppResult};
 
 /// Every migration under `migrations/`, compiled in.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -107,6 +107,24 @@ pub async fn create_database_if_missing(url: &str) -> Result<Option<String>, sql
     sqlx::Postgres::create_database(url).await?;
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
     Ok(Some(options.get_database().unwrap_or("postgres").to_owned()))
+}
+
+/// Runs `f` only if this process takes the advisory lock `key`; others skip (the jobs' "once
+/// across instances").
+/// The lock is session-level, so it is held on one dedicated connection for the run.
+pub async fn with_advisory_lock<T, F, Fut>(pool: &PgPool, key: i64, f: F) -> AppResult<Option<T>>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    let mut conn = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
+    if !locked {
+        return Ok(None);
+    }
+    let result = f().await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *conn).await?;
+    result.map(Some)
 }
 
 /// Applies pending migrations; a second run is a no-op.

@@ -11,7 +11,7 @@ use crate::{
         jobs::{Claim, JobKind, RunStatus, Trigger, record, settle},
         models::review::NewJobRun,
     },
-    core::{AppResult, AppState},
+    core::{AppResult, AppState, db},
     notifications::{self, mailer::Mailer, sms::AnySms},
     otp,
 };
@@ -41,23 +41,6 @@ async fn claim(state: &AppState, kind: JobKind, period: Duration, trigger: Trigg
     audit_log::jobs::claim(&state.db, kind, period, trigger, stale_after).await
 }
 
-/// Runs `f` only if this instance takes the advisory lock `key`; others skip.
-/// The lock is session-level, so it is held on one dedicated connection for the run.
-pub async fn with_advisory_lock<T, F, Fut>(state: &AppState, key: i64, f: F) -> AppResult<Option<T>>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = AppResult<T>>,
-{
-    let mut conn = state.db.acquire().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
-    if !locked {
-        return Ok(None);
-    }
-    let result = f().await;
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *conn).await?;
-    result.map(Some)
-}
-
 /// Partition upkeep: premake the coming months, drop those past retention.
 pub async fn run_partitions_once(state: &AppState, trigger: Trigger) -> AppResult<()> {
     let started_at = chrono::Utc::now();
@@ -68,7 +51,7 @@ pub async fn run_partitions_once(state: &AppState, trigger: Trigger) -> AppResul
     };
     // DDL runs as the schema owner when DATABASE_ADMIN_URL is set.
     let ddl = state.admin_db.as_ref().unwrap_or(&state.db);
-    let outcome = with_advisory_lock(state, locks::PARTITIONS, || async {
+    let outcome = db::with_advisory_lock(&state.db, locks::PARTITIONS, || async {
         let made = audit_log::service::ensure_partitions(ddl, today, PARTITION_MONTHS_AHEAD).await;
         let created = made.inspect_err(|e| warn_if_not_owner(state, e))?;
         let pruned = audit_log::service::prune_partitions(ddl, today, state.config.audit_retention_months).await;
@@ -121,7 +104,7 @@ pub async fn run_cleanup_once(state: &AppState, trigger: Trigger) -> AppResult<O
         state.metrics.job("cleanup", "skipped");
         return Ok(None);
     };
-    let outcome = with_advisory_lock(state, locks::CLEANUP, || async {
+    let outcome = db::with_advisory_lock(&state.db, locks::CLEANUP, || async {
         let exports = accounts::service::expire_exports(&state.db).await?;
         let mut tx = crate::core::db::begin(&state.db).await?;
         let otp = otp::service::cleanup(&mut tx).await?;

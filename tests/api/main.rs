@@ -25,3 +25,4 @@ mod outbox;
 mod recovery;
 mod replica;
 mod secrets;
+mod structure;
