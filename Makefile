@@ -21,7 +21,7 @@ help:
 # The build shows cargo's progress (a first build takes minutes on two cores); then the binary
 # runs directly.
 run:
-	@set -e; url=$$(scripts/db.sh url); export DATABASE_URL=$$url APP_ENV=$${APP_ENV:-development}; \
+	@set -e; url=$$(scripts/db.sh url); export DATABASE_URL=$$url APP_ENV=$${APP_ENV:-development} PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://localhost:8080}; \
 	echo "building gatehouse (cargo build; the first build takes several minutes)"; \
 	cargo build --bin gatehouse; \
 	bin=target/debug/gatehouse; mkdir -p .dev; \

@@ -334,6 +334,10 @@ async fn serve(config: Config) -> Result<(), String> {
             pending
         ));
     }
+    match gatehouse::core::webauthn::RelyingParty::from_config(&config)?.off_reason() {
+        Some(reason) => tracing::warn!("{reason}"),
+        None => tracing::info!("passkeys on"),
+    }
     let bind = config.bind_addr;
     let run_jobs = config.run_jobs;
     let mut state = AppState::new(pool, config, keys);

@@ -38,7 +38,9 @@ use crate::{
         (name = "service", description = "Health, readiness and keys"),
         (name = "auth", description = "Registration, login, tokens and passwords"),
         (name = "users", description = "The signed-in user"),
-        (name = "mfa", description = "The signed-in user's second factors: TOTP, email and SMS codes, backup codes. \
+        (name = "mfa", description = "The signed-in user's second factors: TOTP, email and SMS codes, passkeys \
+            (WebAuthn; the RP id is WEBAUTHN_RP_ID or PUBLIC_BASE_URL's host, and with an IP address there \
+            passkeys are off: 503 UNAVAILABLE), backup codes. \
             MFA turns on with the first confirmed factor. While it is on, changing factors needs the password and a \
             second factor within STEP_UP_MAX_AGE_SECONDS (POST /auth/mfa/step-up renews it); a staff user's removal \
             answers 202 approval_required until another staff member approves."),

@@ -35,7 +35,7 @@ use crate::{
         crypto,
         data_keys::Purpose,
     },
-    otp::MfaMethod,
+    otp::{MfaMethod, challenges::Response as Answer},
 };
 
 mod actions;
@@ -191,7 +191,8 @@ pub async fn login(State(state): State<AppState>, client: ClientContext, headers
             } else {
                 MfaMethod::BackupCode
             };
-            match service::mfa_verify(&state, &client, challenge.challenge_id, method, f.code, false).await {
+            let response = Answer::Code { method, code: f.code };
+            match service::mfa_verify(&state, &client, challenge.challenge_id, response, false).await {
                 Ok(a) => a,
                 Err(AppError::RateLimited { .. }) => {
                     return login_page(

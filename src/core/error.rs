@@ -123,10 +123,11 @@ pub enum Conflict {
     QuietHoursExist,
     DeviceCompromised,
     DeviceNotVerified,
+    PasskeyExists,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 9] = [
+    pub const ALL: [Conflict; 10] = [
         Conflict::EmailTaken,
         Conflict::NewEmailTaken,
         Conflict::UsernameTaken,
@@ -136,6 +137,7 @@ impl Conflict {
         Conflict::QuietHoursExist,
         Conflict::DeviceCompromised,
         Conflict::DeviceNotVerified,
+        Conflict::PasskeyExists,
     ];
 
     pub fn code(self) -> &'static str {
@@ -148,6 +150,7 @@ impl Conflict {
             Conflict::QuietHoursExist => "QUIET_HOURS_EXIST",
             Conflict::DeviceCompromised => "DEVICE_COMPROMISED",
             Conflict::DeviceNotVerified => "DEVICE_NOT_VERIFIED",
+            Conflict::PasskeyExists => "PASSKEY_EXISTS",
         }
     }
 
@@ -162,6 +165,7 @@ impl Conflict {
             Conflict::ApiKeyLimit => "name",
             Conflict::QuietHoursExist => "start_time",
             Conflict::DeviceCompromised | Conflict::DeviceNotVerified => "device",
+            Conflict::PasskeyExists => "credential",
         }
     }
 
@@ -174,6 +178,7 @@ impl Conflict {
             Conflict::ApiKeyLimit => "this account already has the most live API keys it may hold; revoke one first",
             Conflict::QuietHoursExist => "A window already starts at this time on this day.",
             Conflict::DeviceCompromised => "A device marked compromised cannot be trusted.",
+            Conflict::PasskeyExists => "This passkey is already registered.",
             Conflict::DeviceNotVerified => {
                 "A device known only by its User-Agent is never trusted: it must send X-Device-Fingerprint."
             }

@@ -24,6 +24,7 @@ pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod types;
+pub mod webauthn;
 #[macro_use]
 mod text_enum;
 

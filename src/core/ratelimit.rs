@@ -1,5 +1,6 @@
 //! Per-address limits on unauthenticated work that costs a hash or sends a message
-//! (register, password reset, email resend, MFA send): a token bucket per client address
+//! (register, password reset, email resend, MFA send) or keeps a row (passkey sign-in
+//! options): a token bucket per client address
 //! (IPv6 per /64, as one host usually holds the whole /64) refilling over the hour.
 //! Counted in this instance's memory, so N instances let an address through N times as
 //! often; the limits that must hold across instances (per email, per user) live in
@@ -24,6 +25,7 @@ pub enum Action {
     PasswordReset,
     EmailResend,
     MfaSend,
+    PasskeyOptions,
 }
 
 /// Past this many tracked addresses, idle ones (a full bucket again) are forgotten.
@@ -36,6 +38,7 @@ pub struct AddressLimits {
     password_reset: Option<Limiter>,
     email_resend: Option<Limiter>,
     mfa_send: Option<Limiter>,
+    passkey_options: Option<Limiter>,
     clock: DefaultClock,
 }
 
@@ -61,6 +64,7 @@ impl AddressLimits {
             password_reset: per_hour(limits.password_reset),
             email_resend: per_hour(limits.email_resend),
             mfa_send: per_hour(limits.mfa_send),
+            passkey_options: per_hour(limits.passkey_options),
             clock: DefaultClock::default(),
         }
     }
@@ -73,6 +77,7 @@ impl AddressLimits {
             Action::PasswordReset => &self.password_reset,
             Action::EmailResend => &self.email_resend,
             Action::MfaSend => &self.mfa_send,
+            Action::PasskeyOptions => &self.passkey_options,
         };
         let (Some(limiter), Some(ip)) = (limiter, ip) else {
             return Ok(());

@@ -13,6 +13,7 @@ use super::{
     jwt::JwtKeys,
     metrics::Metrics,
     ratelimit::{AddressLimits, KeyLimits},
+    webauthn::RelyingParty,
 };
 
 #[derive(Clone)]
@@ -39,6 +40,8 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     /// Per-key budgets of API-key requests (this instance's count).
     pub key_limits: Arc<KeyLimits>,
+    /// The WebAuthn relying party (passkeys; off when reached by IP address).
+    pub relying_party: RelyingParty,
     /// Slots for work done after the answer (`spawn_bounded`).
     background: Arc<Semaphore>,
 }
@@ -52,6 +55,9 @@ impl AppState {
         let config_key_limit = config.rate_limits.api_key_per_minute;
         let (threads, depth) = (config.hash_concurrency, config.hash_queue_depth);
         let data_keys = DataKeys::new(config.encryption_key(), config.old_encryption_keys());
+        // `serve` refuses contradictory settings before it gets here (main.rs).
+        let relying_party = RelyingParty::from_config(&config)
+            .unwrap_or_else(|_| RelyingParty::off("passkeys are off: the WebAuthn settings contradict each other"));
         AppState {
             db,
             admin_db: None,
@@ -65,6 +71,7 @@ impl AppState {
             auth_cache: Arc::new(AuthCache::default()),
             key_limits: Arc::new(KeyLimits::new(config_key_limit)),
             limits: Arc::new(limits),
+            relying_party,
             background: Arc::new(Semaphore::new(BACKGROUND_TASKS)),
         }
     }

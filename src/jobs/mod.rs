@@ -109,7 +109,7 @@ pub async fn run_cleanup_once(state: &AppState, trigger: Trigger) -> AppResult<O
         let mut tx = crate::core::db::begin(&state.db).await?;
         let otp = otp::service::cleanup(&mut tx).await?;
         let accounts = accounts::service::upkeep::cleanup(state, &mut tx).await?;
-        let rows = otp.mfa_challenges + otp.mfa_codes + accounts.rows() + exports;
+        let rows = otp.rows() + accounts.rows() + exports;
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
         let mut details = serde_json::json!({ "exports_expired": exports });
         for part in [serde_json::to_value(otp), serde_json::to_value(accounts)] {

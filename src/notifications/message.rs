@@ -54,28 +54,107 @@ pub struct DeviceLine {
 
 #[derive(Debug, Clone)]
 pub enum Message {
-    EmailVerification { username: String, link: String },
-    PasswordReset { username: String, link: String },
-    MfaCode { code: String, minutes: i64 },
-    TokenReused { username: String },
-    PasswordChanged { username: String, how: PasswordChange, grants: Grants },
-    MfaDisabled { username: String, method: String, approved: bool },
-    NewDevice { username: String, device: DeviceLine },
-    DeviceCompromised { username: String, sessions: usize },
-    Marketing { username: String, body: String },
-    BackupCodesLow { username: String, remaining: i64 },
-    ApiKeyCreated { username: String, key: KeyLine },
-    EmailChange { username: String, link: String },
-    EmailChangeRequested { username: String, new_email: String },
-    MfaChangeDecided { username: String, change: String, decision: String, all_off: bool },
-    DeviceTrusted { username: String, device: DeviceLine, until: String },
-    MfaMethodAdded { username: String, method: String, first: bool },
-    SignedOutEverywhere { username: String, by_admin: bool, grants: Grants },
-    EmailChanged { username: String, new_email: String, link: String },
-    EmailChangeUndone { username: String, link: String, factors_added: Vec<String>, grants: Grants },
-    EmailChangeReverted { username: String },
-    ApiKeyExpiring { username: String, key: KeyLine },
-    ExportRequested { username: String },
+    EmailVerification {
+        username: String,
+        link: String,
+    },
+    PasswordReset {
+        username: String,
+        link: String,
+    },
+    MfaCode {
+        code: String,
+        minutes: i64,
+    },
+    TokenReused {
+        username: String,
+    },
+    PasswordChanged {
+        username: String,
+        how: PasswordChange,
+        grants: Grants,
+    },
+    MfaDisabled {
+        username: String,
+        method: String,
+        approved: bool,
+    },
+    NewDevice {
+        username: String,
+        device: DeviceLine,
+    },
+    DeviceCompromised {
+        username: String,
+        sessions: usize,
+    },
+    Marketing {
+        username: String,
+        body: String,
+    },
+    BackupCodesLow {
+        username: String,
+        remaining: i64,
+    },
+    ApiKeyCreated {
+        username: String,
+        key: KeyLine,
+    },
+    EmailChange {
+        username: String,
+        link: String,
+    },
+    EmailChangeRequested {
+        username: String,
+        new_email: String,
+    },
+    MfaChangeDecided {
+        username: String,
+        change: String,
+        decision: String,
+        all_off: bool,
+    },
+    DeviceTrusted {
+        username: String,
+        device: DeviceLine,
+        until: String,
+    },
+    MfaMethodAdded {
+        username: String,
+        method: String,
+        first: bool,
+    },
+    /// A factor removed while others remain (the last one's removal is `MfaDisabled`).
+    MfaMethodRemoved {
+        username: String,
+        method: String,
+        factors: Vec<String>,
+    },
+    SignedOutEverywhere {
+        username: String,
+        by_admin: bool,
+        grants: Grants,
+    },
+    EmailChanged {
+        username: String,
+        new_email: String,
+        link: String,
+    },
+    EmailChangeUndone {
+        username: String,
+        link: String,
+        factors_added: Vec<String>,
+        grants: Grants,
+    },
+    EmailChangeReverted {
+        username: String,
+    },
+    ApiKeyExpiring {
+        username: String,
+        key: KeyLine,
+    },
+    ExportRequested {
+        username: String,
+    },
 }
 
 impl Message {
@@ -98,6 +177,7 @@ impl Message {
             Message::MfaChangeDecided { .. } => T::MfaChangeDecided,
             Message::DeviceTrusted { .. } => T::DeviceTrusted,
             Message::MfaMethodAdded { .. } => T::MfaMethodAdded,
+            Message::MfaMethodRemoved { .. } => T::MfaMethodRemoved,
             Message::SignedOutEverywhere { .. } => T::SignedOutEverywhere,
             Message::EmailChanged { .. } => T::EmailChanged,
             Message::EmailChangeUndone { .. } => T::EmailChangeUndone,
@@ -153,6 +233,7 @@ impl Message {
                 time,
             },
             Message::MfaMethodAdded { username, method, first } => context! { username, method, first, time },
+            Message::MfaMethodRemoved { username, method, factors } => context! { username, method, factors, time },
             Message::SignedOutEverywhere { username, by_admin, grants } => {
                 context! { username, by_admin, ..Value::from_serialize(grants) }
             }
@@ -191,6 +272,7 @@ mod tests {
             Message::MfaChangeDecided { username: u(), change: "c".into(), decision: "approved".into(), all_off: true },
             Message::DeviceTrusted { username: u(), device: DeviceLine::default(), until: "2027".into() },
             Message::MfaMethodAdded { username: u(), method: "totp".into(), first: true },
+            Message::MfaMethodRemoved { username: u(), method: "a passkey".into(), factors: vec!["x".into()] },
             Message::SignedOutEverywhere { username: u(), by_admin: true, grants: grants.clone() },
             Message::EmailChanged { username: u(), new_email: "a@b.io".into(), link: l() },
             Message::EmailChangeUndone { username: u(), link: l(), factors_added: vec!["x".into()], grants },

@@ -33,6 +33,7 @@ text_enum!(
         MfaChangeDecided => "mfa_change_decided",
         DeviceTrusted => "device_trusted",
         MfaMethodAdded => "mfa_method_added",
+        MfaMethodRemoved => "mfa_method_removed",
         SignedOutEverywhere => "signed_out_everywhere",
         EmailChanged => "email_changed",
         EmailChangeUndone => "email_change_undone",
@@ -100,6 +101,7 @@ impl NotificationType {
             | NotificationType::MfaChangeDecided
             | NotificationType::DeviceTrusted
             | NotificationType::MfaMethodAdded
+            | NotificationType::MfaMethodRemoved
             | NotificationType::SignedOutEverywhere
             | NotificationType::EmailChanged
             | NotificationType::EmailChangeUndone
@@ -133,6 +135,7 @@ impl NotificationType {
             NotificationType::MfaChangeDecided => "Your two-step verification change request was decided",
             NotificationType::DeviceTrusted => "A device may now sign in without two-step verification",
             NotificationType::MfaMethodAdded => "A sign-in factor was added to your account",
+            NotificationType::MfaMethodRemoved => "A sign-in factor was removed from your account",
             NotificationType::SignedOutEverywhere => "Your account was signed out everywhere",
             NotificationType::EmailChanged => "The email address of your account was changed",
             NotificationType::EmailChangeUndone => "Your email address is restored: choose a new password",

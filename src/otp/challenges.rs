@@ -10,14 +10,17 @@ use secrecy::SecretString;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use webauthn_rs::prelude::PublicKeyCredential;
+
 use super::{
     models::{Challenge, ChallengeType, MfaMethod},
+    passkeys::{self, Assertion},
     repo,
     service::{self, CHALLENGE_TTL, CodeCheck, CodePurpose},
 };
 use crate::{
     audit_log::{self, MfaAction, MfaEvent, Origin, RiskLevel},
-    core::{AppError, AppResult, data_keys::DataKeys, types::Email},
+    core::{AppError, AppResult, data_keys::DataKeys, types::Email, webauthn::RelyingParty},
     notifications::{self, Message},
 };
 
@@ -37,12 +40,16 @@ pub struct Account<'a> {
 pub enum Response {
     /// A TOTP code, a backup code, or an emailed or texted code.
     Code { method: MfaMethod, code: SecretString },
+    /// A passkey's assertion (`navigator.credentials.get()`), for the options asked for
+    /// this challenge.
+    Passkey { credential: Box<PublicKeyCredential> },
 }
 
 impl Response {
     pub fn method(&self) -> MfaMethod {
         match self {
             Response::Code { method, .. } => *method,
+            Response::Passkey { .. } => MfaMethod::Passkey,
         }
     }
 }
@@ -80,9 +87,11 @@ pub async fn live(tx: &mut PgConnection, challenge_id: Uuid) -> AppResult<Challe
 /// Answers `challenge`, in the caller's transaction. A right answer uses the factor up (a
 /// backup code is audited, and when few are left the owner is warned); a wrong one costs
 /// the challenge an attempt and writes the `failed` audit row (high risk on the last).
+#[allow(clippy::too_many_arguments)]
 pub async fn answer(
     tx: &mut PgConnection,
     keys: &DataKeys,
+    rp: &RelyingParty,
     challenge: &Challenge,
     account: Account<'_>,
     response: Response,
@@ -97,6 +106,11 @@ pub async fn answer(
     };
     let right = match response {
         Response::Code { method, code } => check(tx, keys, challenge, account, method, &code, origin.ip).await?,
+        Response::Passkey { credential } => {
+            let verdict =
+                passkeys::check_challenge_assertion(tx, rp, account.id, challenge.id, &credential, origin).await?;
+            matches!(verdict, Assertion::Right { .. }).then_some(None)
+        }
     };
     if let Some(backup_codes_left) = right {
         if let Some(left) = backup_codes_left {
@@ -143,6 +157,8 @@ async fn check(
             let checked = service::check_code(tx, keys, user, method, purpose, Some(challenge.id), code, ip).await?;
             (checked == CodeCheck::Accepted).then_some(None)
         }
+        // A passkey answers with an assertion, never a code.
+        MfaMethod::Passkey => None,
     })
 }
 

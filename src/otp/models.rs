@@ -10,7 +10,7 @@ use crate::core::text_enum;
 
 text_enum!(
     /// A second factor, by the name the API uses.
-    MfaMethod { Totp => "totp", BackupCode => "backup_code", Email => "email", Sms => "sms" }
+    MfaMethod { Totp => "totp", BackupCode => "backup_code", Email => "email", Sms => "sms", Passkey => "passkey" }
 );
 
 impl MfaMethod {
@@ -19,6 +19,8 @@ impl MfaMethod {
     pub fn amr(self) -> &'static str {
         match self {
             MfaMethod::Sms => "sms",
+            // A key held in hardware (or a platform's keystore) that proved possession.
+            MfaMethod::Passkey => "hwk",
             MfaMethod::Totp | MfaMethod::BackupCode | MfaMethod::Email => "otp",
         }
     }
@@ -30,6 +32,7 @@ impl MfaMethod {
             MfaMethod::BackupCode => "backup codes",
             MfaMethod::Email => "codes by email",
             MfaMethod::Sms => "codes by SMS",
+            MfaMethod::Passkey => "a passkey",
         }
     }
 }
@@ -64,6 +67,17 @@ impl std::fmt::Debug for TotpSetup {
 fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     use secrecy::ExposeSecret;
     s.serialize_str(secret.expose_secret())
+}
+
+/// A passkey as its owner sees it (`GET /mfa/passkeys`); never its key or counter.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PasskeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The authenticator may sync it to other devices (a synced passkey).
+    pub backup_eligible: bool,
 }
 
 /// An otp_mfachallenge row.
@@ -107,6 +121,8 @@ pub struct Factors {
     pub email: bool,
     pub sms: bool,
     pub backup_codes_remaining: i64,
+    /// Registered passkeys (otp_webauthncredential).
+    pub passkeys: i64,
     /// The verified phone, for sending SMS codes.
     pub phone: Option<String>,
     /// The verified email the codes go to.
@@ -129,13 +145,25 @@ impl Factors {
         if self.sms {
             methods.push(MfaMethod::Sms);
         }
+        if self.passkeys > 0 {
+            methods.push(MfaMethod::Passkey);
+        }
         methods
     }
 
     /// The factors as a message to the user lists them.
     pub fn labels(&self) -> Vec<String> {
-        let mut labels: Vec<String> =
-            self.usable().into_iter().filter(|m| *m != MfaMethod::BackupCode).map(|m| m.label().to_owned()).collect();
+        let mut labels: Vec<String> = self
+            .usable()
+            .into_iter()
+            .filter(|m| !matches!(m, MfaMethod::BackupCode | MfaMethod::Passkey))
+            .map(|m| m.label().to_owned())
+            .collect();
+        match self.passkeys {
+            0 => {}
+            1 => labels.push("a passkey".to_owned()),
+            n => labels.push(format!("{n} passkeys")),
+        }
         if self.backup_codes_remaining > 0 {
             labels.push(format!("{} unused backup codes", self.backup_codes_remaining));
         }
@@ -144,6 +172,6 @@ impl Factors {
 
     /// Whether any first-class factor (not a backup code) is on.
     pub fn any(&self) -> bool {
-        self.totp || self.email || self.sms
+        self.totp || self.email || self.sms || self.passkeys > 0
     }
 }

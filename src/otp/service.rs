@@ -234,6 +234,7 @@ pub async fn remove_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod)
         MfaMethod::Totp => remove_totp(tx, user).await,
         MfaMethod::Email | MfaMethod::Sms => Ok(repo::codes::delete_method(tx, user, method.as_str()).await?),
         MfaMethod::BackupCode => remove_backup_codes(tx, user).await.map(|()| true),
+        MfaMethod::Passkey => Ok(!super::passkeys::remove_since(tx, user, None).await?.is_empty()),
     }
 }
 
@@ -242,12 +243,21 @@ pub async fn remove_method(tx: &mut PgConnection, user: Uuid, method: MfaMethod)
 pub struct Cleaned {
     pub mfa_challenges: u64,
     pub mfa_codes: u64,
+    pub passkey_ceremonies: u64,
 }
 
-/// Deletes challenges and codes expired over an hour ago, in the cleanup job's transaction.
+impl Cleaned {
+    pub fn rows(&self) -> u64 {
+        self.mfa_challenges + self.mfa_codes + self.passkey_ceremonies
+    }
+}
+
+/// Deletes challenges and codes expired over an hour ago and passkey ceremonies past their
+/// five minutes, in the cleanup job's transaction.
 pub async fn cleanup(tx: &mut PgConnection) -> AppResult<Cleaned> {
     let (mfa_challenges, mfa_codes) = repo::delete_expired(tx).await?;
-    Ok(Cleaned { mfa_challenges, mfa_codes })
+    let passkey_ceremonies = super::passkeys::delete_expired(tx).await?;
+    Ok(Cleaned { mfa_challenges, mfa_codes, passkey_ceremonies })
 }
 
 /// Cuts the client addresses of otp's rows dated in `[from, to)` to their network.

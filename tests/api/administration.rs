@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::helpers::{PASSWORD, PASSWORD_2, TestApp, Tokens, admin, assert_error, json};
 
 /// A staff member (not a superuser) who may administer without MFA, signed in.
-async fn staff(app: &TestApp, pool: &PgPool, name: &str) -> (Uuid, Tokens) {
+pub(crate) async fn staff(app: &TestApp, pool: &PgPool, name: &str) -> (Uuid, Tokens) {
     let email = format!("{name}@example.com");
     assert_eq!(app.register(&email, name, PASSWORD).await.status(), 201);
     let id: Uuid = sqlx::query_scalar("UPDATE auth_user SET is_staff = true WHERE username = $1 RETURNING id")

@@ -229,8 +229,9 @@ pub async fn mfa_send(
 
 #[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerifyRequest, responses(
     (status = 200, body = Authenticated, description = "aal 2: a new session (login) or the raised one (step-up)"),
-    (status = 401, body = ErrorBody, description = "MFA_CODE_INVALID (details.attempts_remaining), or CHALLENGE_EXPIRED"),
+    (status = 401, body = ErrorBody, description = "MFA_CODE_INVALID (details.attempts_remaining; a refused passkey assertion too), or CHALLENGE_EXPIRED (for a passkey also: no options asked for this challenge, or already answered)"),
     (status = 403, body = ErrorBody, description = "FORBIDDEN: trust asked for a device marked compromised"),
+    (status = 422, body = ErrorBody, description = "code missing, or for method passkey credential missing or not a PublicKeyCredential"),
     (status = 429, body = ErrorBody, description = "RATE_LIMITED while the account is locked"),
 ))]
 pub async fn mfa_verify(
@@ -238,10 +239,10 @@ pub async fn mfa_verify(
     client: ClientContext,
     AppJson(body): AppJson<MfaVerifyRequest>,
 ) -> AppResult<Json<Authenticated>> {
+    let (challenge, response, trust_device) = body.parse()?;
     // Its own task, as login: a client hanging up must not cut the verification midway.
-    let task = tokio::spawn(async move {
-        service::mfa_verify(&state, &client, body.challenge_id, body.method, body.code, body.trust_device).await
-    });
+    let task =
+        tokio::spawn(async move { service::mfa_verify(&state, &client, challenge, response, trust_device).await });
     Ok(Json(task.await.map_err(crate::core::AppError::internal)??))
 }
 

@@ -8,3 +8,4 @@ pub mod devices;
 pub mod exports;
 pub mod introspection;
 pub mod mfa;
+pub mod passkeys;

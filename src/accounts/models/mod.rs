@@ -209,6 +209,25 @@ impl fmt::Debug for BackupCodes {
     }
 }
 
+/// `POST /mfa/passkeys/register/finish` (201): the stored passkey, and the backup codes
+/// when it was the account's first factor (shown once).
+#[derive(Clone, Serialize, ToSchema)]
+pub struct PasskeyRegistered {
+    #[serde(flatten)]
+    pub passkey: crate::otp::PasskeyInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_codes: Option<Vec<String>>,
+}
+
+impl fmt::Debug for PasskeyRegistered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasskeyRegistered")
+            .field("passkey", &self.passkey)
+            .field("backup_codes", &self.backup_codes.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
 /// 202 for a staff user's MFA change that waits for another staff member's approval.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApprovalRequired {

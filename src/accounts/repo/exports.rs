@@ -152,6 +152,9 @@ pub async fn export_document(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Resul
                                FROM accounts_mfachangelog c WHERE c.user_id = $1),
                  'totp', (SELECT COALESCE(jsonb_agg(to_jsonb(t) - 'secret_encrypted'), '[]')
                             FROM otp_totpdevice t WHERE t.user_id = $1),
+                 'passkeys', (SELECT COALESCE(jsonb_agg(to_jsonb(w) - 'passkey' - 'public_key' - 'credential_id'
+                                                       ORDER BY w.created_at), '[]')
+                                FROM otp_webauthncredential w WHERE w.user_id = $1),
                  'email_method', (SELECT to_jsonb(e) FROM otp_emailmfamethod e WHERE e.user_id = $1),
                  'sms_method', (SELECT to_jsonb(s) FROM otp_smsmfamethod s WHERE s.user_id = $1),
                  'backup_codes', (SELECT COALESCE(jsonb_agg(to_jsonb(b) - 'code_hash' ORDER BY b.created_at), '[]')

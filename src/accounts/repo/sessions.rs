@@ -301,6 +301,13 @@ pub async fn hold_session(
     Ok(held.is_some())
 }
 
+/// When `user` last signed in with the password (a session whose methods include `pwd`).
+pub async fn last_password_sign_in(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!("SELECT max(created_at) FROM accounts_session WHERE user_id = $1 AND 'pwd' = ANY(amr)", user)
+        .fetch_one(db)
+        .await
+}
+
 /// Raises a live session to aal 2 after a step-up, with fresh token ids; returns whether
 /// the session was still active.
 pub async fn raise_session(

@@ -127,6 +127,18 @@ pub async fn step_up(state: &AppState, client: &ClientContext, auth: &AuthUser) 
     Ok(mfa_required(&challenge, factors.usable()))
 }
 
+/// `POST /auth/mfa/passkey/options`: what `navigator.credentials.get()` needs to answer a
+/// live challenge with one of the account's passkeys (asking again replaces the last).
+pub async fn passkey_options(state: &AppState, challenge_id: Uuid) -> AppResult<otp::passkeys::AssertionOptions> {
+    let mut tx = crate::core::db::begin(&state.db).await?;
+    let challenge = challenges::live(&mut tx, challenge_id).await?;
+    let rp = &state.relying_party;
+    let options =
+        otp::passkeys::challenge_options(&mut tx, rp, challenge.user_id, challenge.id, challenge.expires_at).await?;
+    crate::core::db::commit(tx).await?;
+    Ok(options)
+}
+
 /// `POST /auth/mfa/send`: an emailed or texted code for a live challenge, at most
 /// `SENDS_PER_HOUR` per method and user.
 pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, method: MfaMethod) -> AppResult<()> {
@@ -180,15 +192,15 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
 /// `POST /auth/mfa/verify`: answers a challenge. Right: the login's session opens (aal 2)
 /// or the step-up's session is raised, with new tokens, in this transaction. Wrong: 401
 /// `MFA_CODE_INVALID` with the attempts left, and a failure on the account's lockout.
-#[tracing::instrument(skip_all, fields(method = method.as_str()))]
+#[tracing::instrument(skip_all, fields(method = response.method().as_str()))]
 pub async fn verify(
     state: &AppState,
     client: &ClientContext,
     challenge_id: Uuid,
-    method: MfaMethod,
-    code: SecretString,
+    response: Response,
     trust_device: bool,
 ) -> AppResult<Authenticated> {
+    let method = response.method();
     let mut tx = crate::core::db::begin(&state.db).await?;
     let challenge = challenges::live(&mut tx, challenge_id).await?;
     let user = repo::users::user_by_id(&mut *tx, challenge.user_id).await?.ok_or(AppError::ChallengeExpired)?;
@@ -211,8 +223,8 @@ pub async fn verify(
 
     let email = Email::from_stored(&user.email);
     let account = challenges::Account { id: user.id, email: &email, username: &user.username };
-    let response = Response::Code { method, code };
-    let answer = challenges::answer(&mut tx, &state.data_keys, &challenge, account, response, &origin(client)).await?;
+    let (keys, rp) = (&state.data_keys, &state.relying_party);
+    let answer = challenges::answer(&mut tx, keys, rp, &challenge, account, response, &origin(client)).await?;
     let backup_left = match answer {
         Answer::Right { backup_codes_left } => backup_codes_left,
         Answer::Wrong { attempts_left } => return failed(tx, state, client, &user, method, attempts_left).await,

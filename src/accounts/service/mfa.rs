@@ -89,22 +89,7 @@ pub async fn remove_factor(
         return Err(AppError::MfaCodeInvalid { attempts_remaining: 0 });
     }
     if user.is_staff {
-        let id = repo::mfa::insert_change_request(
-            &mut *tx,
-            user.id,
-            "method_removed",
-            Some(method.as_str()),
-            Some("requested by the user"),
-            user.id,
-        )
-        .await?;
-        let event = MfaEvent {
-            mfa_method: Some(method.as_str().into()),
-            metadata: Some(serde_json::json!({ "change_request_id": id })),
-            risk_level: RiskLevel::Medium,
-            ..mfa_event(user.id, MfaAction::ChangeRequested, client)
-        };
-        audit_log::record_mfa(&mut *tx, &event).await?;
+        let id = request_removal(&mut tx, client, &user, method).await?;
         crate::core::db::commit(tx).await?;
         return Ok(Removal::ApprovalRequired(id));
     }
@@ -114,8 +99,34 @@ pub async fn remove_factor(
     Ok(Removal::Done)
 }
 
-/// Removes `method`; when no factor is left, MFA goes off, the backup codes die and the
-/// owner gets the `mfa_disabled` security message.
+/// A staff member's removal of their own factor, as a change request another staff member
+/// decides (audited); returns the request.
+pub(super) async fn request_removal(
+    tx: &mut sqlx::PgConnection,
+    client: &ClientContext,
+    user: &UserRow,
+    method: MfaMethod,
+) -> AppResult<Uuid> {
+    let id = repo::mfa::insert_change_request(
+        &mut *tx,
+        user.id,
+        "method_removed",
+        Some(method.as_str()),
+        Some("requested by the user"),
+        user.id,
+    )
+    .await?;
+    let event = MfaEvent {
+        mfa_method: Some(method.as_str().into()),
+        metadata: Some(serde_json::json!({ "change_request_id": id })),
+        risk_level: RiskLevel::Medium,
+        ..mfa_event(user.id, MfaAction::ChangeRequested, client)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    Ok(id)
+}
+
+/// Removes `method` (every passkey, for `Passkey`), then `settle_removal`.
 pub(super) async fn apply_removal(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
@@ -127,28 +138,57 @@ pub(super) async fn apply_removal(
     if !otp::service::remove_method(tx, user, method).await? {
         return Err(AppError::NotFound);
     }
-    repo::mfa::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
+    settle_removal(tx, state, user, method, client, approved_change, None).await
+}
+
+/// After a factor (or one passkey, `detail` naming it) is gone: the primary method moves
+/// on, and the owner hears of it (`mfa_method_removed`); when no factor is left, MFA goes
+/// off, the backup codes die and the message is `mfa_disabled`. Logged and audited.
+pub(super) async fn settle_removal(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    user: Uuid,
+    method: MfaMethod,
+    client: &ClientContext,
+    approved_change: Option<Uuid>,
+    detail: Option<serde_json::Value>,
+) -> AppResult<()> {
     let left = otp::service::factors(tx, user).await?;
+    let still_usable = left.usable().contains(&method);
+    if !still_usable {
+        repo::mfa::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
+    }
     let settings = repo::mfa::mfa_settings(&mut *tx, user).await?;
-    let old_value = Some(serde_json::json!({ "method": method.as_str() }));
+    let mut old_value = serde_json::json!({ "method": method.as_str() });
+    if let (Some(all), Some(serde_json::Value::Object(detail))) = (old_value.as_object_mut(), detail) {
+        all.extend(detail);
+    }
+    let old_value = Some(old_value);
+    let owner = repo::users::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
+    let to = Email::from_stored(&owner.email);
     let (action, audit) = if left.any() {
         if settings.primary_method == method.as_str()
+            && !still_usable
             && let Some(next) = left.usable().into_iter().find(|m| *m != MfaMethod::BackupCode)
         {
             repo::mfa::set_mfa_enabled(&mut *tx, user, true, Some(next.as_str())).await?;
         }
+        let message = Message::MfaMethodRemoved {
+            username: owner.username.clone(),
+            method: method.label().to_owned(),
+            factors: left.labels(),
+        };
+        notifications::enqueue_email(tx, &state.data_keys, user, &to, message).await?;
         ("method_removed", MfaAction::MethodRemoved)
     } else {
         otp::service::remove_backup_codes(tx, user).await?;
         repo::mfa::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
         repo::mfa::set_mfa_enabled(&mut *tx, user, false, None).await?;
-        let owner = repo::users::user_by_id(&mut *tx, user).await?.ok_or(AppError::NotFound)?;
         let message = Message::MfaDisabled {
             username: owner.username.clone(),
             method: method.as_str().to_owned(),
             approved: approved_change.is_some(),
         };
-        let to = Email::from_stored(&owner.email);
         notifications::enqueue_email(tx, &state.data_keys, user, &to, message).await?;
         ("disabled", MfaAction::Disabled)
     };

@@ -148,7 +148,8 @@ async fn may_decide(
 /// Every factor gone, MFA off, and what `Remedy::MfaReset` ends: every session, device
 /// trust, pending links and the keys with staff scopes.
 async fn reset_all_factors(tx: &mut PgConnection, client: &ClientContext, user: Uuid) -> AppResult<Ended> {
-    for method in [MfaMethod::Totp, MfaMethod::Email, MfaMethod::Sms, MfaMethod::BackupCode] {
+    // Passkeys are factors: a reset removes them too (API.md "Recovery").
+    for method in [MfaMethod::Totp, MfaMethod::Email, MfaMethod::Sms, MfaMethod::Passkey, MfaMethod::BackupCode] {
         otp::service::remove_method(tx, user, method).await?;
         repo::mfa::set_method_state(&mut *tx, user, method.as_str(), false, false).await?;
     }

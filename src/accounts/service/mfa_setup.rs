@@ -75,7 +75,7 @@ pub async fn totp_confirm(
 }
 
 /// Records a newly proven factor; the first one turns MFA on and issues backup codes.
-async fn factor_added(
+pub(super) async fn factor_added(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
     client: &ClientContext,

@@ -1,6 +1,6 @@
 //! The rules of accounts, one file per concern, found by its name: registration, login,
 //! lockout, challenges (the second step of a login, step-up), mfa (managing one's factors),
-//! mfa_setup (adding one), mfa_admin (approvals, the operator's enrolment), sessions, tokens (refresh, logout),
+//! mfa_setup (adding one), passkeys (theirs, and signing in with one), mfa_admin (approvals, the operator's enrolment), sessions, tokens (refresh, logout),
 //! passwords, profile, admin, devices, recovery (what a remediation ends). Each public function
 //! owns its transaction; audit rows and queued emails commit with the change, and the
 //! outbox is woken after commit. API keys and exports join as files of their own.
@@ -16,6 +16,7 @@ mod login;
 mod mfa;
 mod mfa_admin;
 mod mfa_setup;
+mod passkeys;
 mod passwords;
 mod profile;
 mod recovery;
@@ -28,7 +29,9 @@ pub use admin::{
     admin_logout_all, admin_unlock, create_superuser, list_users, lock_of, update_user, user_detail, usernames,
 };
 pub use api_keys::{EXPIRY_NOTICE, MAX_KEYS, api_keys, create_api_key, revoke_api_key, warn_expiring_keys};
-pub use challenges::{TRUST_DAYS, send as mfa_send, step_up, verify as mfa_verify};
+pub use challenges::{
+    TRUST_DAYS, passkey_options as mfa_passkey_options, send as mfa_send, step_up, verify as mfa_verify,
+};
 pub use devices::{
     delete_device, device, devices, devices_near, mark_compromised, rename_device, trust_device, untrust_device,
 };
@@ -42,6 +45,10 @@ pub use mfa_admin::{
     request_mfa_reset,
 };
 pub use mfa_setup::{email_setup, method_confirm, sms_setup, totp_confirm, totp_setup};
+pub use passkeys::{
+    delete_passkey, passkeys, register_finish as passkey_register_finish, register_start as passkey_register_start,
+    rename_passkey, sign_in as passkey_sign_in, sign_in_options as passkey_sign_in_options,
+};
 pub use passwords::{
     ChangeOptions, PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
 };

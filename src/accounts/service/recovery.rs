@@ -1,7 +1,8 @@
 //! What ends an attacker's hold (API.md "Recovery"). An action that says "someone else may
 //! have my account" ends, in its own transaction, every grant a past sign-in could have
 //! left behind: sessions with their refresh tokens, API keys, pending one-time links,
-//! device trust and pending exports, each as the table of API.md says for that action.
+//! device trust, pending exports and recent passkeys, each as the table of API.md says for
+//! that action.
 //! One function owns the table, so every remediation ends the same things the same way.
 
 use sqlx::PgConnection;
@@ -13,10 +14,10 @@ use crate::{
         self,
         api_keys::{KeyNote, KeySelection},
     },
-    audit_log::{self, DeviceAction, DeviceEvent, SessionAction},
+    audit_log::{self, DeviceAction, DeviceEvent, MfaAction, MfaEvent, RiskLevel, SessionAction},
     core::{AppResult, AppState, client::ClientContext},
     notifications::message::{Grants, KeyLine},
-    otp::{self, Factors},
+    otp::{self, Factors, MfaMethod},
 };
 
 /// The remediations, as the rows of API.md's table.
@@ -47,6 +48,7 @@ pub struct Ended {
     pub links: u64,
     pub untrusted: Vec<Uuid>,
     pub exports: Vec<(Uuid, Option<String>)>,
+    pub passkeys_removed: Vec<Uuid>,
 }
 
 impl Remedy {
@@ -74,6 +76,12 @@ impl Remedy {
             Remedy::PasswordChange { session, .. } => Some(session),
             _ => None,
         }
+    }
+
+    /// A reset removes the passkeys registered since the last sign-in that checked the
+    /// password: whoever reset it may have added one to keep a way in.
+    fn drops_recent_passkeys(self) -> bool {
+        matches!(self, Remedy::PasswordReset)
     }
 
     fn cancels_exports(self) -> bool {
@@ -106,7 +114,58 @@ pub async fn end_grants(
     let untrusted = end_trust(&mut *tx, client, user, remedy.kept_device_of(), reason).await?;
     let exports =
         if remedy.cancels_exports() { repo::exports::cancel_exports(&mut *tx, user).await? } else { Vec::new() };
-    Ok(Ended { challenges, sessions, keys_revoked, keys_kept, links, untrusted, exports })
+    let passkeys_removed =
+        if remedy.drops_recent_passkeys() { drop_recent_passkeys(tx, client, user, reason).await? } else { Vec::new() };
+    Ok(Ended { challenges, sessions, keys_revoked, keys_kept, links, untrusted, exports, passkeys_removed })
+}
+
+/// Removes the passkeys registered after the last sign-in that checked the password (all
+/// of them when there was none), audited; with no factor left MFA goes off and the backup
+/// codes die, as when the last factor is removed by hand. The action's own notice lists
+/// the factors that remain.
+async fn drop_recent_passkeys(
+    tx: &mut PgConnection,
+    client: &ClientContext,
+    user: Uuid,
+    reason: &str,
+) -> AppResult<Vec<Uuid>> {
+    let since = repo::sessions::last_password_sign_in(&mut *tx, user).await?;
+    let removed = otp::passkeys::remove_since(tx, user, since).await?;
+    if removed.is_empty() {
+        return Ok(removed);
+    }
+    let event = MfaEvent {
+        origin: origin(client),
+        mfa_method: Some(MfaMethod::Passkey.as_str().into()),
+        risk_level: RiskLevel::High,
+        old_value: Some(serde_json::json!({ "passkeys": removed, "registered_after": since })),
+        metadata: Some(serde_json::json!({ "reason": reason })),
+        ..MfaEvent::new(user, MfaAction::MethodRemoved)
+    };
+    audit_log::record_mfa(&mut *tx, &event).await?;
+    let left = otp::service::factors(tx, user).await?;
+    if left.passkeys == 0 {
+        repo::mfa::set_method_state(&mut *tx, user, MfaMethod::Passkey.as_str(), false, false).await?;
+    }
+    let settings = repo::mfa::mfa_settings(&mut *tx, user).await?;
+    if settings.is_enabled && !left.any() {
+        otp::service::remove_backup_codes(tx, user).await?;
+        repo::mfa::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
+        repo::mfa::set_mfa_enabled(&mut *tx, user, false, None).await?;
+        let off = MfaEvent {
+            origin: origin(client),
+            risk_level: RiskLevel::High,
+            metadata: Some(serde_json::json!({ "reason": reason, "last_factor": "passkey" })),
+            ..MfaEvent::new(user, MfaAction::Disabled)
+        };
+        audit_log::record_mfa(&mut *tx, &off).await?;
+    } else if settings.primary_method == MfaMethod::Passkey.as_str()
+        && left.passkeys == 0
+        && let Some(next) = left.usable().into_iter().find(|m| *m != MfaMethod::BackupCode)
+    {
+        repo::mfa::set_mfa_enabled(&mut *tx, user, settings.is_enabled, Some(next.as_str())).await?;
+    }
+    Ok(removed)
 }
 
 /// Ends the trust of the user's devices (but the device of session `keep`), each with its
@@ -154,6 +213,7 @@ impl Ended {
             "links_revoked": self.links,
             "device_trust_ended": self.untrusted.len(),
             "exports_cancelled": self.exports.len(),
+            "passkeys_removed": self.passkeys_removed,
         })
     }
 

@@ -89,6 +89,7 @@ text_enum!(
         ChangeRequested => "change_requested",
         ChangeApproved => "change_approved",
         ChangeRejected => "change_rejected",
+        CloneSuspected => "clone_suspected",
     }
 );
 

@@ -63,6 +63,13 @@ pub struct Config {
     pub run_jobs: bool,
     /// When set, `/metrics` answers only a request bearing it (`Authorization: Bearer`).
     pub metrics_token: Option<SecretString>,
+    /// The WebAuthn relying party's id, a domain (`WEBAUTHN_RP_ID`; None: the host of
+    /// PUBLIC_BASE_URL). An IP address cannot be one: passkeys are then off.
+    pub webauthn_rp_id: Option<String>,
+    pub webauthn_rp_name: String,
+    /// The origins passkey ceremonies may come from (`WEBAUTHN_ORIGINS`, comma-separated;
+    /// empty: PUBLIC_BASE_URL).
+    pub webauthn_origins: Vec<String>,
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -171,7 +178,7 @@ impl Config {
             database: DatabaseConfig::from_env()?,
             bind_addr: parse("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             public_base_url: var("PUBLIC_BASE_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+                .unwrap_or_else(|| "http://localhost:8080".to_owned())
                 .trim_end_matches('/')
                 .to_owned(),
             jwt_signing_key_file: var("JWT_SIGNING_KEY_FILE").map(PathBuf::from),
@@ -203,6 +210,7 @@ impl Config {
                 password_reset: parse("RATE_LIMIT_PASSWORD_RESET_PER_HOUR", limits.password_reset)?,
                 email_resend: parse("RATE_LIMIT_EMAIL_RESEND_PER_HOUR", limits.email_resend)?,
                 mfa_send: parse("RATE_LIMIT_MFA_SEND_PER_HOUR", limits.mfa_send)?,
+                passkey_options: parse("RATE_LIMIT_PASSKEY_OPTIONS_PER_HOUR", limits.passkey_options)?,
                 api_key_per_minute: parse("RATE_LIMIT_API_KEY_PER_MINUTE", limits.api_key_per_minute)?,
             },
             audit_retention_months,
@@ -213,6 +221,16 @@ impl Config {
             log_format,
             run_jobs: parse("RUN_JOBS", true)?,
             metrics_token: var("METRICS_TOKEN").map(Into::into),
+            webauthn_rp_id: var("WEBAUTHN_RP_ID"),
+            webauthn_rp_name: var("WEBAUTHN_RP_NAME").unwrap_or_else(|| "Gatehouse".to_owned()),
+            webauthn_origins: var("WEBAUTHN_ORIGINS")
+                .map(|raw| {
+                    raw.split(',')
+                        .map(|s| s.trim().trim_end_matches('/').to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
@@ -303,6 +321,9 @@ impl Config {
             log_format: LogFormat::Pretty,
             run_jobs: false,
             metrics_token: None,
+            webauthn_rp_id: None,
+            webauthn_rp_name: "Gatehouse".to_owned(),
+            webauthn_origins: Vec::new(),
         }
     }
 }

@@ -78,12 +78,21 @@ pub struct RateLimits {
     pub password_reset: u32,
     pub email_resend: u32,
     pub mfa_send: u32,
+    /// Passwordless sign-in options (each keeps a ceremony row for five minutes).
+    pub passkey_options: u32,
     /// Per API key, per minute (not per hour: keys serve machines).
     pub api_key_per_minute: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { register: 30, password_reset: 30, email_resend: 30, mfa_send: 60, api_key_per_minute: 600 }
+        RateLimits {
+            register: 30,
+            password_reset: 30,
+            email_resend: 30,
+            mfa_send: 60,
+            passkey_options: 300,
+            api_key_per_minute: 600,
+        }
     }
 }

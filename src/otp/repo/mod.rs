@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod challenges;
 pub mod codes;
+pub mod passkeys;
 pub mod totp;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +25,8 @@ pub async fn factors(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Factor
              (SELECT email FROM otp_emailmfamethod WHERE user_id = $1) AS email_address,
              (SELECT is_verified FROM otp_smsmfamethod WHERE user_id = $1) AS sms_verified,
              (SELECT phone_number FROM otp_smsmfamethod WHERE user_id = $1) AS phone,
-             (SELECT count(*) FROM otp_backupcode WHERE user_id = $1 AND used_at IS NULL) AS "backup!""#,
+             (SELECT count(*) FROM otp_backupcode WHERE user_id = $1 AND used_at IS NULL) AS "backup!",
+             (SELECT count(*) FROM otp_webauthncredential WHERE user_id = $1) AS "passkeys!""#,
         user
     )
     .fetch_one(db)
@@ -34,6 +36,7 @@ pub async fn factors(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<Factor
         email: r.email_verified == Some(true),
         sms: r.sms_verified == Some(true),
         backup_codes_remaining: r.backup,
+        passkeys: r.passkeys,
         phone: r.phone.filter(|_| r.sms_verified.is_some()),
         email_address: r.email_address,
     })
@@ -52,6 +55,8 @@ pub async fn factors_added_since(
                SELECT 'email' FROM otp_emailmfamethod WHERE user_id = $1 AND is_verified AND verified_at > $2
                UNION ALL
                SELECT 'sms' FROM otp_smsmfamethod WHERE user_id = $1 AND is_verified AND verified_at > $2
+               UNION ALL
+               SELECT DISTINCT 'passkey' FROM otp_webauthncredential WHERE user_id = $1 AND created_at > $2
            ) added"#,
         user,
         since
