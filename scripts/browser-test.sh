@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The /admin page in headless Chromium (Debian's chromium, driven by playwright-core):
+# The /admin page in headless Chromium (Debian's chromium, driven by playwright-core, with
+# axe-core for accessibility and a DevTools virtual authenticator for passkeys):
 # a scratch database with a staff user enrolled in TOTP and some audit events, the debug
 # binary serving it, then tests/browser/admin.mjs. Installs what is missing (Debian's
 # chromium, nodejs and npm; oathtool, the staff user's authenticator; zbar-tools and
-# librsvg2-bin to decode the TOTP QR code; the npm package playwright-core), quietly: apt's output goes to target/apt-install.log.
+# librsvg2-bin to decode the TOTP QR code; the npm packages playwright-core and axe-core), quietly: apt's output goes to target/apt-install.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${BROWSER_TEST_PORT:-18181}"
@@ -30,7 +31,9 @@ fi
 
 url=$(scripts/db.sh url gatehouse_browser)
 psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS gatehouse_browser WITH (FORCE)" -c "CREATE DATABASE gatehouse_browser" >/dev/null
-export DATABASE_URL="$url" APP_ENV=development RUN_JOBS=false RUST_LOG=info BIND_ADDR="127.0.0.1:$port"
+# Served by name: browsers refuse an IP address as a passkey's relying party.
+export DATABASE_URL="$url" APP_ENV=development RUN_JOBS=false RUST_LOG=info BIND_ADDR="127.0.0.1:$port" \
+  PUBLIC_BASE_URL="http://localhost:$port"
 SQLX_OFFLINE=true cargo build -q
 bin=target/debug/gatehouse
 "$bin" migrate >/dev/null
@@ -59,7 +62,7 @@ code=$(oathtool --totp -b "$secret" --now "$(date -u -d '+30 seconds' '+%Y-%m-%d
 "$bin" serve > target/browser-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-base="http://127.0.0.1:$port"
+base="http://localhost:$port"
 for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
 post() { curl -sf -XPOST "$base$1" -H 'content-type: application/json' -d "$2"; }
 

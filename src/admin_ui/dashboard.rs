@@ -54,6 +54,13 @@ struct UserRowView {
 }
 
 #[derive(Serialize)]
+struct PasskeyView {
+    name: String,
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+#[derive(Serialize)]
 struct ChangeRequestView {
     id: Uuid,
     user: String,
@@ -63,6 +70,8 @@ struct ChangeRequestView {
     requested_by: String,
     requested_at: String,
 }
+
+const MINUTE: &str = "%Y-%m-%d %H:%M UTC";
 
 /// Whether `user` holds `permission`; other failures (the database) are errors.
 pub(super) async fn holds(state: &AppState, user: &AuthUser, permission: &str) -> Result<bool, AppError> {
@@ -130,6 +139,21 @@ pub(super) async fn dashboard(state: &AppState, user: &AuthUser, search: Option<
     } else {
         None
     };
+    // The staff member's own passkeys, while passkeys are on.
+    let passkeys = if state.relying_party.get().is_ok() {
+        let list = service::passkeys(state, user).await?;
+        Some(
+            list.into_iter()
+                .map(|p| PasskeyView {
+                    name: p.name,
+                    created_at: p.created_at.format(MINUTE).to_string(),
+                    last_used_at: p.last_used_at.map(|t| t.format(MINUTE).to_string()),
+                })
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        None
+    };
     let mut ids: Vec<Uuid> = top_rows.iter().map(|r| r.user_id).chain(queue.iter().map(|e| e.user_id)).collect();
     ids.extend(requests.iter().flatten().filter_map(|c| c.requested_by_id));
     ids.push(user.user_id);
@@ -154,7 +178,7 @@ pub(super) async fn dashboard(state: &AppState, user: &AuthUser, search: Option<
             risk_level: e.risk_level.clone(),
             user: name(&e.user_id),
             reasons: e.anomaly_reasons.clone().unwrap_or_default().join(", "),
-            created_at: e.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            created_at: e.created_at.format(MINUTE).to_string(),
         })
         .collect();
     let requests: Option<Vec<ChangeRequestView>> = requests.map(|list| {
@@ -166,7 +190,7 @@ pub(super) async fn dashboard(state: &AppState, user: &AuthUser, search: Option<
                 method: c.mfa_method.unwrap_or_else(|| "every factor".into()),
                 reason: c.change_reason.unwrap_or_default(),
                 requested_by: c.requested_by_id.map(|id| name(&id)).unwrap_or_default(),
-                requested_at: c.requested_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                requested_at: c.requested_at.format(MINUTE).to_string(),
             })
             .collect()
     });
@@ -177,6 +201,7 @@ pub(super) async fn dashboard(state: &AppState, user: &AuthUser, search: Option<
             search => search.unwrap_or_default(),
             can_change_users => can_change_users,
             requests => requests,
+            passkeys => passkeys,
             csrf => session_csrf(state, user.session_id),
             username => name(&user.user_id),
             chart => chart(&days),

@@ -1,5 +1,6 @@
-//! `/admin`: a server-rendered page for staff, with no JavaScript and no CDN. Its own sign-in
-//! form (email, password, second-factor code) sets an HttpOnly, SameSite=Strict cookie
+//! `/admin`: a server-rendered page for staff, with no CDN, that works without JavaScript;
+//! one small script of its own (`/admin/passkey.js`) adds passkey sign-in and registration.
+//! Its own sign-in form (email, password, second-factor code, or a passkey) sets an HttpOnly, SameSite=Strict cookie
 //! holding an access token of a normal session (so revocation works as everywhere); every
 //! form carries a CSRF token (double-submit cookie before sign-in, an HMAC of the session
 //! after). It shows the last 30 days as an inline SVG chart and a table, the top users by
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        models::{LoginIdentifier, LoginResponse},
+        models::{Authenticated, LoginIdentifier, LoginResponse},
         service,
     },
     audit_log::{
@@ -41,11 +42,13 @@ use crate::{
 mod actions;
 mod chart;
 mod dashboard;
+mod passkeys;
 mod routes;
 
 pub use actions::{mfa_decision, user_action};
 use chart::chart;
 use dashboard::dashboard;
+pub use passkeys::{passkey_finish, passkey_sign_in, passkey_start, script};
 pub use routes::router;
 
 const SESSION_COOKIE: &str = "gh_admin";
@@ -111,7 +114,8 @@ fn form<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Option<T> {
 
 fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
     let csrf = crypto::random_token();
-    match render("admin/login.html", context! { csrf, error }) {
+    let passkeys = state.relying_party.get().is_ok();
+    match render("admin/login.html", context! { csrf, error, passkeys }) {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
             if let Some(c) = set_cookie(state, LOGIN_CSRF_COOKIE, &csrf, 3600) {
@@ -157,13 +161,18 @@ struct LoginForm {
     code: SecretString,
 }
 
+/// The sign-in forms' double-submit token: the form's copy must match the cookie's.
+fn login_csrf(headers: &HeaderMap, csrf: &str) -> bool {
+    let expected = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    !expected.is_empty() && crypto::constant_time_eq(expected.as_bytes(), csrf.as_bytes())
+}
+
 /// POST /admin/login.
 pub async fn login(State(state): State<AppState>, client: ClientContext, headers: HeaderMap, body: Bytes) -> Response {
     let Some(f) = form::<LoginForm>(&body) else {
         return login_page(&state, StatusCode::BAD_REQUEST, Some("The form could not be read."));
     };
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !crypto::constant_time_eq(expected.as_bytes(), f.csrf.as_bytes()) {
+    if !login_csrf(&headers, &f.csrf) {
         return login_page(&state, StatusCode::FORBIDDEN, Some("The form expired; please try again."));
     }
     let identifier = LoginIdentifier::from_submitted(&f.email);
@@ -208,20 +217,26 @@ pub async fn login(State(state): State<AppState>, client: ClientContext, headers
             }
         }
     };
-    let user = match auth::authenticate(&state, &authenticated.access_token).await {
+    admit(&state, &client, authenticated).await
+}
+
+/// A signed-in session becomes the console's cookie when it may administer; otherwise it
+/// is ended at once and the sign-in page says why.
+async fn admit(state: &AppState, client: &ClientContext, authenticated: Authenticated) -> Response {
+    let user = match auth::authenticate(state, &authenticated.access_token).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = auth::require_permission(&state, &user, "audit_log.view_auditlog").await {
-        let _ = service::logout(&state, &client, &user).await;
+    if let Err(e) = auth::require_permission(state, &user, "audit_log.view_auditlog").await {
+        let _ = service::logout(state, client, &user).await;
         let message = if matches!(e, AppError::MfaRequired) { MFA_MESSAGE } else { "You may not administer." };
-        return login_page(&state, StatusCode::FORBIDDEN, Some(message));
+        return login_page(state, StatusCode::FORBIDDEN, Some(message));
     }
     let mut response = Redirect::to("/admin").into_response();
     let ttl = authenticated.expires_in;
     for c in [
-        set_cookie(&state, SESSION_COOKIE, &authenticated.access_token, ttl),
-        set_cookie(&state, LOGIN_CSRF_COOKIE, "", 0),
+        set_cookie(state, SESSION_COOKIE, &authenticated.access_token, ttl),
+        set_cookie(state, LOGIN_CSRF_COOKIE, "", 0),
     ]
     .into_iter()
     .flatten()

@@ -14,6 +14,9 @@ use axum::{
 /// are inline.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; \
                          frame-ancestors 'none'; base-uri 'none'";
+/// The staff console: as the pages, plus its one script file (passkeys), which calls the API.
+const ADMIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; \
+                          script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Swagger UI's own files, served by the service; it styles elements inline and draws icons as data URIs.
 const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
                         script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -34,7 +37,9 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     set(header::REFERRER_POLICY, "no-referrer");
     let csp = if path == "/docs" || path.starts_with("/docs/") {
         Some(DOCS_CSP)
-    } else if html || path == "/admin" || path.starts_with("/admin/") {
+    } else if path == "/admin" || path.starts_with("/admin/") {
+        Some(ADMIN_CSP)
+    } else if html {
         Some(PAGE_CSP)
     } else {
         None

@@ -521,3 +521,73 @@ async fn malformed_passkey_answers_are_422_not_500(pool: PgPool) {
     let r = app.post_json("/api/v1/auth/mfa/passkey/options", &unknown).await;
     assert_error(r, 401, "CHALLENGE_EXPIRED").await;
 }
+
+#[sqlx::test]
+async fn a_passkey_opens_the_console_through_its_form(pool: PgPool) {
+    use crate::admin_page::{csrf, set_cookie};
+    use reqwest::header;
+
+    let app = TestApp::spawn(pool.clone()).await;
+    crate::helpers::create_superuser(&app.state, "root@example.com", "root", PASSWORD.into()).await.unwrap();
+    let root = app.login_ok("root@example.com", PASSWORD).await;
+    let mut key = SoftKey::new(ORIGIN);
+    register(&app, &root, &mut key).await;
+
+    // The sign-in page offers the passkey under a CSP that lets its own script run.
+    let page = app.get("/admin").await;
+    let csp = page.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+    let (cookie, _) = set_cookie(&page, "gh_admin_csrf").expect("csrf cookie");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"action="/admin/login/passkey""#));
+    let token = csrf(&html);
+    let script = app.get("/admin/passkey.js").await;
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    assert!(script.text().await.unwrap().contains("navigator.credentials.get"));
+
+    let post = |csrf: String, ceremony: String, credential: String| {
+        app.client
+            .post(app.url("/admin/login/passkey"))
+            .header(header::COOKIE, format!("gh_admin_csrf={cookie}"))
+            .form(&[("csrf", csrf), ("ceremony_id", ceremony), ("credential", credential)])
+            .send()
+    };
+    let (ceremony, options) = sign_in_options(&app).await;
+    let credential = key.get(&options).to_string();
+    // A forged form, or an answer that is not a credential: refused, and the ceremony is
+    // not spent by them.
+    let forged = post("x".into(), ceremony.clone(), credential.clone()).await.unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(set_cookie(&forged, "gh_admin").is_none());
+    let garbage = post(token.clone(), ceremony.clone(), "{not json".into()).await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert!(garbage.text().await.unwrap().contains("could not be read"));
+
+    let signed = post(token.clone(), ceremony.clone(), credential.clone()).await.unwrap();
+    assert_eq!(signed.status(), 303);
+    let (session, _) = set_cookie(&signed, "gh_admin").expect("the console's session cookie");
+    let dashboard =
+        app.client.get(app.url("/admin")).header(header::COOKIE, format!("gh_admin={session}")).send().await.unwrap();
+    let html = dashboard.text().await.unwrap();
+    assert!(html.contains(r#"id="chart""#) && html.contains(r#"id="passkeys""#) && html.contains("Laptop"));
+    // The same answer again: the ceremony is spent.
+    let again = post(token, ceremony, credential).await.unwrap();
+    assert_eq!(again.status(), 401);
+    assert!(set_cookie(&again, "gh_admin").is_none());
+
+    // Adding a passkey from the console needs its session and its form token.
+    let start = |cookie: String, csrf: &str| {
+        app.client
+            .post(app.url("/admin/passkeys/start"))
+            .header(header::COOKIE, cookie)
+            .form(&[("csrf", csrf), ("password", PASSWORD)])
+            .send()
+    };
+    assert_eq!(start(String::new(), "x").await.unwrap().status(), 303, "no session: back to sign-in");
+    let cookie = format!("gh_admin={session}");
+    assert_eq!(start(cookie.clone(), "x").await.unwrap().status(), 403);
+    let options = start(cookie, &crate::admin_page::csrf(&html)).await.unwrap();
+    assert_eq!(options.status(), 200);
+    assert_eq!(json(options).await["options"]["excludeCredentials"].as_array().map(Vec::len), Some(1));
+}

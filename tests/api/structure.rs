@@ -56,11 +56,16 @@ async fn the_document_lists_the_operations_of_record(pool: PgPool) {
         return;
     }
     assert_eq!(lines.join("\n") + "\n", expected, "the API's operations changed: update openapi_operations.txt");
-    // An operation with a key scope says so in its security too.
+    // An operation with a key scope says so in its security too; each operationId is
+    // unique (OpenAPI requires it; client generators name methods by it).
+    let mut ids = std::collections::HashSet::new();
     for item in paths.values() {
         for op in item.as_object().into_iter().flat_map(|o| o.values()) {
             if op.get("x-api-key-scope").is_some() {
                 assert!(op["security"].to_string().contains("api_key"), "{op}");
+            }
+            if let Some(id) = op["operationId"].as_str() {
+                assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
             }
         }
     }

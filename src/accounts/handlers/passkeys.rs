@@ -33,7 +33,7 @@ use crate::{
     (status = 422, body = ErrorBody, description = "password missing"),
     (status = 503, body = ErrorBody, description = "UNAVAILABLE: passkeys are off (the service is reached by IP address)"),
 ))]
-pub async fn register_start(
+pub async fn passkey_register_start(
     State(state): State<AppState>,
     client: ClientContext,
     auth: AuthUser,
@@ -50,7 +50,7 @@ pub async fn register_start(
     (status = 422, body = ErrorBody, description = "name, or a credential the relying party refuses (origin, RP id, challenge, no user verification)"),
     (status = 503, body = ErrorBody, description = "UNAVAILABLE: passkeys are off"),
 ))]
-pub async fn register_finish(
+pub async fn passkey_register_finish(
     State(state): State<AppState>,
     client: ClientContext,
     auth: AuthUser,
@@ -66,7 +66,7 @@ pub async fn register_finish(
     (status = 200, body = Vec<PasskeyInfo>, description = "the caller's passkeys, oldest first"),
     (status = 401, body = ErrorBody),
 ))]
-pub async fn list(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<PasskeyInfo>>> {
+pub async fn list_passkeys(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Vec<PasskeyInfo>>> {
     Ok(Json(service::passkeys(&state, &auth).await?))
 }
 
@@ -76,7 +76,7 @@ pub async fn list(State(state): State<AppState>, auth: AuthUser) -> AppResult<Js
     (status = 404, body = ErrorBody, description = "not one of the caller's passkeys"),
     (status = 422, body = ErrorBody, description = "name: 1 to 64 printable characters"),
 ))]
-pub async fn rename(
+pub async fn rename_passkey(
     State(state): State<AppState>,
     client: ClientContext,
     auth: AuthUser,
@@ -94,7 +94,7 @@ pub async fn rename(
     (status = 403, body = ErrorBody, description = "MFA_REQUIRED: no factor within STEP_UP_MAX_AGE_SECONDS (POST /auth/mfa/step-up)"),
     (status = 404, body = ErrorBody, description = "not one of the caller's passkeys"),
 ))]
-pub async fn delete(
+pub async fn delete_passkey(
     State(state): State<AppState>,
     client: ClientContext,
     auth: AuthUser,
@@ -116,7 +116,7 @@ pub async fn delete(
     (status = 422, body = ErrorBody, description = "the account has no passkey"),
     (status = 503, body = ErrorBody, description = "UNAVAILABLE: passkeys are off"),
 ))]
-pub async fn challenge_options(
+pub async fn mfa_passkey_options(
     State(state): State<AppState>,
     AppJson(body): AppJson<PasskeyOptionsRequest>,
 ) -> AppResult<Json<AssertionOptions>> {
@@ -128,7 +128,10 @@ pub async fn challenge_options(
     (status = 429, body = ErrorBody, description = "RATE_LIMITED: RATE_LIMIT_PASSKEY_OPTIONS_PER_HOUR (300) from this address"),
     (status = 503, body = ErrorBody, description = "UNAVAILABLE: passkeys are off"),
 ))]
-pub async fn sign_in_options(State(state): State<AppState>, client: ClientContext) -> AppResult<Json<CeremonyOptions>> {
+pub async fn passkey_sign_in_options(
+    State(state): State<AppState>,
+    client: ClientContext,
+) -> AppResult<Json<CeremonyOptions>> {
     Ok(Json(service::passkey_sign_in_options(&state, &client).await?))
 }
 
@@ -140,7 +143,7 @@ pub async fn sign_in_options(State(state): State<AppState>, client: ClientContex
     (status = 429, body = ErrorBody, description = "RATE_LIMITED: the account or the address is locked"),
     (status = 503, body = ErrorBody, description = "UNAVAILABLE: passkeys are off"),
 ))]
-pub async fn sign_in(
+pub async fn passkey_login(
     State(state): State<AppState>,
     client: ClientContext,
     AppJson(body): AppJson<PasskeyLoginRequest>,
