@@ -31,6 +31,7 @@ run:
 	exec $$bin serve
 
 test: lint
+	scripts/test-deps.sh
 	@set -e; export DATABASE_URL=$$(scripts/db.sh url gatehouse_test); \
 	cargo test --tests
 	scripts/browser-test.sh

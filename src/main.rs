@@ -342,6 +342,10 @@ async fn serve(config: Config) -> Result<(), String> {
     let run_jobs = config.run_jobs;
     let mut state = AppState::new(pool, config, keys);
     state.replica = gatehouse::core::replica::Replica::from_config(&state.config).map_err(|e| e.to_string())?;
+    // A provider that cannot be discovered is left out (and retried on use), never fatal.
+    for (provider, error) in state.oidc.discover_all().await {
+        tracing::warn!(%provider, %error, "social login: provider not discovered; left out of the list for now");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mailer = gatehouse::notifications::mailer::Mailer::new(
         state.config.smtp_url.as_ref().map(|url| url.expose()),

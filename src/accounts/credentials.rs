@@ -90,6 +90,11 @@ pub async fn hash(state: &AppState, password: SecretString) -> Result<String, Ap
 /// password): no PHC string starts with `!`, so nothing matches it.
 pub const UNUSABLE_PASSWORD: &str = "!unusable";
 
+/// Whether a stored hash can ever match a password (not an unusable one).
+pub fn is_usable(phc: &str) -> bool {
+    !phc.starts_with('!')
+}
+
 /// Whether `password` matches `phc`. A malformed stored hash never matches; an unusable
 /// password costs a real verify (against the dummy hash), so the time taken does not tell
 /// such an account apart.

@@ -33,16 +33,20 @@ pub enum Purpose {
     /// Keyed hashes that let audit rows correlate personal data (an email address) without
     /// holding it (HMAC).
     AuditHash,
+    /// What a social-login provider hands us: its access tokens at rest, and our PKCE
+    /// verifier while a flow waits for its callback (AES-256-GCM).
+    ProviderToken,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 6] = [
+    const ALL: [Purpose; 7] = [
         Purpose::TotpSecret,
         Purpose::CodeHash,
         Purpose::OutboxBody,
         Purpose::RefreshChild,
         Purpose::Csrf,
         Purpose::AuditHash,
+        Purpose::ProviderToken,
     ];
 
     fn info(self) -> &'static [u8] {
@@ -53,6 +57,7 @@ impl Purpose {
             Purpose::RefreshChild => b"gatehouse/v1/refresh-child",
             Purpose::Csrf => b"gatehouse/v1/csrf",
             Purpose::AuditHash => b"gatehouse/v1/audit-hash",
+            Purpose::ProviderToken => b"gatehouse/v1/provider-token",
         }
     }
 

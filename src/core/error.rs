@@ -124,10 +124,12 @@ pub enum Conflict {
     DeviceCompromised,
     DeviceNotVerified,
     PasskeyExists,
+    /// Unlinking the account's only way in (no usable password, passkey or other identity).
+    LastSignInMethod,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 10] = [
+    pub const ALL: [Conflict; 11] = [
         Conflict::EmailTaken,
         Conflict::NewEmailTaken,
         Conflict::UsernameTaken,
@@ -138,6 +140,7 @@ impl Conflict {
         Conflict::DeviceCompromised,
         Conflict::DeviceNotVerified,
         Conflict::PasskeyExists,
+        Conflict::LastSignInMethod,
     ];
 
     pub fn code(self) -> &'static str {
@@ -151,6 +154,7 @@ impl Conflict {
             Conflict::DeviceCompromised => "DEVICE_COMPROMISED",
             Conflict::DeviceNotVerified => "DEVICE_NOT_VERIFIED",
             Conflict::PasskeyExists => "PASSKEY_EXISTS",
+            Conflict::LastSignInMethod => "LAST_SIGN_IN_METHOD",
         }
     }
 
@@ -166,6 +170,7 @@ impl Conflict {
             Conflict::QuietHoursExist => "start_time",
             Conflict::DeviceCompromised | Conflict::DeviceNotVerified => "device",
             Conflict::PasskeyExists => "credential",
+            Conflict::LastSignInMethod => "connection",
         }
     }
 
@@ -179,6 +184,9 @@ impl Conflict {
             Conflict::QuietHoursExist => "A window already starts at this time on this day.",
             Conflict::DeviceCompromised => "A device marked compromised cannot be trusted.",
             Conflict::PasskeyExists => "This passkey is already registered.",
+            Conflict::LastSignInMethod => {
+                "This is the account's only way to sign in: set a password (reset it) or add a passkey first."
+            }
             Conflict::DeviceNotVerified => {
                 "A device known only by its User-Agent is never trusted: it must send X-Device-Fingerprint."
             }

@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod headers;
 pub mod jwt;
 pub mod metrics;
+pub mod oidc;
 pub mod ratelimit;
 pub mod redact;
 pub mod replica;

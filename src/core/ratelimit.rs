@@ -26,6 +26,7 @@ pub enum Action {
     EmailResend,
     MfaSend,
     PasskeyOptions,
+    OidcStart,
 }
 
 /// Past this many tracked addresses, idle ones (a full bucket again) are forgotten.
@@ -39,6 +40,7 @@ pub struct AddressLimits {
     email_resend: Option<Limiter>,
     mfa_send: Option<Limiter>,
     passkey_options: Option<Limiter>,
+    oidc_start: Option<Limiter>,
     clock: DefaultClock,
 }
 
@@ -65,6 +67,7 @@ impl AddressLimits {
             email_resend: per_hour(limits.email_resend),
             mfa_send: per_hour(limits.mfa_send),
             passkey_options: per_hour(limits.passkey_options),
+            oidc_start: per_hour(limits.oidc_start),
             clock: DefaultClock::default(),
         }
     }
@@ -78,6 +81,7 @@ impl AddressLimits {
             Action::EmailResend => &self.email_resend,
             Action::MfaSend => &self.mfa_send,
             Action::PasskeyOptions => &self.passkey_options,
+            Action::OidcStart => &self.oidc_start,
         };
         let (Some(limiter), Some(ip)) = (limiter, ip) else {
             return Ok(());

@@ -12,6 +12,7 @@ use super::{
     data_keys::DataKeys,
     jwt::JwtKeys,
     metrics::Metrics,
+    oidc::OidcProviders,
     ratelimit::{AddressLimits, KeyLimits},
     webauthn::RelyingParty,
 };
@@ -42,6 +43,8 @@ pub struct AppState {
     pub key_limits: Arc<KeyLimits>,
     /// The WebAuthn relying party (passkeys; off when reached by IP address).
     pub relying_party: RelyingParty,
+    /// The OpenID providers of social login.
+    pub oidc: Arc<OidcProviders>,
     /// Slots for work done after the answer (`spawn_bounded`).
     background: Arc<Semaphore>,
 }
@@ -58,6 +61,7 @@ impl AppState {
         // `serve` refuses contradictory settings before it gets here (main.rs).
         let relying_party = RelyingParty::from_config(&config)
             .unwrap_or_else(|_| RelyingParty::off("passkeys are off: the WebAuthn settings contradict each other"));
+        let oidc = Arc::new(OidcProviders::from_config(&config));
         AppState {
             db,
             admin_db: None,
@@ -72,6 +76,7 @@ impl AppState {
             key_limits: Arc::new(KeyLimits::new(config_key_limit)),
             limits: Arc::new(limits),
             relying_party,
+            oidc,
             background: Arc::new(Semaphore::new(BACKGROUND_TASKS)),
         }
     }

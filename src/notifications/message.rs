@@ -129,6 +129,16 @@ pub enum Message {
         method: String,
         factors: Vec<String>,
     },
+    /// A provider's identity now signs in to the account (social login).
+    IdentityLinked {
+        username: String,
+        provider: String,
+        email: Option<String>,
+    },
+    IdentityUnlinked {
+        username: String,
+        provider: String,
+    },
     SignedOutEverywhere {
         username: String,
         by_admin: bool,
@@ -178,6 +188,8 @@ impl Message {
             Message::DeviceTrusted { .. } => T::DeviceTrusted,
             Message::MfaMethodAdded { .. } => T::MfaMethodAdded,
             Message::MfaMethodRemoved { .. } => T::MfaMethodRemoved,
+            Message::IdentityLinked { .. } => T::IdentityLinked,
+            Message::IdentityUnlinked { .. } => T::IdentityUnlinked,
             Message::SignedOutEverywhere { .. } => T::SignedOutEverywhere,
             Message::EmailChanged { .. } => T::EmailChanged,
             Message::EmailChangeUndone { .. } => T::EmailChangeUndone,
@@ -234,6 +246,8 @@ impl Message {
             },
             Message::MfaMethodAdded { username, method, first } => context! { username, method, first, time },
             Message::MfaMethodRemoved { username, method, factors } => context! { username, method, factors, time },
+            Message::IdentityLinked { username, provider, email } => context! { username, provider, email, time },
+            Message::IdentityUnlinked { username, provider } => context! { username, provider, time },
             Message::SignedOutEverywhere { username, by_admin, grants } => {
                 context! { username, by_admin, ..Value::from_serialize(grants) }
             }
@@ -273,6 +287,8 @@ mod tests {
             Message::DeviceTrusted { username: u(), device: DeviceLine::default(), until: "2027".into() },
             Message::MfaMethodAdded { username: u(), method: "totp".into(), first: true },
             Message::MfaMethodRemoved { username: u(), method: "a passkey".into(), factors: vec!["x".into()] },
+            Message::IdentityLinked { username: u(), provider: "Google".into(), email: Some("a@b.io".into()) },
+            Message::IdentityUnlinked { username: u(), provider: "Google".into() },
             Message::SignedOutEverywhere { username: u(), by_admin: true, grants: grants.clone() },
             Message::EmailChanged { username: u(), new_email: "a@b.io".into(), link: l() },
             Message::EmailChangeUndone { username: u(), link: l(), factors_added: vec!["x".into()], grants },

@@ -34,6 +34,8 @@ text_enum!(
         DeviceTrusted => "device_trusted",
         MfaMethodAdded => "mfa_method_added",
         MfaMethodRemoved => "mfa_method_removed",
+        IdentityLinked => "identity_linked",
+        IdentityUnlinked => "identity_unlinked",
         SignedOutEverywhere => "signed_out_everywhere",
         EmailChanged => "email_changed",
         EmailChangeUndone => "email_change_undone",
@@ -102,6 +104,8 @@ impl NotificationType {
             | NotificationType::DeviceTrusted
             | NotificationType::MfaMethodAdded
             | NotificationType::MfaMethodRemoved
+            | NotificationType::IdentityLinked
+            | NotificationType::IdentityUnlinked
             | NotificationType::SignedOutEverywhere
             | NotificationType::EmailChanged
             | NotificationType::EmailChangeUndone
@@ -136,6 +140,8 @@ impl NotificationType {
             NotificationType::DeviceTrusted => "A device may now sign in without two-step verification",
             NotificationType::MfaMethodAdded => "A sign-in factor was added to your account",
             NotificationType::MfaMethodRemoved => "A sign-in factor was removed from your account",
+            NotificationType::IdentityLinked => "A sign-in provider was linked to your account",
+            NotificationType::IdentityUnlinked => "A sign-in provider was unlinked from your account",
             NotificationType::SignedOutEverywhere => "Your account was signed out everywhere",
             NotificationType::EmailChanged => "The email address of your account was changed",
             NotificationType::EmailChangeUndone => "Your email address is restored: choose a new password",

@@ -21,6 +21,7 @@ mod hot_path;
 mod link_pages;
 mod mfa;
 mod notifications;
+mod oidc;
 mod outbox;
 mod passkeys;
 mod recovery;

@@ -7,3 +7,4 @@ pub mod api_keys;
 pub mod auth;
 pub mod devices;
 pub mod mfa;
+pub mod social;

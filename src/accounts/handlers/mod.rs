@@ -9,3 +9,4 @@ pub mod exports;
 pub mod introspection;
 pub mod mfa;
 pub mod passkeys;
+pub mod social;

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub mod admin;
+pub mod social;
 
 pub use crate::core::types::Email;
 use crate::{

@@ -132,6 +132,8 @@ pub async fn export_document(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Resul
              'groups', (SELECT COALESCE(jsonb_agg(g.name ORDER BY g.name), '[]') FROM auth_group g
                           JOIN auth_user_groups ug ON ug.group_id = g.id WHERE ug.user_id = $1),
              'profile', (SELECT to_jsonb(p) FROM accounts_profile p WHERE p.user_id = $1),
+             'connections', (SELECT COALESCE(jsonb_agg(to_jsonb(sc) - 'access_token' ORDER BY sc.created_at), '[]')
+                               FROM accounts_socialconnection sc WHERE sc.user_id = $1),
              'password_changes', (SELECT COALESCE(jsonb_agg(to_jsonb(h) - 'password_hash' ORDER BY h.changed_at), '[]')
                                     FROM accounts_passwordhistory h WHERE h.user_id = $1),
              'sessions', (SELECT COALESCE(jsonb_agg(to_jsonb(s) - 'access_jti' - 'refresh_jti' ORDER BY s.created_at), '[]')

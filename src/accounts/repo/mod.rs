@@ -32,4 +32,5 @@ pub mod one_time_tokens;
 pub mod permissions;
 pub mod refresh;
 pub mod sessions;
+pub mod social;
 pub mod users;

@@ -48,22 +48,30 @@ pub(super) fn mfa_event(user: Uuid, action: MfaAction, client: &ClientContext) -
     MfaEvent { origin: origin(client), ..MfaEvent::new(user, action) }
 }
 
-/// The password was right and the account has MFA on: a device trusted to skip MFA gets
+/// A login's first step, passed: its attempt row, the device, the risk found, and how.
+pub(super) struct FirstStep {
+    pub attempt: Uuid,
+    pub device: DeviceSeen,
+    pub risk: Assessment,
+    pub factor: FirstFactor,
+}
+
+/// The first step passed and the account has MFA on: a device trusted to skip MFA gets
 /// an aal 1 session (recorded as skipped) unless the login's risk is high; any other gets
-/// a challenge, and the password attempt stays `mfa_pending`, neither a success nor a
-/// failure for the lockout. The challenge carries the risk to the session it opens.
+/// a challenge, and the attempt stays `mfa_pending`, neither a success nor a failure for
+/// the lockout. The challenge carries the risk and the first factor to the session it opens.
 pub(super) async fn second_step(
     state: &AppState,
     client: &ClientContext,
     user: UserRow,
-    attempt: Uuid,
-    device: DeviceSeen,
-    risk: Assessment,
+    step: FirstStep,
     history: &History,
 ) -> AppResult<LoginResponse> {
+    let FirstStep { attempt, device, risk, factor: first } = step;
     if history.device_may_skip_mfa && !risk.is_high() {
         let session = NewSession {
-            audit_note: Some(serde_json::json!({ "mfa": "skipped", "reason": "trusted_device" })),
+            amr: vec![first.amr().to_owned()],
+            audit_note: Some(serde_json::json!({ "mfa": "skipped", "reason": "trusted_device", "first": first.amr() })),
             ..NewSession::password(user, client, attempt, device, risk)
         };
         let authenticated = devices::open_and_alert(state, session, true).await?;
@@ -72,7 +80,7 @@ pub(super) async fn second_step(
     }
     let mut tx = crate::core::db::begin(&state.db).await?;
     let metadata = serde_json::json!({
-        "attempt_id": attempt, "risk_score": risk.score, "risk_reasons": risk.reasons
+        "attempt_id": attempt, "risk_score": risk.score, "risk_reasons": risk.reasons, "first_factor": first.amr()
     });
     let challenge = challenges::open(&mut tx, user.id, ChallengeType::Login, None, metadata).await?;
     repo::attempts::finish_attempt(&mut *tx, attempt, Some(user.id), "mfa_pending", None).await?;
@@ -85,6 +93,44 @@ pub(super) async fn second_step(
     crate::core::db::commit(tx).await?;
     Metrics::count(&state.metrics.logins, "mfa_required");
     Ok(LoginResponse::MfaRequired(mfa_required(&challenge, factors.usable())))
+}
+
+/// How the login's first step was made, carried on its challenge into the session's `amr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FirstFactor {
+    Password,
+    /// An identity provider vouched for the person (social login); `fed` as some
+    /// providers write it (RFC 8176 has no value for it).
+    Federated,
+}
+
+impl FirstFactor {
+    pub(super) fn amr(self) -> &'static str {
+        match self {
+            FirstFactor::Password => "pwd",
+            FirstFactor::Federated => "fed",
+        }
+    }
+
+    fn of(challenge: &Challenge) -> FirstFactor {
+        let recorded = challenge.metadata.as_ref().and_then(|m| m.get("first_factor")?.as_str().map(str::to_owned));
+        if recorded.as_deref() == Some("fed") { FirstFactor::Federated } else { FirstFactor::Password }
+    }
+}
+
+/// A stepped-up session's methods: those it was opened with, the new one, and `mfa`.
+fn stepped_up_amr(challenge: &Challenge, method: MfaMethod) -> Vec<String> {
+    let recorded: Vec<String> = challenge
+        .metadata
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m.get("session_amr")?.clone()).ok())
+        .unwrap_or_else(|| vec!["pwd".to_owned()]);
+    let mut amr: Vec<String> = recorded.into_iter().filter(|m| m != "mfa").collect();
+    if !amr.iter().any(|m| m == method.amr()) {
+        amr.push(method.amr().to_owned());
+    }
+    amr.push("mfa".to_owned());
+    amr
 }
 
 /// The risk the password step found, carried on the challenge to the session it opens.
@@ -113,8 +159,10 @@ pub async fn step_up(state: &AppState, client: &ClientContext, auth: &AuthUser) 
     if !user.mfa_enabled {
         return Err(AppError::Conflict(Conflict::MfaNotEnabled));
     }
-    let challenge =
-        challenges::open(&mut tx, user.id, ChallengeType::StepUp, Some(auth.session_id), serde_json::json!({})).await?;
+    // The session's own methods: a step-up adds a factor, it does not claim a password
+    // that a passkey or social sign-in never checked.
+    let metadata = serde_json::json!({ "session_amr": auth.amr });
+    let challenge = challenges::open(&mut tx, user.id, ChallengeType::StepUp, Some(auth.session_id), metadata).await?;
     let factors = otp::service::factors(&mut tx, user.id).await?;
     let event = MfaEvent {
         challenge_id: Some(challenge.challenge_id),
@@ -263,7 +311,10 @@ pub async fn verify(
         metadata: device.map(|d| serde_json::json!({ "trusted_device": d, "trust_days": TRUST_DAYS })),
         ..mfa_event(user.id, MfaAction::Verified, client)
     };
-    let amr = vec!["pwd".to_owned(), method.amr().to_owned(), "mfa".to_owned()];
+    let amr = match challenge.kind() {
+        Some(ChallengeType::StepUp) => stepped_up_amr(&challenge, method),
+        _ => vec![FirstFactor::of(&challenge).amr().to_owned(), method.amr().to_owned(), "mfa".to_owned()],
+    };
     let authenticated = match (challenge.kind(), challenge.session_id) {
         (Some(ChallengeType::StepUp), Some(session)) => {
             let event = MfaEvent { session_id: Some(session), ..event };

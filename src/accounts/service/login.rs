@@ -3,7 +3,7 @@
 use secrecy::SecretString;
 
 use super::{
-    challenges::second_step,
+    challenges::{FirstFactor, FirstStep, second_step},
     devices,
     lockout::{IP_WINDOW, LOCKOUT, lockout},
     session_event,
@@ -112,7 +112,8 @@ pub async fn login(
 
     let risk = devices::assess(client, &device, &facts);
     if user.mfa_enabled {
-        return second_step(state, client, user, attempt, device, risk, &facts.history).await;
+        let step = FirstStep { attempt, device, risk, factor: FirstFactor::Password };
+        return second_step(state, client, user, step, &facts.history).await;
     }
     let session = NewSession::password(user, client, attempt, device, risk);
     let authenticated = devices::open_and_alert(state, session, facts.history.device_known).await?;

@@ -8,6 +8,7 @@
 mod admin;
 mod api_keys;
 mod challenges;
+mod connections;
 mod devices;
 mod email_change;
 mod exports;
@@ -22,6 +23,7 @@ mod profile;
 mod recovery;
 mod registration;
 mod sessions;
+mod social;
 mod tokens;
 pub mod upkeep;
 
@@ -32,6 +34,7 @@ pub use api_keys::{EXPIRY_NOTICE, MAX_KEYS, api_keys, create_api_key, revoke_api
 pub use challenges::{
     TRUST_DAYS, passkey_options as mfa_passkey_options, send as mfa_send, step_up, verify as mfa_verify,
 };
+pub use connections::{connections, unlink as unlink_connection};
 pub use devices::{
     delete_device, device, devices, devices_near, mark_compromised, rename_device, trust_device, untrust_device,
 };
@@ -55,6 +58,10 @@ pub use passwords::{
 pub use profile::{delete_me, me, update_me};
 pub use registration::{VERIFY_TOKEN_TTL, register, resend_verification, verify_email};
 pub use sessions::{NewSession, revoke_session, sessions, start_session};
+pub use social::{
+    Callback as OidcCallback, Intent as OidcIntent, Start as OidcStart, callback as oidc_callback,
+    exchange as oidc_exchange, providers as oidc_providers, start as oidc_start,
+};
 pub use tokens::{logout, logout_all, refresh};
 
 use chrono::Duration;

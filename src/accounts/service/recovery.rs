@@ -49,6 +49,11 @@ pub struct Ended {
     pub untrusted: Vec<Uuid>,
     pub exports: Vec<(Uuid, Option<String>)>,
     pub passkeys_removed: Vec<Uuid>,
+    /// Social sign-ins in flight (a login code not yet redeemed, a link not yet done).
+    pub social_flows: u64,
+    /// Identities unlinked (linked since the last password sign-in, on a reset) or revoked
+    /// (deactivation).
+    pub identities_removed: Vec<Uuid>,
 }
 
 impl Remedy {
@@ -116,7 +121,30 @@ pub async fn end_grants(
         if remedy.cancels_exports() { repo::exports::cancel_exports(&mut *tx, user).await? } else { Vec::new() };
     let passkeys_removed =
         if remedy.drops_recent_passkeys() { drop_recent_passkeys(tx, client, user, reason).await? } else { Vec::new() };
-    Ok(Ended { challenges, sessions, keys_revoked, keys_kept, links, untrusted, exports, passkeys_removed })
+    // A login code or a link in flight is a login half done, as a challenge is.
+    let social_flows = repo::social::delete_user_flows(&mut *tx, user).await?;
+    let identities_removed = match remedy {
+        // Whoever reset it may have linked their own identity to keep a way in; the one the
+        // account was made with stays.
+        _ if remedy.drops_recent_passkeys() => {
+            let since = repo::sessions::last_password_sign_in(&mut *tx, user).await?;
+            repo::social::delete_connections_since(&mut *tx, user, since).await?
+        }
+        Remedy::Deactivation => repo::social::revoke_connections(&mut *tx, user).await?,
+        _ => Vec::new(),
+    };
+    Ok(Ended {
+        challenges,
+        sessions,
+        keys_revoked,
+        keys_kept,
+        links,
+        untrusted,
+        exports,
+        passkeys_removed,
+        social_flows,
+        identities_removed,
+    })
 }
 
 /// Removes the passkeys registered after the last sign-in that checked the password (all
@@ -214,6 +242,8 @@ impl Ended {
             "device_trust_ended": self.untrusted.len(),
             "exports_cancelled": self.exports.len(),
             "passkeys_removed": self.passkeys_removed,
+            "social_flows_ended": self.social_flows,
+            "identities_removed": self.identities_removed,
         })
     }
 

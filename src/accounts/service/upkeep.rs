@@ -31,6 +31,8 @@ pub struct Cleaned {
     pub sessions: u64,
     pub login_attempts: u64,
     pub api_key_expiry_notices: u64,
+    /// Social sign-in flows past their ten minutes (and their login code's sixty seconds).
+    pub oidc_flows: u64,
 }
 
 impl Cleaned {
@@ -42,6 +44,7 @@ impl Cleaned {
             + self.refresh_records
             + self.sessions
             + self.login_attempts
+            + self.oidc_flows
     }
 }
 
@@ -58,6 +61,7 @@ pub async fn cleanup(state: &AppState, tx: &mut PgConnection) -> AppResult<Clean
         login_attempts: repo::attempts::delete_old_attempts(&mut *tx, grace::ATTEMPTS_SECS).await?,
         // Not a deletion: owners of keys that expire within 7 days are told, once.
         api_key_expiry_notices: super::warn_expiring_keys(state, tx).await?,
+        oidc_flows: repo::social::delete_expired_flows(&mut *tx).await?,
     })
 }
 

@@ -133,6 +133,13 @@ enum Credential<'a> {
     ApiKey(&'a str),
 }
 
+/// The bearer token of a request, for a route where signing in is optional.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn credential(parts: &Parts) -> Option<Credential<'_>> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

@@ -8,10 +8,12 @@ use ipnetwork::IpNetwork;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 mod database;
+mod oidc;
 mod values;
 
 use crate::core::redact::SecretUrl;
 pub use database::{DEFAULT_DATABASE_URL, DatabaseConfig};
+pub use oidc::{OidcConfig, OidcProviderConfig};
 pub use values::{AppEnv, Argon2Params, LogFormat, RateLimits, RootKey, SmsProviderKind};
 
 /// Every secret is a `secrecy` type (URLs show their origin only), so `Debug` prints none.
@@ -70,6 +72,8 @@ pub struct Config {
     /// The origins passkey ceremonies may come from (`WEBAUTHN_ORIGINS`, comma-separated;
     /// empty: PUBLIC_BASE_URL).
     pub webauthn_origins: Vec<String>,
+    /// Social login: the OpenID providers and the allowed client return URLs.
+    pub oidc: OidcConfig,
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -211,6 +215,7 @@ impl Config {
                 email_resend: parse("RATE_LIMIT_EMAIL_RESEND_PER_HOUR", limits.email_resend)?,
                 mfa_send: parse("RATE_LIMIT_MFA_SEND_PER_HOUR", limits.mfa_send)?,
                 passkey_options: parse("RATE_LIMIT_PASSKEY_OPTIONS_PER_HOUR", limits.passkey_options)?,
+                oidc_start: parse("RATE_LIMIT_OIDC_START_PER_HOUR", limits.oidc_start)?,
                 api_key_per_minute: parse("RATE_LIMIT_API_KEY_PER_MINUTE", limits.api_key_per_minute)?,
             },
             audit_retention_months,
@@ -231,6 +236,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            oidc: OidcConfig::from_env()?,
         };
         config.validate()?;
         Ok(config)
@@ -324,6 +330,7 @@ impl Config {
             webauthn_rp_id: None,
             webauthn_rp_name: "Gatehouse".to_owned(),
             webauthn_origins: Vec::new(),
+            oidc: OidcConfig::default(),
         }
     }
 }

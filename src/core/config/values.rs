@@ -80,6 +80,8 @@ pub struct RateLimits {
     pub mfa_send: u32,
     /// Passwordless sign-in options (each keeps a ceremony row for five minutes).
     pub passkey_options: u32,
+    /// Social sign-in flows started per address (each keeps a row for ten minutes).
+    pub oidc_start: u32,
     /// Per API key, per minute (not per hour: keys serve machines).
     pub api_key_per_minute: u32,
 }
@@ -92,6 +94,7 @@ impl Default for RateLimits {
             email_resend: 30,
             mfa_send: 60,
             passkey_options: 300,
+            oidc_start: 300,
             api_key_per_minute: 600,
         }
     }
