@@ -81,11 +81,15 @@ impl NotificationType {
     }
 
     /// Security messages always go: no preference, quiet hours or blocklist holds them.
-    /// Codes and links, and every notice that the account changed (an attacker who took
-    /// it over would rather the owner did not hear). Only news is optional; a new type is
-    /// a security message unless it is listed here.
+    /// Codes and links, and every notice that the account changed or was used (an attacker
+    /// who took it over would rather the owner did not hear). Reminders (backup codes
+    /// running low, a key about to expire) and news are not (API.md "Magic link and in-app
+    /// notifications"); a new type is a security message unless it is listed here.
     pub fn is_security(self) -> bool {
-        !matches!(self, NotificationType::Marketing)
+        !matches!(
+            self,
+            NotificationType::Marketing | NotificationType::BackupCodesLow | NotificationType::ApiKeyExpiring
+        )
     }
 
     pub fn priority(self) -> Priority {
@@ -156,9 +160,9 @@ impl NotificationType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Queue for now; `reason` is `security` for messages that bypass every preference.
-    Now { reason: Option<&'static str> },
+    Now { reason: Option<&'static str>, priority: Priority },
     /// Queue for later (quiet hours, a per-type delay).
-    At { due: DateTime<Utc>, reason: &'static str },
+    At { due: DateTime<Utc>, reason: &'static str, priority: Priority },
     /// Do not send.
     Suppress { reason: &'static str },
 }

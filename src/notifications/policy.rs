@@ -55,7 +55,7 @@ pub async fn decide(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Decision> {
     if kind.is_security() {
-        return Ok(Decision::Now { reason: Some("security") });
+        return Ok(Decision::Now { reason: Some("security"), priority: kind.priority() });
     }
     let facts = repo::policy::policy_facts(&mut *tx, user, kind.as_str(), channel.as_str(), sender(kind)).await?;
     if facts.blocked {
@@ -85,22 +85,34 @@ pub async fn decide(
     if facts.sent_last_day >= i64::from(facts.max_per_day) {
         return Ok(Decision::Suppress { reason: "daily_cap" });
     }
+    // The user's priority for the type, where they set one, orders the outbox.
+    let priority = facts.priority.as_deref().and_then(Priority::parse).unwrap_or(kind.priority());
     let mut due = now + Duration::minutes(i64::from(facts.delay_minutes));
     let mut reason = (facts.delay_minutes > 0).then_some("delayed");
     if facts.respect_quiet_hours {
         let tz: Tz = facts.timezone.parse().unwrap_or(Tz::UTC);
-        let windows = repo::policy::quiet_windows(&mut *tx, user).await?;
-        let local = due.with_timezone(&tz).naive_local();
-        if let Some((window, end)) = quiet_window(&windows, local)
-            && !(window.allow_critical_only && kind.priority() == Priority::Critical)
+        let mut windows = repo::policy::quiet_windows(&mut *tx, user).await?;
+        // The global window (every day), next to the per-weekday ones.
+        if let (true, Some(start), Some(end)) = (facts.quiet_hours_enabled, facts.quiet_start, facts.quiet_end)
+            && start != end
         {
-            due = to_utc(tz, end);
-            reason = Some("quiet_hours");
+            windows.extend((0..7).map(|day| Window { day_of_week: day, start, end, allow_critical_only: false }));
+        }
+        // Windows may touch or overlap: hold until the local time is in none of them.
+        for _ in 0..windows.len() {
+            let local = due.with_timezone(&tz).naive_local();
+            match quiet_window(&windows, local) {
+                Some((window, end)) if !(window.allow_critical_only && priority == Priority::Critical) => {
+                    due = to_utc(tz, end);
+                    reason = Some("quiet_hours");
+                }
+                _ => break,
+            }
         }
     }
     Ok(match reason {
-        Some(reason) if due > now => Decision::At { due, reason },
-        _ => Decision::Now { reason: None },
+        Some(reason) if due > now => Decision::At { due, reason, priority },
+        _ => Decision::Now { reason: None, priority },
     })
 }
 

@@ -15,7 +15,7 @@ use crate::core::{
 
 use super::{
     message::Message,
-    models::{Channel, Decision, MfaCode, NotificationType, Recipient},
+    models::{Channel, Decision, MfaCode, NotificationType, Priority, Recipient},
     policy,
     repo::{self, outbox::NewEmail},
     templates,
@@ -45,12 +45,12 @@ async fn decide(
     kind: NotificationType,
     channel: Channel,
     to: &str,
-) -> sqlx::Result<Option<chrono::DateTime<Utc>>> {
+) -> sqlx::Result<Option<(chrono::DateTime<Utc>, Priority)>> {
     let now = Utc::now();
     let decision = policy::decide(&mut *tx, user_id, kind, channel, now).await?;
     let (log, reason, due) = match decision {
-        Decision::Now { reason } => ("queued", reason, Some(now)),
-        Decision::At { due, reason } => ("deferred", Some(reason), Some(due)),
+        Decision::Now { reason, priority } => ("queued", reason, Some((now, priority))),
+        Decision::At { due, reason, priority } => ("deferred", Some(reason), Some((due, priority))),
         Decision::Suppress { reason } => ("suppressed", Some(reason), None),
     };
     repo::outbox::insert_log(&mut *tx, user_id, kind.as_str(), channel.as_str(), to, log, reason).await?;
@@ -67,7 +67,9 @@ pub async fn enqueue_email(
     message: Message,
 ) -> Result<Option<Uuid>, EnqueueError> {
     let kind = message.kind();
-    let Some(due) = decide(&mut *tx, user_id, kind, Channel::Email, to.as_str()).await? else { return Ok(None) };
+    let Some((due, priority)) = decide(&mut *tx, user_id, kind, Channel::Email, to.as_str()).await? else {
+        return Ok(None);
+    };
     let mut rendered = templates::render(kind, message.context())?;
     if kind.carries_secret() {
         // No code or link is readable in the database while the message waits.
@@ -84,7 +86,7 @@ pub async fn enqueue_email(
             email_type: kind.as_str(),
             body: &rendered.text,
             html_body: &rendered.html,
-            priority: kind.priority().as_str(),
+            priority: priority.as_str(),
         },
     )
     .await?;
@@ -106,21 +108,15 @@ pub async fn enqueue_sms(
             format!("{kind} has no SMS template"),
         )));
     }
-    let Some(due) = decide(&mut *tx, user_id, kind, Channel::Sms, phone.as_str()).await? else { return Ok(None) };
+    let Some((due, priority)) = decide(&mut *tx, user_id, kind, Channel::Sms, phone.as_str()).await? else {
+        return Ok(None);
+    };
     let mut text = templates::render_sms(kind, message.context())?;
     if kind.carries_secret() {
         text = keys.seal_text(Purpose::OutboxBody, &text);
     }
-    let id = repo::outbox::insert_sms(
-        &mut *tx,
-        user_id,
-        phone.as_str(),
-        &text,
-        kind.as_str(),
-        kind.priority().as_str(),
-        due,
-    )
-    .await?;
+    let id = repo::outbox::insert_sms(&mut *tx, user_id, phone.as_str(), &text, kind.as_str(), priority.as_str(), due)
+        .await?;
     Ok(Some(id))
 }
 

@@ -20,6 +20,7 @@ mod foundation;
 mod hot_path;
 mod link_pages;
 mod mfa;
+mod notification_holds;
 mod notifications;
 mod oidc;
 mod outbox;

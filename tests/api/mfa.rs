@@ -285,10 +285,12 @@ async fn concurrent_verifies(app: &Arc<TestApp>, calls: Vec<(String, &'static st
     statuses
 }
 
-/// The newest 6-digit code mailed to `to`.
+/// The newest 6-digit code mailed to `to` (the outbox sends by priority, so a code may
+/// arrive before an older, less urgent message of the same batch).
 async fn mailed_code(app: &TestApp, to: &str) -> String {
     let mails = app.deliver_mail().await;
-    let mail = mails.iter().rev().find(|m| m.to.iter().any(|t| t == to)).expect("a mail");
+    let is_code = |m: &&crate::smtp::CapturedMail| m.parsed().subject().is_some_and(|s| s.contains("code"));
+    let mail = mails.iter().rev().filter(is_code).find(|m| m.to.iter().any(|t| t == to)).expect("a mail");
     let text = mail.parsed().body_text(0).unwrap().into_owned();
     let codes: Vec<&str> = text.split(|c: char| !c.is_ascii_digit()).filter(|w| w.len() == 6).collect();
     assert_eq!(codes.len(), 1, "{text}");

@@ -110,6 +110,9 @@ pub async fn rename_passkey(
 #[tracing::instrument(skip_all, fields(user = %auth.user_id))]
 pub async fn delete_passkey(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<Removal> {
     let mut tx = crate::core::db::begin(&state.db).await?;
+    // Ordered per user, first: two removals at once must not each count the other's
+    // passkey as a remaining factor (a staff member's last one goes only with approval).
+    repo::users::lock_user(&mut *tx, auth.user_id).await?;
     hold(&mut tx, auth, None).await?;
     let user = repo::users::user_by_id(&mut *tx, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     let owned = otp::passkeys::list(&mut tx, user.id).await?;

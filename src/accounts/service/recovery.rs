@@ -158,10 +158,31 @@ async fn drop_recent_passkeys(
     reason: &str,
 ) -> AppResult<Vec<Uuid>> {
     let since = repo::sessions::last_password_sign_in(&mut *tx, user).await?;
-    let removed = otp::passkeys::remove_since(tx, user, since).await?;
+    // A reset proves only the mailbox: it must never leave an account that had MFA
+    // without a factor (whoever holds the mailbox would then need nothing else). When the
+    // recent passkeys are all there is, they stay, audited, and the notice lists them.
+    let mut trial = sqlx::Connection::begin(&mut *tx).await?;
+    let removed = otp::passkeys::remove_since(&mut trial, user, since).await?;
     if removed.is_empty() {
         return Ok(removed);
     }
+    if !otp::service::factors(&mut trial, user).await?.any() {
+        trial.rollback().await?;
+        let mut kept = MfaEvent {
+            origin: origin(client),
+            mfa_method: Some(MfaMethod::Passkey.as_str().into()),
+            risk_level: RiskLevel::High,
+            metadata: Some(serde_json::json!({
+                "reason": reason, "passkeys_kept": removed, "registered_after": since, "why": "last_factor"
+            })),
+            ..MfaEvent::new(user, MfaAction::MethodRemoved)
+        };
+        // Staff decide whether it was the owner's: the row waits in the review queue.
+        kept.flags.requires_review = true;
+        audit_log::record_mfa(&mut *tx, &kept).await?;
+        return Ok(Vec::new());
+    }
+    trial.commit().await?;
     let event = MfaEvent {
         origin: origin(client),
         mfa_method: Some(MfaMethod::Passkey.as_str().into()),

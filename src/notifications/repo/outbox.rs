@@ -98,16 +98,19 @@ pub async fn claim_emails(db: impl PgExecutor<'_>, limit: i64, claim_secs: f64) 
                     SELECT id FROM notifications_emailnotification
                      WHERE (status = 'pending' AND next_attempt_at <= now())
                         OR (status = 'sending' AND claimed_until < now())
-                     ORDER BY next_attempt_at
+                     -- Per-type priority first (critical, high, medium, low), then due time.
+                     ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low']::varchar[], priority),
+                              next_attempt_at
                      LIMIT $1
                      FOR UPDATE SKIP LOCKED)
             RETURNING e.id, e.to_email, e.subject, e.body, e.html_body, e.retry_count, e.max_retries,
-                      e.next_attempt_at
+                      e.next_attempt_at, e.priority
            )
-           -- RETURNING has no order: send in the order the messages fell due.
+           -- RETURNING has no order: send by priority, then in the order the messages fell due.
            SELECT id AS "id!", to_email AS "to_email!", subject AS "subject!", body AS "body!", html_body,
                   retry_count AS "retry_count!", max_retries AS "max_retries!"
-             FROM claimed ORDER BY next_attempt_at, id"#,
+             FROM claimed
+            ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low']::varchar[], priority), next_attempt_at, id"#,
         limit,
         claim_secs,
     )
@@ -212,13 +215,16 @@ pub async fn claim_sms(
                     SELECT id FROM notifications_smsnotification
                      WHERE (status = 'pending' AND next_attempt_at <= now())
                         OR (status = 'sending' AND claimed_until < now())
-                     ORDER BY next_attempt_at
+                     -- Per-type priority first (critical, high, medium, low), then due time.
+                     ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low']::varchar[], priority),
+                              next_attempt_at
                      LIMIT $1
                      FOR UPDATE SKIP LOCKED)
-            RETURNING s.id, s.phone_number, s.message, s.retry_count, s.next_attempt_at
+            RETURNING s.id, s.phone_number, s.message, s.retry_count, s.next_attempt_at, s.priority
            )
            SELECT id AS "id!", phone_number AS "phone_number!", message AS "message!", retry_count AS "retry_count!"
-             FROM claimed ORDER BY next_attempt_at, id"#,
+             FROM claimed
+            ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low']::varchar[], priority), next_attempt_at, id"#,
         limit,
         claim_secs,
     )

@@ -14,6 +14,12 @@ pub struct PolicyFacts {
     pub delay_minutes: i32,
     pub max_per_day: i32,
     pub timezone: String,
+    /// The global quiet window (`notifications_notificationpreference`), every day.
+    pub quiet_hours_enabled: bool,
+    pub quiet_start: Option<chrono::NaiveTime>,
+    pub quiet_end: Option<chrono::NaiveTime>,
+    /// The user's priority for this type, when set.
+    pub priority: Option<String>,
     pub blocked: bool,
     pub consented: bool,
     pub sent_last_day: i64,
@@ -38,6 +44,10 @@ pub async fn policy_facts(
                   COALESCE(d.delay_minutes, 0) AS "delay_minutes!",
                   COALESCE(d.max_per_day, 100) AS "max_per_day!",
                   COALESCE(pr.timezone, 'UTC') AS "timezone!",
+                  COALESCE(p.quiet_hours_enabled, false) AS "quiet_hours_enabled!",
+                  p.quiet_start AS "quiet_start?",
+                  p.quiet_end AS "quiet_end?",
+                  d.priority AS "priority?",
                   EXISTS (SELECT 1 FROM notifications_notificationblocklist b
                            WHERE b.user_id = u.id AND b.is_active
                              AND ((b.block_type = 'notification_type' AND b.blocked_value = $2)
