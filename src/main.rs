@@ -38,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Queue the notification digests that are due (once; `serve` runs it every 5 minutes).
+    Digest,
     /// Run the daily audit summary for one day or a range (idempotent: re-running is safe).
     Summarize {
         /// The day to summarise (YYYY-MM-DD, UTC).
@@ -211,6 +213,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Digest => {
+            let pool = db::jobs_pool(&config.database).map_err(|e| e.to_string())?;
+            let keys = jwt::JwtKeys::ephemeral().map_err(|e| e.to_string())?;
+            let state = AppState::new(pool, config, keys);
+            match jobs::run_digests_once(&state).await.map_err(|e| e.to_string())? {
+                Some(n) => println!("digest: {n} digest email(s) queued"),
+                None => println!("digest: another instance is running it; skipped"),
+            }
+            Ok(())
+        }
         Command::Summarize { date, from, to } => {
             let (from, to) = match (date, from, to) {
                 (Some(d), _, _) => (d, d),
@@ -355,12 +367,13 @@ async fn serve(config: Config) -> Result<(), String> {
         tracing::warn!("SMTP_URL is not set: emails are written to the log (console provider), not sent");
     }
     let sms = gatehouse::notifications::sms::AnySms::from_config(&state.config)?;
+    let push = gatehouse::notifications::push::Push::from_config(&state.config)?;
     let mut workers = if run_jobs {
         // The same state, but on the jobs' own pool (their longer statement budget).
         let mut job_state = state.clone();
         job_state.db = db::jobs_pool(&job_state.config.database).map_err(|e| e.to_string())?;
         job_state.admin_db = db::admin_pool(&job_state.config.database).map_err(|e| e.to_string())?;
-        jobs::spawn(job_state, mailer, sms, stop_rx.clone())
+        jobs::spawn(job_state, mailer, sms, push, stop_rx.clone())
     } else {
         Vec::new()
     };

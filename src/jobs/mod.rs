@@ -12,7 +12,7 @@ use crate::{
         models::review::NewJobRun,
     },
     core::{AppResult, AppState, db},
-    notifications::{self, mailer::Mailer, sms::AnySms},
+    notifications::{self, mailer::Mailer, push::Push, sms::AnySms},
     otp,
 };
 
@@ -20,6 +20,7 @@ use crate::{
 pub mod locks {
     pub const PARTITIONS: i64 = 0x6761_7465_0001;
     pub const CLEANUP: i64 = 0x6761_7465_0002;
+    pub const DIGEST: i64 = 0x6761_7465_0003;
 }
 
 /// Months of audit partitions kept ready ahead of time.
@@ -211,11 +212,28 @@ pub async fn run_summaries_once(state: &AppState) -> AppResult<()> {
     Ok(())
 }
 
+/// Queues the digests that are due (`notifications::digest`), once across instances;
+/// None when another instance holds the lock.
+pub async fn run_digests_once(state: &AppState) -> AppResult<Option<usize>> {
+    let outcome = db::with_advisory_lock(&state.db, locks::DIGEST, || async {
+        let queued = notifications::digest::run_once(&state.db).await?;
+        if queued > 0 {
+            state.outbox_wakeup.notify_one();
+            tracing::info!(queued, "digests queued");
+        }
+        Ok(queued)
+    })
+    .await;
+    state.metrics.job("digest", if matches!(outcome, Ok(Some(_))) { "succeeded" } else { "skipped" });
+    outcome
+}
+
 /// Starts every background loop; they stop when `shutdown` flips to true.
 pub fn spawn(
     state: AppState,
     mailer: Mailer,
     sms: AnySms,
+    push: Push,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
@@ -225,6 +243,7 @@ pub fn spawn(
             state.data_keys.clone(),
             mailer,
             sms,
+            push,
             notifications::delivery::DeliveryConfig::default(),
             state.outbox_wakeup.clone(),
             shutdown.clone(),
@@ -240,6 +259,10 @@ pub fn spawn(
         // API.md: a job picks a request up within 10 seconds.
         tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(5), "data_export", |s| {
             Box::pin(async move { run_exports_once(&s, Trigger::Scheduler).await.map(|_| ()) })
+        })),
+        // Digests: a user's falls due hourly, daily or weekly; one runner at a time.
+        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(300), "digest", |s| {
+            Box::pin(async move { run_digests_once(&s).await.map(|_| ()) })
         })),
         // A cheap check each minute; work happens only once a day is owed.
         tokio::spawn(every(state, shutdown, Duration::from_secs(60), "audit_summary", |s| {

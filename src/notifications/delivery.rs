@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use super::{
     mailer::Mailer,
     models::{ClaimedEmail, NotificationType, Outcome},
+    push::Push,
     repo,
     sms::{AnySms, SmsOutcome, SmsProvider},
 };
@@ -190,6 +191,32 @@ pub async fn deliver_sms_once<P: SmsProvider>(
     Ok(pass)
 }
 
+/// Claims one batch of pushes and delivers it, most urgent first.
+pub async fn deliver_push_once(db: &PgPool, push: &Push, config: &DeliveryConfig) -> sqlx::Result<Pass> {
+    let mut pass = Pass::default();
+    for p in repo::push::claim(db, config.batch, config.claim.as_secs_f64()).await? {
+        match push.send(p.user_id, &p.title, &p.body).await {
+            Ok(()) => {
+                repo::push::mark_sent(db, p.id).await?;
+                repo::outbox::insert_log(db, p.user_id, &p.notification_type, "push", "push", "sent", None).await?;
+                pass.sent += 1;
+            }
+            Err(error) => {
+                tracing::warn!(id = %p.id, retry = p.retry_count + 1, %error, "push delivery failed");
+                let mut tx = db.begin().await?;
+                if repo::push::mark_failed(&mut *tx, p.id, &error, backoff(config, p.retry_count)).await? {
+                    gave_up(&mut tx, p.user_id, &p.notification_type, "push", "push", &error).await?;
+                    pass.failed += 1;
+                } else {
+                    pass.retried += 1;
+                }
+                crate::core::db::commit(tx).await?;
+            }
+        }
+    }
+    Ok(pass)
+}
+
 /// Retry n waits `backoff_base * 2^(n-1)`.
 fn backoff(config: &DeliveryConfig, retry_count: i32) -> f64 {
     config.backoff_base.as_secs_f64() * f64::from(2u32.pow(retry_count.clamp(0, 16) as u32))
@@ -224,6 +251,7 @@ pub async fn run(
     keys: Arc<DataKeys>,
     mailer: Mailer,
     sms: AnySms,
+    push: Push,
     config: DeliveryConfig,
     wakeup: Arc<tokio::sync::Notify>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -233,6 +261,13 @@ pub async fn run(
     loop {
         let email = deliver_once(&db, &keys, &mailer, &config).await;
         let texts = deliver_sms_once(&db, &keys, &sms, &config).await;
+        let pushes = deliver_push_once(&db, &push, &config).await;
+        let texts = match (texts, pushes) {
+            (Ok(t), Ok(p)) => {
+                Ok(Pass { sent: t.sent + p.sent, retried: t.retried + p.retried, failed: t.failed + p.failed })
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
         let pause = match (email, texts) {
             // A full batch may mean more is due: go again without waiting.
             (Ok(e), Ok(t)) if e.total() >= config.batch as usize || t.total() >= config.batch as usize => {

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::{
     forms::{ConsentChange, NewBlock, NewQuietHours, PreferencesPatch, TypePreferencePatch},
-    models::{Block, Consent, ConsentType, Delivery, NotificationType, Preferences, QuietHours, TypePreference},
+    inbox,
+    models::{Block, Consent, ConsentType, Delivery, Inbox, NotificationType, Preferences, QuietHours, TypePreference},
     settings,
 };
 use crate::core::{
@@ -163,4 +164,55 @@ pub async fn history(
     let page = params.page()?;
     let (items, total) = settings::deliveries(&state, auth.user_id, page).await?;
     Ok(Json(Paginated::new(items, page, total)))
+}
+
+/// `?unread=true&page=&limit=`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InboxQuery {
+    /// `true` lists unread messages only.
+    pub unread: Option<String>,
+    pub page: Option<String>,
+    pub limit: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications/inbox", extensions(("x-api-key-scope" = json!("me:read"))),
+    tag = "notifications", security(("bearer" = [])), params(InboxQuery),
+    responses((status = 200, body = Inbox, description = "own in-app messages, newest first, with unread_count (of all, whatever the filter)"),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody, description = "unread not true/false, limit outside 1..100")))]
+pub async fn inbox(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppQuery(q): AppQuery<InboxQuery>,
+) -> AppResult<Json<Inbox>> {
+    let mut problems = crate::core::error::Problems::new();
+    let page = PageParams::from_text(q.page.as_deref(), q.limit.as_deref(), &mut problems);
+    let unread = match q.unread.as_deref() {
+        None => false,
+        Some(raw) => {
+            problems.check("unread", crate::core::extract::flag(raw).ok_or("must be true or false")).unwrap_or(false)
+        }
+    };
+    let page = problems.finish(page)?;
+    Ok(Json(inbox::inbox(&state, auth.user_id, unread, page).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications/inbox/{id}/read", tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "read (again: still 204)"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "not one of the caller's messages")))]
+pub async fn read_one(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<StatusCode> {
+    inbox::mark_read(&state, auth.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications/inbox/read-all", tag = "notifications", security(("bearer" = [])),
+    responses((status = 204, description = "every own message read"), (status = 401, body = ErrorBody)))]
+pub async fn read_all(State(state): State<AppState>, auth: AuthUser) -> AppResult<StatusCode> {
+    inbox::mark_all_read(&state, auth.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

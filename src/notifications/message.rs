@@ -40,6 +40,13 @@ pub enum PasswordChange {
     Reset,
 }
 
+/// One held message in a digest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DigestItem {
+    pub subject: String,
+    pub text: String,
+}
+
 /// The device a notice is about.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceLine {
@@ -54,6 +61,10 @@ pub struct DeviceLine {
 
 #[derive(Debug, Clone)]
 pub enum Message {
+    /// The held non-security messages of a digest user, in one email.
+    Digest {
+        items: Vec<DigestItem>,
+    },
     EmailVerification {
         username: String,
         link: String,
@@ -171,6 +182,7 @@ impl Message {
     pub fn kind(&self) -> NotificationType {
         use NotificationType as T;
         match self {
+            Message::Digest { .. } => T::Digest,
             Message::EmailVerification { .. } => T::EmailVerification,
             Message::PasswordReset { .. } => T::PasswordReset,
             Message::MfaCode { .. } => T::MfaCode,
@@ -203,6 +215,7 @@ impl Message {
     pub fn context(&self) -> Value {
         let time = Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
         match self {
+            Message::Digest { items } => context! { count => items.len(), items },
             Message::EmailVerification { username, link }
             | Message::PasswordReset { username, link }
             | Message::EmailChange { username, link } => context! { username, link },
@@ -270,6 +283,7 @@ mod tests {
         let grants = Grants { sessions_ended: 1, keys_revoked: vec![key.clone()], keys_kept: vec![], factors: vec![] };
         let (u, l) = (|| "ann".to_owned(), || "http://x/y?token=t".to_owned());
         let messages = vec![
+            Message::Digest { items: vec![DigestItem { subject: "s".into(), text: "t".into() }] },
             Message::EmailVerification { username: u(), link: l() },
             Message::PasswordReset { username: u(), link: l() },
             Message::MfaCode { code: "123456".into(), minutes: 5 },

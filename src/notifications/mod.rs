@@ -1,13 +1,16 @@
-//! notifications: the durable outbox (email over SMTP, SMS through a provider), the one
-//! delivery policy, the user's settings and history. Imports audit_log and core only.
+//! notifications: the durable outbox (email over SMTP, SMS and push through a provider,
+//! digests), the in-app inbox, the one delivery policy, the user's settings and history. Imports audit_log and core only.
 
 pub mod delivery;
+pub mod digest;
 pub mod forms;
 pub mod handlers;
+pub mod inbox;
 pub mod mailer;
 pub mod message;
 pub mod models;
 pub mod policy;
+pub mod push;
 pub mod repo;
 pub mod routes;
 pub mod service;

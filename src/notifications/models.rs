@@ -36,6 +36,7 @@ text_enum!(
         MfaMethodRemoved => "mfa_method_removed",
         IdentityLinked => "identity_linked",
         IdentityUnlinked => "identity_unlinked",
+        Digest => "digest",
         SignedOutEverywhere => "signed_out_everywhere",
         EmailChanged => "email_changed",
         EmailChangeUndone => "email_change_undone",
@@ -116,6 +117,7 @@ impl NotificationType {
             | NotificationType::EmailChangeReverted
             | NotificationType::ExportRequested => Priority::Critical,
             NotificationType::BackupCodesLow | NotificationType::ApiKeyExpiring => Priority::High,
+            NotificationType::Digest => Priority::Medium,
             NotificationType::Marketing => Priority::Low,
         }
     }
@@ -146,6 +148,7 @@ impl NotificationType {
             NotificationType::MfaMethodRemoved => "A sign-in factor was removed from your account",
             NotificationType::IdentityLinked => "A sign-in provider was linked to your account",
             NotificationType::IdentityUnlinked => "A sign-in provider was unlinked from your account",
+            NotificationType::Digest => "Your Gatehouse digest",
             NotificationType::SignedOutEverywhere => "Your account was signed out everywhere",
             NotificationType::EmailChanged => "The email address of your account was changed",
             NotificationType::EmailChangeUndone => "Your email address is restored: choose a new password",
@@ -163,8 +166,42 @@ pub enum Decision {
     Now { reason: Option<&'static str>, priority: Priority },
     /// Queue for later (quiet hours, a per-type delay).
     At { due: DateTime<Utc>, reason: &'static str, priority: Priority },
+    /// Hold for the user's digest (an email the digest job sends with the others).
+    Held { priority: Priority },
     /// Do not send.
     Suppress { reason: &'static str },
+}
+
+/// `GET /notifications/inbox`: an in-app message.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct InboxItem {
+    pub id: Uuid,
+    pub notification_type: String,
+    pub title: String,
+    pub body: String,
+    pub priority: String,
+    /// Null while unread.
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /notifications/inbox`: a page of the inbox and the unread count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inbox {
+    pub items: Vec<InboxItem>,
+    pub unread_count: i64,
+    pub pagination: crate::core::extract::Pagination,
+}
+
+/// A push claimed by a worker for delivery.
+#[derive(Debug, Clone)]
+pub struct ClaimedPush {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub notification_type: String,
+    pub title: String,
+    pub body: String,
+    pub retry_count: i32,
 }
 
 /// An SMS claimed by a worker for delivery. Its `Debug` leaves the message out: it may

@@ -54,10 +54,25 @@ pub async fn decide(
     channel: Channel,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Decision> {
-    if kind.is_security() {
+    // The in-app and push channels are extras the user switches: even a security message
+    // goes there only while they are on (email carries the guarantee).
+    let extra = matches!(channel, Channel::InApp | Channel::Push);
+    if kind.is_security() && !extra {
         return Ok(Decision::Now { reason: Some("security"), priority: kind.priority() });
     }
     let facts = repo::policy::policy_facts(&mut *tx, user, kind.as_str(), channel.as_str(), sender(kind)).await?;
+    if extra {
+        let on = match channel {
+            Channel::InApp => facts.in_app_enabled,
+            _ => facts.push_global && facts.push_enabled,
+        };
+        if !on {
+            return Ok(Decision::Suppress { reason: "channel_disabled" });
+        }
+        if kind.is_security() {
+            return Ok(Decision::Now { reason: Some("security"), priority: kind.priority() });
+        }
+    }
     if facts.blocked {
         return Ok(Decision::Suppress { reason: "blocked" });
     }
@@ -69,7 +84,8 @@ pub async fn decide(
         (NotificationType::Marketing, _) => false,
         (_, Channel::Email) => facts.email_alerts,
         (_, Channel::Sms) => facts.sms_alerts,
-        _ => false,
+        // Switched above.
+        (_, Channel::InApp | Channel::Push) => true,
     };
     if !global {
         return Ok(Decision::Suppress { reason: "preference_off" });
@@ -77,7 +93,7 @@ pub async fn decide(
     let channel_on = match channel {
         Channel::Email => facts.email_enabled,
         Channel::Sms => facts.sms_enabled,
-        _ => false,
+        Channel::InApp | Channel::Push => true,
     };
     if !channel_on {
         return Ok(Decision::Suppress { reason: "channel_disabled" });
@@ -87,6 +103,10 @@ pub async fn decide(
     }
     // The user's priority for the type, where they set one, orders the outbox.
     let priority = facts.priority.as_deref().and_then(Priority::parse).unwrap_or(kind.priority());
+    // A digest user's emails wait for the digest (quiet hours then apply to the digest).
+    if channel == Channel::Email && facts.digest_frequency != "real-time" {
+        return Ok(Decision::Held { priority });
+    }
     let mut due = now + Duration::minutes(i64::from(facts.delay_minutes));
     let mut reason = (facts.delay_minutes > 0).then_some("delayed");
     if facts.respect_quiet_hours {

@@ -8,6 +8,9 @@ use crate::core::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(handlers::history))
+        .routes(routes!(handlers::inbox))
+        .routes(routes!(handlers::read_one))
+        .routes(routes!(handlers::read_all))
         .routes(routes!(handlers::preferences, handlers::update_preferences))
         .routes(routes!(handlers::type_preferences))
         .routes(routes!(handlers::update_type_preference))

@@ -38,23 +38,62 @@ impl From<EnqueueError> for crate::core::AppError {
     }
 }
 
-/// Logs the decision; returns when the message is due, or None when it is suppressed.
+/// A message the policy lets go: when, how urgent, and whether it waits for a digest.
+struct Queued {
+    due: chrono::DateTime<Utc>,
+    priority: Priority,
+    held: bool,
+}
+
+/// Logs the decision; returns how the message is queued, or None when it is suppressed.
 async fn decide(
     tx: &mut PgConnection,
     user_id: Uuid,
     kind: NotificationType,
     channel: Channel,
     to: &str,
-) -> sqlx::Result<Option<(chrono::DateTime<Utc>, Priority)>> {
+) -> sqlx::Result<Option<Queued>> {
     let now = Utc::now();
     let decision = policy::decide(&mut *tx, user_id, kind, channel, now).await?;
-    let (log, reason, due) = match decision {
-        Decision::Now { reason, priority } => ("queued", reason, Some((now, priority))),
-        Decision::At { due, reason, priority } => ("deferred", Some(reason), Some((due, priority))),
+    let (log, reason, queued) = match decision {
+        Decision::Now { reason, priority } => ("queued", reason, Some(Queued { due: now, priority, held: false })),
+        Decision::At { due, reason, priority } => {
+            ("deferred", Some(reason), Some(Queued { due, priority, held: false }))
+        }
+        Decision::Held { priority } => ("held", Some("digest"), Some(Queued { due: now, priority, held: true })),
         Decision::Suppress { reason } => ("suppressed", Some(reason), None),
     };
     repo::outbox::insert_log(&mut *tx, user_id, kind.as_str(), channel.as_str(), to, log, reason).await?;
-    Ok(due)
+    Ok(queued)
+}
+
+/// The in-app inbox and push, each under its own switches. Never for a message that
+/// carries a code or a live link: those stay in the one channel they were sent to.
+async fn fan_out(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    kind: NotificationType,
+    rendered: &templates::Rendered,
+) -> sqlx::Result<()> {
+    if kind.carries_secret() {
+        return Ok(());
+    }
+    if let Some(q) = decide(&mut *tx, user_id, kind, Channel::InApp, "inbox").await? {
+        let (title, body) = (&rendered.subject, &rendered.text);
+        repo::inbox::insert(&mut *tx, user_id, kind.as_str(), title, body, q.priority.as_str()).await?;
+    }
+    if let Some(q) = decide(&mut *tx, user_id, kind, Channel::Push, "push").await? {
+        let push = repo::push::NewPush {
+            user_id,
+            kind: kind.as_str(),
+            title: &rendered.subject,
+            body: &rendered.text,
+            priority: q.priority.as_str(),
+            due: q.due,
+        };
+        repo::push::insert(&mut *tx, &push).await?;
+    }
+    Ok(())
 }
 
 /// Renders `message` and queues it for `to` if the policy lets it go; returns the outbox
@@ -67,10 +106,12 @@ pub async fn enqueue_email(
     message: Message,
 ) -> Result<Option<Uuid>, EnqueueError> {
     let kind = message.kind();
-    let Some((due, priority)) = decide(&mut *tx, user_id, kind, Channel::Email, to.as_str()).await? else {
+    let email = decide(&mut *tx, user_id, kind, Channel::Email, to.as_str()).await?;
+    let mut rendered = templates::render(kind, message.context())?;
+    fan_out(&mut *tx, user_id, kind, &rendered).await?;
+    let Some(Queued { due, priority, held }) = email else {
         return Ok(None);
     };
-    let mut rendered = templates::render(kind, message.context())?;
     if kind.carries_secret() {
         // No code or link is readable in the database while the message waits.
         rendered.text = keys.seal_text(Purpose::OutboxBody, &rendered.text);
@@ -87,6 +128,7 @@ pub async fn enqueue_email(
             body: &rendered.text,
             html_body: &rendered.html,
             priority: priority.as_str(),
+            held,
         },
     )
     .await?;
@@ -108,7 +150,8 @@ pub async fn enqueue_sms(
             format!("{kind} has no SMS template"),
         )));
     }
-    let Some((due, priority)) = decide(&mut *tx, user_id, kind, Channel::Sms, phone.as_str()).await? else {
+    let Some(Queued { due, priority, .. }) = decide(&mut *tx, user_id, kind, Channel::Sms, phone.as_str()).await?
+    else {
         return Ok(None);
     };
     let mut text = templates::render_sms(kind, message.context())?;

@@ -36,6 +36,7 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     template_pair!(env, "mfa_method_removed");
     template_pair!(env, "identity_linked");
     template_pair!(env, "identity_unlinked");
+    template_pair!(env, "digest");
     template_pair!(env, "signed_out_everywhere");
     template_pair!(env, "email_changed");
     template_pair!(env, "email_change_undone");

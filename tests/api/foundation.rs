@@ -39,7 +39,7 @@ async fn migrations_create_44_tables_and_rerun_is_a_noop(pool: PgPool) {
     assert_eq!(count_tables(&pool).await, 0);
     db::migrate(&pool).await.unwrap();
     // The seed's 44, and the two passkey tables it predates (docs/schema.md, departures).
-    assert_eq!(count_tables(&pool).await, 48);
+    assert_eq!(count_tables(&pool).await, 50);
     let passkeys: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_class WHERE relname IN ('otp_webauthncredential', 'otp_webauthnceremony')",
     )
@@ -50,7 +50,7 @@ async fn migrations_create_44_tables_and_rerun_is_a_noop(pool: PgPool) {
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
 
     db::migrate(&pool).await.unwrap();
-    assert_eq!(count_tables(&pool).await, 48);
+    assert_eq!(count_tables(&pool).await, 50);
     let again: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
     assert_eq!(applied, again);
     assert!(db::pending_migrations(&pool).await.unwrap().is_empty());

@@ -31,9 +31,9 @@ async fn user_id(pool: &PgPool, username: &str) -> Uuid {
     sqlx::query_scalar("SELECT id FROM auth_user WHERE username = $1").bind(username).fetch_one(pool).await.unwrap()
 }
 
-/// (decision, reason) of the log rows for `kind`, oldest first.
+/// (decision, reason) of the email and SMS log rows for `kind`, oldest first.
 async fn decisions(pool: &PgPool, kind: &str) -> Vec<(String, Option<String>)> {
-    sqlx::query_as("SELECT decision, reason FROM notifications_notificationlog WHERE notification_type = $1 ORDER BY created_at, id")
+    sqlx::query_as("SELECT decision, reason FROM notifications_notificationlog WHERE notification_type = $1 AND channel IN ('email', 'sms') ORDER BY created_at, id")
         .bind(kind)
         .fetch_all(pool)
         .await
@@ -528,6 +528,7 @@ async fn queueing_wakes_the_worker_without_waiting_for_a_poll(pool: PgPool) {
         crate::helpers::keys(),
         mailer,
         gatehouse::notifications::sms::AnySms::Log(LogSms),
+        gatehouse::notifications::push::Push::Log,
         FAST,
         wakeup.clone(),
         stopped,

@@ -74,6 +74,9 @@ pub struct Config {
     pub webauthn_origins: Vec<String>,
     /// Social login: the OpenID providers and the allowed client return URLs.
     pub oidc: OidcConfig,
+    /// PUSH_PROVIDER (`log` or `webhook`) and PUSH_WEBHOOK_URL.
+    pub push_provider: SmsProviderKind,
+    pub push_webhook_url: Option<SecretUrl>,
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -237,6 +240,12 @@ impl Config {
                 })
                 .unwrap_or_default(),
             oidc: OidcConfig::from_env()?,
+            push_provider: match var("PUSH_PROVIDER").as_deref().unwrap_or("log") {
+                "log" => SmsProviderKind::Log,
+                "webhook" => SmsProviderKind::Webhook,
+                other => return Err(err("PUSH_PROVIDER", format!("{other:?} is not log or webhook"))),
+            },
+            push_webhook_url: var("PUSH_WEBHOOK_URL").map(Into::into),
         };
         config.validate()?;
         Ok(config)
@@ -250,6 +259,9 @@ impl Config {
         check_audit_retention(self.audit_retention_months, self.audit_retention_min_months)?;
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() || self.session_max_age.is_zero() {
             return Err(err("ACCESS_TOKEN_TTL_SECONDS", "token lifetimes must be positive"));
+        }
+        if self.push_provider == SmsProviderKind::Webhook && self.push_webhook_url.is_none() {
+            return Err(err("PUSH_WEBHOOK_URL", "required when PUSH_PROVIDER=webhook"));
         }
         if self.sms_provider == SmsProviderKind::Webhook && self.sms_webhook_url.is_none() {
             return Err(err("SMS_WEBHOOK_URL", "required when SMS_PROVIDER=webhook"));
@@ -331,6 +343,8 @@ impl Config {
             webauthn_rp_name: "Gatehouse".to_owned(),
             webauthn_origins: Vec::new(),
             oidc: OidcConfig::default(),
+            push_provider: SmsProviderKind::Log,
+            push_webhook_url: None,
         }
     }
 }

@@ -17,13 +17,16 @@ pub struct NewEmail<'a> {
     pub body: &'a str,
     pub html_body: &'a str,
     pub priority: &'a str,
+    /// Waits for the user's digest (`held`) instead of going out on its own.
+    pub held: bool,
 }
 
 pub async fn insert_email(db: impl PgExecutor<'_>, e: &NewEmail<'_>) -> sqlx::Result<Uuid> {
     sqlx::query_scalar!(
         "INSERT INTO notifications_emailnotification
-             (user_id, to_email, subject, email_type, template_name, body, html_body, priority, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8) RETURNING id",
+             (user_id, to_email, subject, email_type, template_name, body, html_body, priority, next_attempt_at,
+              status)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, CASE WHEN $9 THEN 'held' ELSE 'pending' END) RETURNING id",
         e.user_id,
         e.to_email,
         e.subject,
@@ -32,6 +35,7 @@ pub async fn insert_email(db: impl PgExecutor<'_>, e: &NewEmail<'_>) -> sqlx::Re
         e.html_body,
         e.priority,
         e.due,
+        e.held,
     )
     .fetch_one(db)
     .await

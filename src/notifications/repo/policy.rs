@@ -20,6 +20,12 @@ pub struct PolicyFacts {
     pub quiet_end: Option<chrono::NaiveTime>,
     /// The user's priority for this type, when set.
     pub priority: Option<String>,
+    /// The in-app and push switches of the type, and push for the account.
+    pub in_app_enabled: bool,
+    pub push_enabled: bool,
+    pub push_global: bool,
+    /// `real-time`, or the period of the digest non-security emails wait for.
+    pub digest_frequency: String,
     pub blocked: bool,
     pub consented: bool,
     pub sent_last_day: i64,
@@ -48,6 +54,10 @@ pub async fn policy_facts(
                   p.quiet_start AS "quiet_start?",
                   p.quiet_end AS "quiet_end?",
                   d.priority AS "priority?",
+                  COALESCE(d.in_app_enabled, true) AS "in_app_enabled!",
+                  COALESCE(d.push_enabled, true) AS "push_enabled!",
+                  COALESCE(p.push_enabled, false) AS "push_global!",
+                  COALESCE(p.digest_frequency, 'real-time') AS "digest_frequency!",
                   EXISTS (SELECT 1 FROM notifications_notificationblocklist b
                            WHERE b.user_id = u.id AND b.is_active
                              AND ((b.block_type = 'notification_type' AND b.blocked_value = $2)
@@ -55,7 +65,8 @@ pub async fn policy_facts(
                                OR (b.block_type = 'sender' AND b.blocked_value = $4))) AS "blocked!",
                   COALESCE(c.is_consented, false) AS "consented!",
                   (SELECT count(*) FROM notifications_notificationlog l
-                    WHERE l.user_id = u.id AND l.notification_type = $2 AND l.decision IN ('queued', 'deferred')
+                    WHERE l.user_id = u.id AND l.notification_type = $2 AND l.channel = $3
+                      AND l.decision IN ('queued', 'deferred', 'held')
                       AND l.created_at > now() - interval '1 day') AS "sent_last_day!"
              FROM auth_user u
              LEFT JOIN notifications_notificationpreference p ON p.user_id = u.id
