@@ -1,5 +1,6 @@
 //! accounts: users, passwords, sessions and tokens. The top app: it may import every other.
 
+pub mod breached;
 pub mod credentials;
 pub mod forms;
 pub mod handlers;

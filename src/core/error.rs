@@ -95,6 +95,9 @@ pub enum AppError {
     Conflict(Conflict),
     #[error("password reused")]
     PasswordReused,
+    /// The breached-password check found the new password in the range API's list.
+    #[error("password breached")]
+    PasswordBreached,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("rate limited")]
@@ -281,6 +284,11 @@ impl AppError {
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed."),
             Conflict(c) => (StatusCode::CONFLICT, c.code(), c.message()),
             PasswordReused => (StatusCode::UNPROCESSABLE_ENTITY, "PASSWORD_REUSED", "The password was used recently."),
+            PasswordBreached => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "PASSWORD_BREACHED",
+                "This password appears in known data breaches; choose another.",
+            ),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large."),
             RateLimited { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests; try again later.")
@@ -399,6 +407,7 @@ mod tests {
             (AppError::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
             (AppError::Conflict(Conflict::EmailTaken), 409, "EMAIL_TAKEN"),
             (AppError::PasswordReused, 422, "PASSWORD_REUSED"),
+            (AppError::PasswordBreached, 422, "PASSWORD_BREACHED"),
             (AppError::PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
             (AppError::RateLimited { retry_after_secs: 5 }, 429, "RATE_LIMITED"),
             (AppError::Unavailable { retry_after_secs: 1 }, 503, "UNAVAILABLE"),

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub mfa: Family<MfaLabels, Counter>,
     pub jobs: Family<JobLabels, Counter>,
     pub outbox_depth: Family<ChannelLabels, Gauge>,
+    /// Breached-password checks by result (ok, breached, unavailable).
+    pub breached_checks: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -83,7 +85,13 @@ impl Metrics {
         );
         registry.register("job_runs", "Background job runs by kind and status", jobs.clone());
         registry.register("outbox_depth", "Undelivered notifications by channel", outbox_depth.clone());
-        Metrics { registry: Arc::new(registry), requests, latency, logins, mfa, jobs, outbox_depth }
+        let breached_checks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "breached_password_checks",
+            "Breached-password checks by result (ok, breached, unavailable: failed open)",
+            breached_checks.clone(),
+        );
+        Metrics { registry: Arc::new(registry), requests, latency, logins, mfa, jobs, outbox_depth, breached_checks }
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {

@@ -12,6 +12,7 @@ mod administration;
 mod api_keys;
 mod audit_admin;
 mod audit_summary;
+mod breached;
 mod crash;
 mod devices;
 mod exports;

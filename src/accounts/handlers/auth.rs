@@ -44,7 +44,7 @@ fn plausible(token: &SecretString) -> bool {
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, body = UserEnvelope, description = "created; a verification email is queued"),
     (status = 409, body = ErrorBody, description = "EMAIL_TAKEN or USERNAME_TAKEN"),
-    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: field -> messages (email, username, password policy)"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED: field -> messages (email, username, password policy); PASSWORD_BREACHED when the breached-password check is on and knows the password"),
     (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: RATE_LIMIT_REGISTER_PER_HOUR (30) from this address (IPv6: its /64)"),
 ))]
 pub async fn register(
@@ -143,7 +143,7 @@ pub async fn logout_all(State(state): State<AppState>, client: ClientContext, au
     (status = 429, body = ErrorBody, description = "RATE_LIMITED: the account is locked after wrong current passwords"),
     (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "PASSWORD_INCORRECT"),
-    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy) or PASSWORD_REUSED (one of the last 5)"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy), PASSWORD_REUSED (one of the last 5), or PASSWORD_BREACHED (the breached-password check is on and the range API counts it more than BREACHED_PASSWORD_MAX_COUNT)"),
 ))]
 pub async fn change_password(
     State(state): State<AppState>,
@@ -176,7 +176,7 @@ pub async fn request_password_reset(
 #[utoipa::path(post, path = "/api/v1/auth/password/reset/confirm", tag = "auth", request_body = PasswordResetConfirm, responses(
     (status = 204, description = "password set; every session and refresh token revoked, every API key revoked but those whose only scope is `introspect` (named in the notice), pending email links (address change, reset) cancelled, device trust ended, pending exports cancelled and their files deleted; an undo link of an email change survives"),
     (status = 400, body = ErrorBody, description = "TOKEN_INVALID"),
-    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy) or PASSWORD_REUSED"),
+    (status = 422, body = ErrorBody, description = "VALIDATION_FAILED (policy), PASSWORD_REUSED, or PASSWORD_BREACHED"),
 ))]
 pub async fn confirm_password_reset(
     State(state): State<AppState>,

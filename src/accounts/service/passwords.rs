@@ -74,6 +74,7 @@ pub async fn change_password(
     let user = repo::users::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     super::lockout::confirm_password(state, client, &user, current).await?;
     policy(&new, &user)?;
+    crate::accounts::breached::check(state, &new).await?;
     check_not_reused(state, user.id, &new).await?;
     let hash = credentials::hash(state, new).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
@@ -175,6 +176,7 @@ pub async fn confirm_password_reset(
         .ok_or(AppError::TokenInvalid)?;
     let user = repo::users::user_by_id(&state.db, user_id).await?.ok_or(AppError::TokenInvalid)?;
     policy(&new, &user)?;
+    crate::accounts::breached::check(state, &new).await?;
     check_not_reused(state, user.id, &new).await?;
     let hash = credentials::hash(state, new).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;

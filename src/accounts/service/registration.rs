@@ -45,6 +45,7 @@ pub(super) async fn create_user(tx: &mut PgConnection, r: &Registration, hash: &
 #[tracing::instrument(skip_all, fields(username = r.username.as_str()))]
 pub async fn register(state: &AppState, client: &ClientContext, r: Registration) -> AppResult<User> {
     state.limits.check(Action::Register, client.ip)?;
+    crate::accounts::breached::check(state, &r.password).await?;
     let hash = credentials::hash(state, r.password.clone()).await?;
     let mut tx = crate::core::db::begin(&state.db).await?;
     let user = create_user(&mut tx, &r, &hash).await?;

@@ -77,6 +77,10 @@ pub struct Config {
     /// PUSH_PROVIDER (`log` or `webhook`) and PUSH_WEBHOOK_URL.
     pub push_provider: SmsProviderKind,
     pub push_webhook_url: Option<SecretUrl>,
+    /// The Pwned Passwords range API (`{url}/range/{5 hex}`); None: the check is off.
+    pub breached_password_api_url: Option<String>,
+    /// A password counted more often than this is refused (0: any appearance).
+    pub breached_password_max_count: u64,
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -246,6 +250,14 @@ impl Config {
                 other => return Err(err("PUSH_PROVIDER", format!("{other:?} is not log or webhook"))),
             },
             push_webhook_url: var("PUSH_WEBHOOK_URL").map(Into::into),
+            // On by default in production only: development and CI never wait on it.
+            breached_password_api_url: match std::env::var("BREACHED_PASSWORD_API_URL") {
+                Ok(url) if url.trim().is_empty() => None,
+                Ok(url) => Some(url.trim().trim_end_matches('/').to_owned()),
+                Err(_) if app_env == AppEnv::Production => Some("https://api.pwnedpasswords.com".to_owned()),
+                Err(_) => None,
+            },
+            breached_password_max_count: parse("BREACHED_PASSWORD_MAX_COUNT", 0)?,
         };
         config.validate()?;
         Ok(config)
@@ -345,6 +357,8 @@ impl Config {
             oidc: OidcConfig::default(),
             push_provider: SmsProviderKind::Log,
             push_webhook_url: None,
+            breached_password_api_url: None,
+            breached_password_max_count: 0,
         }
     }
 }
