@@ -247,6 +247,25 @@ async fn a_passkey_renews_the_step_up_window_and_deleting_one_needs_it(pool: PgP
     app.background_settled().await;
     let mails = app.deliver_mail().await;
     assert!(mails.iter().any(|m| m.parsed().subject() == Some("A sign-in factor was removed from your account")));
+
+    // A staff member's passkey goes only with another staff member's approval, and the
+    // approval removes the passkey named, not the others.
+    let mut tablet = SoftKey::new(ORIGIN);
+    let third = register(&app, &raised, &mut tablet).await;
+    sqlx::query("UPDATE auth_user SET is_staff = true WHERE username = 'ann'").execute(&pool).await.unwrap();
+    let path = format!("/api/v1/mfa/passkeys/{}", third["id"].as_str().unwrap());
+    let r = app.with_token(Method::DELETE, &path, &raised.access).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let request = json(r).await["change_request_id"].as_str().unwrap().to_owned();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM otp_webauthncredential").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 2, "nothing removed before the approval");
+    let root = admin(&app, &pool).await;
+    let approve = format!("/api/v1/admin/mfa/change-requests/{request}/approve");
+    assert_eq!(app.with_token(Method::POST, &approve, &root.access).send().await.unwrap().status(), 204);
+    let kept: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM otp_webauthncredential").fetch_all(&pool).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_ne!(kept[0].to_string(), third["id"].as_str().unwrap(), "the named passkey went, the laptop stayed");
 }
 
 #[sqlx::test]

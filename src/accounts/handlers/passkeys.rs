@@ -90,7 +90,7 @@ pub async fn rename_passkey(
 #[utoipa::path(delete, path = "/api/v1/mfa/passkeys/{id}", tag = "mfa", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses(
     (status = 204, description = "removed; the owner is notified; MFA goes off with the last factor"),
-    (status = 202, body = ApprovalRequired, description = "a staff member's last factor: another staff member approves"),
+    (status = 202, body = ApprovalRequired, description = "a staff member's passkey: another staff member approves the request, which names this passkey"),
     (status = 403, body = ErrorBody, description = "MFA_REQUIRED: no factor within STEP_UP_MAX_AGE_SECONDS (POST /auth/mfa/step-up)"),
     (status = 404, body = ErrorBody, description = "not one of the caller's passkeys"),
 ))]

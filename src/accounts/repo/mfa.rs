@@ -74,6 +74,8 @@ pub struct MfaChange {
     pub mfa_method: Option<String>,
     pub approval_status: String,
     pub requested_by_id: Option<Uuid>,
+    /// The one passkey a removal request names.
+    pub passkey_id: Option<Uuid>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -111,18 +113,24 @@ pub async fn insert_change_request(
     method: Option<&str>,
     reason: Option<&str>,
     requested_by: Uuid,
+    passkey: Option<Uuid>,
 ) -> sqlx::Result<Uuid> {
+    // One passkey's removal names it, so the approval removes that one and no other.
     sqlx::query_scalar!(
         "INSERT INTO accounts_mfachangelog
              (user_id, action, mfa_method, old_value, change_reason, approval_required, approval_status, requested_by_id)
-         VALUES ($1, $2, $3::text, CASE WHEN $3::text IS NOT NULL THEN jsonb_build_object('method', $3::text) END, $4,
-                 true, 'pending', $5)
+         VALUES ($1, $2, $3::text,
+                 CASE WHEN $3::text IS NOT NULL
+                      THEN jsonb_build_object('method', $3::text)
+                           || COALESCE(jsonb_build_object('passkey_id', $6::uuid), '{}') END,
+                 $4, true, 'pending', $5)
          RETURNING id",
         user,
         action,
         method,
         reason,
-        requested_by
+        requested_by,
+        passkey,
     )
     .fetch_one(db)
     .await
@@ -178,8 +186,10 @@ pub async fn change_requests(
 pub async fn lock_pending_change(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<MfaChange>> {
     sqlx::query_as!(
         MfaChange,
-        "SELECT id, user_id, action, mfa_method, approval_status, requested_by_id FROM accounts_mfachangelog
-          WHERE id = $1 AND approval_status = 'pending' FOR UPDATE",
+        r#"SELECT id, user_id, action, mfa_method, approval_status, requested_by_id,
+                  (old_value->>'passkey_id')::uuid AS "passkey_id?"
+             FROM accounts_mfachangelog
+            WHERE id = $1 AND approval_status = 'pending' FOR UPDATE"#,
         id
     )
     .fetch_optional(db)

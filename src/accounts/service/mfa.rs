@@ -89,11 +89,11 @@ pub async fn remove_factor(
         return Err(AppError::MfaCodeInvalid { attempts_remaining: 0 });
     }
     if user.is_staff {
-        let id = request_removal(&mut tx, client, &user, method).await?;
+        let id = request_removal(&mut tx, client, &user, method, None).await?;
         crate::core::db::commit(tx).await?;
         return Ok(Removal::ApprovalRequired(id));
     }
-    apply_removal(&mut tx, state, user.id, method, client, None).await?;
+    apply_removal(&mut tx, state, user.id, method, None, client, None).await?;
     crate::core::db::commit(tx).await?;
     state.outbox_wakeup.notify_one();
     Ok(Removal::Done)
@@ -106,6 +106,7 @@ pub(super) async fn request_removal(
     client: &ClientContext,
     user: &UserRow,
     method: MfaMethod,
+    passkey: Option<Uuid>,
 ) -> AppResult<Uuid> {
     let id = repo::mfa::insert_change_request(
         &mut *tx,
@@ -114,11 +115,12 @@ pub(super) async fn request_removal(
         Some(method.as_str()),
         Some("requested by the user"),
         user.id,
+        passkey,
     )
     .await?;
     let event = MfaEvent {
         mfa_method: Some(method.as_str().into()),
-        metadata: Some(serde_json::json!({ "change_request_id": id })),
+        metadata: Some(serde_json::json!({ "change_request_id": id, "passkey_id": passkey })),
         risk_level: RiskLevel::Medium,
         ..mfa_event(user.id, MfaAction::ChangeRequested, client)
     };
@@ -126,19 +128,26 @@ pub(super) async fn request_removal(
     Ok(id)
 }
 
-/// Removes `method` (every passkey, for `Passkey`), then `settle_removal`.
+/// Removes `method` (for `Passkey`, the one named, or every one when none is), then
+/// `settle_removal`.
 pub(super) async fn apply_removal(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
     user: Uuid,
     method: MfaMethod,
+    passkey: Option<Uuid>,
     client: &ClientContext,
     approved_change: Option<Uuid>,
 ) -> AppResult<()> {
-    if !otp::service::remove_method(tx, user, method).await? {
+    let removed = match (method, passkey) {
+        (MfaMethod::Passkey, Some(id)) => otp::passkeys::remove(tx, user, id).await?,
+        _ => otp::service::remove_method(tx, user, method).await?,
+    };
+    if !removed {
         return Err(AppError::NotFound);
     }
-    settle_removal(tx, state, user, method, client, approved_change, None).await
+    let detail = passkey.map(|id| serde_json::json!({ "passkey_id": id }));
+    settle_removal(tx, state, user, method, client, approved_change, detail).await
 }
 
 /// After a factor (or one passkey, `detail` naming it) is gone: the primary method moves

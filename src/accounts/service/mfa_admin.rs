@@ -49,7 +49,8 @@ pub async fn request_mfa_reset(
     if !user.mfa_enabled {
         return Err(AppError::Conflict(Conflict::MfaNotEnabled));
     }
-    let id = repo::mfa::insert_change_request(&mut *tx, user.id, RESET, None, reason.as_deref(), admin.user_id).await?;
+    let id = repo::mfa::insert_change_request(&mut *tx, user.id, RESET, None, reason.as_deref(), admin.user_id, None)
+        .await?;
     let event = MfaEvent {
         metadata: Some(serde_json::json!({ "change_request_id": id, "requested_by": admin.user_id })),
         risk_level: RiskLevel::High,
@@ -84,7 +85,7 @@ pub async fn approve_mfa_change(
         None
     } else {
         let method = request.mfa_method.as_deref().and_then(MfaMethod::parse).ok_or(AppError::NotFound)?;
-        apply_removal(&mut tx, state, request.user_id, method, client, Some(request.id)).await?;
+        apply_removal(&mut tx, state, request.user_id, method, request.passkey_id, client, Some(request.id)).await?;
         Some(method)
     };
     repo::mfa::decide_change(&mut *tx, request.id, "approved", approver).await?;

@@ -105,8 +105,8 @@ pub async fn rename_passkey(
 }
 
 /// `DELETE /mfa/passkeys/{id}` under the step-up rule (a factor within
-/// `STEP_UP_MAX_AGE_SECONDS`). The last factor of a staff member goes only with another
-/// staff member's approval, as for every factor; the last of anyone else turns MFA off.
+/// `STEP_UP_MAX_AGE_SECONDS`). A staff member's passkey goes only with another staff
+/// member's approval, as every factor of theirs; the last of anyone else turns MFA off.
 #[tracing::instrument(skip_all, fields(user = %auth.user_id))]
 pub async fn delete_passkey(state: &AppState, client: &ClientContext, auth: &AuthUser, id: Uuid) -> AppResult<Removal> {
     let mut tx = crate::core::db::begin(&state.db).await?;
@@ -123,10 +123,10 @@ pub async fn delete_passkey(state: &AppState, client: &ClientContext, auth: &Aut
     if !auth.has_recent_mfa(state.config.step_up_max_age) {
         return Err(AppError::MfaRequired);
     }
-    let factors = otp::service::factors(&mut tx, user.id).await?;
-    let last_factor = factors.passkeys == 1 && !(factors.totp || factors.email || factors.sms);
-    if user.is_staff && last_factor {
-        let request = super::mfa::request_removal(&mut tx, client, &user, MfaMethod::Passkey).await?;
+    // A staff member's factor goes only with another staff member's approval, as every
+    // factor of theirs does (docs/mfa.md), and the request names this passkey.
+    if user.is_staff {
+        let request = super::mfa::request_removal(&mut tx, client, &user, MfaMethod::Passkey, Some(id)).await?;
         crate::core::db::commit(tx).await?;
         return Ok(Removal::ApprovalRequired(request));
     }
