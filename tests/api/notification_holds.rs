@@ -64,13 +64,7 @@ async fn the_global_quiet_window_holds_a_reminder_but_not_a_security_notice(pool
     assert_eq!(log, ("deferred".to_owned(), Some("quiet_hours".to_owned())));
 
     // A security notice in the same window goes at once; the reminder does not.
-    let r = app
-        .with_token(Method::POST, "/api/v1/auth/password/change", &t.access)
-        .json(&json!({"current_password": PASSWORD, "new_password": PASSWORD_2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    crate::notifications::change_password(&app, &t, PASSWORD, PASSWORD_2).await;
     let sent = subjects(&app.deliver_mail().await);
     assert!(sent.contains(&"Your password was changed".to_owned()), "{sent:?}");
     assert!(!sent.contains(&"You are running out of backup codes".to_owned()), "{sent:?}");
@@ -91,13 +85,7 @@ async fn the_outbox_sends_the_more_urgent_message_first(pool: PgPool) {
     let t = app.signed_in("ann").await;
     // A reminder queued first, then a security notice: both due now.
     queue(&pool, Message::BackupCodesLow { username: "ann".into(), remaining: 1 }).await.expect("queued");
-    let r = app
-        .with_token(Method::POST, "/api/v1/auth/password/change", &t.access)
-        .json(&json!({"current_password": PASSWORD, "new_password": PASSWORD_2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    crate::notifications::change_password(&app, &t, PASSWORD, PASSWORD_2).await;
     let sent = subjects(&app.deliver_mail().await);
     let at = |subject: &str| sent.iter().position(|s| s == subject).unwrap_or_else(|| panic!("{subject}: {sent:?}"));
     assert!(at("Your password was changed") < at("You are running out of backup codes"), "{sent:?}");
@@ -144,13 +132,7 @@ async fn a_daily_digest_user_gets_one_email_for_three_reminders(pool: PgPool) {
         queue(&pool, reminder(n)).await.expect("held, not suppressed");
     }
     // A security notice does not wait for the digest.
-    let r = app
-        .with_token(Method::POST, "/api/v1/auth/password/change", &t.access)
-        .json(&json!({"current_password": PASSWORD, "new_password": PASSWORD_2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    crate::notifications::change_password(&app, &t, PASSWORD, PASSWORD_2).await;
     let sent = subjects(&app.deliver_mail().await);
     assert!(sent.contains(&"Your password was changed".to_owned()), "{sent:?}");
     assert!(!sent.iter().any(|s| s.contains("backup codes")), "held: {sent:?}");

@@ -40,7 +40,7 @@ async fn decisions(pool: &PgPool, kind: &str) -> Vec<(String, Option<String>)> {
         .unwrap()
 }
 
-async fn change_password(app: &TestApp, t: &Tokens, from: &str, to: &str) {
+pub(crate) async fn change_password(app: &TestApp, t: &Tokens, from: &str, to: &str) {
     let r = app
         .with_token(Method::POST, "/api/v1/auth/password/change", &t.access)
         .json(&json!({"current_password": from, "new_password": to}))

@@ -3,11 +3,17 @@
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use super::session_event;
 use crate::{
-    accounts::{credentials, models::UserRow, repo},
+    accounts::{
+        credentials,
+        models::{DeviceSeen, UserRow},
+        repo,
+    },
+    audit_log::{self, RiskLevel, SessionAction, SessionEvent},
     core::{AppError, AppResult, AppState, client::ClientContext},
 };
 
@@ -67,4 +73,55 @@ pub(super) async fn confirm_password(
     let (ip, agent) = (client.ip_network(), client.user_agent.as_deref());
     repo::attempts::insert_failed_attempt(&state.db, &user.email, user.id, "wrong_current_password", ip, agent).await?;
     Err(AppError::PasswordIncorrect)
+}
+
+/// A known user whose first factor was not a password (a passkey, an identity provider),
+/// admitted under the password login's rules: the attempt is reserved, then a locked
+/// account or address (429) and a disabled account (403) are refused, each audited.
+pub(super) struct Admitted {
+    pub attempt: Uuid,
+    pub device: DeviceSeen,
+    pub facts: repo::attempts::LoginFacts,
+}
+
+/// `Ok(Err(refusal))` is a refusal whose writes (audit row, attempt) the caller commits
+/// before returning it; `disabled_note` goes on a disabled account's audit row.
+pub(super) async fn admit_known(
+    tx: &mut PgConnection,
+    client: &ClientContext,
+    user: &UserRow,
+    disabled_note: Option<serde_json::Value>,
+) -> AppResult<Result<Admitted, AppError>> {
+    let (ip, agent) = (client.ip_network(), client.user_agent.as_deref());
+    let attempt = repo::attempts::reserve_attempt(&mut *tx, &user.email, ip, agent).await?;
+    let device = DeviceSeen::of(client);
+    let facts = repo::attempts::login_facts(
+        &mut *tx,
+        &user.email,
+        attempt,
+        ip,
+        LOCKOUT.num_seconds() as f64,
+        IP_WINDOW.num_seconds() as f64,
+        &device.fingerprint_hash,
+        client.country.as_deref(),
+    )
+    .await?;
+    if let Some(retry) = lockout(&facts) {
+        repo::attempts::delete_attempt(&mut *tx, attempt).await?;
+        let event =
+            SessionEvent { risk_level: RiskLevel::High, ..session_event(user.id, SessionAction::LoginLocked, client) };
+        audit_log::record_session(&mut *tx, &event).await?;
+        return Ok(Err(AppError::RateLimited { retry_after_secs: retry }));
+    }
+    if !user.is_active {
+        repo::attempts::finish_attempt(&mut *tx, attempt, Some(user.id), "failure", Some("disabled")).await?;
+        let event = SessionEvent {
+            error_message: Some("account disabled".into()),
+            metadata: disabled_note,
+            ..session_event(user.id, SessionAction::LoginFailed, client)
+        };
+        audit_log::record_session(&mut *tx, &event).await?;
+        return Ok(Err(AppError::AccountDisabled));
+    }
+    Ok(Ok(Admitted { attempt, device, facts }))
 }

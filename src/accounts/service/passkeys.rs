@@ -10,7 +10,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::{
     devices, hold,
-    lockout::{IP_WINDOW, LOCKOUT, lockout},
+    lockout::{Admitted, admit_known},
     mfa::{Removal, settle_removal},
     mfa_setup::factor_added,
     origin, session_event,
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     accounts::{
-        models::{Authenticated, DeviceSeen, PasskeyRegistered},
+        models::{Authenticated, PasskeyRegistered},
         repo,
     },
     audit_log::{self, MfaAction, MfaEvent, RiskLevel, SessionAction, SessionEvent},
@@ -193,37 +193,13 @@ pub async fn sign_in(
         }
     };
     let user = repo::users::user_by_id(&mut *tx, user_id).await?.ok_or(AppError::InvalidCredentials)?;
-    let attempt = repo::attempts::reserve_attempt(&mut *tx, &user.email, ip, agent).await?;
-    let device = DeviceSeen::of(client);
-    let facts = repo::attempts::login_facts(
-        &mut *tx,
-        &user.email,
-        attempt,
-        ip,
-        LOCKOUT.num_seconds() as f64,
-        IP_WINDOW.num_seconds() as f64,
-        &device.fingerprint_hash,
-        client.country.as_deref(),
-    )
-    .await?;
-    if let Some(retry) = lockout(&facts) {
-        repo::attempts::delete_attempt(&mut *tx, attempt).await?;
-        let event =
-            SessionEvent { risk_level: RiskLevel::High, ..session_event(user.id, SessionAction::LoginLocked, client) };
-        audit_log::record_session(&mut *tx, &event).await?;
-        crate::core::db::commit(tx).await?;
-        return Err(AppError::RateLimited { retry_after_secs: retry });
-    }
-    if !user.is_active {
-        repo::attempts::finish_attempt(&mut *tx, attempt, Some(user.id), "failure", Some("disabled")).await?;
-        let event = SessionEvent {
-            error_message: Some("account disabled".into()),
-            ..session_event(user.id, SessionAction::LoginFailed, client)
-        };
-        audit_log::record_session(&mut *tx, &event).await?;
-        crate::core::db::commit(tx).await?;
-        return Err(AppError::AccountDisabled);
-    }
+    let Admitted { attempt, device, facts } = match admit_known(&mut tx, client, &user, None).await? {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            crate::core::db::commit(tx).await?;
+            return Err(refusal);
+        }
+    };
     let risk = devices::assess(client, &device, &facts);
     let used = MfaEvent {
         mfa_method: Some(MfaMethod::Passkey.as_str().into()),

@@ -15,7 +15,7 @@ use super::{
     account_event,
     challenges::{FirstFactor, FirstStep, second_step},
     devices,
-    lockout::{IP_WINDOW, LOCKOUT, lockout},
+    lockout::{Admitted, admit_known},
     session_event,
     sessions::NewSession,
 };
@@ -23,12 +23,12 @@ use crate::{
     accounts::{
         credentials::UNUSABLE_PASSWORD,
         models::{
-            DeviceSeen, LoginResponse, UserRow,
+            LoginResponse, UserRow,
             social::{AuthorizationStarted, FlowRow, NewFlow, ProviderInfo, Providers},
         },
         repo,
     },
-    audit_log::{self, RiskLevel, SessionAction, SessionEvent},
+    audit_log::{self, SessionAction, SessionEvent},
     core::{
         AppError, AppResult, AppState,
         auth::AuthUser,
@@ -370,39 +370,12 @@ pub async fn exchange(
         return Err(AppError::TokenInvalid);
     }
     let user = repo::users::user_by_id(&state.db, redeemed.user_id).await?.ok_or(AppError::TokenInvalid)?;
-    let (ip, agent) = (client.ip_network(), client.user_agent.as_deref());
-    let attempt = repo::attempts::reserve_attempt(&state.db, &user.email, ip, agent).await?;
-    let device = DeviceSeen::of(client);
-    let facts = repo::attempts::login_facts(
-        &state.db,
-        &user.email,
-        attempt,
-        ip,
-        LOCKOUT.num_seconds() as f64,
-        IP_WINDOW.num_seconds() as f64,
-        &device.fingerprint_hash,
-        client.country.as_deref(),
-    )
-    .await?;
-    if let Some(retry) = lockout(&facts) {
-        repo::attempts::delete_attempt(&state.db, attempt).await?;
-        let event =
-            SessionEvent { risk_level: RiskLevel::High, ..session_event(user.id, SessionAction::LoginLocked, client) };
-        audit_log::record_session(&state.db, &event).await?;
-        return Err(AppError::RateLimited { retry_after_secs: retry });
-    }
-    if !user.is_active {
-        let mut tx = crate::core::db::begin(&state.db).await?;
-        repo::attempts::finish_attempt(&mut *tx, attempt, Some(user.id), "failure", Some("disabled")).await?;
-        let event = SessionEvent {
-            error_message: Some("account disabled".into()),
-            metadata: Some(serde_json::json!({ "provider": redeemed.provider })),
-            ..session_event(user.id, SessionAction::LoginFailed, client)
-        };
-        audit_log::record_session(&mut *tx, &event).await?;
-        crate::core::db::commit(tx).await?;
-        return Err(AppError::AccountDisabled);
-    }
+    let mut tx = crate::core::db::begin(&state.db).await?;
+    let note = Some(serde_json::json!({ "provider": redeemed.provider }));
+    let admitted = admit_known(&mut tx, client, &user, note).await?;
+    // Committed either way: the reserved attempt, or the refusal's audit row.
+    crate::core::db::commit(tx).await?;
+    let Admitted { attempt, device, facts } = admitted?;
     let risk = devices::assess(client, &device, &facts);
     if user.mfa_enabled {
         let step = FirstStep { attempt, device, risk, factor: FirstFactor::Federated };

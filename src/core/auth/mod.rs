@@ -135,13 +135,14 @@ enum Credential<'a> {
 
 /// The bearer token of a request, for a route where signing in is optional.
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    match credential(headers)? {
+        Credential::Bearer(token) => Some(token),
+        Credential::ApiKey(_) => None,
+    }
 }
 
-fn credential(parts: &Parts) -> Option<Credential<'_>> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+fn credential(headers: &axum::http::HeaderMap) -> Option<Credential<'_>> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
         Some(Credential::Bearer(token.trim()))
@@ -341,7 +342,7 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match credential(parts).ok_or(AppError::Unauthenticated)? {
+        match credential(&parts.headers).ok_or(AppError::Unauthenticated)? {
             Credential::Bearer(token) => authenticate(state, token).await,
             Credential::ApiKey(key) => {
                 let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
