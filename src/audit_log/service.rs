@@ -31,6 +31,17 @@ pub async fn record_link(db: impl PgExecutor<'_>, event: &LinkEvent) -> sqlx::Re
     repo::record::insert_link_event(db, event).await
 }
 
+/// When `user`'s wrong answers with an MFA method happened since `since`, oldest first
+/// (otp's per-method lock reads them).
+pub async fn mfa_failures_since(
+    db: impl PgExecutor<'_>,
+    user: uuid::Uuid,
+    method: &str,
+    since: chrono::DateTime<Utc>,
+) -> sqlx::Result<Vec<chrono::DateTime<Utc>>> {
+    repo::record::mfa_failures_since(db, user, method, since).await
+}
+
 fn first_of_month(d: NaiveDate) -> NaiveDate {
     d.with_day(1).unwrap_or(d)
 }

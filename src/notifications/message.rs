@@ -89,6 +89,8 @@ pub enum Message {
         username: String,
         method: String,
         approved: bool,
+        /// API keys that stopped with it (`enforce_for_api`).
+        keys_revoked: Vec<String>,
     },
     NewDevice {
         username: String,
@@ -229,7 +231,9 @@ impl Message {
                 everywhere => *how == PasswordChange::ChangedEverywhere,
                 ..Value::from_serialize(grants)
             },
-            Message::MfaDisabled { username, method, approved } => context! { username, method, approved },
+            Message::MfaDisabled { username, method, approved, keys_revoked } => {
+                context! { username, method, approved, keys_revoked }
+            }
             Message::NewDevice { username, device } => context! {
                 username,
                 device_type => device.device_type,
@@ -289,7 +293,12 @@ mod tests {
             Message::MfaCode { code: "123456".into(), minutes: 5 },
             Message::TokenReused { username: u() },
             Message::PasswordChanged { username: u(), how: PasswordChange::Reset, grants: grants.clone() },
-            Message::MfaDisabled { username: u(), method: "totp".into(), approved: false },
+            Message::MfaDisabled {
+                username: u(),
+                method: "totp".into(),
+                approved: false,
+                keys_revoked: vec!["ci".into()],
+            },
             Message::NewDevice { username: u(), device: DeviceLine::default() },
             Message::DeviceCompromised { username: u(), sessions: 2 },
             Message::Marketing { username: u(), body: "news".into() },

@@ -166,7 +166,8 @@ pub async fn enqueue_sms(
 /// Queues an MFA code (always sent: a security message) and its notifications_mfanotification
 /// row, linked to the outbox row that carries it.
 pub async fn enqueue_mfa_code(tx: &mut PgConnection, keys: &DataKeys, m: &MfaCode<'_>) -> Result<Uuid, EnqueueError> {
-    let minutes = (m.expires_at - Utc::now()).num_minutes().max(1);
+    // Rounded to the nearest minute: a 300 s code read a moment later still says 5.
+    let minutes = ((m.expires_at - Utc::now()).num_seconds() + 30).div_euclid(60).max(1);
     let message = Message::MfaCode { code: m.code.expose_secret().to_owned(), minutes };
     let (email_id, sms_id) = match m.to {
         Recipient::Email(to) => (enqueue_email(&mut *tx, keys, m.user_id, to, message).await?, None),

@@ -15,6 +15,7 @@ use webauthn_rs::prelude::PublicKeyCredential;
 use super::{
     models::{Challenge, ChallengeType, MfaMethod},
     passkeys::{self, Assertion},
+    policy::{self, Policy},
     repo,
     service::{self, CHALLENGE_TTL, CodeCheck, CodePurpose},
 };
@@ -62,6 +63,9 @@ pub enum Answer {
     Right { backup_codes_left: Option<i64> },
     /// Wrong: the challenge lost an attempt (audited); this many are left.
     Wrong { attempts_left: i32 },
+    /// The method is locked by the user's policy (audited, nothing checked): 429 after the
+    /// caller commits the audit row.
+    Locked { retry_after_secs: u64 },
 }
 
 /// Opens a challenge for `user`; `metadata` carries what its verification needs (the
@@ -84,9 +88,26 @@ pub async fn live(tx: &mut PgConnection, challenge_id: Uuid) -> AppResult<Challe
     if challenge.is_live(Utc::now()) { Ok(challenge) } else { Err(AppError::ChallengeExpired) }
 }
 
-/// Answers `challenge`, in the caller's transaction. A right answer uses the factor up (a
-/// backup code is audited, and when few are left the owner is warned); a wrong one costs
-/// the challenge an attempt and writes the `failed` audit row (high risk on the last).
+/// Until when `method` is locked for `user` under `policy` (its wrong answers within an
+/// hour reached `rate_limit_per_hour`), if it is.
+pub async fn method_locked_until(
+    db: &mut PgConnection,
+    user: Uuid,
+    method: MfaMethod,
+    policy: &Policy,
+) -> AppResult<Option<chrono::DateTime<Utc>>> {
+    let limits = policy.limits(method);
+    let now = Utc::now();
+    let since = now - chrono::Duration::minutes(60 + i64::from(limits.lockout_minutes));
+    let failures = audit_log::service::mfa_failures_since(&mut *db, user, method.as_str(), since).await?;
+    Ok(policy::locked_until(&failures, limits, now))
+}
+
+/// Answers `challenge`, in the caller's transaction, under the user's `policy`. A locked
+/// method is refused before anything is checked (`Locked`). A right answer uses the factor up
+/// (a backup code is audited, and when few are left the owner is warned); a wrong one costs
+/// the challenge an attempt and writes the `failed` audit row (high risk on the last); a
+/// challenge that dies of it writes `challenge_expired`.
 #[allow(clippy::too_many_arguments)]
 pub async fn answer(
     tx: &mut PgConnection,
@@ -96,6 +117,7 @@ pub async fn answer(
     account: Account<'_>,
     response: Response,
     origin: &Origin,
+    policy: &Policy,
 ) -> AppResult<Answer> {
     let method = response.method();
     let event = |action| MfaEvent {
@@ -104,6 +126,17 @@ pub async fn answer(
         challenge_id: Some(challenge.challenge_id),
         ..MfaEvent::new(account.id, action)
     };
+    if let Some(until) = method_locked_until(tx, account.id, method, policy).await? {
+        let locked = MfaEvent {
+            rate_limit_status: "exceeded",
+            risk_level: RiskLevel::High,
+            metadata: Some(serde_json::json!({ "reason": "method_locked", "until": until })),
+            ..event(MfaAction::RateLimited)
+        };
+        audit_log::record_mfa(&mut *tx, &locked).await?;
+        let retry_after_secs = u64::try_from((until - Utc::now()).num_seconds().max(1)).unwrap_or(1);
+        return Ok(Answer::Locked { retry_after_secs });
+    }
     let right = match response {
         Response::Code { method, code } => check(tx, keys, challenge, account, method, &code, origin.ip).await?,
         Response::Passkey { credential } => {
@@ -127,13 +160,31 @@ pub async fn answer(
         }
         return Ok(Answer::Right { backup_codes_left });
     }
-    let attempts_left = repo::challenges::fail_challenge(&mut *tx, challenge.id).await?;
+    let mut attempts_left = repo::challenges::fail_challenge(&mut *tx, challenge.id).await?;
+    let failures = challenge.failed_attempts + 1;
+    // A method may allow fewer wrong answers than the challenge was opened with.
+    let method_left = policy.limits(method).max_attempts - failures;
+    if method_left < attempts_left {
+        attempts_left = method_left.max(0);
+        if attempts_left == 0 {
+            repo::challenges::exhaust_challenge(&mut *tx, challenge.id).await?;
+        }
+    }
     let failed = MfaEvent {
-        verification_attempts: Some(challenge.failed_attempts + 1),
+        verification_attempts: Some(failures),
         risk_level: if attempts_left <= 0 { RiskLevel::High } else { RiskLevel::Medium },
         ..event(MfaAction::Failed)
     };
     audit_log::record_mfa(&mut *tx, &failed).await?;
+    if attempts_left <= 0 {
+        let expired = MfaEvent {
+            verification_attempts: Some(failures),
+            risk_level: RiskLevel::High,
+            metadata: Some(serde_json::json!({ "reason": "attempts" })),
+            ..event(MfaAction::ChallengeExpired)
+        };
+        audit_log::record_mfa(&mut *tx, &expired).await?;
+    }
     Ok(Answer::Wrong { attempts_left: attempts_left.max(0) })
 }
 

@@ -66,9 +66,9 @@ pub fn normalise_backup_code(typed: &str) -> String {
     typed.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).collect()
 }
 
-/// A 6-digit code to email or text.
-pub fn new_delivery_code() -> String {
-    crate::core::crypto::random_digits(6)
+/// A code of `digits` digits to email or text (the user's policy: 6 to 8).
+pub fn new_delivery_code(digits: u32) -> String {
+    crate::core::crypto::random_digits(digits)
 }
 
 #[cfg(test)]

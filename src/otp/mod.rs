@@ -6,7 +6,9 @@ pub mod challenges;
 pub mod factors;
 pub mod models;
 pub mod passkeys;
+pub mod policy;
 pub mod repo;
 pub mod service;
 
 pub use models::{Challenge, ChallengeType, Factors, MfaMethod, PasskeyInfo, TotpSetup};
+pub use policy::Policy;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     factors,
     models::{ChallengeType, Factors, MfaMethod, TotpSetup},
+    policy::{self, Policy},
     repo,
 };
 use crate::{
@@ -25,12 +26,9 @@ use crate::{
     notifications::{self, MfaCode, Recipient},
 };
 
-/// How long an emailed or texted code lives.
-pub const CODE_TTL: Duration = Duration::minutes(5);
-/// Wrong guesses a code or a challenge survives.
-pub const MAX_ATTEMPTS: i32 = 3;
-/// Codes per method and user per hour.
-pub const SENDS_PER_HOUR: i64 = 10;
+// The length and life of emailed and texted codes, the codes sent per hour and the wrong
+// guesses a code survives are the user's policy (`policy::Policy`; built-in 6 digits,
+// 5 minutes, 10 per hour, 3 guesses).
 /// How long a challenge waits for its second factor.
 pub const CHALLENGE_TTL: Duration = Duration::minutes(5);
 
@@ -151,10 +149,11 @@ impl CodePurpose {
     }
 }
 
-/// Sends a fresh 6-digit code by email or SMS (a security message: always delivered),
-/// storing only its keyed hash; the message is queued in this transaction. Past
-/// `SENDS_PER_HOUR` for this user and method: 429 and nothing sent. Returns the sends
-/// counted in the last hour, this one included.
+/// Sends a fresh code by email or SMS (a security message: always delivered), of the
+/// length and life the user's policy sets, storing only its keyed hash; the message is
+/// queued in this transaction. Past the method's `rate_limit_per_hour` sends for this user:
+/// 429 and nothing sent. Returns the sends counted in the last hour, this one included.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_code(
     tx: &mut PgConnection,
     keys: &DataKeys,
@@ -162,17 +161,21 @@ pub async fn send_code(
     to: Recipient<'_>,
     purpose: CodePurpose,
     challenge: Option<Uuid>,
+    policy: &Policy,
 ) -> AppResult<i64> {
-    let method = to.channel().as_str();
+    let channel = to.channel();
+    let method = channel.as_str();
+    let limits = policy.limits(MfaMethod::parse(method).unwrap_or(MfaMethod::Email));
     let sent = repo::codes::lock_and_count_sends(&mut *tx, user, method).await?;
-    if sent >= SENDS_PER_HOUR {
+    if sent >= i64::from(limits.rate_limit_per_hour) {
         return Err(AppError::RateLimited { retry_after_secs: 3600 });
     }
-    let code = SecretString::from(factors::new_delivery_code());
+    let digits = u32::try_from(policy.code_length).unwrap_or(6);
+    let code = SecretString::from(factors::new_delivery_code(digits));
     let hash = keys.mac(Purpose::CodeHash, code.expose_secret());
-    let expires_at = Utc::now() + CODE_TTL;
-    repo::codes::insert_code(&mut *tx, user, challenge, method, purpose.as_str(), &hash, expires_at, MAX_ATTEMPTS)
-        .await?;
+    let expires_at = Utc::now() + policy.code_ttl();
+    let attempts = limits.max_attempts;
+    repo::codes::insert_code(&mut *tx, user, challenge, method, purpose.as_str(), &hash, expires_at, attempts).await?;
     repo::codes::note_sent(&mut *tx, user, method).await?;
     let message = MfaCode { user_id: user, to, code: &code, code_hash: &hash, mfa_type: purpose.as_str(), expires_at };
     notifications::enqueue_mfa_code(&mut *tx, keys, &message).await?;
@@ -204,7 +207,8 @@ pub async fn check_code(
     let typed = code.expose_secret().trim();
     let purpose = purpose.as_str();
     let method = method.as_str();
-    if typed.len() == 6 && typed.bytes().all(|b| b.is_ascii_digit()) {
+    // Any length a policy allows: a code sent before the policy changed still works.
+    if policy::CODE_LENGTHS.contains(&(typed.len() as i32)) && typed.bytes().all(|b| b.is_ascii_digit()) {
         let hashes = keys.macs(Purpose::CodeHash, typed);
         if repo::codes::use_code(&mut *tx, user, challenge, method, purpose, &hashes, ip).await? {
             return Ok(CodeCheck::Accepted);

@@ -26,6 +26,7 @@ mod notifications;
 mod oidc;
 mod outbox;
 mod passkeys;
+mod policies;
 mod recovery;
 mod replica;
 mod secrets;

@@ -287,7 +287,7 @@ async fn concurrent_verifies(app: &Arc<TestApp>, calls: Vec<(String, &'static st
 
 /// The newest 6-digit code mailed to `to` (the outbox sends by priority, so a code may
 /// arrive before an older, less urgent message of the same batch).
-async fn mailed_code(app: &TestApp, to: &str) -> String {
+pub(crate) async fn mailed_code(app: &TestApp, to: &str) -> String {
     let mails = app.deliver_mail().await;
     let is_code = |m: &&crate::smtp::CapturedMail| m.parsed().subject().is_some_and(|s| s.contains("code"));
     let mail = mails.iter().rev().filter(is_code).find(|m| m.to.iter().any(|t| t == to)).expect("a mail");
@@ -297,7 +297,7 @@ async fn mailed_code(app: &TestApp, to: &str) -> String {
     codes[0].to_owned()
 }
 
-async fn enrol_email(app: &TestApp, t: &Tokens) -> Vec<String> {
+pub(crate) async fn enrol_email(app: &TestApp, t: &Tokens) -> Vec<String> {
     let setup = app
         .with_token(Method::POST, "/api/v1/mfa/email/setup", &t.access)
         .json(&json!({"password": PASSWORD}))

@@ -4,10 +4,13 @@
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::core::{
-    AppError, AppResult,
-    error::Problems,
-    extract::{self, Page, PageParams},
+use crate::{
+    core::{
+        AppError, AppResult,
+        error::Problems,
+        extract::{self, Page, PageParams},
+    },
+    otp::policy::{self, MethodLimits},
 };
 
 /// `GET /admin/users`.
@@ -54,22 +57,78 @@ impl UserSearchQuery {
     }
 }
 
-/// `PATCH /admin/users/{id}`: any of the three; `is_staff` and `groups` need a superuser.
+/// `PATCH /admin/users/{id}`: any of the four; `is_staff`, `groups` and `mfa_settings`
+/// need a superuser.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// false signs the user out everywhere and refuses their logins.
     pub is_active: Option<bool>,
+    /// true starts the account's MFA grace period (`mfa_settings.grace_period_days`).
     pub is_staff: Option<bool>,
     /// The complete list of the user's group names, e.g. `["auditors"]`.
     pub groups: Option<Vec<String>>,
+    pub mfa_settings: Option<MfaSettingsPatch>,
+}
+
+/// The user's MFA policy; fields left out keep their value. The per-method limits may only
+/// tighten the built-in ones (422 otherwise): `rate_limit_per_hour` 1..=10 (codes sent per
+/// hour, and wrong answers per hour before the method locks), `max_attempts` 1..=3 (wrong
+/// answers a challenge or code survives), `lockout_minutes` 30..=1440 (how long the method
+/// stays locked). `code_length` and `code_validity_seconds` stay within safe bounds.
+#[derive(Debug, Default, Deserialize, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSettingsPatch {
+    /// 0..=30: days a newly made staff account may use the admin read routes (never the
+    /// writes) before it enrols MFA.
+    pub grace_period_days: Option<i32>,
+    /// 6..=8 digits of emailed and texted codes (built-in 6).
+    pub code_length: Option<i32>,
+    /// 60..=900 seconds an emailed or texted code lives (built-in 300).
+    pub code_validity_seconds: Option<i32>,
+    /// On (the default): turning MFA off revokes the user's API keys, with a notice.
+    pub enforce_for_api: Option<bool>,
+    /// Keyed by `totp`, `backup_code`, `email` or `sms`; a method's limits are set whole.
+    #[schema(value_type = Option<Object>)]
+    pub methods: Option<std::collections::BTreeMap<String, MethodLimits>>,
+}
+
+/// The methods a policy can name (seed 002's accounts_mfamethodpreference).
+pub const POLICY_METHODS: [&str; 4] = ["totp", "backup_code", "email", "sms"];
+
+impl MfaSettingsPatch {
+    fn check(&self, problems: &mut Problems) {
+        let range = |problems: &mut Problems, field: &str, v: Option<i32>, r: std::ops::RangeInclusive<i32>| {
+            if v.is_some_and(|v| !r.contains(&v)) {
+                problems.add(field, format!("must be {} to {}", r.start(), r.end()));
+            }
+        };
+        range(problems, "mfa_settings.grace_period_days", self.grace_period_days, policy::GRACE_PERIOD_DAYS);
+        range(problems, "mfa_settings.code_length", self.code_length, policy::CODE_LENGTHS);
+        range(
+            problems,
+            "mfa_settings.code_validity_seconds",
+            self.code_validity_seconds,
+            policy::CODE_VALIDITY_SECONDS,
+        );
+        for (method, limits) in self.methods.iter().flatten() {
+            if !POLICY_METHODS.contains(&method.as_str()) {
+                problems.add("mfa_settings.methods", "methods are totp, backup_code, email or sms");
+            } else if let Some((field, why)) = limits.loosens() {
+                problems.add(&format!("mfa_settings.methods.{method}.{field}"), why);
+            }
+        }
+    }
 }
 
 impl UserPatch {
     pub fn parse(self) -> AppResult<UserPatch> {
         let mut problems = Problems::new();
-        if self.is_active.is_none() && self.is_staff.is_none() && self.groups.is_none() {
-            problems.add("body", "give at least one of is_active, is_staff, groups");
+        if self.is_active.is_none() && self.is_staff.is_none() && self.groups.is_none() && self.mfa_settings.is_none() {
+            problems.add("body", "give at least one of is_active, is_staff, groups, mfa_settings");
+        }
+        if let Some(settings) = &self.mfa_settings {
+            settings.check(&mut problems);
         }
         if let Some(groups) = &self.groups {
             if groups.len() > 50 {

@@ -32,6 +32,26 @@ pub struct AdminUserDetail {
     pub devices: Vec<DeviceView>,
     /// The newest 20 account events (accounts_auditlog), admin actions with the acting admin.
     pub recent_events: Vec<AccountEvent>,
+    /// The user's MFA policy (superusers change it with `mfa_settings`).
+    pub mfa_settings: MfaPolicy,
+}
+
+/// One user's MFA policy as stored. Method limits not listed are the built-in ones
+/// (10 per hour, 3 attempts, 30 minutes).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaPolicy {
+    /// Days after being made staff that the account may use the admin read routes without
+    /// MFA (never the writes).
+    pub grace_period_days: i32,
+    /// When the account was last made staff.
+    pub grace_started_at: Option<DateTime<Utc>>,
+    pub code_length: i32,
+    pub code_validity_seconds: i32,
+    /// While on, turning MFA off revokes the user's API keys.
+    pub enforce_for_api: bool,
+    /// Per method (`totp`, `backup_code`, `email`, `sms`).
+    #[schema(value_type = Object)]
+    pub methods: std::collections::BTreeMap<String, crate::otp::policy::MethodLimits>,
 }
 
 /// A row of accounts_auditlog.

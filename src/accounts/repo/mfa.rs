@@ -4,7 +4,10 @@
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::accounts::models::admin::MfaChangeView;
+use crate::{
+    accounts::models::admin::{MfaChangeView, MfaPolicy},
+    otp::{self, MfaMethod, Policy, policy::MethodLimits},
+};
 
 /// The user's MFA switches; defaults where no row exists.
 pub struct MfaSettingsRow {
@@ -20,6 +23,152 @@ pub async fn mfa_settings(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<M
         is_enabled: r.is_enabled,
         primary_method: r.primary_method,
     }))
+}
+
+/// The user's MFA policy as stored (built-in values where no row exists).
+pub async fn policy(db: &mut sqlx::PgConnection, user: Uuid) -> sqlx::Result<Policy> {
+    let settings =
+        sqlx::query!("SELECT code_length, code_validity_seconds FROM accounts_mfasettings WHERE user_id = $1", user)
+            .fetch_optional(&mut *db)
+            .await?;
+    let methods = sqlx::query!(
+        "SELECT mfa_method, rate_limit_per_hour, max_attempts, lockout_minutes
+           FROM accounts_mfamethodpreference WHERE user_id = $1",
+        user
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    let methods = methods
+        .into_iter()
+        .filter_map(|r| {
+            let limits = MethodLimits {
+                rate_limit_per_hour: r.rate_limit_per_hour,
+                max_attempts: r.max_attempts,
+                lockout_minutes: r.lockout_minutes,
+            };
+            MfaMethod::parse(&r.mfa_method).map(|m| (m, limits))
+        })
+        .collect();
+    let (length, validity) = settings
+        .map_or((otp::policy::BUILT_IN_CODE_LENGTH, otp::policy::BUILT_IN_CODE_VALIDITY_SECONDS), |s| {
+            (s.code_length, s.code_validity_seconds)
+        });
+    Ok(Policy::from_stored(length, validity, methods))
+}
+
+/// The stored policy as staff see it (`mfa_settings` of `GET /admin/users/{id}`).
+pub async fn policy_row(db: &mut sqlx::PgConnection, user: Uuid) -> sqlx::Result<MfaPolicy> {
+    let settings = sqlx::query!(
+        "SELECT grace_period_days, code_length, code_validity_seconds, enforce_for_api, grace_started_at
+           FROM accounts_mfasettings WHERE user_id = $1",
+        user
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    let methods = sqlx::query!(
+        "SELECT mfa_method, rate_limit_per_hour, max_attempts, lockout_minutes
+           FROM accounts_mfamethodpreference WHERE user_id = $1 ORDER BY mfa_method",
+        user
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    let methods = methods
+        .into_iter()
+        .map(|r| {
+            let limits = MethodLimits {
+                rate_limit_per_hour: r.rate_limit_per_hour,
+                max_attempts: r.max_attempts,
+                lockout_minutes: r.lockout_minutes,
+            };
+            (r.mfa_method, limits)
+        })
+        .collect();
+    Ok(match settings {
+        Some(s) => MfaPolicy {
+            grace_period_days: s.grace_period_days,
+            grace_started_at: s.grace_started_at,
+            code_length: s.code_length,
+            code_validity_seconds: s.code_validity_seconds,
+            enforce_for_api: s.enforce_for_api,
+            methods,
+        },
+        None => MfaPolicy {
+            grace_period_days: 0,
+            grace_started_at: None,
+            code_length: otp::policy::BUILT_IN_CODE_LENGTH,
+            code_validity_seconds: otp::policy::BUILT_IN_CODE_VALIDITY_SECONDS,
+            enforce_for_api: true,
+            methods,
+        },
+    })
+}
+
+/// Sets the policy values given (None: unchanged); method rows are created when missing,
+/// off and not set up (a policy for a method is not the method).
+pub async fn set_policy(
+    db: &mut sqlx::PgConnection,
+    user: Uuid,
+    grace_period_days: Option<i32>,
+    code_length: Option<i32>,
+    code_validity_seconds: Option<i32>,
+    enforce_for_api: Option<bool>,
+    methods: &[(String, MethodLimits)],
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_mfasettings (user_id, grace_period_days, code_length, code_validity_seconds, enforce_for_api)
+         VALUES ($1, COALESCE($2, 0), COALESCE($3, 6), COALESCE($4, 300), COALESCE($5, true))
+         ON CONFLICT (user_id) DO UPDATE
+            SET grace_period_days = COALESCE($2, accounts_mfasettings.grace_period_days),
+                code_length = COALESCE($3, accounts_mfasettings.code_length),
+                code_validity_seconds = COALESCE($4, accounts_mfasettings.code_validity_seconds),
+                enforce_for_api = COALESCE($5, accounts_mfasettings.enforce_for_api),
+                updated_at = now()",
+        user,
+        grace_period_days,
+        code_length,
+        code_validity_seconds,
+        enforce_for_api
+    )
+    .execute(&mut *db)
+    .await?;
+    for (method, l) in methods {
+        sqlx::query!(
+            "INSERT INTO accounts_mfamethodpreference
+                 (user_id, mfa_method, is_enabled, rate_limit_per_hour, max_attempts, lockout_minutes)
+             VALUES ($1, $2, false, $3, $4, $5)
+             ON CONFLICT (user_id, mfa_method) DO UPDATE
+                SET rate_limit_per_hour = $3, max_attempts = $4, lockout_minutes = $5, updated_at = now()",
+            user,
+            method,
+            l.rate_limit_per_hour,
+            l.max_attempts,
+            l.lockout_minutes
+        )
+        .execute(&mut *db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Starts the grace period of an account just made staff (`grace_period_days` counts from
+/// here).
+pub async fn start_staff_grace(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO accounts_mfasettings (user_id, grace_started_at) VALUES ($1, now())
+         ON CONFLICT (user_id) DO UPDATE SET grace_started_at = now(), updated_at = now()",
+        user
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether the user's API keys stop when MFA goes off (`enforce_for_api`, on by default).
+pub async fn enforce_for_api(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<bool> {
+    let on = sqlx::query_scalar!("SELECT enforce_for_api FROM accounts_mfasettings WHERE user_id = $1", user)
+        .fetch_optional(db)
+        .await?;
+    Ok(on.unwrap_or(true))
 }
 
 /// Turns MFA on or off; `primary` becomes the primary method when given.

@@ -105,7 +105,9 @@ pub async fn user_detail(state: &AppState, user_id: Uuid) -> AppResult<AdminUser
     let devices = repo::devices::devices(&mut *conn, user_id, Uuid::nil(), None).await?;
     let groups = repo::permissions::user_groups(&mut *conn, user_id).await?;
     let recent_events = repo::users::account_events(&mut *conn, user_id, 20).await?;
+    let mfa_settings = repo::mfa::policy_row(&mut conn, user_id).await?;
     Ok(AdminUserDetail {
+        mfa_settings,
         user: user.into(),
         groups,
         lock: LockState { locked: retry_after_seconds.is_some(), retry_after_seconds },
@@ -133,7 +135,7 @@ pub async fn update_user(
     user_id: Uuid,
     patch: UserPatch,
 ) -> AppResult<AdminUserDetail> {
-    if (patch.is_staff.is_some() || patch.groups.is_some()) && !admin.is_superuser {
+    if (patch.is_staff.is_some() || patch.groups.is_some() || patch.mfa_settings.is_some()) && !admin.is_superuser {
         return Err(AppError::Forbidden);
     }
     if user_id == admin.user_id {
@@ -150,6 +152,22 @@ pub async fn update_user(
         repo::permissions::set_user_groups(&mut *tx, user_id, groups).await?;
     }
     repo::users::set_flags(&mut *tx, user_id, patch.is_active, patch.is_staff).await?;
+    if patch.is_staff == Some(true) && !user.is_staff {
+        repo::mfa::start_staff_grace(&mut *tx, user_id).await?;
+    }
+    if let Some(settings) = &patch.mfa_settings {
+        let methods: Vec<_> = settings.methods.iter().flatten().map(|(m, l)| (m.clone(), *l)).collect();
+        repo::mfa::set_policy(
+            &mut tx,
+            user_id,
+            settings.grace_period_days,
+            settings.code_length,
+            settings.code_validity_seconds,
+            settings.enforce_for_api,
+            &methods,
+        )
+        .await?;
+    }
     let ended = if patch.is_active == Some(false) && user.is_active {
         Some(
             end_grants(&mut tx, client, user_id, Remedy::Deactivation, SessionAction::SessionRevoked, "deactivated")
@@ -169,6 +187,7 @@ pub async fn update_user(
         "is_active": patch.is_active,
         "is_staff": patch.is_staff,
         "groups": patch.groups,
+        "mfa_settings": patch.mfa_settings,
         "sessions_revoked": ended.as_ref().map_or(0, |e| e.sessions.len()),
         "ended": ended.as_ref().map(|e| e.details()),
         "staff_keys_revoked": staff_keys.iter().map(|k| k.id).collect::<Vec<_>>(),

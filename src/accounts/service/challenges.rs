@@ -187,8 +187,8 @@ pub async fn passkey_options(state: &AppState, challenge_id: Uuid) -> AppResult<
     Ok(options)
 }
 
-/// `POST /auth/mfa/send`: an emailed or texted code for a live challenge, at most
-/// `SENDS_PER_HOUR` per method and user.
+/// `POST /auth/mfa/send`: an emailed or texted code for a live challenge, at most the
+/// method's `rate_limit_per_hour` per user (the user's policy; built-in 10).
 pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, method: MfaMethod) -> AppResult<()> {
     if !matches!(method, MfaMethod::Email | MfaMethod::Sms) {
         return Err(AppError::validation("method", "codes are sent by email or sms"));
@@ -206,7 +206,8 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
         _ => return Err(AppError::validation("method", "is not set up for this account")),
     };
     let purpose = CodePurpose::for_challenge(challenge.kind());
-    match otp::service::send_code(&mut tx, &state.data_keys, user, to, purpose, Some(challenge.id)).await {
+    let policy = repo::mfa::policy(&mut tx, user).await?;
+    match otp::service::send_code(&mut tx, &state.data_keys, user, to, purpose, Some(challenge.id), &policy).await {
         Ok(sent) => {
             let event = MfaEvent {
                 mfa_method: Some(method.as_str().into()),
@@ -272,10 +273,16 @@ pub async fn verify(
     let email = Email::from_stored(&user.email);
     let account = challenges::Account { id: user.id, email: &email, username: &user.username };
     let (keys, rp) = (&state.data_keys, &state.relying_party);
-    let answer = challenges::answer(&mut tx, keys, rp, &challenge, account, response, &origin(client)).await?;
+    let policy = repo::mfa::policy(&mut tx, user.id).await?;
+    let answer = challenges::answer(&mut tx, keys, rp, &challenge, account, response, &origin(client), &policy).await?;
     let backup_left = match answer {
         Answer::Right { backup_codes_left } => backup_codes_left,
         Answer::Wrong { attempts_left } => return failed(tx, state, client, &user, method, attempts_left).await,
+        Answer::Locked { retry_after_secs } => {
+            crate::core::db::commit(tx).await?;
+            state.metrics.mfa(method.as_str(), "locked");
+            return Err(AppError::RateLimited { retry_after_secs });
+        }
     };
 
     let seen = DeviceSeen::of(client);

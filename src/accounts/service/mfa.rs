@@ -193,10 +193,23 @@ pub(super) async fn settle_removal(
         otp::service::remove_backup_codes(tx, user).await?;
         repo::mfa::set_method_state(&mut *tx, user, MfaMethod::BackupCode.as_str(), false, false).await?;
         repo::mfa::set_mfa_enabled(&mut *tx, user, false, None).await?;
+        // enforce_for_api: keys of an account that had MFA need it to stay on. The row
+        // trigger's NOTIFY evicts them from every instance's cache at commit.
+        let keys_revoked = if repo::mfa::enforce_for_api(&mut *tx, user).await? {
+            repo::api_keys::revoke_keys(&mut *tx, user, repo::api_keys::KeySelection::All).await?
+        } else {
+            Vec::new()
+        };
+        if !keys_revoked.is_empty() {
+            let ids: Vec<Uuid> = keys_revoked.iter().map(|k| k.id).collect();
+            let details = serde_json::json!({ "reason": "mfa_disabled", "keys": ids });
+            super::account_event(tx, Some(user), "api_keys_revoked", details, client).await?;
+        }
         let message = Message::MfaDisabled {
             username: owner.username.clone(),
             method: method.as_str().to_owned(),
             approved: approved_change.is_some(),
+            keys_revoked: keys_revoked.into_iter().map(|k| k.name).collect(),
         };
         notifications::enqueue_email(tx, &state.data_keys, user, &to, message).await?;
         ("disabled", MfaAction::Disabled)

@@ -186,7 +186,8 @@ async fn send_setup_code(
 ) -> AppResult<()> {
     let method = to.channel().as_str().to_owned();
     repo::mfa::set_method_state(&mut *tx, user.id, &method, false, false).await?;
-    let sent = otp::service::send_code(tx, &state.data_keys, user.id, to, CodePurpose::Setup, None).await?;
+    let policy = repo::mfa::policy(&mut *tx, user.id).await?;
+    let sent = otp::service::send_code(tx, &state.data_keys, user.id, to, CodePurpose::Setup, None, &policy).await?;
     let event = MfaEvent {
         mfa_method: Some(method),
         request_count_last_hour: i32::try_from(sent).ok(),

@@ -1,7 +1,9 @@
 //! Inserts into the four partitioned audit tables. They take any executor, so an event
 //! joins the caller's transaction.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
+use uuid::Uuid;
 
 use crate::audit_log::models::events::{DeviceEvent, LinkEvent, MfaEvent, SessionEvent, fit, reasons};
 
@@ -128,4 +130,26 @@ pub async fn insert_link_event(db: impl PgExecutor<'_>, e: &LinkEvent) -> sqlx::
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// When `user`'s wrong answers with `method` happened since `since`, oldest first (at most
+/// the newest 200: enough to find any lock a policy can set).
+pub async fn mfa_failures_since(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    method: &str,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<DateTime<Utc>>> {
+    let mut times = sqlx::query_scalar!(
+        "SELECT created_at FROM audit_log_mfaauditlog
+          WHERE user_id = $1 AND mfa_method = $2 AND action = 'failed' AND created_at > $3
+          ORDER BY created_at DESC LIMIT 200",
+        user,
+        method,
+        since
+    )
+    .fetch_all(db)
+    .await?;
+    times.reverse();
+    Ok(times)
 }

@@ -356,7 +356,9 @@ impl FromRequestParts<AppState> for AuthUser {
 
 /// Admits a staff user holding `permission` (`app_label.codename`, Django-style; superusers
 /// hold all) to read. When the user's `enforce_for_admin` is on (the default), the session
-/// must be aal 2: 403 MFA_REQUIRED otherwise, so staff enrol MFA before they administer.
+/// must be aal 2: 403 MFA_REQUIRED otherwise, so staff enrol MFA before they administer;
+/// within the account's MFA grace period (`grace_period_days` from being made staff, MFA
+/// not yet on) reads are let in without it.
 pub async fn require_permission(state: &AppState, user: &AuthUser, permission: &str) -> Result<(), AppError> {
     admit(state, user, permission, false).await
 }
@@ -379,7 +381,9 @@ async fn admit(state: &AppState, user: &AuthUser, permission: &str, write: bool)
     let (app_label, codename) = permission.split_once('.').ok_or_else(|| AppError::internal("bad permission name"))?;
     let row = queries::staff_grant(&state.db, user.user_id, app_label, codename).await?;
     // A key with an admin scope was created from an aal 2 session; it stands in for one.
-    if row.enforce && user.aal < 2 && user.api_key.is_none() {
+    // Within the grace period a read needs no second factor; a write always does.
+    let grace_read = row.in_grace && !write;
+    if row.enforce && user.aal < 2 && user.api_key.is_none() && !grace_read {
         return Err(AppError::MfaRequired);
     }
     if row.enforce && write && !user.has_recent_mfa(state.config.step_up_max_age) {

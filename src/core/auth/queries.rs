@@ -95,6 +95,8 @@ pub async fn live_session(db: &PgPool, session_id: Uuid, user_id: Uuid) -> Resul
 pub struct StaffGrant {
     pub enforce: bool,
     pub granted: bool,
+    /// Within `grace_period_days` of being made staff, MFA still off: admin reads without it.
+    pub in_grace: bool,
 }
 
 pub async fn staff_grant(
@@ -106,6 +108,9 @@ pub async fn staff_grant(
     sqlx::query_as!(
         StaffGrant,
         r#"SELECT COALESCE((SELECT enforce_for_admin FROM accounts_mfasettings WHERE user_id = $1), true) AS "enforce!",
+                  COALESCE((SELECT grace_period_days > 0 AND NOT is_enabled
+                                   AND grace_started_at + make_interval(days => grace_period_days) > now()
+                              FROM accounts_mfasettings WHERE user_id = $1), false) AS "in_grace!",
                   EXISTS (SELECT 1 FROM auth_permission p
                            WHERE p.app_label = $2 AND p.codename = $3
                              AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = $1)

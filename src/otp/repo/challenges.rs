@@ -69,6 +69,13 @@ pub async fn fail_challenge(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<i
     .await
 }
 
+/// Ends a challenge at its attempt limit (a method with fewer attempts than the challenge
+/// was answered wrongly too often).
+pub async fn exhaust_challenge(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE otp_mfachallenge SET failed_attempts = max_attempts WHERE id = $1", id).execute(db).await?;
+    Ok(())
+}
+
 pub async fn close_challenge(db: impl PgExecutor<'_>, id: Uuid, device: Option<Uuid>) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE otp_mfachallenge SET verified_at = now(), device_id = COALESCE($2, device_id) WHERE id = $1",
