@@ -21,6 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::auth::logout_all))
         .routes(routes!(handlers::auth::change_password))
         .routes(routes!(handlers::auth::request_password_reset))
+        .routes(routes!(handlers::auth::request_magic_link))
+        .routes(routes!(handlers::auth::confirm_magic_link))
         .routes(routes!(handlers::auth::confirm_password_reset))
         .routes(routes!(handlers::auth::request_email_change))
         .routes(routes!(handlers::exports::request_export))

@@ -187,6 +187,9 @@ pub struct EventQuery {
     pub requires_review: Option<String>,
     /// One anomaly reason the rows must carry, e.g. `new_country` (docs/risk.md).
     pub anomaly: Option<String>,
+    /// `newest` (the default) or, for device events only, `risk`: the highest
+    /// `risk_score` first, the newest first among equals.
+    pub order: Option<String>,
     pub page: Option<String>,
     pub limit: Option<String>,
 }
@@ -275,6 +278,11 @@ fn parse_query(kind: Option<AuditKind>, q: &EventQuery) -> AppResult<(EventFilte
         } else {
             problems.add("anomaly", "must be an anomaly reason such as new_country (docs/risk.md)");
         }
+    }
+    match (q.order.as_deref(), kind) {
+        (None | Some("newest"), _) => {}
+        (Some("risk"), Some(AuditKind::Device)) => f.by_risk = true,
+        _ => problems.add("order", "must be newest, or risk for device events"),
     }
     let page = PageParams::from_text(q.page.as_deref(), q.limit.as_deref(), &mut problems);
     problems.finish((f, page))

@@ -63,6 +63,8 @@ pub struct CachedSession {
 pub struct CachedKey {
     pub id: Uuid,
     pub user_id: Uuid,
+    /// The `api` session that backs the key (None for a key made before they existed).
+    pub session_id: Option<Uuid>,
     pub scopes: Vec<String>,
     pub is_staff: bool,
     pub is_superuser: bool,
@@ -98,6 +100,9 @@ pub struct AuthCache {
     evicted: RwLock<HashMap<Uuid, Instant>>,
     healthy: AtomicBool,
     epoch: AtomicU64,
+    /// Requests made with API keys since the last flush, by the key's session: counted
+    /// here, written to `total_api_calls` in batches (`core::auth::flush_api_calls`).
+    api_calls: std::sync::Mutex<HashMap<Uuid, i64>>,
 }
 
 /// A read about to fill the cache: the epoch and time it started, so that a flush or an
@@ -117,11 +122,33 @@ impl Default for AuthCache {
             evicted: RwLock::new(HashMap::new()),
             healthy: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
+            api_calls: std::sync::Mutex::new(HashMap::new()),
         }
     }
 }
 
 impl AuthCache {
+    /// Counts one request made under an API key's session.
+    pub fn count_api_call(&self, session: Uuid) {
+        if let Ok(mut calls) = self.api_calls.lock() {
+            *calls.entry(session).or_default() += 1;
+        }
+    }
+
+    /// The counts since the last take, emptied.
+    pub fn take_api_calls(&self) -> Vec<(Uuid, i64)> {
+        self.api_calls.lock().map(|mut calls| calls.drain().collect()).unwrap_or_default()
+    }
+
+    /// Puts back counts a flush could not write.
+    pub fn return_api_calls(&self, counts: &[(Uuid, i64)]) {
+        if let Ok(mut calls) = self.api_calls.lock() {
+            for (session, n) in counts {
+                *calls.entry(*session).or_default() += n;
+            }
+        }
+    }
+
     /// Whether the cache may answer now (its listener is up and hearing itself).
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)

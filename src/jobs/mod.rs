@@ -265,10 +265,28 @@ pub fn spawn(
             Box::pin(async move { run_digests_once(&s).await.map(|_| ()) })
         })),
         // A cheap check each minute; work happens only once a day is owed.
-        tokio::spawn(every(state, shutdown, Duration::from_secs(60), "audit_summary", |s| {
+        tokio::spawn(every(state.clone(), shutdown.clone(), Duration::from_secs(60), "audit_summary", |s| {
             Box::pin(async move { run_summaries_once(&s).await })
         })),
+        tokio::spawn(flush_api_calls_every_minute(state, shutdown)),
     ]
+}
+
+/// This instance's API-key request counts, written each minute and once more at shutdown.
+async fn flush_api_calls_every_minute(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(e) = crate::core::auth::flush_api_calls(&state).await {
+            state.metrics.job("api_calls", "failed");
+            tracing::warn!(error = %e, "API call counts not written; kept for the next flush");
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 type JobFuture = std::pin::Pin<Box<dyn std::future::Future<Output = AppResult<()>> + Send>>;

@@ -73,6 +73,11 @@ pub enum Message {
         username: String,
         link: String,
     },
+    /// A magic link: one sign-in, within five minutes.
+    MagicLink {
+        username: String,
+        link: String,
+    },
     MfaCode {
         code: String,
         minutes: i64,
@@ -187,6 +192,7 @@ impl Message {
             Message::Digest { .. } => T::Digest,
             Message::EmailVerification { .. } => T::EmailVerification,
             Message::PasswordReset { .. } => T::PasswordReset,
+            Message::MagicLink { .. } => T::MagicLink,
             Message::MfaCode { .. } => T::MfaCode,
             Message::TokenReused { .. } => T::TokenReused,
             Message::PasswordChanged { .. } => T::PasswordChanged,
@@ -220,6 +226,7 @@ impl Message {
             Message::Digest { items } => context! { count => items.len(), items },
             Message::EmailVerification { username, link }
             | Message::PasswordReset { username, link }
+            | Message::MagicLink { username, link }
             | Message::EmailChange { username, link } => context! { username, link },
             Message::MfaCode { code, minutes } => context! { code, minutes },
             Message::TokenReused { username }
@@ -290,6 +297,7 @@ mod tests {
             Message::Digest { items: vec![DigestItem { subject: "s".into(), text: "t".into() }] },
             Message::EmailVerification { username: u(), link: l() },
             Message::PasswordReset { username: u(), link: l() },
+            Message::MagicLink { username: u(), link: l() },
             Message::MfaCode { code: "123456".into(), minutes: 5 },
             Message::TokenReused { username: u() },
             Message::PasswordChanged { username: u(), how: PasswordChange::Reset, grants: grants.clone() },

@@ -43,6 +43,7 @@ text_enum!(
         EmailChangeReverted => "email_change_reverted",
         ApiKeyExpiring => "api_key_expiring",
         ExportRequested => "export_requested",
+        MagicLink => "magic_link",
     }
 );
 
@@ -74,6 +75,7 @@ impl NotificationType {
             self,
             NotificationType::EmailVerification
                 | NotificationType::PasswordReset
+                | NotificationType::MagicLink
                 | NotificationType::MfaCode
                 | NotificationType::EmailChange
                 | NotificationType::EmailChanged
@@ -96,9 +98,10 @@ impl NotificationType {
     pub fn priority(self) -> Priority {
         match self {
             NotificationType::MfaCode | NotificationType::TokenReused => Priority::Critical,
-            NotificationType::PasswordReset | NotificationType::EmailVerification | NotificationType::EmailChange => {
-                Priority::High
-            }
+            NotificationType::PasswordReset
+            | NotificationType::EmailVerification
+            | NotificationType::EmailChange
+            | NotificationType::MagicLink => Priority::High,
             NotificationType::PasswordChanged
             | NotificationType::MfaDisabled
             | NotificationType::NewDevice
@@ -131,6 +134,7 @@ impl NotificationType {
         match self {
             NotificationType::EmailVerification => "Confirm your email address",
             NotificationType::PasswordReset => "Reset your password",
+            NotificationType::MagicLink => "Your sign-in link",
             NotificationType::MfaCode => "Your sign-in code",
             NotificationType::TokenReused => "Security alert: a session was signed out",
             NotificationType::PasswordChanged => "Your password was changed",

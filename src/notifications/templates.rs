@@ -19,6 +19,7 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     });
     template_pair!(env, "email_verification");
     template_pair!(env, "password_reset");
+    template_pair!(env, "magic_link");
     template_pair!(env, "mfa_code");
     template_pair!(env, "token_reused");
     template_pair!(env, "password_changed");

@@ -153,6 +153,9 @@ pub async fn answer(
                 ..event(MfaAction::BackupCodeUsed)
             };
             audit_log::record_mfa(&mut *tx, &used).await?;
+            // otp_mfarecovery has the use's row (`use_backup_code`); this is its audit.
+            let recovered = MfaEvent { recovery_method: Some("backup_code"), ..event(MfaAction::RecoveryUsed) };
+            audit_log::record_mfa(&mut *tx, &recovered).await?;
             if left <= LOW_BACKUP_CODES {
                 let message = Message::BackupCodesLow { username: account.username.to_owned(), remaining: left };
                 notifications::enqueue_email(tx, keys, account.id, account.email, message).await?;

@@ -118,6 +118,12 @@ pub async fn use_backup_code(
     Ok(Some(repo::factors(&mut *tx, user).await?.backup_codes_remaining))
 }
 
+/// Records an admin MFA reset in otp_mfarecovery (the account regains access without any
+/// of its factors).
+pub async fn record_admin_reset(tx: &mut PgConnection, user: Uuid, ip: Option<IpNetwork>) -> AppResult<()> {
+    Ok(repo::backup::insert_recovery(tx, user, "admin_reset", ip, true).await?)
+}
+
 pub async fn remove_backup_codes(tx: &mut PgConnection, user: Uuid) -> AppResult<()> {
     Ok(repo::backup::delete_backup_codes(tx, user).await?)
 }

@@ -118,6 +118,20 @@ pub struct PasswordResetRequest {
     pub email: String,
 }
 
+/// `POST /auth/magic-link`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MagicLinkRequest {
+    pub email: String,
+}
+
+/// `POST /auth/magic-link/confirm`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MagicLinkConfirm {
+    /// The token of the emailed link.
+    #[schema(value_type = String)]
+    pub token: SecretString,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PasswordResetConfirm {
     #[schema(value_type = String)]

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use crate::accounts::{
     forms::auth::{
-        DeleteMeRequest, EmailChangeRequest, LoginRequest, PasswordChangeRequest, PasswordResetConfirm,
-        PasswordResetRequest, RefreshRequest, RegisterRequest, TokenRequest, UpdateMeRequest,
+        DeleteMeRequest, EmailChangeRequest, LoginRequest, MagicLinkConfirm, MagicLinkRequest, PasswordChangeRequest,
+        PasswordResetConfirm, PasswordResetRequest, RefreshRequest, RegisterRequest, TokenRequest, UpdateMeRequest,
     },
     models::{Authenticated, Email, LoginIdentifier, LoginResponse, Me, SessionView, UserEnvelope},
     service,
@@ -171,6 +171,46 @@ pub async fn request_password_reset(
         service::request_password_reset(&state, &client, email).await?;
     }
     Ok(accepted())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/magic-link", tag = "auth", request_body = MagicLinkRequest, responses(
+    (status = 202, body = Accepted, description = "The same answer for every email, given before the email is looked up. A sign-in link (`{PUBLIC_BASE_URL}/magic-link?token=T`, or `MAGIC_LINK_URL` with the token in place of `{token}`; 5 minutes, single use) is then mailed when an active account has this email and it had none in the last minute and fewer than 3 in the last hour; a new link revokes the older one."),
+    (status = 404, body = ErrorBody, description = "NOT_FOUND: magic links are off (`MAGIC_LINK_ENABLED` is not true)"),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED with Retry-After: shares the reset budget of this address (RATE_LIMIT_PASSWORD_RESET_PER_HOUR)"),
+))]
+pub async fn request_magic_link(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<MagicLinkRequest>,
+) -> AppResult<impl IntoResponse> {
+    if !state.config.magic_link_enabled {
+        return Err(AppError::NotFound);
+    }
+    // A malformed address cannot have an account: the same 202, nothing sent.
+    if let Ok(email) = Email::parse(&body.email) {
+        service::request_magic_link(&state, &client, email).await?;
+    }
+    Ok(accepted())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/magic-link/confirm", tag = "auth", request_body = MagicLinkConfirm, responses(
+    (status = 200, body = LoginResponse, description = "as POST /auth/login: authenticated (aal 1, amr [email]) or, with MFA on, mfa_required (then amr [email, METHOD, mfa]); the lockout, risk, device and audit rules of logins apply. The token is spent by the first use, whatever follows."),
+    (status = 400, body = ErrorBody, description = "TOKEN_INVALID: unknown, used, revoked (a newer link, or a remediation) or expired"),
+    (status = 403, body = ErrorBody, description = "ACCOUNT_DISABLED"),
+    (status = 404, body = ErrorBody, description = "NOT_FOUND: magic links are off"),
+    (status = 429, body = ErrorBody, description = "RATE_LIMITED: the account or the address is locked"),
+))]
+pub async fn confirm_magic_link(
+    State(state): State<AppState>,
+    client: ClientContext,
+    AppJson(body): AppJson<MagicLinkConfirm>,
+) -> AppResult<Json<LoginResponse>> {
+    if body.token.expose_secret().len() > MAX_TOKEN_LEN {
+        return Err(AppError::TokenInvalid);
+    }
+    // Runs to its end even if the client goes away: a spent token always yields its result.
+    let task = tokio::spawn(async move { service::confirm_magic_link(&state, &client, body.token).await });
+    Ok(Json(task.await.map_err(AppError::internal)??))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password/reset/confirm", tag = "auth", request_body = PasswordResetConfirm, responses(

@@ -7,6 +7,8 @@ use uuid::Uuid;
 
 use crate::accounts::models::admin::ApiKeyView;
 
+/// Inserts a key with the session of `session_type` `api` that backs it (its requests run
+/// under that session and are counted on it; it ends with the key, and expires with it).
 pub async fn insert_key(
     db: impl PgExecutor<'_>,
     user: Uuid,
@@ -18,9 +20,14 @@ pub async fn insert_key(
 ) -> sqlx::Result<ApiKeyView> {
     sqlx::query_as!(
         ApiKeyView,
-        "INSERT INTO accounts_apikey (user_id, name, prefix, key_hash, scopes, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, name, prefix, scopes, expires_at, last_used_at, revoked_at, created_at",
+        r#"WITH session AS (
+               INSERT INTO accounts_session (user_id, access_jti, refresh_jti, expires_at, session_type, aal, amr)
+               VALUES ($1, 'apikey:' || $3, 'apikey:' || $3, $6, 'api', 1, '{}')
+               RETURNING id
+           )
+           INSERT INTO accounts_apikey (user_id, name, prefix, key_hash, scopes, expires_at, session_id)
+           SELECT $1, $2, $3, $4, $5, $6, session.id FROM session
+           RETURNING id, name, prefix, scopes, expires_at, last_used_at, revoked_at, created_at"#,
         user,
         name,
         prefix,
@@ -58,8 +65,20 @@ pub async fn live_key_count(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result
 /// Revokes one of the user's live keys; false when there is none by that id.
 pub async fn revoke_key(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!(
-        "UPDATE accounts_apikey SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
-         RETURNING prefix",
+        r#"WITH revoked AS (
+               UPDATE accounts_apikey SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
+               RETURNING prefix, session_id, user_id
+           ), ended AS (
+               UPDATE accounts_session s
+                  SET status = 'revoked', revoked_at = now(), revoked_reason = 'api_key_revoked', updated_at = now()
+                 FROM revoked WHERE s.id = revoked.session_id AND s.status = 'active'
+               RETURNING s.id, s.user_id
+           ), audit AS (
+               INSERT INTO audit_log_sessionauditlog (user_id, session_id, action, session_type)
+               SELECT user_id, id, 'session_revoked', 'api' FROM ended
+               RETURNING 1
+           )
+           SELECT prefix AS "prefix!" FROM revoked"#,
         id,
         user
     )
@@ -96,14 +115,28 @@ pub async fn revoke_keys(db: impl PgExecutor<'_>, user: Uuid, which: KeySelectio
         KeySelection::AllButIntrospectOnly => "all_but_introspect",
         KeySelection::AdminScoped => "admin",
     };
+    // The keys' sessions end with them, audited (a data-modifying CTE always runs).
     sqlx::query_as!(
         KeyNote,
-        "UPDATE accounts_apikey SET revoked_at = now()
-          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-            AND CASE $2::text WHEN 'all' THEN true
-                              WHEN 'all_but_introspect' THEN scopes <> ARRAY['introspect']::text[]
-                              ELSE scopes && ARRAY['audit:read', 'introspect']::text[] END
-         RETURNING id, name, prefix, scopes, expires_at",
+        r#"WITH revoked AS (
+               UPDATE accounts_apikey SET revoked_at = now()
+                WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+                  AND CASE $2::text WHEN 'all' THEN true
+                                    WHEN 'all_but_introspect' THEN scopes <> ARRAY['introspect']::text[]
+                                    ELSE scopes && ARRAY['audit:read', 'introspect']::text[] END
+               RETURNING id, name, prefix, scopes, expires_at, session_id
+           ), ended AS (
+               UPDATE accounts_session s
+                  SET status = 'revoked', revoked_at = now(), revoked_reason = 'api_key_revoked', updated_at = now()
+                 FROM revoked WHERE s.id = revoked.session_id AND s.status = 'active'
+               RETURNING s.id, s.user_id
+           ), audit AS (
+               INSERT INTO audit_log_sessionauditlog (user_id, session_id, action, session_type)
+               SELECT user_id, id, 'session_revoked', 'api' FROM ended
+               RETURNING 1
+           )
+           SELECT id AS "id!", name AS "name!", prefix AS "prefix!", scopes AS "scopes!", expires_at AS "expires_at!"
+             FROM revoked"#,
         user,
         which
     )

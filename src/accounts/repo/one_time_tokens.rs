@@ -168,7 +168,7 @@ pub async fn delete_expired_tokens(db: impl PgExecutor<'_>, grace_secs: f64) -> 
 /// The purposes of the links a remediation cancels (API.md "Recovery"): whoever held the
 /// account may have asked for them. Email verification is not among them (it only proves
 /// an address), nor is the undo of an email change, which only its use or expiry ends.
-pub const REVOCABLE_LINKS: &[&str] = &["email_change", "password_reset"];
+pub const REVOCABLE_LINKS: &[&str] = &["email_change", "password_reset", "magic_link"];
 
 /// Revokes the user's pending links of `REVOCABLE_LINKS`; returns how many.
 pub async fn revoke_links(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<u64> {

@@ -158,6 +158,9 @@ pub struct Rotation<'a> {
     pub session_max_age_secs: f64,
     /// Whether the rotation's commit waits for its WAL flush (`REFRESH_SYNCHRONOUS_COMMIT`).
     pub synchronous_commit: bool,
+    /// The hashed `X-Device-Fingerprint` the client sent, if any: a refresh from another
+    /// known device of the same user moves the session there (`switched`).
+    pub fingerprint_hash: Option<&'a str>,
 }
 
 /// A rotation done: the user (for the response) and the session's assurance.
@@ -191,8 +194,22 @@ pub async fn rotate_refresh(
                   AND s.id = t.session_id AND s.status = 'active' AND s.expires_at > $2
                   AND s.created_at + make_interval(secs => $7) > $2
                   AND u.id = t.user_id AND u.is_active
-               RETURNING t.user_id, t.session_id, t.family_id, s.aal, s.amr,
+               RETURNING t.user_id, t.session_id, t.family_id, s.aal, s.amr, s.device_id AS previous_device,
                          LEAST($2 + make_interval(secs => $6), s.created_at + make_interval(secs => $7)) AS expires_at
+           ), switch AS (
+               -- Another known, uncompromised device of the same user: the session moves
+               -- there, recorded with the device it left and flagged as a risk signal.
+               SELECT d.id FROM accounts_device d, claimed
+                WHERE $21::text IS NOT NULL AND d.user_id = claimed.user_id AND d.fingerprint_hash = $21
+                  AND d.id IS DISTINCT FROM claimed.previous_device AND NOT d.is_compromised
+           ), switched AS (
+               INSERT INTO audit_log_sessiondevicelinkauditlog
+                   (user_id, session_id, device_id, link_action, previous_device_id, ip_address, risk_level,
+                    is_anomalous, anomaly_reasons, created_at)
+               SELECT claimed.user_id, claimed.session_id, switch.id, 'switched', claimed.previous_device, $14,
+                      'medium', true, ARRAY['device_switched'], $2
+                 FROM claimed, switch
+               RETURNING 1
            ), child AS (
                INSERT INTO accounts_refreshtokenrecord (user_id, session_id, jti, family_id, parent_jti, created_at, expires_at)
                SELECT user_id, session_id, $4, family_id, $1, $2, expires_at FROM claimed
@@ -200,7 +217,8 @@ pub async fn rotate_refresh(
            ), moved AS (
                UPDATE accounts_session s
                   SET access_jti = $5, refresh_jti = $4, expires_at = claimed.expires_at, last_seen_at = $2,
-                      updated_at = $2, total_requests = s.total_requests + 1
+                      updated_at = $2, total_requests = s.total_requests + 1,
+                      device_id = COALESCE((SELECT id FROM switch), s.device_id)
                  FROM claimed WHERE s.id = claimed.session_id
                RETURNING 1
            ), audit AS (
@@ -215,7 +233,8 @@ pub async fn rotate_refresh(
            SELECT u.id, u.email, u.username, u.password_hash, u.first_name, u.last_name, u.is_active, u.is_staff,
                   u.is_superuser, u.email_verified, COALESCE(m.is_enabled, false) AS "mfa_enabled!", u.date_joined,
                   u.last_login, claimed.session_id, claimed.aal, claimed.amr,
-                  (SELECT count(*) FROM child) + (SELECT count(*) FROM moved) + (SELECT count(*) FROM audit) AS "writes!",
+                  (SELECT count(*) FROM child) + (SELECT count(*) FROM moved) + (SELECT count(*) FROM audit)
+                    + (SELECT count(*) FROM switched) AS "writes!",
                   (SELECT setting FROM durability) AS durability
              FROM claimed JOIN auth_user u ON u.id = claimed.user_id
              LEFT JOIN accounts_mfasettings m ON m.user_id = u.id"#,
@@ -239,6 +258,7 @@ pub async fn rotate_refresh(
         event.flags.requires_review,
         event.metadata,
         r.synchronous_commit,
+        r.fingerprint_hash,
     )
     .fetch_optional(db)
     .await?;

@@ -45,8 +45,11 @@ pub struct NewRefreshRow<'a> {
 
 /// Opens a session in one statement: the device (found or created by user and fingerprint,
 /// its usage and risk updated), the session linked to it, its first refresh token, the
-/// user's last login, the settled password attempt, the `login` audit row, the link audit
-/// row and, for a new device or an anomalous login, a device audit row. One statement is
+/// user's last login, the settled password attempt, the `login` audit row (and
+/// `suspicious_activity` when the risk is high), the link audit row and the device audit
+/// rows: `registered` (new), `new_location` (a known device from a new country),
+/// `risk_changed` (anomalous), `seen` (a known device used again), `verified` (its first
+/// second factor). One statement is
 /// one atomic commit without BEGIN/COMMIT round trips, and the user row's lock is held for
 /// this statement only (login is the hot path; see docs/performance.md). The audit columns
 /// are audit_log's own view of the event (`SessionEvent::columns`).
@@ -91,9 +94,11 @@ pub async fn open_session(
                              AND (d.latitude, d.longitude) IS DISTINCT FROM (EXCLUDED.latitude, EXCLUDED.longitude))
                    RETURNING d.id, (d.xmax = 0) AS created
                ), device AS (
-                   SELECT id, created FROM upserted
+                   -- touched: a known device whose row this login updated (not within a
+                   -- minute of its last use), which the device audit records as `seen`.
+                   SELECT id, created, NOT created AS touched FROM upserted
                    UNION ALL
-                   SELECT id, false FROM accounts_device
+                   SELECT id, false, false FROM accounts_device
                     WHERE user_id = $2 AND fingerprint_hash = $3 AND NOT EXISTS (SELECT 1 FROM upserted)
                ), session AS (
                    INSERT INTO accounts_session
@@ -119,24 +124,41 @@ pub async fn open_session(
                        (user_id, session_id, device_id, action, session_type, mfa_verified, mfa_method, country, city,
                         ip_address, risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, error_message,
                         created_at)
-                   SELECT $2, session.id, session.device_id, $18, $19, $20, $21, $22, $23, $30, $24, $25, $26, $27, $28,
-                          $29, $14
-                     FROM session
+                   SELECT $2, session.id, session.device_id, a.action, $19, $20, $21, $22, $23, $30, $24, $25, $26, $27,
+                          $28, $29, $14
+                     FROM session,
+                          -- A high-risk login (marked for review) is also `suspicious_activity`.
+                          (VALUES ($18::varchar), ('suspicious_activity')) a(action)
+                    WHERE a.action = $18 OR $27
                    RETURNING 1
                ), link AS (
                    INSERT INTO audit_log_sessiondevicelinkauditlog
                        (user_id, session_id, device_id, link_action, ip_address, risk_level, is_anomalous, anomaly_reasons,
                         requires_review, created_at)
-                   SELECT $2, session.id, session.device_id, 'linked', $30, $24, $25, $26, $27, $14 FROM session
+                   SELECT $2, session.id, session.device_id, a.action, $30, $24, $25, $26, $27, $14
+                     FROM session, (VALUES ('linked'), ('verified')) a(action)
+                    -- An aal 2 session's link is proven by its second factor from the start.
+                    WHERE a.action = 'linked' OR $11::smallint = 2
                    RETURNING 1
                ), device_audit AS (
                    INSERT INTO audit_log_deviceauditlog
                        (user_id, device_id, session_id, action, device_type, browser, os, risk_score, risk_level,
                         is_anomalous, anomaly_reasons, country, city, latitude, longitude, ip_address, requires_review,
                         created_at)
-                   SELECT $2, device.id, $1, CASE WHEN device.created THEN 'registered' ELSE 'risk_changed' END,
+                   SELECT $2, device.id, $1, a.action,
                           $32, $34, $33, $38, $24, $25, $26, $22, $23, $36::float8, $37::float8, $30, $27, $14
-                     FROM device WHERE device.created OR $25
+                     FROM device,
+                          LATERAL (VALUES
+                              (CASE WHEN device.created THEN 'registered'
+                                    WHEN 'new_country' = ANY($26::text[]) THEN 'new_location'
+                                    WHEN $25 THEN 'risk_changed'
+                                    WHEN device.touched THEN 'seen' END),
+                              -- The first second factor proven on this device.
+                              (CASE WHEN $11::smallint = 2 AND NOT EXISTS (
+                                        SELECT 1 FROM accounts_session x WHERE x.device_id = device.id AND x.mfa_verified)
+                                    THEN 'verified' END)
+                          ) a(action)
+                    WHERE a.action IS NOT NULL
                    RETURNING 1
                )
                SELECT device.id AS "device_id!", device.created AS "created!",
@@ -216,6 +238,8 @@ pub async fn revoke_sessions(
                UPDATE accounts_session SET status = 'revoked', revoked_at = now(), revoked_reason = $4, updated_at = now()
                 WHERE user_id = $1 AND status = 'active' AND ($2::uuid IS NULL OR id = $2)
                   AND ($3::uuid IS NULL OR id <> $3)
+                  -- An API key's session lives and ends with its key (`api_keys::revoke_keys`).
+                  AND session_type <> 'api'
                RETURNING id, device_id, created_at, ip_address
            ), unlinked AS (
                INSERT INTO audit_log_sessiondevicelinkauditlog
@@ -254,7 +278,7 @@ pub async fn active_sessions(db: impl PgExecutor<'_>, user_id: Uuid, current: Uu
         r#"SELECT s.id, s.device_id, s.ip_address, s.user_agent, s.country, s.city, s.created_at, s.expires_at,
                   s.mfa_verified, d.device_name AS "device_name?", s.id = $2 AS "current!"
              FROM accounts_session s LEFT JOIN accounts_device d ON d.id = s.device_id
-            WHERE s.user_id = $1 AND s.status = 'active' AND s.expires_at > now()
+            WHERE s.user_id = $1 AND s.status = 'active' AND s.expires_at > now() AND s.session_type <> 'api'
             ORDER BY s.created_at DESC"#,
         user_id,
         current,
@@ -265,6 +289,64 @@ pub async fn active_sessions(db: impl PgExecutor<'_>, user_id: Uuid, current: Uu
 
 /// Deletes sessions revoked or expired for over `grace_secs` (their refresh records go
 /// with them; audit rows keep their own copy of what happened, the link set to null).
+/// Marks up to `batch` active sessions past their expiry `expired`, walking the primary
+/// key from `after` (one pass over the table however many batches), with a
+/// `session_expired` audit row each and the end of its device link (`unlinked`: it ran out,
+/// nobody revoked it). Rows a request holds are skipped until the next run. The status
+/// change sends no NOTIFY (the session trigger ignores it). Returns how many, and the last
+/// id seen (None when the walk is done).
+pub async fn expire_sessions(db: &mut PgConnection, after: Uuid, batch: i64) -> sqlx::Result<(u64, Option<Uuid>)> {
+    let row = sqlx::query!(
+        r#"WITH due AS (
+               SELECT id FROM accounts_session
+                WHERE id > $1 AND status = 'active' AND expires_at <= now()
+                ORDER BY id LIMIT $2
+                  FOR UPDATE SKIP LOCKED
+           ), expired AS (
+               UPDATE accounts_session s SET status = 'expired', updated_at = now()
+                 FROM due WHERE s.id = due.id
+               RETURNING s.id, s.user_id, s.device_id, s.session_type, s.expires_at, s.created_at
+           ), audit AS (
+               INSERT INTO audit_log_sessionauditlog (user_id, session_id, device_id, action, session_type, metadata)
+               SELECT user_id, id, device_id, 'session_expired', session_type,
+                      jsonb_build_object('expired_at', expires_at)
+                 FROM expired
+               RETURNING 1
+           ), unlinked AS (
+               INSERT INTO audit_log_sessiondevicelinkauditlog
+                   (user_id, session_id, device_id, link_action, link_duration_seconds, metadata)
+               SELECT user_id, id, device_id, 'unlinked',
+                      LEAST(extract(epoch FROM expires_at - created_at), 2147483647)::int,
+                      jsonb_build_object('reason', 'expired')
+                 FROM expired WHERE device_id IS NOT NULL
+               RETURNING 1
+           )
+           SELECT (SELECT count(*) FROM expired) AS "n!", (SELECT id FROM due ORDER BY id DESC LIMIT 1) AS last,
+                  (SELECT count(*) FROM audit) + (SELECT count(*) FROM unlinked) AS "audited!""#,
+        after,
+        batch
+    )
+    .fetch_one(&mut *db)
+    .await?;
+    let done = row.n as u64;
+    Ok((done, row.last.filter(|_| row.n >= batch)))
+}
+
+/// Records that the session's link to its device was proven by a second factor (a
+/// step-up), in the link audit.
+pub async fn link_verified(db: impl PgExecutor<'_>, session: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO audit_log_sessiondevicelinkauditlog
+             (user_id, session_id, device_id, link_action, ip_address, verified_at)
+         SELECT user_id, id, device_id, 'verified', ip_address, now() FROM accounts_session
+          WHERE id = $1 AND device_id IS NOT NULL",
+        session
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 pub async fn delete_dead_sessions(db: impl PgExecutor<'_>, grace_secs: f64) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         "DELETE FROM accounts_session

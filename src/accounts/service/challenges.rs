@@ -21,7 +21,7 @@ use crate::{
         repo::{self, attempts::History, sessions::NewRefreshRow},
         risk::{self, Assessment},
     },
-    audit_log::{self, MfaAction, MfaEvent, RiskLevel},
+    audit_log::{self, LinkAction, LinkEvent, MfaAction, MfaEvent, RiskLevel},
     core::{
         AppError, AppResult, AppState,
         auth::{AuthUser, Claims},
@@ -102,6 +102,8 @@ pub(super) enum FirstFactor {
     /// An identity provider vouched for the person (social login); `fed` as some
     /// providers write it (RFC 8176 has no value for it).
     Federated,
+    /// A magic link proved the mailbox (`email`, API.md).
+    Email,
 }
 
 impl FirstFactor {
@@ -109,12 +111,17 @@ impl FirstFactor {
         match self {
             FirstFactor::Password => "pwd",
             FirstFactor::Federated => "fed",
+            FirstFactor::Email => "email",
         }
     }
 
     fn of(challenge: &Challenge) -> FirstFactor {
         let recorded = challenge.metadata.as_ref().and_then(|m| m.get("first_factor")?.as_str().map(str::to_owned));
-        if recorded.as_deref() == Some("fed") { FirstFactor::Federated } else { FirstFactor::Password }
+        match recorded.as_deref() {
+            Some("fed") => FirstFactor::Federated,
+            Some("email") => FirstFactor::Email,
+            _ => FirstFactor::Password,
+        }
     }
 }
 
@@ -305,6 +312,16 @@ pub async fn verify(
             .await?
             .ok_or(AppError::Forbidden)?;
         devices::trusted_notice(&mut tx, state, &user, &seen.agent.browser, &seen.agent.os, until, client).await?;
+        // A login's session is opened below (its link rows are `linked` and `verified`);
+        // a step-up's is the challenge's.
+        let link = LinkEvent {
+            session_id: challenge.session_id,
+            device_id: Some(device),
+            origin: origin(client),
+            metadata: Some(serde_json::json!({ "trust_expires_at": until })),
+            ..LinkEvent::new(user.id, LinkAction::Trusted)
+        };
+        audit_log::record_link(&mut *tx, &link).await?;
         Some(device)
     } else {
         None
@@ -397,6 +414,8 @@ async fn raise(
         return Err(AppError::ChallengeExpired);
     }
     repo::sessions::retire_session_refresh(&mut *tx, session, "step_up").await?;
+    // The session's tie to its device is now proven by a second factor.
+    repo::sessions::link_verified(&mut *tx, session).await?;
     let record = NewRefreshRow {
         user_id: user.id,
         session_id: session,

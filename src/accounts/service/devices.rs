@@ -15,7 +15,7 @@ use crate::{
         repo::{self, attempts::LoginFacts},
         risk::{self, Assessment, Signals, Travel},
     },
-    audit_log::{self, DeviceAction, DeviceEvent},
+    audit_log::{self, DeviceAction, DeviceEvent, LinkAction, LinkEvent},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, error::Conflict},
     notifications::{self, Message, message::DeviceLine},
 };
@@ -169,6 +169,14 @@ pub async fn trust_device(
         ..device_event(auth.user_id, id, DeviceAction::Trusted, client)
     };
     audit_log::record_device(&mut *tx, &event).await?;
+    let link = LinkEvent {
+        session_id: Some(auth.session_id),
+        device_id: Some(id),
+        origin: origin(client),
+        metadata: Some(serde_json::json!({ "trust_expires_at": until })),
+        ..LinkEvent::new(auth.user_id, LinkAction::Trusted)
+    };
+    audit_log::record_link(&mut *tx, &link).await?;
     let view = repo::devices::devices(&mut *tx, auth.user_id, auth.session_id, Some(id))
         .await?
         .pop()

@@ -162,6 +162,13 @@ async fn reset_all_factors(tx: &mut PgConnection, client: &ClientContext, user: 
         ..mfa_event(user, MfaAction::Disabled, client)
     };
     audit_log::record_mfa(&mut *tx, &event).await?;
+    otp::service::record_admin_reset(tx, user, client.ip_network()).await?;
+    let recovered = MfaEvent {
+        recovery_method: Some("admin_reset"),
+        risk_level: RiskLevel::High,
+        ..mfa_event(user, MfaAction::RecoveryUsed, client)
+    };
+    audit_log::record_mfa(&mut *tx, &recovered).await?;
     Ok(ended)
 }
 

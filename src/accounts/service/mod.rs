@@ -14,6 +14,7 @@ mod email_change;
 mod exports;
 mod lockout;
 mod login;
+mod magic_link;
 mod mfa;
 mod mfa_admin;
 mod mfa_setup;
@@ -42,6 +43,7 @@ pub use email_change::{EMAIL_CHANGE_TTL, UNDO_TTL, confirm_email_change, request
 pub use exports::{EXPORT_TTL, expire_exports, export_file, export_status, request_export, run_exports_once};
 pub use lockout::{IP_WINDOW, LOCKOUT, MAX_FAILURES, MAX_IP_FAILURES};
 pub use login::login;
+pub use magic_link::{MAGIC_LINK_TTL, confirm_magic_link, request_magic_link};
 pub use mfa::{Removal, mfa_status, regenerate_backup_codes, remove_factor, set_primary};
 pub use mfa_admin::{
     approve_mfa_change, change_requests, operator_totp_confirm, operator_totp_setup, reject_mfa_change,

@@ -39,6 +39,8 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
     let child = SecretString::from(crypto::random_token());
     let child_jti = token_hash(&child);
     let access_jti = Uuid::new_v4().to_string();
+    // Only a sent fingerprint names a device; a user agent alone never moves a session.
+    let fingerprint = client.fingerprint.as_deref().map(crypto::sha256_hex);
     let kept = (!state.config.refresh_reuse_leeway.is_zero())
         .then(|| state.data_keys.seal(Purpose::RefreshChild, child.expose_secret().as_bytes()));
     let rotation = repo::refresh::Rotation {
@@ -50,6 +52,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
         refresh_ttl_secs: refresh_ttl(state).num_seconds() as f64,
         session_max_age_secs: session_max_age(state).num_seconds() as f64,
         synchronous_commit: state.config.refresh_synchronous_commit,
+        fingerprint_hash: fingerprint.as_deref(),
     };
     let event = session_event(Uuid::nil(), SessionAction::Refresh, client);
     if let Some(rotated) = repo::refresh::rotate_refresh(&state.db, &rotation, &event).await? {

@@ -29,6 +29,8 @@ pub struct Cleaned {
     pub one_time_tokens: u64,
     pub refresh_records: u64,
     pub sessions: u64,
+    /// Active sessions past their expiry marked `expired` (audited `session_expired`).
+    pub sessions_expired: u64,
     pub login_attempts: u64,
     pub api_key_expiry_notices: u64,
     /// Social sign-in flows past their ten minutes (and their login code's sixty seconds).
@@ -43,6 +45,7 @@ impl Cleaned {
             + self.one_time_tokens
             + self.refresh_records
             + self.sessions
+            + self.sessions_expired
             + self.login_attempts
             + self.oidc_flows
     }
@@ -58,11 +61,28 @@ pub async fn cleanup(state: &AppState, tx: &mut PgConnection) -> AppResult<Clean
         one_time_tokens: repo::one_time_tokens::delete_expired_tokens(&mut *tx, grace::TOKENS_SECS).await?,
         refresh_records: repo::refresh::delete_expired_refresh_records(&mut *tx, grace::TOKENS_SECS).await?,
         sessions: repo::sessions::delete_dead_sessions(&mut *tx, grace::SESSIONS_SECS).await?,
+        sessions_expired: expire_sessions(tx).await?,
         login_attempts: repo::attempts::delete_old_attempts(&mut *tx, grace::ATTEMPTS_SECS).await?,
         // Not a deletion: owners of keys that expire within 7 days are told, once.
         api_key_expiry_notices: super::warn_expiring_keys(state, tx).await?,
         oidc_flows: repo::social::delete_expired_flows(&mut *tx).await?,
     })
+}
+
+/// Sessions marked expired per statement: a cleanup of millions goes in steps that each
+/// hold few row locks and write a bounded batch of audit rows.
+const EXPIRE_BATCH: i64 = 5_000;
+
+async fn expire_sessions(tx: &mut PgConnection) -> AppResult<u64> {
+    let (mut total, mut after) = (0, uuid::Uuid::nil());
+    loop {
+        let (done, last) = repo::sessions::expire_sessions(&mut *tx, after, EXPIRE_BATCH).await?;
+        total += done;
+        match last {
+            Some(last) => after = last,
+            None => return Ok(total),
+        }
+    }
 }
 
 /// Cuts the client addresses of accounts' rows dated in `[from, to)` to their network.

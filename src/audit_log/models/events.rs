@@ -275,6 +275,8 @@ pub struct MfaEvent {
     pub challenge_id: Option<Uuid>,
     pub verification_attempts: Option<i32>,
     pub request_count_last_hour: Option<i32>,
+    /// How access was recovered (`recovery_used`): `backup_code` or `admin_reset`.
+    pub recovery_method: Option<&'static str>,
     pub rate_limit_status: &'static str,
     pub risk_level: RiskLevel,
     pub origin: Origin,
@@ -296,6 +298,7 @@ impl MfaEvent {
             challenge_id: None,
             verification_attempts: None,
             request_count_last_hour: None,
+            recovery_method: None,
             rate_limit_status: "ok",
             risk_level: RiskLevel::Low,
             origin: Origin::default(),

@@ -98,6 +98,8 @@ pub struct EventFilter {
     pub requires_review: Option<bool>,
     /// Rows whose anomaly_reasons hold this reason.
     pub anomaly: Option<String>,
+    /// Device events only: the riskiest first (`order=risk`) instead of the newest.
+    pub by_risk: bool,
 }
 
 /// A row of audit_log_auditlogsummary.

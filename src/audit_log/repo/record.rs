@@ -79,9 +79,9 @@ pub async fn insert_mfa_event(db: impl PgExecutor<'_>, e: &MfaEvent) -> sqlx::Re
         r#"INSERT INTO audit_log_mfaauditlog
              (user_id, device_id, session_id, action, mfa_method, challenge_id, verification_attempts,
               request_count_last_hour, rate_limit_status, ip_address, risk_level, is_anomalous, anomaly_reasons,
-              requires_review, old_value, new_value, metadata, created_at)
+              requires_review, old_value, new_value, metadata, created_at, recovery_method)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                   COALESCE($18, now()))"#,
+                   COALESCE($18, now()), $19)"#,
         e.user_id,
         e.device_id,
         e.session_id,
@@ -100,6 +100,7 @@ pub async fn insert_mfa_event(db: impl PgExecutor<'_>, e: &MfaEvent) -> sqlx::Re
         e.new_value,
         e.metadata,
         e.created_at,
+        e.recovery_method,
     )
     .execute(db)
     .await?;
@@ -111,8 +112,10 @@ pub async fn insert_link_event(db: impl PgExecutor<'_>, e: &LinkEvent) -> sqlx::
     sqlx::query!(
         r#"INSERT INTO audit_log_sessiondevicelinkauditlog
              (user_id, session_id, device_id, link_action, previous_device_id, link_duration_seconds, ip_address,
-              risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, now()))"#,
+              risk_level, is_anomalous, anomaly_reasons, requires_review, metadata, created_at, verified_at, trusted_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, now()),
+                   CASE WHEN $4::varchar = 'verified' THEN COALESCE($13, now()) END,
+                   CASE WHEN $4::varchar = 'trusted' THEN COALESCE($13, now()) END)"#,
         e.user_id,
         e.session_id,
         e.device_id,

@@ -40,10 +40,31 @@ pub async fn list_events(
     }
     match kind {
         AuditKind::Session => list!("queries/audit_list_session.sql"),
+        AuditKind::Device if f.by_risk => list!("queries/audit_list_device_risk.sql"),
         AuditKind::Device => list!("queries/audit_list_device.sql"),
         AuditKind::Mfa => list!("queries/audit_list_mfa.sql"),
         AuditKind::Link => list!("queries/audit_list_link.sql"),
     }
+}
+
+/// The plan of the device list by risk for scores of at least `min_risk_score` (tests and
+/// diagnosis: idx_deviceaudit_risk_created serves it).
+pub async fn explain_device_risk_list(db: impl PgExecutor<'_>, min_risk_score: i32) -> sqlx::Result<Vec<String>> {
+    let sql = include_str!("../../../queries/audit_list_device_risk.sql");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}")))
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<Uuid>)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(Some(min_risk_score))
+        .bind(None::<bool>)
+        .bind(None::<bool>)
+        .bind(20_i64)
+        .bind(0_i64)
+        .bind(None::<String>)
+        .fetch_all(db)
+        .await
 }
 
 /// The plan of `list_events` for `kind` between `from` and `to`, optionally for one

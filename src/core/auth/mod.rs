@@ -239,6 +239,7 @@ pub async fn key_of(state: &AppState, key: &str) -> Result<Arc<CachedKey>, AppEr
     let found = CachedKey {
         id: row.id,
         user_id: row.user_id,
+        session_id: row.session_id,
         scopes: row.scopes,
         is_staff: row.is_staff,
         is_superuser: row.is_superuser,
@@ -281,9 +282,13 @@ pub async fn authenticate_key(state: &AppState, key: &str, needed: Option<&'stat
     if needed != "introspect" {
         state.key_limits.check(found.id)?;
     }
+    if let Some(session) = found.session_id {
+        state.auth_cache.count_api_call(session);
+    }
     Ok(AuthUser {
         user_id: found.user_id,
-        session_id: Uuid::nil(),
+        // The key's own session (nil for a key older than API sessions).
+        session_id: found.session_id.unwrap_or_else(Uuid::nil),
         aal: 1,
         amr: Vec::new(),
         is_staff: found.is_staff,
@@ -291,6 +296,25 @@ pub async fn authenticate_key(state: &AppState, key: &str, needed: Option<&'stat
         mfa_verified_at: None,
         api_key: Some(KeyGrant { id: found.id, scopes: found.scopes.clone() }),
     })
+}
+
+/// Writes this instance's counted API-key requests (each minute, and at shutdown): one
+/// statement, no write per request. Counts a failed write could not store are kept for
+/// the next flush. Returns the summary rows touched.
+pub async fn flush_api_calls(state: &AppState) -> Result<u64, AppError> {
+    let taken = state.auth_cache.take_api_calls();
+    if taken.is_empty() {
+        return Ok(0);
+    }
+    let sessions: Vec<Uuid> = taken.iter().map(|(s, _)| *s).collect();
+    let counts: Vec<i32> = taken.iter().map(|(_, n)| i32::try_from(*n).unwrap_or(i32::MAX)).collect();
+    match queries::flush_api_calls(&state.db, &sessions, &counts).await {
+        Ok(rows) => Ok(rows),
+        Err(e) => {
+            state.auth_cache.return_api_calls(&taken);
+            Err(e.into())
+        }
+    }
 }
 
 /// What a valid access token stands for: a signature from a known key, an unexpired

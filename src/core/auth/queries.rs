@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub struct LiveKey {
     pub id: Uuid,
     pub user_id: Uuid,
+    pub session_id: Option<Uuid>,
     pub key_hash: String,
     pub scopes: Vec<String>,
     pub expires_at: DateTime<Utc>,
@@ -28,7 +29,7 @@ pub async fn live_key(db: &PgPool, prefix: &str, hash: &str) -> Result<Option<Li
     sqlx::query_as!(
         LiveKey,
         r#"WITH key AS (
-               SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.is_staff, u.is_superuser
+               SELECT k.id, k.user_id, k.session_id, k.key_hash, k.scopes, k.expires_at, u.is_staff, u.is_superuser
                  FROM accounts_apikey k JOIN auth_user u ON u.id = k.user_id
                 WHERE k.prefix = $1 AND k.revoked_at IS NULL AND k.expires_at > now()
                   AND u.is_active
@@ -39,7 +40,8 @@ pub async fn live_key(db: &PgPool, prefix: &str, hash: &str) -> Result<Option<Li
                   AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
                RETURNING 1
            )
-           SELECT id, user_id, key_hash, scopes, expires_at, is_staff, is_superuser,
+           SELECT id AS "id!", user_id AS "user_id!", session_id, key_hash AS "key_hash!", scopes AS "scopes!",
+                  expires_at AS "expires_at!", is_staff AS "is_staff!", is_superuser AS "is_superuser!",
                   (SELECT count(*) FROM touched) AS "touched!"
              FROM key"#,
         prefix,
@@ -87,6 +89,32 @@ pub async fn live_session(db: &PgPool, session_id: Uuid, user_id: Uuid) -> Resul
     )
     .fetch_optional(db)
     .await
+}
+
+/// Adds the counted requests to their API sessions (`total_api_calls`, `total_requests`,
+/// `last_seen_at`) and to each owner's summary row of the day (UTC), in one statement.
+/// The summary job leaves `total_api_calls` as this counts it (docs/audit.md).
+pub async fn flush_api_calls(db: &PgPool, sessions: &[Uuid], counts: &[i32]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        r#"WITH calls AS (
+               SELECT session_id, n FROM unnest($1::uuid[], $2::int[]) AS c(session_id, n)
+           ), bumped AS (
+               UPDATE accounts_session s
+                  SET total_api_calls = s.total_api_calls + calls.n, total_requests = s.total_requests + calls.n,
+                      last_seen_at = now()
+                 FROM calls WHERE s.id = calls.session_id
+               RETURNING s.user_id, calls.n
+           )
+           INSERT INTO audit_log_auditlogsummary AS s (user_id, date, total_api_calls)
+           SELECT user_id, (now() AT TIME ZONE 'UTC')::date, sum(n) FROM bumped GROUP BY user_id
+           ON CONFLICT ON CONSTRAINT audit_log_auditlogsummary_user_date_key
+           DO UPDATE SET total_api_calls = s.total_api_calls + EXCLUDED.total_api_calls, updated_at = now()"#,
+        sessions,
+        counts
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// A staff user's standing for one permission: whether admin work needs MFA

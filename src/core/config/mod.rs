@@ -81,6 +81,11 @@ pub struct Config {
     pub breached_password_api_url: Option<String>,
     /// A password counted more often than this is refused (0: any appearance).
     pub breached_password_max_count: u64,
+    /// MAGIC_LINK_ENABLED (default false): `POST /auth/magic-link` and its confirm route.
+    pub magic_link_enabled: bool,
+    /// MAGIC_LINK_URL: where the emailed link points, a template with `{token}` (e.g. an
+    /// app's deep link); default `{PUBLIC_BASE_URL}/magic-link?token={token}`.
+    pub magic_link_url: Option<String>,
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -258,6 +263,15 @@ impl Config {
                 Err(_) => None,
             },
             breached_password_max_count: parse("BREACHED_PASSWORD_MAX_COUNT", 0)?,
+            magic_link_enabled: parse("MAGIC_LINK_ENABLED", false)?,
+            magic_link_url: match std::env::var("MAGIC_LINK_URL") {
+                Ok(url) if url.trim().is_empty() => None,
+                Ok(url) if !url.contains("{token}") => {
+                    return Err(err("MAGIC_LINK_URL", "must contain {token}".to_owned()));
+                }
+                Ok(url) => Some(url.trim().to_owned()),
+                Err(_) => None,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -359,6 +373,8 @@ impl Config {
             push_webhook_url: None,
             breached_password_api_url: None,
             breached_password_max_count: 0,
+            magic_link_enabled: false,
+            magic_link_url: None,
         }
     }
 }

@@ -49,8 +49,8 @@ pub async fn lock_challenge(db: impl PgExecutor<'_>, challenge_id: Uuid) -> sqlx
 /// it opened is committed before the caller revokes the sessions.
 pub async fn end_open_challenges(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "UPDATE otp_mfachallenge SET expires_at = now()
-          WHERE user_id = $1 AND verified_at IS NULL AND expires_at > now()",
+        r#"UPDATE otp_mfachallenge SET expires_at = now(), metadata = COALESCE(metadata, '{}') || '{"ended": true}'
+            WHERE user_id = $1 AND verified_at IS NULL AND expires_at > now()"#,
         user
     )
     .execute(db)

@@ -71,11 +71,27 @@ pub async fn delete_expired(db: &mut sqlx::PgConnection) -> sqlx::Result<(u64, u
         .execute(&mut *db)
         .await?
         .rows_affected();
-    let challenges = sqlx::query!("DELETE FROM otp_mfachallenge WHERE expires_at < now() - interval '1 hour'")
-        .execute(&mut *db)
-        .await?
-        .rows_affected();
-    Ok((challenges, codes))
+    // A challenge that died unanswered leaves `challenge_expired` as it goes (one that ran
+    // out of attempts wrote its row when it died; one a remediation ended says so).
+    let challenges = sqlx::query_scalar!(
+        r#"WITH gone AS (
+               DELETE FROM otp_mfachallenge WHERE expires_at < now() - interval '1 hour'
+               RETURNING user_id, device_id, challenge_id, challenge_type, expires_at, verified_at, failed_attempts,
+                         max_attempts, metadata
+           ), audit AS (
+               INSERT INTO audit_log_mfaauditlog
+                   (user_id, device_id, action, challenge_id, verification_attempts, max_attempts, risk_level, metadata)
+               SELECT user_id, device_id, 'challenge_expired', challenge_id, failed_attempts, max_attempts, 'low',
+                      jsonb_build_object('reason', CASE WHEN metadata ? 'ended' THEN 'ended' ELSE 'time' END,
+                                         'expired_at', expires_at, 'challenge_type', challenge_type)
+                 FROM gone WHERE verified_at IS NULL AND failed_attempts < max_attempts
+               RETURNING 1
+           )
+           SELECT count(*) + 0 * (SELECT count(*) FROM audit) AS "n!" FROM gone"#
+    )
+    .fetch_one(&mut *db)
+    .await?;
+    Ok((challenges as u64, codes))
 }
 
 /// The addresses codes were used from, and what dates them (core::db::truncate_ips).
