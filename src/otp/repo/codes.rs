@@ -142,15 +142,24 @@ pub async fn put_pending_sms_method(db: impl PgExecutor<'_>, user: Uuid, phone: 
 }
 
 /// Counts a code sent for the method (shown in its row).
-pub async fn note_sent(db: impl PgExecutor<'_>, user: Uuid, method: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE otp_emailmfamethod SET otp_sent_count = otp_sent_count + 1, last_otp_sent_at = now()
-          WHERE user_id = $1 AND $2 = 'email'",
-        user,
-        method
-    )
-    .execute(db)
-    .await?;
+pub async fn note_sent(db: &mut sqlx::PgConnection, user: Uuid, method: &str) -> sqlx::Result<()> {
+    if method == "email" {
+        sqlx::query!(
+            "UPDATE otp_emailmfamethod SET otp_sent_count = otp_sent_count + 1, last_otp_sent_at = now()
+              WHERE user_id = $1",
+            user
+        )
+        .execute(&mut *db)
+        .await?;
+    } else {
+        sqlx::query!(
+            "UPDATE otp_smsmfamethod SET otp_sent_count = otp_sent_count + 1, last_otp_sent_at = now()
+              WHERE user_id = $1",
+            user
+        )
+        .execute(&mut *db)
+        .await?;
+    }
     Ok(())
 }
 
