@@ -13,6 +13,15 @@ ALTER TABLE accounts_onetimetoken ADD CONSTRAINT accounts_onetimetoken_purpose
 -- Each API key is backed by one session of session_type 'api'; its requests are counted on
 -- it in batches (total_api_calls).
 ALTER TABLE accounts_apikey ADD COLUMN session_id uuid REFERENCES accounts_session (id) ON DELETE SET NULL;
+-- Live keys made before this migration get theirs (the prefix is unique, so it ties each
+-- new session to its key).
+WITH made AS (
+    INSERT INTO accounts_session (user_id, access_jti, refresh_jti, expires_at, session_type, aal, amr)
+    SELECT user_id, 'apikey:' || prefix, 'apikey:' || prefix, expires_at, 'api', 1, '{}'
+      FROM accounts_apikey WHERE revoked_at IS NULL AND expires_at > now() AND session_id IS NULL
+    RETURNING id, access_jti
+)
+UPDATE accounts_apikey k SET session_id = made.id FROM made WHERE made.access_jti = 'apikey:' || k.prefix;
 
 -- Seed 002's indexing strategy: the riskiest device events first, newest first among equals.
 CREATE INDEX idx_deviceaudit_risk_created ON audit_log_deviceauditlog (risk_score DESC, created_at DESC);
