@@ -18,14 +18,18 @@ pub const CODE_VALIDITY_SECONDS: RangeInclusive<i32> = 60..=900;
 pub const BUILT_IN_CODE_LENGTH: i32 = 6;
 pub const BUILT_IN_CODE_VALIDITY_SECONDS: i32 = 300;
 /// Days a new staff account may read the admin API before it enrols MFA.
-pub const GRACE_PERIOD_DAYS: RangeInclusive<i32> = 0..=30;
+pub const GRACE_PERIOD_DAYS: RangeInclusive<i32> = 0..=90;
+/// What a policy may set per method: at most the built-in 10 per hour and 3 attempts, at
+/// least the built-in 30 minutes of lockout.
+pub const RATE_LIMITS_PER_HOUR: RangeInclusive<i32> = 1..=10;
+pub const MAX_ATTEMPTS: RangeInclusive<i32> = 1..=3;
+pub const LOCKOUT_MINUTES: RangeInclusive<i32> = 30..=1440;
 
 /// A method's limits. `per_hour`: codes sent per hour (email, sms) and, for every method,
 /// wrong answers per hour before the method locks; `max_attempts`: wrong answers a
 /// challenge (and a sent code) survives when answered with this method; `lockout_minutes`:
 /// how long a method stays locked after the wrong answer that reached `per_hour`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MethodLimits {
     /// 1..=10 (built-in 10).
     pub rate_limit_per_hour: i32,
@@ -63,10 +67,30 @@ impl MethodLimits {
     /// The stored limits as enforced: a value looser than the built-in one is the built-in one.
     fn tightened(self) -> MethodLimits {
         MethodLimits {
-            rate_limit_per_hour: self.rate_limit_per_hour.clamp(1, BUILT_IN_LIMITS.rate_limit_per_hour),
-            max_attempts: self.max_attempts.clamp(1, BUILT_IN_LIMITS.max_attempts),
-            lockout_minutes: self.lockout_minutes.clamp(BUILT_IN_LIMITS.lockout_minutes, MAX_LOCKOUT_MINUTES),
+            rate_limit_per_hour: self
+                .rate_limit_per_hour
+                .clamp(*RATE_LIMITS_PER_HOUR.start(), *RATE_LIMITS_PER_HOUR.end()),
+            max_attempts: self.max_attempts.clamp(*MAX_ATTEMPTS.start(), *MAX_ATTEMPTS.end()),
+            lockout_minutes: self.lockout_minutes.clamp(*LOCKOUT_MINUTES.start(), *LOCKOUT_MINUTES.end()),
         }
+    }
+}
+
+/// Why `value` of the per-method limit `field` loosens the built-in limit (or leaves the
+/// allowed range), if it does.
+pub fn loosens(field: &str, value: Option<i32>) -> Option<&'static str> {
+    let value = value?;
+    match field {
+        "rate_limit_per_hour" if !RATE_LIMITS_PER_HOUR.contains(&value) => {
+            Some("must be 1 to 10 (the built-in limit is 10; a policy may only tighten it)")
+        }
+        "max_attempts" if !MAX_ATTEMPTS.contains(&value) => {
+            Some("must be 1 to 3 (the built-in limit is 3; a policy may only tighten it)")
+        }
+        "lockout_minutes" if !LOCKOUT_MINUTES.contains(&value) => {
+            Some("must be 30 to 1440 (the built-in lockout is 30 minutes; a policy may only lengthen it)")
+        }
+        _ => None,
     }
 }
 

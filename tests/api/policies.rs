@@ -112,6 +112,15 @@ async fn a_setting_looser_than_the_built_in_limit_is_refused(pool: PgPool) {
     let r = patch_user(&app, &root, id, tight.clone()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(json(r).await["mfa_settings"]["methods"]["totp"]["max_attempts"], 2);
+    // A partial method setting keeps the rest.
+    let partial = json!({"mfa_settings": {"methods": {"totp": {"max_attempts": 1}}}});
+    let r = json(patch_user(&app, &root, id, partial).await).await;
+    assert_eq!(
+        r["mfa_settings"]["methods"]["totp"],
+        json!({"rate_limit_per_hour": 3, "max_attempts": 1, "lockout_minutes": 120})
+    );
+    let unknown = json!({"mfa_settings": {"methods": {"totp": {"max_tries": 1}}}});
+    assert!(patch_user(&app, &root, id, unknown).await.status().is_client_error());
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM accounts_auditlog WHERE action = 'user_changed_by_admin' AND details ? 'mfa_settings'
             AND details->'mfa_settings' <> 'null'::jsonb",
@@ -119,7 +128,7 @@ async fn a_setting_looser_than_the_built_in_limit_is_refused(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(audited, 1);
+    assert_eq!(audited, 2);
     app.signed_in("sam").await;
     let sam = user_id(&pool, "sam").await;
     assert_eq!(patch_user(&app, &root, sam, json!({"is_staff": true, "groups": ["auditors"]})).await.status(), 200);

@@ -10,7 +10,7 @@ use crate::{
         error::Problems,
         extract::{self, Page, PageParams},
     },
-    otp::policy::{self, MethodLimits},
+    otp::policy,
 };
 
 /// `GET /admin/users`.
@@ -88,9 +88,21 @@ pub struct MfaSettingsPatch {
     pub code_validity_seconds: Option<i32>,
     /// On (the default): turning MFA off revokes the user's API keys, with a notice.
     pub enforce_for_api: Option<bool>,
-    /// Keyed by `totp`, `backup_code`, `email` or `sms`; a method's limits are set whole.
+    /// Keyed by `totp`, `backup_code`, `email` or `sms`; fields left out keep their value.
     #[schema(value_type = Option<Object>)]
-    pub methods: Option<std::collections::BTreeMap<String, MethodLimits>>,
+    pub methods: Option<std::collections::BTreeMap<String, MethodLimitsPatch>>,
+}
+
+/// One method's limits in `mfa_settings.methods`; each may only tighten the built-in one.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MethodLimitsPatch {
+    /// 1..=10 (built-in 10).
+    pub rate_limit_per_hour: Option<i32>,
+    /// 1..=3 (built-in 3).
+    pub max_attempts: Option<i32>,
+    /// 30..=1440 (built-in 30).
+    pub lockout_minutes: Option<i32>,
 }
 
 /// The methods a policy can name (seed 002's accounts_mfamethodpreference).
@@ -114,8 +126,16 @@ impl MfaSettingsPatch {
         for (method, limits) in self.methods.iter().flatten() {
             if !POLICY_METHODS.contains(&method.as_str()) {
                 problems.add("mfa_settings.methods", "methods are totp, backup_code, email or sms");
-            } else if let Some((field, why)) = limits.loosens() {
-                problems.add(&format!("mfa_settings.methods.{method}.{field}"), why);
+            } else {
+                for (field, value) in [
+                    ("rate_limit_per_hour", limits.rate_limit_per_hour),
+                    ("max_attempts", limits.max_attempts),
+                    ("lockout_minutes", limits.lockout_minutes),
+                ] {
+                    if let Some(why) = policy::loosens(field, value) {
+                        problems.add(&format!("mfa_settings.methods.{method}.{field}"), why);
+                    }
+                }
             }
         }
     }

@@ -103,6 +103,15 @@ pub async fn policy_row(db: &mut sqlx::PgConnection, user: Uuid) -> sqlx::Result
     })
 }
 
+/// One method's limits to set; None keeps the stored value (the built-in one for a new row).
+#[derive(Debug, Clone)]
+pub struct MethodLimitsSet {
+    pub method: String,
+    pub rate_limit_per_hour: Option<i32>,
+    pub max_attempts: Option<i32>,
+    pub lockout_minutes: Option<i32>,
+}
+
 /// Sets the policy values given (None: unchanged); method rows are created when missing,
 /// off and not set up (a policy for a method is not the method).
 pub async fn set_policy(
@@ -112,7 +121,7 @@ pub async fn set_policy(
     code_length: Option<i32>,
     code_validity_seconds: Option<i32>,
     enforce_for_api: Option<bool>,
-    methods: &[(String, MethodLimits)],
+    methods: &[MethodLimitsSet],
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "INSERT INTO accounts_mfasettings (user_id, grace_period_days, code_length, code_validity_seconds, enforce_for_api)
@@ -131,15 +140,18 @@ pub async fn set_policy(
     )
     .execute(&mut *db)
     .await?;
-    for (method, l) in methods {
+    for l in methods {
         sqlx::query!(
             "INSERT INTO accounts_mfamethodpreference
                  (user_id, mfa_method, is_enabled, rate_limit_per_hour, max_attempts, lockout_minutes)
-             VALUES ($1, $2, false, $3, $4, $5)
+             VALUES ($1, $2, false, COALESCE($3, 10), COALESCE($4, 3), COALESCE($5, 30))
              ON CONFLICT (user_id, mfa_method) DO UPDATE
-                SET rate_limit_per_hour = $3, max_attempts = $4, lockout_minutes = $5, updated_at = now()",
+                SET rate_limit_per_hour = COALESCE($3, accounts_mfamethodpreference.rate_limit_per_hour),
+                    max_attempts = COALESCE($4, accounts_mfamethodpreference.max_attempts),
+                    lockout_minutes = COALESCE($5, accounts_mfamethodpreference.lockout_minutes),
+                    updated_at = now()",
             user,
-            method,
+            l.method,
             l.rate_limit_per_hour,
             l.max_attempts,
             l.lockout_minutes

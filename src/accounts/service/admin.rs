@@ -156,7 +156,14 @@ pub async fn update_user(
         repo::mfa::start_staff_grace(&mut *tx, user_id).await?;
     }
     if let Some(settings) = &patch.mfa_settings {
-        let methods: Vec<_> = settings.methods.iter().flatten().map(|(m, l)| (m.clone(), *l)).collect();
+        let methods: Vec<_> = (settings.methods.iter().flatten())
+            .map(|(m, l)| repo::mfa::MethodLimitsSet {
+                method: m.clone(),
+                rate_limit_per_hour: l.rate_limit_per_hour,
+                max_attempts: l.max_attempts,
+                lockout_minutes: l.lockout_minutes,
+            })
+            .collect();
         repo::mfa::set_policy(
             &mut tx,
             user_id,
