@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::{
-    helpers::{TestApp, assert_error, json, jwt_parts, test_config, tokens},
+    helpers::{PASSWORD, TestApp, assert_error, json, jwt_parts, test_config, tokens},
     mfa::{challenge, enrol_totp, fresh_code, verify},
 };
 
@@ -134,4 +134,23 @@ async fn an_app_gets_its_own_link_and_a_remediation_ends_a_pending_one(pool: PgP
     let out = app.with_token(Method::POST, "/api/v1/auth/logout-all", &ann.access).send().await.unwrap();
     assert_eq!(out.status(), 204);
     assert_error(confirm(&app, &token).await, 400, "TOKEN_INVALID").await;
+}
+
+#[sqlx::test]
+async fn a_link_to_the_old_address_dies_when_the_email_changes(pool: PgPool) {
+    let app = enabled_app(&pool, None).await;
+    let ann = app.signed_in("ann").await;
+    assert_eq!(ask(&app, "ann@example.com").await.status(), 202);
+    let magic = app.mailed_token("ann@example.com", "/magic-link").await;
+    let r = app
+        .with_token(Method::POST, "/api/v1/users/me/email", &ann.access)
+        .json(&json!({"password": PASSWORD, "new_email": "ann@example.net"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let change = app.mailed_token("ann@example.net", "/confirm-email-change").await;
+    let r = app.post_json("/api/v1/auth/email/change/confirm", &json!({"token": change})).await;
+    assert_eq!(r.status(), 200);
+    assert_error(confirm(&app, &magic).await, 400, "TOKEN_INVALID").await;
 }

@@ -92,7 +92,7 @@ pub async fn request_email_change(
 /// `POST /auth/email/change/confirm`: uses the token and moves the account. A token of an
 /// inactive account, or of one whose password changed or was reset since the request, is
 /// `TOKEN_INVALID` (the remediation was maybe against whoever asked). Links sent to the old
-/// address (verification, password reset) die with the move; the old address gets a
+/// address (verification, password reset, magic link) die with the move; the old address gets a
 /// notice with an undo link (`UNDO_TTL`) that only its use or expiry ends. An address
 /// taken meanwhile is 409 `EMAIL_TAKEN` and the token stays unused.
 pub async fn confirm_email_change(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<User> {
@@ -106,6 +106,7 @@ pub async fn confirm_email_change(state: &AppState, client: &ClientContext, toke
         .on_constraint(&[("auth_user_email_key", Conflict::NewEmailTaken)])?;
     repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_VERIFY).await?;
     repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user_id, PURPOSE_RESET).await?;
+    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user_id, super::magic_link::PURPOSE_MAGIC).await?;
     let undo = SecretString::from(crypto::random_token());
     repo::one_time_tokens::insert_undo_token(&mut *tx, user_id, &token_hash(&undo), &old.email, Utc::now() + UNDO_TTL)
         .await?;
