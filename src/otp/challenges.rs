@@ -97,6 +97,9 @@ pub async fn method_locked_until(
     policy: &Policy,
 ) -> AppResult<Option<chrono::DateTime<Utc>>> {
     let limits = policy.limits(method);
+    // Answers of one user and method wait for each other until their transaction ends, so
+    // concurrent wrong answers (across challenges) each see the failures before them.
+    repo::challenges::lock_answers(&mut *db, user, method.as_str()).await?;
     let now = Utc::now();
     let since = now - chrono::Duration::minutes(60 + i64::from(limits.lockout_minutes));
     let failures = audit_log::service::mfa_failures_since(&mut *db, user, method.as_str(), since).await?;

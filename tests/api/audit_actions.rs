@@ -197,22 +197,22 @@ async fn a_refresh_from_another_known_device_switches_the_session(pool: PgPool) 
         .await
         .unwrap();
     assert_eq!(refreshed.status(), 200, "allowed");
-    let (now_on,): (uuid::Uuid,) = sqlx::query_as("SELECT device_id FROM accounts_session WHERE id = $1")
+    let (still_on,): (uuid::Uuid,) = sqlx::query_as("SELECT device_id FROM accounts_session WHERE id = $1")
         .bind(session)
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(now_on, phone);
-    let (action, device_id, previous, anomalous): (String, uuid::Uuid, uuid::Uuid, bool) = sqlx::query_as(
-        "SELECT link_action, device_id, previous_device_id, is_anomalous FROM audit_log_sessiondevicelinkauditlog
-          WHERE session_id = $1 AND link_action = 'switched'",
+    assert_eq!(still_on, laptop_id, "a fingerprint is the client's word: the session stays where it was opened");
+    let row: (String, uuid::Uuid, uuid::Uuid, bool, bool) = sqlx::query_as(
+        "SELECT link_action, device_id, previous_device_id, is_anomalous, requires_review
+           FROM audit_log_sessiondevicelinkauditlog WHERE session_id = $1 AND link_action = 'switched'",
     )
     .bind(session)
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((action.as_str(), device_id, previous, anomalous), ("switched", phone, laptop_id, true));
-    // A device the user never used moves nothing.
+    assert_eq!(row, ("switched".to_owned(), phone, laptop_id, true, true));
+    // A device the user never used records nothing.
     let body = json(refreshed).await;
     let r = app
         .client

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use crate::{
     helpers::{PASSWORD, TestApp, assert_error, json, jwt_parts, test_config, tokens},
-    mfa::{challenge, enrol_totp, fresh_code, verify},
+    mfa::{challenge, enrol_totp, fresh_code},
 };
 
 async fn enabled_app(pool: &PgPool, url: Option<&str>) -> TestApp {
@@ -116,12 +116,41 @@ async fn a_magic_link_still_asks_an_mfa_account_for_its_factor(pool: PgPool) {
     assert_eq!(body["status"], "mfa_required", "{body}");
     assert!(body.get("access_token").is_none());
     let id = body["challenge_id"].as_str().unwrap();
-    let done = verify(&app, id, "totp", &fresh_code(&e.secret, &mut e.used_step)).await;
+    let code = fresh_code(&e.secret, &mut e.used_step);
+    let done = app
+        .client
+        .post(app.url("/api/v1/auth/mfa/verify"))
+        .header("X-Device-Fingerprint", "laptop")
+        .json(&json!({"challenge_id": id, "method": "totp", "code": code, "trust_device": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), 200);
     let claims = jwt_parts(&tokens(json(done).await).access).1;
     assert_eq!((claims["aal"].clone(), claims["amr"].clone()), (json!(2), json!(["email", "otp", "mfa"])));
     // The password login is unchanged.
     challenge(&app, "ann@example.com").await;
+
+    // A trusted device skips MFA after the password, never after a magic link: a mailbox is
+    // not the person.
+    sqlx::query("UPDATE accounts_onetimetoken SET created_at = now() - interval '2 minutes'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ask(&app, "ann@example.com").await.status(), 202);
+    let token = app.mailed_token("ann@example.com", "/magic-link").await;
+    let from_laptop = |path: &'static str, body: serde_json::Value| {
+        app.client.post(app.url(path)).header("X-Device-Fingerprint", "laptop").json(&body).send()
+    };
+    let password = json(
+        from_laptop("/api/v1/auth/login", json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(password["status"], "authenticated", "{password}");
+    let magic = json(from_laptop("/api/v1/auth/magic-link/confirm", json!({"token": token})).await.unwrap()).await;
+    assert_eq!(magic["status"], "mfa_required", "{magic}");
 }
 
 #[sqlx::test]

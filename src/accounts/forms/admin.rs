@@ -79,7 +79,7 @@ pub struct UserPatch {
 #[derive(Debug, Default, Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaSettingsPatch {
-    /// 0..=30: days a newly made staff account may use the admin read routes (never the
+    /// 0..=90: days a newly made staff account may use the admin read routes (never the
     /// writes) before it enrols MFA.
     pub grace_period_days: Option<i32>,
     /// 6..=8 digits of emailed and texted codes (built-in 6).

@@ -159,7 +159,7 @@ pub struct Rotation<'a> {
     /// Whether the rotation's commit waits for its WAL flush (`REFRESH_SYNCHRONOUS_COMMIT`).
     pub synchronous_commit: bool,
     /// The hashed `X-Device-Fingerprint` the client sent, if any: a refresh from another
-    /// known device of the same user moves the session there (`switched`).
+    /// known device of the same user is recorded (`switched`).
     pub fingerprint_hash: Option<&'a str>,
 }
 
@@ -197,17 +197,20 @@ pub async fn rotate_refresh(
                RETURNING t.user_id, t.session_id, t.family_id, s.aal, s.amr, s.device_id AS previous_device,
                          LEAST($2 + make_interval(secs => $6), s.created_at + make_interval(secs => $7)) AS expires_at
            ), switch AS (
-               -- Another known, uncompromised device of the same user: the session moves
-               -- there, recorded with the device it left and flagged as a risk signal.
+               -- Another known device of the same user presents the session's refresh token:
+               -- allowed, and recorded (`switched`, with the device the session runs on as
+               -- `previous_device_id`) as a risk signal for review. The session stays on the
+               -- device it was opened on: a fingerprint is the client's word, and trusting a
+               -- device needs a session opened on it.
                SELECT d.id FROM accounts_device d, claimed
                 WHERE $21::text IS NOT NULL AND d.user_id = claimed.user_id AND d.fingerprint_hash = $21
-                  AND d.id IS DISTINCT FROM claimed.previous_device AND NOT d.is_compromised
+                  AND d.id IS DISTINCT FROM claimed.previous_device
            ), switched AS (
                INSERT INTO audit_log_sessiondevicelinkauditlog
                    (user_id, session_id, device_id, link_action, previous_device_id, ip_address, risk_level,
-                    is_anomalous, anomaly_reasons, created_at)
+                    is_anomalous, anomaly_reasons, requires_review, created_at)
                SELECT claimed.user_id, claimed.session_id, switch.id, 'switched', claimed.previous_device, $14,
-                      'medium', true, ARRAY['device_switched'], $2
+                      'medium', true, ARRAY['device_switched'], true, $2
                  FROM claimed, switch
                RETURNING 1
            ), child AS (
@@ -217,8 +220,7 @@ pub async fn rotate_refresh(
            ), moved AS (
                UPDATE accounts_session s
                   SET access_jti = $5, refresh_jti = $4, expires_at = claimed.expires_at, last_seen_at = $2,
-                      updated_at = $2, total_requests = s.total_requests + 1,
-                      device_id = COALESCE((SELECT id FROM switch), s.device_id)
+                      updated_at = $2, total_requests = s.total_requests + 1
                  FROM claimed WHERE s.id = claimed.session_id
                RETURNING 1
            ), audit AS (

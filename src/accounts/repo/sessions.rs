@@ -240,6 +240,9 @@ pub async fn revoke_sessions(
                   AND ($3::uuid IS NULL OR id <> $3)
                   -- An API key's session lives and ends with its key (`api_keys::revoke_keys`).
                   AND session_type <> 'api'
+                  -- A session past its expiry is dead already; the cleanup may hold its row
+                  -- while it marks it `expired`, and a revocation must not wait for that.
+                  AND expires_at > now()
                RETURNING id, device_id, created_at, ip_address
            ), unlinked AS (
                INSERT INTO audit_log_sessiondevicelinkauditlog

@@ -68,7 +68,9 @@ pub(super) async fn second_step(
     history: &History,
 ) -> AppResult<LoginResponse> {
     let FirstStep { attempt, device, risk, factor: first } = step;
-    if history.device_may_skip_mfa && !risk.is_high() {
+    // A magic link proves a mailbox, not the person: with MFA on it always asks for the
+    // factor, trusted device or not (API.md "MFA still applies").
+    if history.device_may_skip_mfa && !risk.is_high() && first != FirstFactor::Email {
         let session = NewSession {
             amr: vec![first.amr().to_owned()],
             audit_note: Some(serde_json::json!({ "mfa": "skipped", "reason": "trusted_device", "first": first.amr() })),

@@ -39,7 +39,7 @@ pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretStri
     let child = SecretString::from(crypto::random_token());
     let child_jti = token_hash(&child);
     let access_jti = Uuid::new_v4().to_string();
-    // Only a sent fingerprint names a device; a user agent alone never moves a session.
+    // Only a sent fingerprint names a device (a user agent alone is never a switch).
     let fingerprint = client.fingerprint.as_deref().map(crypto::sha256_hex);
     let kept = (!state.config.refresh_reuse_leeway.is_zero())
         .then(|| state.data_keys.seal(Purpose::RefreshChild, child.expose_secret().as_bytes()));

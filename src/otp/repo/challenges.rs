@@ -69,6 +69,18 @@ pub async fn fail_challenge(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<i
     .await
 }
 
+/// Serialises the answers of one user and method until the transaction ends.
+pub async fn lock_answers(db: &mut sqlx::PgConnection, user: Uuid, method: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('answer/' || $1::text || '/' || $2, 0))",
+        user.to_string(),
+        method
+    )
+    .fetch_one(&mut *db)
+    .await?;
+    Ok(())
+}
+
 /// Ends a challenge at its attempt limit (a method with fewer attempts than the challenge
 /// was answered wrongly too often).
 pub async fn exhaust_challenge(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
