@@ -4,34 +4,16 @@
 //! own `api` sessions and in the day's summary.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
 use crate::{
-    helpers::{PASSWORD, TestApp, admin, json, test_config},
+    helpers::{PASSWORD, TestApp, admin, json, login_from, test_config},
     mfa::{challenge, enrol_totp, fresh_code, verify},
 };
 
-const CHROME: &str =
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-
 fn cli() -> gatehouse::audit_log::jobs::Trigger {
     gatehouse::audit_log::jobs::Trigger::Cli
-}
-
-async fn login_from(app: &TestApp, email: &str, fingerprint: &str, headers: &[(&str, &str)]) -> Value {
-    let mut request = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .header("User-Agent", CHROME)
-        .header("X-Device-Fingerprint", fingerprint)
-        .json(&json!({"email": email, "password": PASSWORD}));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let r = request.send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    json(r).await
 }
 
 async fn actions(pool: &PgPool, sql: &'static str) -> Vec<String> {

@@ -5,25 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{PASSWORD, TestApp, admin, assert_error, json, test_config, tokens};
-
-const CHROME: &str =
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-
-async fn login_from(app: &TestApp, email: &str, fingerprint: &str, headers: &[(&str, &str)]) -> Value {
-    let mut request = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .header("User-Agent", CHROME)
-        .header("X-Device-Fingerprint", fingerprint)
-        .json(&json!({"email": email, "password": PASSWORD}));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let r = request.send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    json(r).await
-}
+use crate::helpers::{PASSWORD, TestApp, admin, assert_error, json, login_from, test_config, tokens};
 
 async fn register(app: &TestApp, name: &str) {
     assert_eq!(app.register(&format!("{name}@example.com"), name, PASSWORD).await.status(), 201);

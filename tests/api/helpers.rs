@@ -268,3 +268,22 @@ pub async fn admin(app: &TestApp, pool: &PgPool) -> Tokens {
         .unwrap();
     app.login_ok("root@example.com", PASSWORD).await
 }
+
+pub const CHROME: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+/// A password login from Chrome with a device fingerprint and extra headers (geo, proxy).
+pub async fn login_from(app: &TestApp, email: &str, fingerprint: &str, headers: &[(&str, &str)]) -> Value {
+    let mut request = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("User-Agent", CHROME)
+        .header("X-Device-Fingerprint", fingerprint)
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    json(r).await
+}

@@ -25,38 +25,16 @@ pub async fn mfa_settings(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<M
     }))
 }
 
-/// The user's MFA policy as stored (built-in values where no row exists).
+/// The policy the user's codes and answers run under: the stored one (`policy_row`), each
+/// value kept within its bounds.
 pub async fn policy(db: &mut sqlx::PgConnection, user: Uuid) -> sqlx::Result<Policy> {
-    let settings =
-        sqlx::query!("SELECT code_length, code_validity_seconds FROM accounts_mfasettings WHERE user_id = $1", user)
-            .fetch_optional(&mut *db)
-            .await?;
-    let methods = sqlx::query!(
-        "SELECT mfa_method, rate_limit_per_hour, max_attempts, lockout_minutes
-           FROM accounts_mfamethodpreference WHERE user_id = $1",
-        user
-    )
-    .fetch_all(&mut *db)
-    .await?;
-    let methods = methods
-        .into_iter()
-        .filter_map(|r| {
-            let limits = MethodLimits {
-                rate_limit_per_hour: r.rate_limit_per_hour,
-                max_attempts: r.max_attempts,
-                lockout_minutes: r.lockout_minutes,
-            };
-            MfaMethod::parse(&r.mfa_method).map(|m| (m, limits))
-        })
-        .collect();
-    let (length, validity) = settings
-        .map_or((otp::policy::BUILT_IN_CODE_LENGTH, otp::policy::BUILT_IN_CODE_VALIDITY_SECONDS), |s| {
-            (s.code_length, s.code_validity_seconds)
-        });
-    Ok(Policy::from_stored(length, validity, methods))
+    let stored = policy_row(db, user).await?;
+    let methods = stored.methods.iter().filter_map(|(m, l)| MfaMethod::parse(m).map(|m| (m, *l))).collect();
+    Ok(Policy::from_stored(stored.code_length, stored.code_validity_seconds, methods))
 }
 
-/// The stored policy as staff see it (`mfa_settings` of `GET /admin/users/{id}`).
+/// The stored policy, built-in values where no row exists (`mfa_settings` of
+/// `GET /admin/users/{id}`).
 pub async fn policy_row(db: &mut sqlx::PgConnection, user: Uuid) -> sqlx::Result<MfaPolicy> {
     let settings = sqlx::query!(
         "SELECT grace_period_days, code_length, code_validity_seconds, enforce_for_api, grace_started_at

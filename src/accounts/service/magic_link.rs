@@ -4,23 +4,21 @@
 //! risk, new-device notice) with `amr` `["email"]`; an account with MFA on still answers
 //! its second factor. Off unless `MAGIC_LINK_ENABLED`.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    account_event,
     challenges::{FirstFactor, FirstStep, second_step},
     devices,
     lockout::{Admitted, admit_known},
+    mail_link,
     sessions::NewSession,
     token_hash,
 };
 use crate::{
     accounts::{models::LoginResponse, repo},
-    core::{
-        AppError, AppResult, AppState, client::ClientContext, crypto, metrics::Metrics, ratelimit::Action, types::Email,
-    },
-    notifications::{self, Message},
+    core::{AppError, AppResult, AppState, client::ClientContext, metrics::Metrics, ratelimit::Action, types::Email},
+    notifications::Message,
 };
 
 /// Seed 000: MAGIC_LINK_EXPIRE_MINUTES.
@@ -56,36 +54,9 @@ fn magic_link(state: &AppState, token: &SecretString) -> String {
 }
 
 async fn issue(state: &AppState, client: &ClientContext, email: &Email) -> AppResult<()> {
-    let mut tx = crate::core::db::begin(&state.db).await?;
-    let Some(user) = repo::users::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
-        return Ok(());
-    };
-    let (last_minute, last_hour) =
-        repo::one_time_tokens::lock_and_count_recent_tokens(&mut tx, user.id, PURPOSE_MAGIC).await?;
-    if last_minute > 0 || last_hour >= MAGIC_LINKS_PER_HOUR {
-        account_event(&mut tx, Some(user.id), "magic_link_throttled", serde_json::json!({}), client).await?;
-        crate::core::db::commit(tx).await?;
-        return Ok(());
-    }
-    let token = SecretString::from(crypto::random_token());
-    // Only the newest link works.
-    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_MAGIC).await?;
-    repo::one_time_tokens::insert_one_time_token(
-        &mut *tx,
-        user.id,
-        PURPOSE_MAGIC,
-        &token_hash(&token),
-        Utc::now() + MAGIC_LINK_TTL,
-        client.ip_network(),
-        client.user_agent.as_deref(),
-    )
-    .await?;
-    let message = Message::MagicLink { username: user.username.clone(), link: magic_link(state, &token) };
-    notifications::enqueue_email(&mut tx, &state.data_keys, user.id, email, message).await?;
-    account_event(&mut tx, Some(user.id), "magic_link_requested", serde_json::json!({}), client).await?;
-    crate::core::db::commit(tx).await?;
-    state.outbox_wakeup.notify_one();
-    Ok(())
+    let url = |token: &SecretString| magic_link(state, token);
+    let message = |username, link| Message::MagicLink { username, link };
+    mail_link(state, client, email, (PURPOSE_MAGIC, MAGIC_LINK_TTL, MAGIC_LINKS_PER_HOUR), url, message).await
 }
 
 /// `POST /auth/magic-link/confirm`: uses the token (one UPDATE: of concurrent uses exactly

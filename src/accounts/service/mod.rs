@@ -142,6 +142,50 @@ fn link(state: &AppState, path: &str, token: &SecretString) -> String {
     format!("{}/{path}?token={}", state.config.public_base_url, token.expose_secret())
 }
 
+/// Mails a one-time link of `purpose` to the active account at `email`, or does nothing: at
+/// most one a minute and `per_hour` an hour per account (counted in PostgreSQL, so across
+/// instances; more are dropped and recorded as `{purpose}_throttled`), the newest link
+/// revoking the earlier ones. Runs after the request was answered, so neither time nor
+/// answer tells a known address from an unknown one.
+async fn mail_link(
+    state: &AppState,
+    client: &ClientContext,
+    email: &crate::core::types::Email,
+    (purpose, ttl, per_hour): (&str, chrono::Duration, i64),
+    url: impl FnOnce(&SecretString) -> String,
+    message: impl FnOnce(String, String) -> crate::notifications::Message,
+) -> AppResult<()> {
+    let mut tx = crate::core::db::begin(&state.db).await?;
+    let Some(user) = repo::users::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
+        return Ok(());
+    };
+    let (last_minute, last_hour) =
+        repo::one_time_tokens::lock_and_count_recent_tokens(&mut tx, user.id, purpose).await?;
+    if last_minute > 0 || last_hour >= per_hour {
+        account_event(&mut tx, Some(user.id), &format!("{purpose}_throttled"), serde_json::json!({}), client).await?;
+        crate::core::db::commit(tx).await?;
+        return Ok(());
+    }
+    let token = SecretString::from(crate::core::crypto::random_token());
+    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user.id, purpose).await?;
+    repo::one_time_tokens::insert_one_time_token(
+        &mut *tx,
+        user.id,
+        purpose,
+        &token_hash(&token),
+        chrono::Utc::now() + ttl,
+        client.ip_network(),
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    let message = message(user.username.clone(), url(&token));
+    crate::notifications::enqueue_email(&mut tx, &state.data_keys, user.id, email, message).await?;
+    account_event(&mut tx, Some(user.id), &format!("{purpose}_requested"), serde_json::json!({}), client).await?;
+    crate::core::db::commit(tx).await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
 /// The stored form of a one-time or refresh token: its SHA-256.
 fn token_hash(token: &SecretString) -> String {
     crate::core::crypto::sha256_hex(token.expose_secret())

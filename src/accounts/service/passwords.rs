@@ -1,12 +1,12 @@
 //! Changing a password (signed in) and resetting a forgotten one by an emailed link. The
 //! policy and the hashing are in `accounts::credentials`.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::{
-    account_event, link,
+    account_event, link, mail_link,
     recovery::{Ended, Remedy, end_grants},
     session_event, token_hash,
 };
@@ -17,10 +17,7 @@ use crate::{
         repo,
     },
     audit_log::{self, SessionAction, SessionEvent},
-    core::{
-        AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto, error::Problems,
-        ratelimit::Action,
-    },
+    core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, error::Problems, ratelimit::Action},
     notifications::{self, Message, message::PasswordChange},
     otp,
 };
@@ -118,44 +115,11 @@ pub async fn request_password_reset(state: &AppState, client: &ClientContext, em
 }
 
 /// Queues a reset link when an active account has this email and its caps allow; silent
-/// otherwise. The caps are counted in PostgreSQL, so they hold across instances.
+/// otherwise.
 async fn issue_reset(state: &AppState, client: &ClientContext, email: &Email) -> AppResult<()> {
-    let mut tx = crate::core::db::begin(&state.db).await?;
-    let Some(user) = repo::users::user_by_email(&mut *tx, email.as_str()).await?.filter(|u| u.is_active) else {
-        return Ok(());
-    };
-    let (last_minute, last_hour) =
-        repo::one_time_tokens::lock_and_count_recent_tokens(&mut tx, user.id, PURPOSE_RESET).await?;
-    if last_minute > 0 || last_hour >= RESET_EMAILS_PER_HOUR {
-        account_event(&mut tx, Some(user.id), "password_reset_throttled", serde_json::json!({}), client).await?;
-        crate::core::db::commit(tx).await?;
-        return Ok(());
-    }
-    let token = SecretString::from(crypto::random_token());
-    repo::one_time_tokens::revoke_one_time_tokens(&mut *tx, user.id, PURPOSE_RESET).await?;
-    repo::one_time_tokens::insert_one_time_token(
-        &mut *tx,
-        user.id,
-        PURPOSE_RESET,
-        &token_hash(&token),
-        Utc::now() + RESET_TOKEN_TTL,
-        client.ip_network(),
-        client.user_agent.as_deref(),
-    )
-    .await?;
-    let link = link(state, "reset-password", &token);
-    notifications::enqueue_email(
-        &mut tx,
-        &state.data_keys,
-        user.id,
-        email,
-        Message::PasswordReset { username: user.username.clone(), link },
-    )
-    .await?;
-    account_event(&mut tx, Some(user.id), "password_reset_requested", serde_json::json!({}), client).await?;
-    crate::core::db::commit(tx).await?;
-    state.outbox_wakeup.notify_one();
-    Ok(())
+    let url = |token: &SecretString| link(state, "reset-password", token);
+    let message = |username, link| Message::PasswordReset { username, link };
+    mail_link(state, client, email, (PURPOSE_RESET, RESET_TOKEN_TTL, RESET_EMAILS_PER_HOUR), url, message).await
 }
 
 /// Sets a new password from a reset token (single use); every grant a past sign-in left
