@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The /admin page in headless Chromium (Debian's chromium, driven by playwright-core, with
+# The /admin page and the account console in headless Chromium (Debian's chromium, driven by playwright-core, with
 # axe-core for accessibility and a DevTools virtual authenticator for passkeys):
 # a scratch database with a staff user enrolled in TOTP and some audit events, the debug
 # binary serving it, then tests/browser/admin.mjs. Installs what is missing (Debian's
@@ -116,6 +116,8 @@ for asker in boss root; do
 done
 BASE_URL="$base" ADMIN_EMAIL=root@example.com ADMIN_PASSWORD="$password" ADMIN_CODE="$code" SCREENSHOT=target/admin.png \
   ANN_ACCESS="$access" node tests/browser/admin.mjs
+# The account console, walked by a new user (its own database and serving process).
+scripts/console-walk.sh
 
 # No log line of the run holds the TOTP secret or a backup code.
 leaks=0

@@ -3,12 +3,14 @@
 //! Four apps, dependencies pointing one way:
 //! `accounts -> otp -> notifications -> audit_log -> core`. Above them, `admin_ui` (the
 //! staff console, as Django keeps `django.contrib.admin` apart from the apps it
-//! administers) and `jobs` (the loops) call the apps' services.
+//! administers), `console` (the account console at `/account`) and `jobs` (the loops) call
+//! the apps' services.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod accounts;
 pub mod admin_ui;
 pub mod audit_log;
+pub mod console;
 pub mod core;
 pub mod jobs;
 pub mod notifications;
@@ -55,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .merge(openapi::docs_router())
         .merge(accounts::routes::pages())
         .merge(admin_ui::router())
+        .merge(console::router())
 }
 
 /// The layers every route gets: JSON 404/405, the body limit, panic catching, security
@@ -64,6 +67,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(core::handlers::not_found)
         .method_not_allowed_fallback(core::handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), console::guard))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(core::headers::middleware))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), core::request_id::middleware))

@@ -17,6 +17,10 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src '
 /// The staff console: as the pages, plus its one script file (passkeys), which calls the API.
 const ADMIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; \
                           script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The account console (`/account`, `/magic-link`): no inline style or script at all; one
+/// served stylesheet and one served script (the WebAuthn calls).
+const CONSOLE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                           script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Swagger UI's own files, served by the service; it styles elements inline and draws icons as data URIs.
 const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
                         script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -39,6 +43,8 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         Some(DOCS_CSP)
     } else if path == "/admin" || path.starts_with("/admin/") {
         Some(ADMIN_CSP)
+    } else if path == "/account" || path.starts_with("/account/") || path == "/magic-link" {
+        Some(CONSOLE_CSP)
     } else if html {
         Some(PAGE_CSP)
     } else {

@@ -14,6 +14,7 @@ mod audit_actions;
 mod audit_admin;
 mod audit_summary;
 mod breached;
+mod console;
 mod crash;
 mod devices;
 mod exports;

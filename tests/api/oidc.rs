@@ -21,7 +21,7 @@ const RETURN: &str = "https://app.example/done";
 const CALLBACK: &str = "http://gatehouse.test/api/v1/auth/oidc/idp/callback";
 
 /// The provider process; killed when dropped.
-struct Idp {
+pub(crate) struct Idp {
     issuer: String,
     _child: tokio::process::Child,
 }
@@ -64,7 +64,7 @@ impl Idp {
     }
 }
 
-async fn spawn(pool: PgPool, foreign_jwks: bool) -> (TestApp, Idp) {
+pub(crate) async fn spawn(pool: PgPool, foreign_jwks: bool) -> (TestApp, Idp) {
     let idp = Idp::start(foreign_jwks).await;
     let mut config = test_config(&pool);
     config.oidc = OidcConfig {
@@ -82,10 +82,10 @@ async fn spawn(pool: PgPool, foreign_jwks: bool) -> (TestApp, Idp) {
 }
 
 /// Who signs in at the provider.
-struct Person<'a> {
-    sub: &'a str,
-    email: &'a str,
-    verified: bool,
+pub(crate) struct Person<'a> {
+    pub(crate) sub: &'a str,
+    pub(crate) email: &'a str,
+    pub(crate) verified: bool,
 }
 
 /// A client's PKCE pair: (verifier, S256 challenge).
@@ -111,7 +111,7 @@ async fn start_login(app: &TestApp, challenge: &str) -> String {
 
 /// The browser at the provider: the authorization request, the login form, the way back;
 /// returns the provider's redirect to our callback.
-async fn at_provider(idp: &Idp, authorization_url: &str, person: &Person<'_>) -> String {
+pub(crate) async fn at_provider(idp: &Idp, authorization_url: &str, person: &Person<'_>) -> String {
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let mut cookies: Vec<String> = Vec::new();
     let keep = |cookies: &mut Vec<String>, r: &reqwest::Response| {
@@ -191,7 +191,7 @@ async fn link(app: &TestApp, idp: &Idp, t: &Tokens, person: &Person<'_>) -> reqw
     callback(app, &at_provider(idp, &url, person).await).await
 }
 
-const NEW: Person = Person { sub: "sub-nia", email: "nia@example.com", verified: true };
+pub(crate) const NEW: Person = Person { sub: "sub-nia", email: "nia@example.com", verified: true };
 
 #[sqlx::test]
 async fn a_new_identity_signs_up_then_signs_in_again(pool: PgPool) {

@@ -25,6 +25,7 @@ macro_rules! user_row {
 
 pub mod api_keys;
 pub mod attempts;
+pub mod console;
 pub mod devices;
 pub mod exports;
 pub mod mfa;

@@ -9,6 +9,7 @@ mod admin;
 mod api_keys;
 mod challenges;
 mod connections;
+mod console;
 mod devices;
 mod email_change;
 mod exports;
@@ -36,6 +37,7 @@ pub use challenges::{
     TRUST_DAYS, passkey_options as mfa_passkey_options, send as mfa_send, step_up, verify as mfa_verify,
 };
 pub use connections::{connections, unlink as unlink_connection};
+pub use console::{confirm_session_password, console_user, open_console_session};
 pub use devices::{
     delete_device, device, devices, devices_near, mark_compromised, rename_device, trust_device, untrust_device,
 };
@@ -62,7 +64,7 @@ pub use registration::{VERIFY_TOKEN_TTL, register, resend_verification, verify_e
 pub use sessions::{NewSession, revoke_session, sessions, start_session};
 pub use social::{
     Callback as OidcCallback, Intent as OidcIntent, Start as OidcStart, callback as oidc_callback,
-    exchange as oidc_exchange, providers as oidc_providers, start as oidc_start,
+    console_return as oidc_console_return, exchange as oidc_exchange, providers as oidc_providers, start as oidc_start,
 };
 pub use tokens::{logout, logout_all, refresh};
 

@@ -69,6 +69,12 @@ pub struct Start {
     pub password: Option<SecretString>,
 }
 
+/// The account console's own return page (`/account/social/done`): allowed as a
+/// `redirect_uri` without being on OIDC_REDIRECT_ALLOWLIST while the console is on.
+pub fn console_return(state: &AppState) -> String {
+    format!("{}/account/social/done", state.config.public_base_url.trim_end_matches('/'))
+}
+
 /// `GET /auth/oidc/providers`: the providers discovered (one that failed is left out and
 /// tried again a minute later).
 pub async fn providers(state: &AppState) -> Providers {
@@ -95,7 +101,8 @@ pub async fn start(
     provider: &str,
     s: Start,
 ) -> AppResult<AuthorizationStarted> {
-    if !state.config.oidc.redirect_allowlist.contains(&s.redirect_uri) {
+    let console = state.config.account_console && s.redirect_uri == console_return(state);
+    if !console && !state.config.oidc.redirect_allowlist.contains(&s.redirect_uri) {
         return Err(AppError::validation("redirect_uri", "is not on OIDC_REDIRECT_ALLOWLIST"));
     }
     let linking = match s.intent {

@@ -86,6 +86,9 @@ pub struct Config {
     /// MAGIC_LINK_URL: where the emailed link points, a template with `{token}` (e.g. an
     /// app's deep link); default `{PUBLIC_BASE_URL}/magic-link?token={token}`.
     pub magic_link_url: Option<String>,
+    /// ACCOUNT_CONSOLE (default true): the self-service pages under `/account` (and the
+    /// emailed links' pages as the console's); off for deployments with their own UI.
+    pub account_console: bool,
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -264,6 +267,7 @@ impl Config {
             },
             breached_password_max_count: parse("BREACHED_PASSWORD_MAX_COUNT", 0)?,
             magic_link_enabled: parse("MAGIC_LINK_ENABLED", false)?,
+            account_console: parse("ACCOUNT_CONSOLE", true)?,
             magic_link_url: match std::env::var("MAGIC_LINK_URL") {
                 Ok(url) if url.trim().is_empty() => None,
                 Ok(url) if !url.contains("{token}") => {
@@ -375,6 +379,7 @@ impl Config {
             breached_password_max_count: 0,
             magic_link_enabled: false,
             magic_link_url: None,
+            account_console: true,
         }
     }
 }
