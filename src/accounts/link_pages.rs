@@ -114,6 +114,8 @@ fn page(state: &AppState, link: Link, status: StatusCode, view: View<'_>) -> Res
         passwords => matches!(link, Link::ResetPassword),
         token => view.token, errors => view.errors, csrf => csrf,
         done => view.done.then(|| link.done()),
+        // With the account console on, a finished link leads on to its sign-in page.
+        console => state.config.account_console,
     };
     let html = match template()
         .and_then(|t| t.get_template("pages/link.html").and_then(|t| t.render(ctx)).map_err(AppError::internal))
