@@ -28,6 +28,9 @@ command -v curl >/dev/null || { apt-get install -y -qq curl >&2 || sudo apt-get 
 url=$(scripts/db.sh url gatehouse_bench)
 psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS gatehouse_bench WITH (FORCE)" -c "CREATE DATABASE gatehouse_bench" >/dev/null
 export DATABASE_URL="$url" APP_ENV=development
+# The service runs with its default logging (an access-log line per request), as a
+# deployment does: the figures include it.
+unset RUST_LOG LOG_QUEUE_LINES
 
 cargo build --release --bins --benches -q 2>&1 | grep -v '^$' >&2 || true
 bin=target/release/gatehouse
@@ -42,7 +45,7 @@ say "## 2. HTTP on loopback (release binary, OWASP argon2id parameters)"
 key=target/bench-jwt.pem
 [ -f "$key" ] || "$bin" keys generate --out "$key" >/dev/null
 APP_ENV=development JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$port" RUN_JOBS=false \
-  RATE_LIMIT_REGISTER_PER_HOUR=100000 LOG_FORMAT=json RUST_LOG=warn "$bin" serve > target/bench-server.log 2>&1 &
+  RATE_LIMIT_REGISTER_PER_HOUR=100000 LOG_FORMAT=json "$bin" serve > target/bench-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 base="http://127.0.0.1:$port"
@@ -185,7 +188,7 @@ split_login() {
   hash2() { BENCH_SECONDS=10 taskset -c "$cores" cargo bench -q --bench hash 2>/dev/null | grep -o '[0-9.]* verifies/s' | cut -d' ' -f1; }
   b1=$(hash2)
   APP_ENV=development JWT_SIGNING_KEY_FILE="$key" BIND_ADDR="127.0.0.1:$((port + 1))" RUN_JOBS=false \
-    LOG_FORMAT=json RUST_LOG=warn taskset -c "$cores" "$bin" serve > target/bench-server-split.log 2>&1 &
+    LOG_FORMAT=json taskset -c "$cores" "$bin" serve > target/bench-server-split.log 2>&1 &
   srv=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$((port + 1))/healthz" >/dev/null && break; sleep 0.1; done
   taskset -c "$last" wrk -t1 -c4 -d"${seconds}s" --latency -s scripts/bench/login.lua "http://127.0.0.1:$((port + 1))" > target/wrk-login-split.txt

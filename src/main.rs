@@ -135,7 +135,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         _ => {}
     }
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    telemetry::init(config.log_format);
+    let _logs = telemetry::init(config.log_format);
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Createsuperuser { email, username } => {
@@ -252,7 +252,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// `gatehouse migrate`: as the schema owner when one is configured (docs/operations.md).
 async fn migrate() -> Result<(), String> {
     let (database, log_format) = config::database_command_from_env().map_err(|e| e.to_string())?;
-    telemetry::init(log_format);
+    let _logs = telemetry::init(log_format);
     let owner = database.schema_owner();
     if let Some(name) = db::create_database_if_missing(owner.url.expose()).await.map_err(|e| e.to_string())? {
         println!("created the database {name}");
@@ -266,7 +266,7 @@ async fn migrate() -> Result<(), String> {
 /// `gatehouse partitions ...`: DDL, as the schema owner.
 async fn partitions(command: PartitionsCommand) -> Result<(), String> {
     let (database, log_format) = config::database_command_from_env().map_err(|e| e.to_string())?;
-    telemetry::init(log_format);
+    let _logs = telemetry::init(log_format);
     let pool = db::jobs_pool(&database.schema_owner()).map_err(|e| e.to_string())?;
     let today = audit_log::service::today();
     match command {

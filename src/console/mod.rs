@@ -183,7 +183,10 @@ impl FromRequestParts<AppState> for Signed {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let secret = cookie(&parts.headers, SESSION_COOKIE).unwrap_or_default();
         match service::console_user(state, secret).await {
-            Ok(user) => Ok(Signed(user)),
+            Ok(user) => {
+                crate::core::request_id::record_user(user.user_id);
+                Ok(Signed(user))
+            }
             Err(AppError::Unauthenticated) => {
                 let back = if parts.method == Method::GET { parts.uri.path() } else { "/account" };
                 Err(Redirect::to(&format!("/account/login?next={}", next_param(back))).into_response())

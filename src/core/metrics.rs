@@ -56,6 +56,8 @@ pub struct Metrics {
     pub outbox_depth: Family<ChannelLabels, Gauge>,
     /// Breached-password checks by result (ok, breached, unavailable).
     pub breached_checks: Family<ResultLabels, Counter>,
+    /// Access-log lines the log writer dropped (read from it at each scrape).
+    pub log_lines_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -91,7 +93,23 @@ impl Metrics {
             "Breached-password checks by result (ok, breached, unavailable: failed open)",
             breached_checks.clone(),
         );
-        Metrics { registry: Arc::new(registry), requests, latency, logins, mfa, jobs, outbox_depth, breached_checks }
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Access-log lines dropped because the log writer fell behind (WARN and ERROR are never dropped)",
+            log_lines_dropped.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            latency,
+            logins,
+            mfa,
+            jobs,
+            outbox_depth,
+            breached_checks,
+            log_lines_dropped,
+        }
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -118,6 +136,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
+        self.log_lines_dropped.inc_by(super::telemetry::newly_dropped_lines());
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -22,6 +22,11 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Names the request's user in its log line (called once a request is authenticated).
+pub fn record_user(user: uuid::Uuid) {
+    tracing::Span::current().record("user_id", tracing::field::display(user));
+}
+
 /// A client-sent id is kept only when short and made of safe characters.
 fn valid(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
@@ -49,7 +54,9 @@ pub async fn middleware(State(metrics): State<Metrics>, request: Request, next: 
         _ => "OTHER",
     }
     .to_owned();
-    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
+    // `user_id` is filled in by authentication (`record_user`), when the request has a user.
+    let span =
+        tracing::info_span!("request", request_id = %id, %method, route = %route, user_id = tracing::field::Empty);
     let started = std::time::Instant::now();
 
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request).instrument(span.clone())).await;

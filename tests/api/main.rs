@@ -22,6 +22,7 @@ mod faults;
 mod foundation;
 mod hot_path;
 mod link_pages;
+mod logging;
 mod magic_link;
 mod mfa;
 mod notification_holds;

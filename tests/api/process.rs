@@ -80,6 +80,19 @@ pub async fn serve_logged(
         ),
         None => Stdio::null(),
     };
+    serve_with_output(database_url, key, port, envs, output(), output()).await
+}
+
+/// `serve` with its standard output and error going where the caller says (a pipe nobody
+/// reads, say).
+pub async fn serve_with_output(
+    database_url: &str,
+    key: &SigningKey,
+    port: u16,
+    envs: &[(&str, &str)],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Serve {
     let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .arg("serve")
         .env("APP_ENV", "development")
@@ -89,8 +102,8 @@ pub async fn serve_logged(
         .env_remove("DATABASE_REPLICA_URL")
         .env_remove("DATABASE_ADMIN_URL")
         .envs(envs.iter().copied())
-        .stdout(output())
-        .stderr(output())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .expect("gatehouse serve starts");
     let server = Serve { child, base: format!("http://127.0.0.1:{port}") };

@@ -366,15 +366,17 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match credential(&parts.headers).ok_or(AppError::Unauthenticated)? {
-            Credential::Bearer(token) => authenticate(state, token).await,
+        let user = match credential(&parts.headers).ok_or(AppError::Unauthenticated)? {
+            Credential::Bearer(token) => authenticate(state, token).await?,
             Credential::ApiKey(key) => {
                 let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
                 let scopes = parts.extensions.get::<Arc<RouteScopes>>();
                 let needed = route.zip(scopes).and_then(|(route, scopes)| scopes.required(&parts.method, route));
-                authenticate_key(state, key, needed).await
+                authenticate_key(state, key, needed).await?
             }
-        }
+        };
+        super::request_id::record_user(user.user_id);
+        Ok(user)
     }
 }
 
