@@ -126,7 +126,7 @@ pub(super) async fn dashboard(state: &AppState, user: &AuthUser, search: Option<
     let review_filter = EventFilter { requires_review: Some(true), ..EventFilter::default() };
     let mut queue = Vec::new();
     for kind in AuditKind::ALL {
-        let (rows, _) = audit_review::list(state, *kind, &review_filter, Page { page: 1, limit: 50 }).await?;
+        let rows = audit_review::list(state, *kind, &review_filter, Page { page: 1, limit: 50 }).await?.items;
         queue.extend(rows.into_iter().filter(|e| e.review_status.is_none()));
     }
     queue.sort_by_key(|e| std::cmp::Reverse(e.created_at));

@@ -11,7 +11,7 @@ use super::{
     jobs::JobKind,
     models::{
         events::{AuditKind, DeviceAction, LinkAction, MfaAction, RiskLevel, SessionAction},
-        review::EventFilter,
+        review::{Cursor, EventFilter},
     },
 };
 use crate::core::{
@@ -192,6 +192,8 @@ pub struct EventQuery {
     pub order: Option<String>,
     pub page: Option<String>,
     pub limit: Option<String>,
+    /// The admin lists' keyset cursor: `pagination.cursor` of the page before (opaque).
+    pub cursor: Option<String>,
 }
 
 /// Parses `from` (start of a date) or `to` (end of a date, exclusive).
@@ -283,6 +285,13 @@ fn parse_query(kind: Option<AuditKind>, q: &EventQuery) -> AppResult<(EventFilte
         (None | Some("newest"), _) => {}
         (Some("risk"), Some(AuditKind::Device)) => f.by_risk = true,
         _ => problems.add("order", "must be newest, or risk for device events"),
+    }
+    if let Some(token) = &q.cursor {
+        // A cursor belongs to the list order it came from: by risk it carries a score.
+        match Cursor::decode(token) {
+            Some(c) if c.risk_score.is_some() == f.by_risk => f.after = Some(c),
+            _ => problems.add("cursor", "is not a cursor of this list (use pagination.cursor of the page before)"),
+        }
     }
     let page = PageParams::from_text(q.page.as_deref(), q.limit.as_deref(), &mut problems);
     problems.finish((f, page))

@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -27,20 +30,74 @@ use crate::core::{
 #[utoipa::path(get, path = "/api/v1/admin/audit/{kind}", tag = "admin", extensions(("x-permission" = json!("audit_log.view_auditlog")), ("x-api-key-scope" = json!("audit:read"))), security(("bearer" = [])),
     params(("kind" = String, Path, description = "session, device, mfa or link; else 400"), EventQuery),
     responses(
-        (status = 200, description = "newest first: {items: [AuditEvent], pagination}", body = Object),
+        (status = 200, description = "newest first (or by risk), a keyset page: pass pagination.cursor as `cursor` \
+            (or follow pagination.next) for the next one; a page never repeats a row and misses none committed \
+            before the first page was read. `total` counts matching rows up to 10,000 (total_exact false beyond: \
+            an estimate, a lower bound). Without a cursor, `page` still pages by offset", body = EventList),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
-        (status = 422, body = ErrorBody, description = "a bad filter value, or limit outside 1..100")))]
+        (status = 422, body = ErrorBody, description = "a bad filter value or cursor, or limit outside 1..100")))]
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(kind): AppPath<String>,
     AppQuery(q): AppQuery<EventQuery>,
-) -> AppResult<Json<Paginated<AuditEvent>>> {
+    RawQuery(raw): RawQuery,
+) -> AppResult<Json<EventList>> {
     require_permission(&state, &auth, "audit_log.view_auditlog").await?;
+    let path = format!("/api/v1/admin/audit/{kind}");
     let kind = AuditKind::from_path(&kind)?;
     let (filter, page) = q.parse(Some(kind))?;
-    let (items, total) = review::list(&state, kind, &filter, page).await?;
-    Ok(Json(Paginated::new(items, page, total)))
+    let listed = review::list(&state, kind, &filter, page).await?;
+    let cursor = listed.next.map(|c| c.encode());
+    // The same filters with the next cursor (and no offset).
+    let next = cursor.as_ref().map(|c| {
+        let kept = form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "cursor" && k != "page")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect::<Vec<_>>();
+        let query =
+            form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).append_pair("cursor", c).finish();
+        format!("{path}?{query}")
+    });
+    let pages = if listed.total == 0 { 0 } else { (listed.total + page.limit - 1) / page.limit };
+    let pagination = KeysetPagination {
+        page: if filter.after.is_some() { 1 } else { page.page },
+        limit: page.limit,
+        total: listed.total,
+        total_exact: listed.total_exact,
+        pages,
+        has_more: cursor.is_some(),
+        cursor,
+        next,
+    };
+    Ok(Json(EventList { items: listed.items, pagination }))
+}
+
+/// A keyset page of an admin audit list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<AuditEvent>,
+    pub pagination: KeysetPagination,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeysetPagination {
+    /// The `page` asked for when paging by offset; 1 when paging by cursor.
+    pub page: i64,
+    /// Rows per page (1..100).
+    pub limit: i64,
+    /// Matching rows, counted up to 10,000: an estimate (a lower bound) when `total_exact`
+    /// is false.
+    pub total: i64,
+    pub total_exact: bool,
+    /// Pages of `limit` rows in `total`.
+    pub pages: i64,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// The next page's cursor (opaque): pass it as `cursor`. Null on the last page.
+    pub cursor: Option<String>,
+    /// The next page's path with this page's filters and that cursor. Null on the last page.
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -12,16 +12,26 @@ use super::{
     jobs::JobKind,
     models::{
         events::{AuditKind, SessionEvent},
-        review::{AuditEvent, DailyTotals, EventFilter, JobRun, Retention, Summary},
+        review::{AuditEvent, COUNT_CAP, Cursor, DailyTotals, EventFilter, EventPage, JobRun, Retention, Summary},
     },
     repo, service, summary,
 };
 use crate::core::{AppError, AppResult, AppState, error::Problems, extract::Page};
 
-pub async fn list(state: &AppState, kind: AuditKind, f: &EventFilter, page: Page) -> AppResult<(Vec<AuditEvent>, i64)> {
-    let rows = crate::reports!(state, |db| repo::review::list_events(db, kind, f, page.limit, page.offset()))?;
-    let total = rows.first().map(|r| r.total).unwrap_or(0);
-    Ok((rows, total))
+pub async fn list(state: &AppState, kind: AuditKind, f: &EventFilter, page: Page) -> AppResult<EventPage> {
+    // One row more than the page tells whether another page follows. With a cursor the
+    // page starts after it (`page` is then ignored); without one, `page` still pages by offset.
+    let offset = if f.after.is_some() { 0 } else { page.offset() };
+    let mut rows = crate::reports!(state, |db| repo::review::list_events(db, kind, f, page.limit + 1, offset))?;
+    let counted = rows.first().map(|r| r.total).unwrap_or(0);
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > page.limit;
+    rows.truncate(usize::try_from(page.limit).unwrap_or(0));
+    let next = rows.last().filter(|_| more).map(|last| Cursor {
+        risk_score: if f.by_risk { last.risk_score } else { None },
+        created_at: last.created_at,
+        id: last.id,
+    });
+    Ok(EventPage { items: rows, total: counted.min(COUNT_CAP), total_exact: counted <= COUNT_CAP, next })
 }
 
 /// A user's own events, without what staff wrote about them: review notes and reviewer ids

@@ -100,7 +100,64 @@ pub struct EventFilter {
     pub anomaly: Option<String>,
     /// Device events only: the riskiest first (`order=risk`) instead of the newest.
     pub by_risk: bool,
+    /// Keyset paging: only rows after this one in the list's order.
+    pub after: Option<Cursor>,
 }
+
+/// Where a keyset page ends: the last row's sort key. Sent to clients as an opaque
+/// base64url token (`v1:<risk>:<micros>:<id>`; risk only for the device list by risk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub risk_score: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let risk = self.risk_score.map(|r| r.to_string()).unwrap_or_default();
+        let text = format!("v1:{risk}:{}:{}", self.created_at.timestamp_micros(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// A token from `encode`; None for anything else.
+    pub fn decode(token: &str) -> Option<Cursor> {
+        use base64::Engine;
+        if token.len() > 200 {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut parts = text.split(':');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let risk = match parts.next()? {
+            "" => None,
+            r => Some(r.parse::<i32>().ok().filter(|r| (0..=100).contains(r))?),
+        };
+        let created_at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
+        let id = Uuid::parse_str(parts.next()?).ok()?;
+        parts.next().is_none().then_some(Cursor { risk_score: risk, created_at, id })
+    }
+}
+
+/// One keyset page of an admin audit list.
+#[derive(Debug)]
+pub struct EventPage {
+    pub items: Vec<AuditEvent>,
+    /// Rows matching the filters, counted up to `COUNT_CAP`.
+    pub total: i64,
+    /// False when the count stopped at `COUNT_CAP` (there are more).
+    pub total_exact: bool,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<Cursor>,
+}
+
+/// The admin lists count matching rows up to this many (a month's partition may hold tens
+/// of millions: an exact count would cost more than the page).
+pub const COUNT_CAP: i64 = 10_000;
 
 /// A row of audit_log_auditlogsummary.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]

@@ -17,8 +17,12 @@ pub async fn list_events(
 ) -> sqlx::Result<Vec<crate::audit_log::models::review::AuditEvent>> {
     use crate::audit_log::models::{events::AuditKind, review::AuditEvent};
     let level = f.risk_level.map(|l| l.as_str());
+    let (after_at, after_id, after_risk) = match f.after {
+        Some(c) => (Some(c.created_at), Some(c.id), c.risk_score),
+        None => (None, None, None),
+    };
     macro_rules! list {
-        ($file:literal) => {
+        ($file:literal $(, $extra:expr)?) => {
             sqlx::query_file_as!(
                 AuditEvent,
                 $file,
@@ -32,7 +36,10 @@ pub async fn list_events(
                 f.requires_review,
                 limit,
                 offset,
-                f.anomaly.as_deref()
+                f.anomaly.as_deref(),
+                after_at,
+                after_id
+                $(, $extra)?
             )
             .fetch_all(db)
             .await
@@ -40,7 +47,8 @@ pub async fn list_events(
     }
     match kind {
         AuditKind::Session => list!("queries/audit_list_session.sql"),
-        AuditKind::Device if f.by_risk => list!("queries/audit_list_device_risk.sql"),
+        // A cursor from the newest-first list has no risk: it starts over at the top.
+        AuditKind::Device if f.by_risk => list!("queries/audit_list_device_risk.sql", after_risk.unwrap_or(101)),
         AuditKind::Device => list!("queries/audit_list_device.sql"),
         AuditKind::Mfa => list!("queries/audit_list_mfa.sql"),
         AuditKind::Link => list!("queries/audit_list_link.sql"),
@@ -63,6 +71,9 @@ pub async fn explain_device_risk_list(db: impl PgExecutor<'_>, min_risk_score: i
         .bind(20_i64)
         .bind(0_i64)
         .bind(None::<String>)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<Uuid>)
+        .bind(None::<i32>)
         .fetch_all(db)
         .await
 }
@@ -95,6 +106,8 @@ pub async fn explain_list(
         .bind(20_i64)
         .bind(0_i64)
         .bind(anomaly)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<Uuid>)
         .fetch_all(db)
         .await
 }
