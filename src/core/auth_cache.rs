@@ -1,7 +1,8 @@
-//! The hot path's memory: verified access tokens with their session and identity, and API
-//! keys, held per instance so a request that presents a known token costs no database
+//! The hot path's memory: verified access tokens with their session and identity, API
+//! keys, and `/users/me` bodies, held per instance so a request that presents a known token costs no database
 //! round trip (and no signature check). PostgreSQL keeps it honest: triggers on
-//! `accounts_session`, `auth_user` and `accounts_apikey` publish `NOTIFY gatehouse_auth`
+//! `accounts_session`, `auth_user`, `accounts_profile`, `accounts_mfasettings` and
+//! `accounts_apikey` publish `NOTIFY gatehouse_auth`
 //! in the transaction of every change that matters (revocation, logout, password change,
 //! deactivation, device compromise, key revocation), and each instance's listener evicts.
 //!
@@ -20,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use sqlx::{PgPool, postgres::PgListener};
@@ -32,6 +34,9 @@ pub const CHANNEL: &str = "gatehouse_auth";
 const ENTRY_TTL: Duration = Duration::from_secs(300);
 /// Entries per kind; past it the least useful go.
 const MAX_ENTRIES: u64 = 100_000;
+/// How long a cached `/users/me` body may serve: `last_login` is stamped by every login
+/// without a notification (one per login would serialise commits), so it may lag this much.
+pub const ME_TTL: Duration = Duration::from_secs(60);
 /// Eviction records kept before the cache starts over (a new epoch).
 const MAX_EVICTIONS: usize = 100_000;
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
@@ -92,6 +97,8 @@ pub struct AuthCache {
     tokens: Cache<String, Entry<CachedSession>>,
     /// Keyed by the SHA-256 of the API key.
     keys: Cache<String, Entry<CachedKey>>,
+    /// `GET /users/me` bodies (the user and the profile, as JSON), by user id.
+    me: Cache<Uuid, Entry<Bytes>>,
     /// Session, user or key ids evicted by a notification, and when: an entry loaded
     /// before its id's eviction is a miss. Not a cache with an admission policy: a record
     /// it declined or dropped would let a revoked entry answer. Records older than
@@ -119,6 +126,7 @@ impl Default for AuthCache {
         AuthCache {
             tokens: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
             keys: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
+            me: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ME_TTL).build(),
             evicted: RwLock::new(HashMap::new()),
             healthy: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -187,6 +195,26 @@ impl AuthCache {
         }
     }
 
+    /// The cached `/users/me` body of `user`, unless a change to the user, the profile or
+    /// the MFA switch was published since it was read.
+    pub fn me(&self, user: Uuid) -> Option<Bytes> {
+        let entry = self.me.get(&user)?;
+        if self.valid(&entry, &[user]) {
+            Some(entry.value.as_ref().clone())
+        } else {
+            self.me.invalidate(&user);
+            None
+        }
+    }
+
+    pub fn put_me(&self, ticket: Ticket, user: Uuid, body: Bytes) -> Bytes {
+        if ticket.usable && ticket.epoch == self.epoch.load(Ordering::Acquire) {
+            let entry = Entry { value: Arc::new(body.clone()), epoch: ticket.epoch, loaded_at: ticket.started };
+            self.me.insert(user, entry);
+        }
+        body
+    }
+
     /// Taken before the database read whose result `put_*` will store.
     pub fn ticket(&self) -> Ticket {
         Ticket { epoch: self.epoch.load(Ordering::Acquire), started: Instant::now(), usable: self.is_healthy() }
@@ -247,6 +275,7 @@ impl AuthCache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.tokens.invalidate_all();
         self.keys.invalidate_all();
+        self.me.invalidate_all();
     }
 
     /// The listener is down (or just came back): nothing cached so far may answer again.
@@ -255,6 +284,7 @@ impl AuthCache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.tokens.invalidate_all();
         self.keys.invalidate_all();
+        self.me.invalidate_all();
         if healthy {
             self.healthy.store(true, Ordering::Release);
         }

@@ -24,6 +24,7 @@ mod hot_path;
 mod link_pages;
 mod logging;
 mod magic_link;
+mod me_cache;
 mod mfa;
 mod notification_holds;
 mod notifications;

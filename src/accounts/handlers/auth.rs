@@ -1,6 +1,11 @@
 //! Registration, login, tokens, passwords, the signed-in user, sessions.
 
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -233,8 +238,9 @@ pub async fn confirm_password_reset(
 #[utoipa::path(get, path = "/api/v1/users/me", extensions(("x-api-key-scope" = json!("me:read"))), tag = "users", security(("bearer" = [])), responses(
     (status = 200, body = Me), (status = 401, body = ErrorBody),
 ))]
-pub async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Me>> {
-    Ok(Json(service::me(&state, &auth).await?))
+pub async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Response> {
+    let body = service::me_json(&state, &auth).await?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateMeRequest,

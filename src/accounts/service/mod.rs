@@ -59,7 +59,7 @@ pub use passkeys::{
 pub use passwords::{
     ChangeOptions, PASSWORD_HISTORY, RESET_TOKEN_TTL, change_password, confirm_password_reset, request_password_reset,
 };
-pub use profile::{delete_me, me, update_me};
+pub use profile::{delete_me, me, me_json, update_me};
 pub use registration::{VERIFY_TOKEN_TTL, register, resend_verification, verify_email};
 pub use sessions::{NewSession, revoke_session, sessions, start_session};
 pub use social::{

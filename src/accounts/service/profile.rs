@@ -18,6 +18,18 @@ pub async fn me(state: &AppState, auth: &AuthUser) -> AppResult<Me> {
     Ok(Me { user: user.into(), profile })
 }
 
+/// `GET /users/me` as its JSON body, from the instance's cache when it holds it: kept
+/// coherent by the notifications of every change to the user, the profile and the MFA
+/// switch (migration `20261212000002_me_cache`); `last_login` may lag by `ME_TTL` (60 s).
+pub async fn me_json(state: &AppState, auth: &AuthUser) -> AppResult<axum::body::Bytes> {
+    if let Some(body) = state.auth_cache.me(auth.user_id) {
+        return Ok(body);
+    }
+    let ticket = state.auth_cache.ticket();
+    let body = serde_json::to_vec(&me(state, auth).await?).map_err(AppError::internal)?;
+    Ok(state.auth_cache.put_me(ticket, auth.user_id, body.into()))
+}
+
 /// Applies checked changes to the names and the profile.
 pub async fn update_me(state: &AppState, client: &ClientContext, auth: &AuthUser, changes: MeChanges) -> AppResult<Me> {
     let mut tx = crate::core::db::begin(&state.db).await?;
@@ -31,6 +43,8 @@ pub async fn update_me(state: &AppState, client: &ClientContext, auth: &AuthUser
     account_event(&mut tx, Some(user.id), "profile_updated", serde_json::json!({ "fields": changed }), client).await?;
     let user: User = repo::users::user_by_id(&mut *tx, user.id).await?.ok_or(AppError::Unauthenticated)?.into();
     crate::core::db::commit(tx).await?;
+    // This instance reads its own write at once (others hear the trigger's notification).
+    state.auth_cache.evict(user.id);
     Ok(Me { user, profile })
 }
 
