@@ -222,7 +222,9 @@ pub async fn step_up(
             (MfaMethod::Email | MfaMethod::Sms, Some(sent)) => sent,
             _ => service::step_up(&state, &client, &user).await?.challenge_id,
         };
-        service::mfa_verify(&state, &client, challenge, answer, false).await
+        // Only a step-up of this very session (the cookie's id is the browser's word).
+        let expected = service::ChallengeExpected::StepUp(&user);
+        service::mfa_verify_expected(&state, &client, challenge, expected, answer, false).await
     }
     .await;
     match outcome {

@@ -199,7 +199,15 @@ impl FromRequestParts<AppState> for Signed {
 /// A `next` target: only a console path (never another site, never `//host`).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with("/account") && !n.contains("//") && !n.contains('\\') && n.len() <= 200 => n,
+        Some(n)
+            if n.starts_with("/account")
+                && !n.contains("//")
+                && !n.contains('\\')
+                && n.len() <= 200
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
         _ => "/account",
     }
 }

@@ -62,11 +62,12 @@ pub(super) async fn login_page_saying(state: &AppState, status: StatusCode, mess
     login_page(state, status, "/account", "", [("form".to_owned(), message)].into_iter().collect()).await
 }
 
-/// A refused sign-in (a provider's answer redeemed, a flow that could not start).
-pub(super) async fn refused_sign_in(state: &AppState, e: &AppError) -> Response {
-    match Refusal::of(e) {
+/// A refused sign-in (a provider's answer redeemed, a flow that could not start) on the
+/// sign-in page; what no field explains (an outage: 503) is the house error.
+pub(super) async fn refused_sign_in(state: &AppState, e: AppError) -> Response {
+    match Refusal::of(&e) {
         Some(r) => with_retry(login_page(state, r.status, "/account", "", r.errors).await, r.retry_after),
-        None => AppError::internal(e.to_string()).into_response(),
+        None => e.into_response(),
     }
 }
 
@@ -216,7 +217,7 @@ pub async fn mfa(State(state): State<AppState>, Browser(client): Browser, header
     let trust = f.trust_device.is_some();
     let outcome = async {
         let answer = answer(&f.method, f.code, &f.credential)?;
-        service::mfa_verify(&state, &client, challenge, answer, trust).await
+        service::mfa_verify_expected(&state, &client, challenge, service::ChallengeExpected::Login, answer, trust).await
     }
     .await;
     match outcome {

@@ -130,7 +130,8 @@ pub async fn magic_form(State(state): State<AppState>) -> Response {
     if !state.config.magic_link_enabled {
         return AppError::NotFound.into_response();
     }
-    public_page(&state, StatusCode::OK, "form.html", context! { form => "magic", title => t("magic_title") })
+    let errors = BTreeMap::<String, String>::new();
+    public_page(&state, StatusCode::OK, "form.html", context! { form => "magic", title => t("magic_title"), errors })
 }
 
 /// POST /account/magic-link: 202-like, the same page for every address.

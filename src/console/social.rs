@@ -8,7 +8,7 @@ use axum::{
     body::Bytes,
     extract::{Query, State},
     http::{HeaderMap, StatusCode, header},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use minijinja::context;
@@ -43,11 +43,15 @@ async fn begin(
     let start =
         service::OidcStart { redirect_uri: service::oidc_console_return(state), intent, code_challenge, password };
     let started = service::oidc_start(state, client, auth, provider, start).await?;
-    let mut response = Redirect::to(&started.authorization_url).into_response();
-    if let Some(c) = set_cookie(state, VERIFIER_COOKIE, &verifier, 600) {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    Ok(response)
+    // A page with the link, not a redirect: the console's CSP (`form-action 'self'`) stops a
+    // form's submission from being redirected to another origin.
+    let ctx = context! {
+        title => t("social_continue_title"), message => t("social_continue"),
+        link => started.authorization_url, link_text => t("social_continue_link"),
+    };
+    Ok(Page::new(StatusCode::OK, "notice.html", ctx)
+        .cookie(set_cookie(state, VERIFIER_COOKIE, &verifier, 600))
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -70,7 +74,7 @@ pub async fn start(
     };
     match begin(&state, &client, None, &f.provider, service::OidcIntent::Login, None).await {
         Ok(r) => r,
-        Err(e) => sign_in::refused_sign_in(&state, &e).await,
+        Err(e) => sign_in::refused_sign_in(&state, e).await,
     }
 }
 
@@ -92,7 +96,11 @@ pub async fn done(
     let mut response = if q.linked.as_deref() == Some("true") {
         see_other("/account/connections?linked=1")
     } else if let Some(code) = q.login_code.filter(|c| !c.is_empty() && c.len() <= 256) {
-        let verifier = SecretString::from(cookie(&headers, VERIFIER_COOKIE).unwrap_or_default().to_owned());
+        // Only the browser that started the flow holds its verifier: a login code arriving
+        // anywhere else (a link someone sent) signs nobody in.
+        let Some(verifier) = cookie(&headers, VERIFIER_COOKIE).map(|v| SecretString::from(v.to_owned())) else {
+            return sign_in::login_page_saying(&state, StatusCode::BAD_REQUEST, t("social_failed")).await;
+        };
         match service::oidc_exchange(&state, &client, &SecretString::from(code), &verifier).await {
             Ok(LoginResponse::Authenticated(a)) => sign_in::admit(&state, a, "/account").await,
             Ok(LoginResponse::MfaRequired(challenge)) => sign_in::second_step(&state, &challenge, "/account"),
@@ -100,7 +108,7 @@ pub async fn done(
             Err(AppError::TokenInvalid) => {
                 sign_in::login_page_saying(&state, StatusCode::BAD_REQUEST, t("social_failed")).await
             }
-            Err(e) => sign_in::refused_sign_in(&state, &e).await,
+            Err(e) => sign_in::refused_sign_in(&state, e).await,
         }
     } else {
         // The return address's error codes (docs/social.md).

@@ -26,6 +26,14 @@ struct Answer {
     html: String,
 }
 
+/// The provider link of the page a social start answers with (a page, not a redirect).
+fn continue_link(page: &Answer) -> String {
+    assert_eq!(page.status, 200, "{}", page.html);
+    let start = page.html.find("href=\"http").expect("a link to the provider") + 6;
+    // minijinja escapes `/` and `&` in attributes; a browser reads them back.
+    page.html[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&amp;", "&")
+}
+
 impl<'a> Browser<'a> {
     pub(crate) fn new(app: &'a TestApp) -> Self {
         Browser { app, cookies: BTreeMap::new(), csrf: String::new() }
@@ -316,9 +324,8 @@ async fn a_provider_signs_the_console_in_and_a_signed_in_user_links_one(pool: Pg
 
     // Sign-up by the provider: the console is the OIDC client, its return page allowed.
     let started = browser.post("/account/social/start", &[("provider", "idp")]).await;
-    assert_eq!(started.status, 303);
     assert!(browser.cookies.contains_key("gh_account_oidc"), "the PKCE verifier waits in its cookie");
-    let back = crate::oidc::at_provider(&idp, &started.location, &crate::oidc::NEW).await;
+    let back = crate::oidc::at_provider(&idp, &continue_link(&started), &crate::oidc::NEW).await;
     let path = back.strip_prefix("http://gatehouse.test").unwrap();
     let callback = app.client.get(app.url(path)).send().await.unwrap();
     let done = callback.headers()[header::LOCATION].to_str().unwrap().to_owned();
@@ -335,13 +342,17 @@ async fn a_provider_signs_the_console_in_and_a_signed_in_user_links_one(pool: Pg
     let mut other = Browser::new(&app);
     other.get("/account/login").await;
     let started = other.post("/account/social/start", &[("provider", "idp")]).await;
-    let back = crate::oidc::at_provider(&idp, &started.location, &crate::oidc::NEW).await;
+    let back = crate::oidc::at_provider(&idp, &continue_link(&started), &crate::oidc::NEW).await;
     let callback = app.client.get(app.url(back.strip_prefix("http://gatehouse.test").unwrap())).send().await.unwrap();
     let done = callback.headers()[header::LOCATION].to_str().unwrap().to_owned();
     let mut thief = Browser::new(&app);
     let refused = thief.get(done.strip_prefix("http://gatehouse.test").unwrap()).await;
     assert_eq!(refused.status, 400);
     assert!(!thief.cookies.contains_key("gh_account"));
+    // Nor does an empty verifier at the API (S256 of nothing is a well-formed challenge).
+    let r =
+        app.post_json("/api/v1/auth/oidc/exchange", &serde_json::json!({"login_code": "x", "code_verifier": ""})).await;
+    assert!(r.status().is_client_error(), "{}", r.status());
 
     // Linking from the connections page needs the password.
     app.signed_in("ann").await;
@@ -351,15 +362,56 @@ async fn a_provider_signs_the_console_in_and_a_signed_in_user_links_one(pool: Pg
     let wrong = ann.post("/account/connections/link", &[("provider", "idp"), ("password", "wrong")]).await;
     assert_eq!(wrong.status, 403);
     let started = ann.post("/account/connections/link", &[("provider", "idp"), ("password", PASSWORD)]).await;
-    assert_eq!(started.status, 303);
     let person = crate::oidc::Person { sub: "sub-ann", email: "ann@example.com", verified: true };
-    let back = crate::oidc::at_provider(&idp, &started.location, &person).await;
+    let back = crate::oidc::at_provider(&idp, &continue_link(&started), &person).await;
     let callback = app.client.get(app.url(back.strip_prefix("http://gatehouse.test").unwrap())).send().await.unwrap();
     let done = callback.headers()[header::LOCATION].to_str().unwrap().to_owned();
     let linked = ann.get(done.strip_prefix("http://gatehouse.test").unwrap()).await;
     assert_eq!((linked.status, linked.location.as_str()), (303, "/account/connections?linked=1"));
     let page = ann.get("/account/connections?linked=1").await;
     assert!(page.html.contains("data-provider=\"idp\"") && page.html.contains("The account is connected."));
+}
+
+#[sqlx::test]
+async fn a_cookie_cannot_point_a_step_up_at_another_challenge_and_odd_input_is_no_500(pool: PgPool) {
+    let mut config = test_config(&pool);
+    config.magic_link_enabled = true;
+    let app = TestApp::spawn_with(pool.clone(), config, gatehouse::routes()).await;
+    let api = app.signed_in("ann").await;
+    let enrolled = enrol_totp(&app, &api).await;
+    let mut step = enrolled.used_step;
+
+    // A login challenge of the same account, as a planted or left-over cookie would name it.
+    let login = json(app.login("ann@example.com", PASSWORD).await).await;
+    let other = login["challenge_id"].as_str().unwrap().to_owned();
+    let mut browser = Browser::new(&app);
+    browser.sign_in("ann@example.com", PASSWORD).await;
+    let code = fresh_code(&enrolled.secret, &mut step);
+    let signed = browser.post("/account/login/mfa", &[("method", "totp"), ("code", &code), ("next", "/account")]).await;
+    assert_eq!(signed.status, 303);
+    browser.get("/account/step-up?next=/account/devices").await;
+    browser.cookies.insert("gh_account_mfa".into(), format!("{other}:email"));
+    let up = browser
+        .post(
+            "/account/step-up",
+            &[("password", PASSWORD), ("method", "email"), ("code", "123456"), ("next", "/account")],
+        )
+        .await;
+    assert_eq!(up.status, 401, "not this session's step-up");
+    let open: bool =
+        sqlx::query_scalar("SELECT verified_at IS NULL FROM otp_mfachallenge WHERE challenge_id = $1::uuid")
+            .bind(&other)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(open, "the other challenge was not answered");
+
+    // The magic-link request page renders; a `next` with control characters is ignored.
+    assert_eq!(browser.get("/account/magic-link").await.status, 200);
+    let mut fresh = Browser::new(&app);
+    let page = fresh.get("/account/login?next=/account%0d%0aX:1").await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("name=\"next\" value=\"&#x2f;account\""), "the next page is /account");
 }
 
 #[sqlx::test]

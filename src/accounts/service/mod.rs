@@ -34,7 +34,8 @@ pub use admin::{
 };
 pub use api_keys::{EXPIRY_NOTICE, MAX_KEYS, api_keys, create_api_key, revoke_api_key, warn_expiring_keys};
 pub use challenges::{
-    TRUST_DAYS, passkey_options as mfa_passkey_options, send as mfa_send, step_up, verify as mfa_verify,
+    Expected as ChallengeExpected, TRUST_DAYS, passkey_options as mfa_passkey_options, send as mfa_send, step_up,
+    verify as mfa_verify, verify_expected as mfa_verify_expected,
 };
 pub use connections::{connections, unlink as unlink_connection};
 pub use console::{confirm_session_password, console_user, open_console_session};

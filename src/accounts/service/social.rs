@@ -369,6 +369,11 @@ pub async fn exchange(
     login_code: &SecretString,
     code_verifier: &SecretString,
 ) -> AppResult<LoginResponse> {
+    // RFC 7636: a verifier is 43 to 128 characters (an empty one would match a challenge
+    // computed from nothing).
+    if !(43..=128).contains(&code_verifier.expose_secret().len()) {
+        return Err(AppError::TokenInvalid);
+    }
     let redeemed = repo::social::take_login_code(&state.db, &sha256_hex(login_code.expose_secret()))
         .await?
         .ok_or(AppError::TokenInvalid)?;
