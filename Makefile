@@ -6,7 +6,7 @@ export SQLX_OFFLINE ?= true
 
 DEV_KEY := .dev/jwt-signing-key.pem
 
-.PHONY: help run test lint fmt db db-stop sqlx-prepare bench faults fuzz
+.PHONY: help run test lint fmt db db-stop sqlx-prepare bench bench-peer faults fuzz
 
 help:
 	@echo "make run           database up, migrations, dev signing key, serve on BIND_ADDR (127.0.0.1:8080)"
@@ -15,6 +15,7 @@ help:
 	@echo "make db-stop       stop the project-local cluster"
 	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
 	@echo "make bench         the benchmarks of docs/performance.md (release build, a few minutes)"
+	@echo "make bench-peer    Gatehouse against the Django peer (../shared/peer), interleaved, with the goal ratios"
 	@echo "make faults        fault drills on private PostgreSQL clusters (outage, kill -9, TLS, restore, replica, three instances)"
 	@echo "make fuzz          schemathesis against the release binary, signed in and anonymous; writes docs/fuzz.md"
 
@@ -64,6 +65,9 @@ sqlx-prepare:
 
 bench:
 	scripts/bench.sh
+
+bench-peer:
+	scripts/bench-peer.sh
 
 faults:
 	scripts/faults.sh

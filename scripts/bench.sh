@@ -39,6 +39,8 @@ say "# $(date -u +%FT%TZ) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuin
 say "## 1. argon2id"
 BENCH_SECONDS=10 cargo bench -q --bench hash 2>/dev/null | tee -a "$out"
 argon=$(grep -o '[0-9.]* verifies/s' "$out" | cut -d' ' -f1)
+say "## 1b. the same rate: RustCrypto argon2 (the service's) against the C reference (libargon2, argon2-cffi)"
+ROUNDS=1 scripts/argon2-compare.sh 2>/dev/null | sed 's/verifies\/s/v\/s/g' | tee -a "$out"
 
 say "## 2. HTTP on loopback (release binary, OWASP argon2id parameters)"
 "$bin" migrate >/dev/null
@@ -226,5 +228,12 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
   cp target/baseline-target/release/gatehouse target/gatehouse-baseline
   git worktree remove --force "$wt"
   scripts/bench-ab.sh target/gatehouse-baseline "$bin" | tee -a "$out"
+fi
+# The performance goals are ratios to the Django peer, measured by its own harness in this
+# run, interleaved (scripts/bench-peer.sh; BENCH_PEER=0 skips it).
+if [ "${BENCH_PEER:-1}" != 0 ]; then
+  say "## 5. against the Django peer (\$PEER_DIR/bench.sh, interleaved; scripts/bench-peer.sh)"
+  kill $server 2>/dev/null || true
+  scripts/bench-peer.sh 2>/dev/null | tee -a "$out"
 fi
 echo "results: $out" >&2
