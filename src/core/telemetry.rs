@@ -16,7 +16,7 @@ use std::{
 };
 
 use tracing::Level;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{EnvFilter, fmt, fmt::writer::MakeWriterExt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use super::config::LogFormat;
@@ -26,6 +26,8 @@ use super::config::LogFormat;
 const QUEUED_LINES: usize = 100_000;
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The access log's writer and format (`access_line` writes through it).
+static ACCESS: OnceLock<(NonBlocking, LogFormat)> = OnceLock::new();
 /// Dropped lines already reported to the metrics.
 static REPORTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -45,6 +47,7 @@ pub fn init(format: LogFormat) -> LogGuard {
     let (alerts, alerts_guard) =
         NonBlockingBuilder::default().lossy(false).thread_name("gatehouse-log-warn").finish(std::io::stdout());
     let _ = DROPPED.set(access.error_counter());
+    let _ = ACCESS.set((access.clone(), format));
     // INFO and more verbose through the lossy queue; WARN and ERROR through the other.
     let writer = access.with_min_level(Level::INFO).and(alerts.with_max_level(Level::WARN));
 
@@ -69,6 +72,89 @@ pub fn init(format: LogFormat) -> LogGuard {
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = result;
     LogGuard { _guards: [access_guard, alerts_guard] }
+}
+
+/// One request's access-log line, written by hand rather than through the JSON formatter
+/// (which cost a request a quarter of its time at 40,000 requests a second): the same
+/// fields, the same shape (`span` holding the request's fields once).
+pub struct AccessLine<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub route: &'a str,
+    pub user_id: Option<uuid::Uuid>,
+    pub status: u16,
+    pub latency_ms: f64,
+}
+
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    timestamp: String,
+    level: &'static str,
+    message: &'static str,
+    target: &'static str,
+    status: u16,
+    latency_ms: f64,
+    span: JsonSpan<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonSpan<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    route: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    name: &'static str,
+}
+
+/// Whether access lines are wanted (INFO for `gatehouse::access` under RUST_LOG) and a
+/// writer is set up (not in tests that build the router in-process).
+pub fn access_enabled() -> bool {
+    ACCESS.get().is_some() && tracing::enabled!(target: "gatehouse::access", Level::INFO)
+}
+
+/// Queues `line` on the access log's lossy writer.
+pub fn access_line(line: &AccessLine<'_>) {
+    use std::io::Write;
+    let Some((writer, format)) = ACCESS.get() else { return };
+    let now = chrono::Utc::now();
+    let mut out = Vec::with_capacity(256);
+    let user = line.user_id.map(|u| u.to_string());
+    let written = match format {
+        LogFormat::Json => {
+            let value = JsonLine {
+                timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                level: "INFO",
+                message: "request finished",
+                target: "gatehouse::access",
+                status: line.status,
+                latency_ms: line.latency_ms,
+                span: JsonSpan {
+                    request_id: line.request_id,
+                    method: line.method,
+                    route: line.route,
+                    user_id: user.as_deref(),
+                    name: "request",
+                },
+            };
+            serde_json::to_writer(&mut out, &value).is_ok() && out.write_all(b"\n").is_ok()
+        }
+        LogFormat::Pretty => writeln!(
+            out,
+            "{}  INFO request{{request_id={} method={} route={}{}}}: gatehouse::access: request finished status={} latency_ms={:.3}",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            line.request_id,
+            line.method,
+            line.route,
+            user.map(|u| format!(" user_id={u}")).unwrap_or_default(),
+            line.status,
+            line.latency_ms,
+        )
+        .is_ok(),
+    };
+    if written {
+        let _ = writer.clone().write_all(&out);
+    }
 }
 
 /// Access-log lines dropped since the last call (for the metrics counter).
