@@ -247,42 +247,6 @@ pub async fn send(state: &AppState, client: &ClientContext, challenge_id: Uuid, 
     }
 }
 
-/// Which challenge a caller that keeps the id itself (the account console, in a cookie) may
-/// answer: a login's (no session yet), or a step-up of the caller's own session.
-#[derive(Debug, Clone, Copy)]
-pub enum Expected<'a> {
-    Login,
-    StepUp(&'a AuthUser),
-}
-
-/// `verify`, once the challenge is the kind the caller expects (else 401
-/// `CHALLENGE_EXPIRED`, the same answer as an unknown id): a console cannot be made to
-/// answer another session's challenge, or a step-up as a login.
-pub async fn verify_expected(
-    state: &AppState,
-    client: &ClientContext,
-    challenge_id: Uuid,
-    expected: Expected<'_>,
-    response: Response,
-    trust_device: bool,
-) -> AppResult<Authenticated> {
-    let mut conn = state.db.acquire().await?;
-    let challenge = challenges::live(&mut conn, challenge_id).await?;
-    drop(conn);
-    let fits = match expected {
-        Expected::Login => challenge.kind() == Some(ChallengeType::Login) && challenge.session_id.is_none(),
-        Expected::StepUp(auth) => {
-            challenge.kind() == Some(ChallengeType::StepUp)
-                && challenge.user_id == auth.user_id
-                && challenge.session_id == Some(auth.session_id)
-        }
-    };
-    if !fits {
-        return Err(AppError::ChallengeExpired);
-    }
-    verify(state, client, challenge_id, response, trust_device).await
-}
-
 /// `POST /auth/mfa/verify`: answers a challenge. Right: the login's session opens (aal 2)
 /// or the step-up's session is raised, with new tokens, in this transaction. Wrong: 401
 /// `MFA_CODE_INVALID` with the attempts left, and a failure on the account's lockout.

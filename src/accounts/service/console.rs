@@ -2,15 +2,20 @@
 //! session (same rules, audit rows and revocation); the browser holds a random secret that
 //! refers to it, stored only as its hash. Every console request reads the session row, so
 //! a sign-out, a remediation or the session's expiry (`SESSION_MAX_AGE_SECONDS` caps it)
-//! ends the console at once, on every instance.
+//! ends the console at once, on every instance. The console keeps a pending challenge's
+//! id in a cookie, so it answers one only after checking it is the kind it expects.
 
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::{lockout, token_hash};
 use crate::{
-    accounts::repo,
+    accounts::{models::Authenticated, repo},
     core::{AppError, AppResult, AppState, auth::AuthUser, client::ClientContext, crypto},
+    otp::{
+        ChallengeType,
+        challenges::{self, Response},
+    },
 };
 
 /// Binds a new console secret to the session `session` (just opened by a sign-in) and
@@ -55,4 +60,40 @@ pub async fn confirm_session_password(
     }
     let user = repo::users::user_by_id(&state.db, auth.user_id).await?.ok_or(AppError::Unauthenticated)?;
     lockout::confirm_password(state, client, &user, password).await
+}
+
+/// Which challenge a caller that keeps the id itself (the account console, in a cookie) may
+/// answer: a login's (no session yet), or a step-up of the caller's own session.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected<'a> {
+    Login,
+    StepUp(&'a AuthUser),
+}
+
+/// `verify`, once the challenge is the kind the caller expects (else 401
+/// `CHALLENGE_EXPIRED`, the same answer as an unknown id): a console cannot be made to
+/// answer another session's challenge, or a step-up as a login.
+pub async fn verify_expected(
+    state: &AppState,
+    client: &ClientContext,
+    challenge_id: Uuid,
+    expected: Expected<'_>,
+    response: Response,
+    trust_device: bool,
+) -> AppResult<Authenticated> {
+    let mut conn = state.db.acquire().await?;
+    let challenge = challenges::live(&mut conn, challenge_id).await?;
+    drop(conn);
+    let fits = match expected {
+        Expected::Login => challenge.kind() == Some(ChallengeType::Login) && challenge.session_id.is_none(),
+        Expected::StepUp(auth) => {
+            challenge.kind() == Some(ChallengeType::StepUp)
+                && challenge.user_id == auth.user_id
+                && challenge.session_id == Some(auth.session_id)
+        }
+    };
+    if !fits {
+        return Err(AppError::ChallengeExpired);
+    }
+    super::challenges::verify(state, client, challenge_id, response, trust_device).await
 }

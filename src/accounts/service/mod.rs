@@ -34,11 +34,13 @@ pub use admin::{
 };
 pub use api_keys::{EXPIRY_NOTICE, MAX_KEYS, api_keys, create_api_key, revoke_api_key, warn_expiring_keys};
 pub use challenges::{
-    Expected as ChallengeExpected, TRUST_DAYS, passkey_options as mfa_passkey_options, send as mfa_send, step_up,
-    verify as mfa_verify, verify_expected as mfa_verify_expected,
+    TRUST_DAYS, passkey_options as mfa_passkey_options, send as mfa_send, step_up, verify as mfa_verify,
 };
 pub use connections::{connections, unlink as unlink_connection};
-pub use console::{confirm_session_password, console_user, open_console_session};
+pub use console::{
+    Expected as ChallengeExpected, confirm_session_password, console_user, open_console_session,
+    verify_expected as mfa_verify_expected,
+};
 pub use devices::{
     delete_device, device, devices, devices_near, mark_compromised, rename_device, trust_device, untrust_device,
 };
