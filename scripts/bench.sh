@@ -207,6 +207,8 @@ fi
 
 say "## 3. database"
 cargo bench -q --bench store 2>/dev/null | tee -a "$out"
+# The auth cache's memory per entry at its capacity (AUTH_CACHE_ENTRIES).
+cargo bench -q --bench cache 2>/dev/null | tee -a "$out"
 # The same summary over a ten times larger day (10 M events of 100,000 users), so its
 # growth is visible; BENCH_SUMMARY_10M=0 skips it (its events take minutes to generate).
 if [ "${BENCH_SUMMARY_10M:-1}" != 0 ]; then

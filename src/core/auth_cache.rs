@@ -32,8 +32,8 @@ use uuid::Uuid;
 pub const CHANNEL: &str = "gatehouse_auth";
 /// How long an entry may serve before it is read again, whatever happens.
 const ENTRY_TTL: Duration = Duration::from_secs(300);
-/// Entries per kind; past it the least useful go.
-const MAX_ENTRIES: u64 = 100_000;
+/// Entries per kind by default (`AUTH_CACHE_ENTRIES`); past it the least useful go.
+pub const DEFAULT_ENTRIES: u64 = 100_000;
 /// How long a cached `/users/me` body may serve: `last_login` is stamped by every login
 /// without a notification (one per login would serialise commits), so it may lag this much.
 pub const ME_TTL: Duration = Duration::from_secs(60);
@@ -123,19 +123,37 @@ pub struct Ticket {
 
 impl Default for AuthCache {
     fn default() -> Self {
+        AuthCache::with_capacity(DEFAULT_ENTRIES)
+    }
+}
+
+impl AuthCache {
+    /// A cache holding at most `entries` of each kind (tokens, keys, `/users/me` bodies).
+    pub fn with_capacity(entries: u64) -> Self {
         AuthCache {
-            tokens: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
-            keys: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ENTRY_TTL).build(),
-            me: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(ME_TTL).build(),
+            tokens: Cache::builder().max_capacity(entries).time_to_live(ENTRY_TTL).build(),
+            keys: Cache::builder().max_capacity(entries).time_to_live(ENTRY_TTL).build(),
+            me: Cache::builder().max_capacity(entries).time_to_live(ME_TTL).build(),
             evicted: RwLock::new(HashMap::new()),
             healthy: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             api_calls: std::sync::Mutex::new(HashMap::new()),
         }
     }
-}
 
-impl AuthCache {
+    /// Marks the listener healthy without one (benchmarks of the cache alone).
+    #[doc(hidden)]
+    pub fn assume_listening(&self) {
+        self.healthy.store(true, Ordering::Release);
+    }
+
+    /// Runs the caches' pending maintenance (so their entry counts are current).
+    #[doc(hidden)]
+    pub fn settle(&self) -> (u64, u64) {
+        self.tokens.run_pending_tasks();
+        self.me.run_pending_tasks();
+        (self.tokens.entry_count(), self.me.entry_count())
+    }
     /// Counts one request made under an API key's session.
     pub fn count_api_call(&self, session: Uuid) {
         if let Ok(mut calls) = self.api_calls.lock() {

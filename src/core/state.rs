@@ -62,6 +62,7 @@ impl AppState {
         let relying_party = RelyingParty::from_config(&config)
             .unwrap_or_else(|_| RelyingParty::off("passkeys are off: the WebAuthn settings contradict each other"));
         let oidc = Arc::new(OidcProviders::from_config(&config));
+        let auth_cache = Arc::new(AuthCache::with_capacity(config.auth_cache_entries));
         AppState {
             db,
             admin_db: None,
@@ -72,7 +73,7 @@ impl AppState {
             metrics: Metrics::new(),
             outbox_wakeup: Arc::new(Notify::new()),
             cpu: CpuPool::new(threads, depth),
-            auth_cache: Arc::new(AuthCache::default()),
+            auth_cache,
             key_limits: Arc::new(KeyLimits::new(config_key_limit)),
             limits: Arc::new(limits),
             relying_party,

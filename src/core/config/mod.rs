@@ -89,6 +89,9 @@ pub struct Config {
     /// ACCOUNT_CONSOLE (default true): the self-service pages under `/account` (and the
     /// emailed links' pages as the console's); off for deployments with their own UI.
     pub account_console: bool,
+    /// AUTH_CACHE_ENTRIES (default 100,000): entries of each kind the instance's auth cache
+    /// holds (verified tokens, API keys, `/users/me` bodies; docs/performance.md "Memory").
+    pub auth_cache_entries: u64,
 }
 
 /// A configuration value that could not be used, named by its variable.
@@ -268,6 +271,7 @@ impl Config {
             breached_password_max_count: parse("BREACHED_PASSWORD_MAX_COUNT", 0)?,
             magic_link_enabled: parse("MAGIC_LINK_ENABLED", false)?,
             account_console: parse("ACCOUNT_CONSOLE", true)?,
+            auth_cache_entries: parse("AUTH_CACHE_ENTRIES", crate::core::auth_cache::DEFAULT_ENTRIES)?,
             magic_link_url: match std::env::var("MAGIC_LINK_URL") {
                 Ok(url) if url.trim().is_empty() => None,
                 Ok(url) if !url.contains("{token}") => {
@@ -380,6 +384,7 @@ impl Config {
             magic_link_enabled: false,
             magic_link_url: None,
             account_console: true,
+            auth_cache_entries: crate::core::auth_cache::DEFAULT_ENTRIES,
         }
     }
 }
