@@ -86,11 +86,9 @@ pub struct Config {
     /// MAGIC_LINK_URL: where the emailed link points, a template with `{token}` (e.g. an
     /// app's deep link); default `{PUBLIC_BASE_URL}/magic-link?token={token}`.
     pub magic_link_url: Option<String>,
-    /// ACCOUNT_CONSOLE (default true): the self-service pages under `/account` (and the
-    /// emailed links' pages as the console's); off for deployments with their own UI.
+    /// ACCOUNT_CONSOLE (default true): the self-service pages under `/account`.
     pub account_console: bool,
-    /// AUTH_CACHE_ENTRIES (default 100,000): entries of each kind the instance's auth cache
-    /// holds (verified tokens, API keys, `/users/me` bodies; docs/performance.md "Memory").
+    /// AUTH_CACHE_ENTRIES (default 100,000): the auth cache's capacity per kind of entry.
     pub auth_cache_entries: u64,
 }
 
