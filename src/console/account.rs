@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{
-    Browser, MFA_COOKIE, Page, Refusal, Signed, base, checked, cookie, csrf_form, refused, safe_next, see_other,
+    Browser, MFA_COOKIE, Page, Signed, base, checked, cookie, csrf_form, refused, refused_form, safe_next, see_other,
     set_cookie, sign_in::answer, t,
 };
 use crate::{
@@ -235,10 +235,9 @@ pub async fn step_up(
             }
             response
         }
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => step_up_page(&state, &user, r.status, &next, None, r.errors).await,
-            None => e.into_response(),
-        },
+        Err(e) => {
+            refused_form(e, |r| async move { step_up_page(&state, &user, r.status, &next, None, r.errors).await }).await
+        }
     }
 }
 
@@ -277,9 +276,8 @@ pub async fn step_up_send(
             }
             response
         }
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => step_up_page(&state, &user, r.status, &next, None, r.errors).await,
-            None => e.into_response(),
-        },
+        Err(e) => {
+            refused_form(e, |r| async move { step_up_page(&state, &user, r.status, &next, None, r.errors).await }).await
+        }
     }
 }

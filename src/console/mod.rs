@@ -84,14 +84,13 @@ pub(crate) struct Page {
     status: StatusCode,
     html: Result<String, AppError>,
     cookies: Vec<HeaderValue>,
-    retry_after: Option<u64>,
 }
 
 impl Page {
     fn new(status: StatusCode, name: &str, ctx: Value) -> Page {
         let html =
             templates().and_then(|env| env.get_template(name).and_then(|t| t.render(ctx)).map_err(AppError::internal));
-        Page { status, html, cookies: Vec::new(), retry_after: None }
+        Page { status, html, cookies: Vec::new() }
     }
 
     fn cookie(mut self, value: Option<HeaderValue>) -> Page {
@@ -110,9 +109,6 @@ impl IntoResponse for Page {
         let headers = response.headers_mut();
         for c in self.cookies {
             headers.append(header::SET_COOKIE, c);
-        }
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -339,18 +335,31 @@ where
     match e {
         AppError::MfaRequired => Redirect::to(&format!("/account/step-up?next={}", next_param(back))).into_response(),
         AppError::Unauthenticated => Redirect::to("/account/login").into_response(),
-        e => match Refusal::of(&e) {
-            Some(r) => {
-                let retry = r.retry_after;
-                let mut response = render(r).await;
-                if let Some(secs) = retry {
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                }
-                response
-            }
-            None => e.into_response(),
-        },
+        e => refused_form(e, render).await,
     }
+}
+
+/// A refused form's page again, with the errors at their fields and `Retry-After` on a 429;
+/// what no field explains is the house error.
+async fn refused_form<F, Fut>(e: AppError, render: F) -> Response
+where
+    F: FnOnce(Refusal) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    match Refusal::of(&e) {
+        Some(r) => {
+            let retry = r.retry_after;
+            with_retry(render(r).await, retry)
+        }
+        None => e.into_response(),
+    }
+}
+
+fn with_retry(mut response: Response, retry_after: Option<u64>) -> Response {
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// A POST whose CSRF token is missing or wrong: refused with a page that says so.

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{
-    Browser, CSRF_COOKIE, MFA_COOKIE, Page, Refusal, SESSION_COOKIE, Signed, checked, cookie, csrf_form, form,
-    login_csrf_ok, next_param, safe_next, see_other, set_cookie, t,
+    Browser, CSRF_COOKIE, MFA_COOKIE, Page, SESSION_COOKIE, Signed, checked, cookie, csrf_form, form, login_csrf_ok,
+    next_param, refused_form, safe_next, see_other, set_cookie, t,
 };
 use crate::{
     accounts::{
@@ -65,10 +65,7 @@ pub(super) async fn login_page_saying(state: &AppState, status: StatusCode, mess
 /// A refused sign-in (a provider's answer redeemed, a flow that could not start) on the
 /// sign-in page; what no field explains (an outage: 503) is the house error.
 pub(super) async fn refused_sign_in(state: &AppState, e: AppError) -> Response {
-    match Refusal::of(&e) {
-        Some(r) => with_retry(login_page(state, r.status, "/account", "", r.errors).await, r.retry_after),
-        None => e.into_response(),
-    }
+    refused_form(e, |r| async move { login_page(state, r.status, "/account", "", r.errors).await }).await
 }
 
 /// GET /account/login.
@@ -108,18 +105,10 @@ pub async fn login(
     match service::login(&state, &client, identifier, SecretString::from(f.password)).await {
         Ok(LoginResponse::Authenticated(a)) => admit(&state, a, &next).await,
         Ok(LoginResponse::MfaRequired(challenge)) => second_step(&state, &challenge, &next),
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => with_retry(login_page(&state, r.status, &next, &f.email, r.errors).await, r.retry_after),
-            None => e.into_response(),
-        },
+        Err(e) => {
+            refused_form(e, |r| async move { login_page(&state, r.status, &next, &f.email, r.errors).await }).await
+        }
     }
-}
-
-pub(super) fn with_retry(mut response: Response, retry_after: Option<u64>) -> Response {
-    if let Some(secs) = retry_after {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
-    }
-    response
 }
 
 /// The challenge a login left pending, in a cookie for its lifetime: `<id>:<methods>`.
@@ -222,10 +211,7 @@ pub async fn mfa(State(state): State<AppState>, Browser(client): Browser, header
     .await;
     match outcome {
         Ok(a) => admit(&state, a, safe_next(f.next.as_deref())).await,
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => with_retry(mfa_page(&state, r.status, &headers, &q, r.errors).await, r.retry_after),
-            None => e.into_response(),
-        },
+        Err(e) => refused_form(e, |r| async move { mfa_page(&state, r.status, &headers, &q, r.errors).await }).await,
     }
 }
 
@@ -272,10 +258,7 @@ pub async fn send(
             method.as_str(),
             next_param(safe_next(f.next.as_deref()))
         )),
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => with_retry(mfa_page(&state, r.status, &headers, &q, r.errors).await, r.retry_after),
-            None => e.into_response(),
-        },
+        Err(e) => refused_form(e, |r| async move { mfa_page(&state, r.status, &headers, &q, r.errors).await }).await,
     }
 }
 
@@ -312,10 +295,7 @@ pub async fn passkey(
         Err(AppError::InvalidCredentials | AppError::AccountDisabled) => {
             refuse(StatusCode::UNAUTHORIZED, "passkey_unknown").await
         }
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => with_retry(login_page(&state, r.status, &next, "", r.errors).await, r.retry_after),
-            None => e.into_response(),
-        },
+        Err(e) => refused_form(e, |r| async move { login_page(&state, r.status, &next, "", r.errors).await }).await,
     }
 }
 

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use super::{
-    Browser, Page, Refusal, form, login_csrf_ok, see_other,
-    sign_in::{NextQuery, admit, public_page, second_step, with_retry},
+    Browser, Page, form, login_csrf_ok, refused_form, see_other,
+    sign_in::{NextQuery, admit, public_page, second_step},
     t,
 };
 use crate::{
@@ -68,10 +68,9 @@ pub async fn signup(
     .await;
     match outcome {
         Ok(_) => see_other("/account/signup/done"),
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => with_retry(signup_page(&state, r.status, &f.email, &f.username, r.errors), r.retry_after),
-            None => e.into_response(),
-        },
+        Err(e) => {
+            refused_form(e, |r| async move { signup_page(&state, r.status, &f.email, &f.username, r.errors) }).await
+        }
     }
 }
 
@@ -118,10 +117,7 @@ pub async fn forgot(
             let ctx = context! { title => t("forgot_title"), message => t("reset_sent"), link => "/account/login", link_text => t("sign_in") };
             Page::new(StatusCode::OK, "notice.html", ctx).into_response()
         }
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => with_retry(forgot_page(&state, r.status, r.errors), r.retry_after),
-            None => e.into_response(),
-        },
+        Err(e) => refused_form(e, |r| async move { forgot_page(&state, r.status, r.errors) }).await,
     }
 }
 
@@ -154,13 +150,13 @@ pub async fn magic_request(
             let ctx = context! { title => t("magic_title"), message => t("magic_sent") };
             Page::new(StatusCode::ACCEPTED, "notice.html", ctx).into_response()
         }
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => {
+        Err(e) => {
+            refused_form(e, |r| async move {
                 let ctx = context! { form => "magic", title => t("magic_title"), errors => r.errors };
-                with_retry(public_page(&state, r.status, "form.html", ctx), r.retry_after)
-            }
-            None => e.into_response(),
-        },
+                public_page(&state, r.status, "form.html", ctx)
+            })
+            .await
+        }
     }
 }
 
@@ -201,12 +197,12 @@ pub async fn magic_confirm(
     match service::confirm_magic_link(&state, &client, SecretString::from(f.token)).await {
         Ok(LoginResponse::Authenticated(a)) => admit(&state, a, "/account").await,
         Ok(LoginResponse::MfaRequired(challenge)) => second_step(&state, &challenge, "/account"),
-        Err(e) => match Refusal::of(&e) {
-            Some(r) => {
+        Err(e) => {
+            refused_form(e, |r| async move {
                 let ctx = context! { form => "magic_confirm", title => t("magic_title"), errors => r.errors };
-                with_retry(public_page(&state, r.status, "form.html", ctx), r.retry_after)
-            }
-            None => e.into_response(),
-        },
+                public_page(&state, r.status, "form.html", ctx)
+            })
+            .await
+        }
     }
 }
