@@ -6,7 +6,7 @@ export SQLX_OFFLINE ?= true
 
 DEV_KEY := .dev/jwt-signing-key.pem
 
-.PHONY: help run test lint fmt db db-stop sqlx-prepare bench bench-peer faults fuzz
+.PHONY: help run test lint fmt db db-stop sqlx-prepare bench bench-peer bench-scale faults fuzz
 
 help:
 	@echo "make run           database up, migrations, dev signing key, serve on BIND_ADDR (127.0.0.1:8080)"
@@ -16,6 +16,7 @@ help:
 	@echo "make sqlx-prepare  regenerate .sqlx/ after changing a query or a migration"
 	@echo "make bench         the benchmarks of docs/performance.md (release build, a few minutes)"
 	@echo "make bench-peer    Gatehouse against the Django peer (../shared/peer), interleaved, with the goal ratios"
+	@echo "make bench-scale   20,000 against 1,000,000 users and ~38 M audit rows (opt-in: ~30 min, ~40 GB of disk)"
 	@echo "make faults        fault drills on private PostgreSQL clusters (outage, kill -9, TLS, restore, replica, three instances)"
 	@echo "make fuzz          schemathesis against the release binary, signed in and anonymous; writes docs/fuzz.md"
 
@@ -68,6 +69,9 @@ bench:
 
 bench-peer:
 	scripts/bench-peer.sh
+
+bench-scale:
+	scripts/bench-scale.sh
 
 faults:
 	scripts/faults.sh

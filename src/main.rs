@@ -354,6 +354,13 @@ async fn serve(config: Config) -> Result<(), String> {
     let run_jobs = config.run_jobs;
     let mut state = AppState::new(pool, config, keys);
     state.replica = gatehouse::core::replica::Replica::from_config(&state.config).map_err(|e| e.to_string())?;
+    // Audit rows land only in a month's partition (there is no DEFAULT one): this month's
+    // and the coming ones exist before the first request writes, even with RUN_JOBS off.
+    let ddl = state.admin_db.as_ref().unwrap_or(&state.db);
+    let months = jobs::PARTITION_MONTHS_AHEAD;
+    if let Err(error) = audit_log::service::ensure_partitions(ddl, audit_log::service::today(), months).await {
+        tracing::warn!(%error, "audit partitions not checked at start; `gatehouse partitions ensure` makes them");
+    }
     // A provider that cannot be discovered is left out (and retried on use), never fatal.
     for (provider, error) in state.oidc.discover_all().await {
         tracing::warn!(%provider, %error, "social login: provider not discovered; left out of the list for now");

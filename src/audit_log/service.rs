@@ -54,7 +54,7 @@ pub async fn ensure_partitions(db: &PgPool, today: NaiveDate, months_ahead: u32)
     for kind in AuditKind::ALL {
         for m in 0..=months_ahead {
             let Some(month) = start.checked_add_months(Months::new(m)) else { continue };
-            // One transaction per partition: moving DEFAULT rows and attaching go together.
+            // One transaction per partition: creating and attaching it go together.
             let mut tx = db.begin().await?;
             if repo::partitions::create_partition(&mut *tx, kind.table(), month).await? {
                 created.push(format!("{}_p{}", kind.table(), month.format("%Y_%m")));
@@ -80,9 +80,9 @@ pub async fn prune_partitions(db: &PgPool, today: NaiveDate, default_months: i32
             continue;
         };
         for name in repo::partitions::partitions_before(db, kind.table(), cutoff).await? {
-            let mut tx = db.begin().await?;
-            repo::partitions::drop_partition(&mut tx, kind.table(), &name).await?;
-            crate::core::db::commit(tx).await?;
+            // Outside a transaction: the detach is concurrent (repo::partitions::drop_partition).
+            let mut conn = db.acquire().await?;
+            repo::partitions::drop_partition(&mut conn, kind.table(), &name).await?;
             dropped.push(name);
         }
     }

@@ -23,8 +23,9 @@ pub mod locks {
     pub const DIGEST: i64 = 0x6761_7465_0003;
 }
 
-/// Months of audit partitions kept ready ahead of time.
-pub const PARTITION_MONTHS_AHEAD: u32 = 2;
+/// Months of audit partitions kept ready ahead of time: the audit tables have no DEFAULT
+/// partition (a row dated outside every month is refused), so three months of margin.
+pub const PARTITION_MONTHS_AHEAD: u32 = 3;
 
 /// How often a scheduled job runs, across all instances: each period of the database's
 /// clock is claimed by one run (`audit_log::jobs::claim`). The loops tick more often

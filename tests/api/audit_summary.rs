@@ -167,6 +167,12 @@ async fn seed(pool: &PgPool) -> (Vec<Ev>, NaiveDate, NaiveDate, Vec<Uuid>) {
     let d1 = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
     let d2 = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
     let midnight = Utc.from_utc_datetime(&d2.and_time(NaiveTime::MIN));
+    // Their months' partitions, as a deployment running then has them (there is no DEFAULT one).
+    for table in gatehouse::audit_log::models::events::AuditKind::ALL.iter().map(|k| k.table()) {
+        for month in [d1, d2] {
+            gatehouse::audit_log::repo::partitions::create_partition(pool, table, month).await.unwrap();
+        }
+    }
     let users = vec![user(pool, "ann").await, user(pool, "bob").await, user(pool, "cyd").await];
     let mut devices = Vec::new();
     for (i, u) in users.iter().enumerate() {

@@ -282,6 +282,9 @@ async fn old_client_addresses_are_cut_to_their_network_and_expired_trust_ends(po
     // Make one login of 100 days ago, from IPv4 and IPv6 addresses.
     let ann: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM auth_user WHERE username = 'ann'").fetch_one(&pool).await.unwrap();
+    // That month's partition, as a deployment running since then has it.
+    let then = chrono::Utc::now().date_naive() - chrono::Days::new(100);
+    gatehouse::audit_log::repo::partitions::create_partition(&pool, "audit_log_sessionauditlog", then).await.unwrap();
     for (ip, days) in [("203.0.113.77", 100), ("2001:db8:1:2:3:4:5:6", 100), ("198.51.100.9", 10)] {
         sqlx::query(
             "INSERT INTO audit_log_sessionauditlog (user_id, action, ip_address, created_at)

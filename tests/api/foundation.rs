@@ -55,7 +55,8 @@ async fn migrations_create_every_table_and_rerun_is_a_noop(pool: PgPool) {
     assert_eq!(applied, again);
     assert!(db::pending_migrations(&pool).await.unwrap().is_empty());
 
-    // The four audit tables are range-partitioned on created_at: this month, the next two, DEFAULT.
+    // The four audit tables are range-partitioned on created_at: the month before,
+    // this one and the three after it; no DEFAULT partition (retention detaches concurrently).
     for table in [
         "audit_log_sessionauditlog",
         "audit_log_deviceauditlog",
@@ -78,51 +79,88 @@ async fn migrations_create_every_table_and_rerun_is_a_noop(pool: PgPool) {
         .unwrap();
         let month = Utc::now().date_naive().with_day(1).unwrap();
         let mut expected: Vec<String> =
-            (0..3).map(|m| format!("{table}_p{}", (month + Months::new(m)).format("%Y_%m"))).collect();
-        expected.push(format!("{table}_default"));
+            (0..5).map(|m| format!("{table}_p{}", (month - Months::new(1) + Months::new(m)).format("%Y_%m"))).collect();
         expected.sort();
         assert_eq!(parts, expected);
     }
 }
 
 #[sqlx::test]
-async fn audit_rows_next_month_and_five_years_ahead_are_accepted(pool: PgPool) {
+async fn audit_rows_land_in_their_month_and_outside_every_month_are_refused(pool: PgPool) {
     let user = insert_user(&pool).await;
-    let now = Utc::now();
-    for (at, partition) in [
-        (now + Months::new(1), format!("audit_log_sessionauditlog_p{}", (now + Months::new(1)).format("%Y_%m"))),
-        (now + Months::new(60), "audit_log_sessionauditlog_default".to_owned()),
-    ] {
-        let event = SessionEvent { created_at: Some(at), ..SessionEvent::new(user, SessionAction::Login) };
-        audit_log::record_session(&pool, &event).await.unwrap();
-        let landed: String =
-            sqlx::query_scalar("SELECT tableoid::regclass::text FROM audit_log_sessionauditlog WHERE created_at = $1")
-                .bind(at)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(landed, partition);
-    }
-}
-
-#[sqlx::test]
-async fn ensure_moves_default_rows_into_their_new_month(pool: PgPool) {
-    let user = insert_user(&pool).await;
-    let today = Utc::now().date_naive();
-    let far = Utc::now() + Months::new(4);
-    let event = SessionEvent { created_at: Some(far), ..SessionEvent::new(user, SessionAction::Logout) };
+    let next = Utc::now() + Months::new(1);
+    let event = SessionEvent { created_at: Some(next), ..SessionEvent::new(user, SessionAction::Login) };
     audit_log::record_session(&pool, &event).await.unwrap();
-
-    let created = audit_log::service::ensure_partitions(&pool, today, 5).await.unwrap();
-    assert_eq!(created.len(), 4 * 3, "months 3..=5 for four tables: {created:?}");
     let landed: String =
         sqlx::query_scalar("SELECT tableoid::regclass::text FROM audit_log_sessionauditlog WHERE created_at = $1")
-            .bind(far)
+            .bind(next)
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(landed, format!("audit_log_sessionauditlog_p{}", far.format("%Y_%m")));
+    assert_eq!(landed, format!("audit_log_sessionauditlog_p{}", next.format("%Y_%m")));
+
+    // Rows are written at now(); one five years ahead has no month to land in.
+    let far = Utc::now() + Months::new(60);
+    let event = SessionEvent { created_at: Some(far), ..SessionEvent::new(user, SessionAction::Login) };
+    let refused = audit_log::record_session(&pool, &event).await.unwrap_err();
+    let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("23514"), "{refused}");
+}
+
+#[sqlx::test]
+async fn ensure_makes_the_months_ahead_once(pool: PgPool) {
+    let today = Utc::now().date_naive();
+    let created = audit_log::service::ensure_partitions(&pool, today, 5).await.unwrap();
+    assert_eq!(created.len(), 4 * 2, "months 4 and 5 for four tables: {created:?}");
+    let far = Utc::now() + Months::new(5);
+    let user = insert_user(&pool).await;
+    let event = SessionEvent { created_at: Some(far), ..SessionEvent::new(user, SessionAction::Logout) };
+    audit_log::record_session(&pool, &event).await.unwrap();
     assert!(audit_log::service::ensure_partitions(&pool, today, 5).await.unwrap().is_empty());
+}
+
+/// The retention drop detaches concurrently: a request writing audit rows goes on while
+/// the drop waits for an older open transaction (the ACCESS EXCLUSIVE detach it replaced
+/// queued every writer behind that transaction).
+#[sqlx::test]
+async fn prune_does_not_hold_up_writers(pool: PgPool) {
+    let user = insert_user(&pool).await;
+    let today = Utc::now().date_naive();
+    let old = today - Months::new(20);
+    audit_log::repo::partitions::create_partition(&pool, "audit_log_sessionauditlog", old).await.unwrap();
+
+    let mut open = pool.begin().await.unwrap();
+    audit_log::record_session(&mut *open, &SessionEvent::new(user, SessionAction::Login)).await.unwrap();
+    let prune = tokio::spawn({
+        let pool = pool.clone();
+        async move { audit_log::service::prune_partitions(&pool, today, 13).await }
+    });
+    // The drop is under way: its detach waits for `open`.
+    let mut waited = 0;
+    while waited < 100 {
+        let detaching: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%DETACH PARTITION%CONCURRENTLY%' AND state = 'active'
+               AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if detaching > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert!(waited < 100, "the detach never started");
+    let logout = SessionEvent::new(user, SessionAction::Logout);
+    let write = audit_log::record_session(&pool, &logout);
+    tokio::time::timeout(std::time::Duration::from_secs(10), write)
+        .await
+        .expect("a writer waited behind the retention drop")
+        .unwrap();
+    open.commit().await.unwrap();
+    let dropped = prune.await.unwrap().unwrap();
+    assert_eq!(dropped, vec![format!("audit_log_sessionauditlog_p{}", old.format("%Y_%m"))]);
 }
 
 #[sqlx::test]

@@ -5,7 +5,7 @@ use sqlx::PgExecutor;
 
 use crate::audit_log::models::review::PartitionInfo;
 
-/// Creates `parent`'s partition for the month of `month` (moving DEFAULT rows into it).
+/// Creates `parent`'s partition for the month of `month`, unless it exists.
 pub async fn create_partition(db: impl PgExecutor<'_>, parent: &str, month: NaiveDate) -> sqlx::Result<bool> {
     let created = sqlx::query_scalar!(r#"SELECT audit_log_create_partition($1, $2) AS "created!""#, parent, month)
         .fetch_one(db)
@@ -53,11 +53,25 @@ pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: Na
 }
 
 /// Detaches and drops one partition; `name` comes from the catalogue, never from a client.
+/// DETACH ... CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the parent, so the requests
+/// writing audit rows go on; it cannot run in a transaction (raw_sql sends each statement
+/// on its own). A detach cut short earlier leaves the partition pending: FINALIZE ends it.
 pub async fn drop_partition(db: &mut sqlx::PgConnection, parent: &str, name: &str) -> sqlx::Result<()> {
-    let detach = format!("ALTER TABLE \"{parent}\" DETACH PARTITION \"{name}\"");
-    let drop = format!("DROP TABLE \"{name}\"");
-    sqlx::query(sqlx::AssertSqlSafe(detach)).execute(&mut *db).await?;
-    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut *db).await?;
+    let pending = sqlx::query_scalar!(
+        r#"SELECT inhdetachpending AS "pending!" FROM pg_inherits WHERE inhrelid = $1::text::regclass"#,
+        name
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    let detach = match pending {
+        Some(true) => format!("ALTER TABLE \"{parent}\" DETACH PARTITION \"{name}\" FINALIZE"),
+        Some(false) => format!("ALTER TABLE \"{parent}\" DETACH PARTITION \"{name}\" CONCURRENTLY"),
+        None => String::new(),
+    };
+    if !detach.is_empty() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(detach)).execute(&mut *db).await?;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE \"{name}\""))).execute(&mut *db).await?;
     Ok(())
 }
 
