@@ -35,14 +35,14 @@ pub async fn list_partitions(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Partit
     .await
 }
 
-/// Monthly partitions of `parent` whose month starts before `cutoff`.
+/// Monthly partitions of `parent` whose month starts before `cutoff`, and tables of theirs
+/// a drop detached but did not get to drop (drop_partition ends both).
 pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: NaiveDate) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
         r#"SELECT c.relname::text AS "name!"
-             FROM pg_inherits i
-             JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = $1::text::regclass
-              AND c.relname ~ '_p[0-9]{4}_[0-9]{2}$'
+             FROM pg_class c
+            WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
+              AND c.relname ~ ('^' || $1 || '_p[0-9]{4}_[0-9]{2}$')
               AND to_date(right(c.relname, 7), 'YYYY_MM') < $2
             ORDER BY c.relname"#,
         parent,
@@ -52,10 +52,20 @@ pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: Na
     .await
 }
 
+/// How long the DROP may wait for its locks before it lets go, and how often it tries.
+const DROP_LOCK_TIMEOUT: &str = "50ms";
+const DROP_ATTEMPTS: u32 = 40;
+const DROP_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Detaches and drops one partition; `name` comes from the catalogue, never from a client.
 /// DETACH ... CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the parent, so the requests
 /// writing audit rows go on; it cannot run in a transaction (raw_sql sends each statement
 /// on its own). A detach cut short earlier leaves the partition pending: FINALIZE ends it.
+/// The DROP removes the table's foreign-key triggers from auth_user, accounts_session and
+/// accounts_device, taking ACCESS EXCLUSIVE on each in turn: queued behind a request it
+/// would hold every later request up, and against a refresh's order it deadlocked one
+/// (make bench-scale). So it waits at most DROP_LOCK_TIMEOUT and tries again; a table left
+/// detached is found and dropped by the next run.
 pub async fn drop_partition(db: &mut sqlx::PgConnection, parent: &str, name: &str) -> sqlx::Result<()> {
     let pending = sqlx::query_scalar!(
         r#"SELECT inhdetachpending AS "pending!" FROM pg_inherits WHERE inhrelid = $1::text::regclass"#,
@@ -71,8 +81,25 @@ pub async fn drop_partition(db: &mut sqlx::PgConnection, parent: &str, name: &st
     if !detach.is_empty() {
         sqlx::raw_sql(sqlx::AssertSqlSafe(detach)).execute(&mut *db).await?;
     }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE \"{name}\""))).execute(&mut *db).await?;
-    Ok(())
+    let drop = format!("SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'; DROP TABLE \"{name}\"");
+    let mut attempt = 1;
+    loop {
+        let mut tx = sqlx::Connection::begin(&mut *db).await?;
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(drop.clone())).execute(&mut *tx).await {
+            Ok(_) => return tx.commit().await,
+            Err(e) if attempt < DROP_ATTEMPTS && lock_not_available(&e) => {
+                tx.rollback().await?;
+                attempt += 1;
+                tokio::time::sleep(DROP_RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// SQLSTATE 55P03: a lock_timeout ran out.
+fn lock_not_available(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "55P03")
 }
 
 /// Months kept per audit table, from audit_log_retentionpolicy.
