@@ -3,7 +3,8 @@
 //! below the hash pool's capacity), MFA sign-ins with TOTP (1/s), whoami (2,000/s),
 //! /users/me (500/s), refresh chains (200/s) and the admin audit list (5/s). Reports each
 //! kind's answers and latency, every 5xx, and the server's RSS (SERVER_PID) over the run,
-//! so growth after warm-up shows. Users are made through the API first.
+//! so growth after warm-up shows. Users are made through the API first (their names
+//! prefixed with MIXED_USERS, so a second run on the same database makes its own).
 
 use std::time::{Duration, Instant};
 
@@ -154,6 +155,7 @@ async fn main() {
     let seconds: u64 = std::env::var("MIXED_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let http = Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let api = std::sync::Arc::new(Api { http, base });
+    let p = std::env::var("MIXED_USERS").unwrap_or_default();
 
     // Staff for the audit list: the gateway superuser, allowed at aal 1 (enforce_for_admin
     // off, as an operator may set it) so the bench needs no authenticator for it.
@@ -172,19 +174,19 @@ async fn main() {
 
     let mut readers = Vec::new();
     for i in 0..8 {
-        readers.push(token(&api.user(&format!("reader{i}")).await, "access_token"));
+        readers.push(token(&api.user(&format!("{p}reader{i}")).await, "access_token"));
     }
     let mut chains = Vec::new();
     for i in 0..4 {
-        chains.push(token(&api.user(&format!("chain{i}")).await, "refresh_token"));
+        chains.push(token(&api.user(&format!("{p}chain{i}")).await, "refresh_token"));
     }
     for i in 0..4 {
-        api.user(&format!("login{i}")).await;
+        api.user(&format!("{p}login{i}")).await;
     }
     // 40 MFA users at one sign-in a second: each is back after 40 s, at a new TOTP step.
     let mut mfa = Vec::new();
     for i in 0..40 {
-        mfa.push(mfa_user(&api, &format!("mfa{i}")).await);
+        mfa.push(mfa_user(&api, &format!("{p}mfa{i}")).await);
     }
     println!("mixed load for {seconds} s (users made through the API: 8 readers, 4 chains, 4 logins, 40 with TOTP)");
 
@@ -207,10 +209,10 @@ async fn main() {
         }
     });
 
-    let a = api.clone();
+    let (a, prefix) = (api.clone(), p.clone());
     let logins = paced(2, Duration::from_millis(200), until, move |w| {
-        let a = a.clone();
-        async move { Some(a.login(&format!("login{}@mixed.test", w * 2 + unix() as usize % 2)).await.0) }
+        let (a, prefix) = (a.clone(), prefix.clone());
+        async move { Some(a.login(&format!("{prefix}login{}@mixed.test", w * 2 + unix() as usize % 2)).await.0) }
     });
     let a = api.clone();
     let mfa_signins = paced(1, Duration::from_secs(1), until, move |_| {

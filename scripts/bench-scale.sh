@@ -4,10 +4,11 @@
 # into a template database kept between runs (rebuilt when its parameters change, or with
 # SCALE_REBUILD=1), and each run measures on a fresh copy of it:
 #   - login, whoami, /users/me (c=32) and refresh (c=8 over 32 chains) under wrk;
-#   - MIXED_SECONDS (90) of the mixed load (benches/mixed.rs: logins, MFA sign-ins with
-#     TOTP, whoami, /users/me, refresh chains, the admin audit list), during which the
-#     jobs run by hand: the daily summary of yesterday (the busiest full day), the cleanup,
-#     and a retention drop of the session table's oldest month; each job's time;
+#   - QUIET_SECONDS (60) of the mixed load (benches/mixed.rs: logins, MFA sign-ins with
+#     TOTP, whoami, /users/me, refresh chains, the admin audit list) alone; then
+#     MIXED_SECONDS (90) of it again while the jobs run by hand: the daily summary of
+#     yesterday (the busiest full day), the cleanup, and a retention drop of the session
+#     table's oldest month; each job's time;
 #   - every lock wait of the run (pg_locks.waitstart, sampled every 20 ms): who waited,
 #     behind whom, how long;
 #   - the database's size and the service's RSS over the mixed load.
@@ -19,7 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${BENCH_SECONDS:-10}"
 mixed_seconds="${MIXED_SECONDS:-90}"
-port="${BENCH_PORT:-18090}"
+quiet_seconds="${QUIET_SECONDS:-60}"
+port="${BENCH_PORT:-18095}"
 out=target/bench-scale-results.txt
 mkdir -p target
 : > "$out"
@@ -39,9 +41,11 @@ hz=$(getconf CLK_TCK)
 # Builds (or keeps) the template of a population: name users current month.
 template() {
   local name=$1 users=$2 current=$3 month=$4 tpl="gatehouse_scale_${1}_tpl" want have t0
-  want="users=$users current=$current month=$month $(cat migrations/*.sql scripts/bench/scale.sql | sha256sum | cut -c1-12)"
+  want="users=$users current=$current month=$month $(sha256sum < scripts/bench/scale.sql | cut -c1-12)"
   have=$(psql "$server_url/postgres" -Atc "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '$tpl'")
   if [ "$have" = "$want" ] && [ "${SCALE_REBUILD:-0}" != 1 ]; then
+    # Migrations since it was built are applied to it once, not to every copy.
+    DATABASE_URL="$server_url/$tpl" "$bin" migrate >/dev/null
     say "$name population: template $tpl kept ($want)"
     return
   fi
@@ -106,13 +110,22 @@ measure() { # name
   TOKEN=$token wrk_run "users/me c=32" 32 me.lua; R[$name,me]=$RPS
   local chains="" i email
   for i in $(seq 32); do
-    email="chain$i@example.com"
+    email="wrkchain$i@example.com"
     curl -sf -XPOST "$base/api/v1/auth/register" -H 'content-type: application/json' \
-      -d "{\"email\":\"$email\",\"username\":\"chain$i\",\"password\":\"Correct-Horse-Battery-9\"}" >/dev/null
+      -d "{\"email\":\"$email\",\"username\":\"wrkchain$i\",\"password\":\"Correct-Horse-Battery-9\"}" >/dev/null
     chains="$chains $(curl -sf -XPOST "$base/api/v1/auth/login" -H 'content-type: application/json' \
       -d "{\"email\":\"$email\",\"password\":\"Correct-Horse-Battery-9\"}" | sed 's/.*"refresh_token":"\([^"]*\)".*/\1/')"
   done
   REFRESH_TOKENS="$chains" WRK_THREADS=2 wrk_run "refresh c=8 over 32 chains" 8 refresh.lua; R[$name,refresh]=$RPS
+
+  say "  mixed load alone, $quiet_seconds s:"
+  BASE="$base" SERVER_PID=$server MIXED_SECONDS="$quiet_seconds" MIXED_USERS=quiet \
+    cargo bench -q --bench mixed 2>/dev/null > "target/scale-$name-quiet.txt"
+  sed 's/^/  /' "target/scale-$name-quiet.txt" | tee -a "$out"
+  for kind in "MFA sign-in" "admin audit list" "whoami" "users/me" "refresh" "login"; do
+    R[$name,q_$kind]=$(grep -m1 "^  $kind" "target/scale-$name-quiet.txt" | sed 's/.*p50 \([0-9.]*\) ms, p99 \([0-9.]*\) ms.*/\1 \/ \2/')
+  done
+  R[$name,q_rss]=$(grep -o 'RSS after warm-up.*' "target/scale-$name-quiet.txt" | sed 's/RSS after warm-up (10 s on) //')
 
   # Every lock wait from here on, sampled every 20 ms.
   printf '%s \\watch 0.02\n' "SELECT to_char(clock_timestamp(), 'HH24:MI:SS.MS'), l.pid,
@@ -126,7 +139,7 @@ measure() { # name
   sampler=$!
 
   say "  mixed load, $mixed_seconds s, with the jobs run by hand during it:"
-  BASE="$base" SERVER_PID=$server MIXED_SECONDS="$mixed_seconds" \
+  BASE="$base" SERVER_PID=$server MIXED_SECONDS="$mixed_seconds" MIXED_USERS=jobs \
     cargo bench -q --bench mixed 2>/dev/null > "target/scale-$name-mixed.txt" &
   mixed=$!
   # The mixed bench makes its users first (~10 s), then loads for MIXED_SECONDS.
@@ -192,17 +205,24 @@ if [ "$sizes" = "small large" ]; then
   row "whoami c=32 (req/s)" whoami rate
   row "/users/me c=32 (req/s)" me rate
   row "refresh c=8, 32 chains (req/s)" refresh rate
-  row "mixed: MFA sign-in p50 / p99 (ms)" "m_MFA sign-in" time
-  row "mixed: admin audit list p50 / p99 (ms)" "m_admin audit list" time
-  row "mixed: login p50 / p99 (ms)" m_login time
-  row "mixed: whoami p50 / p99 (ms)" m_whoami time
-  row "mixed: /users/me p50 / p99 (ms)" "m_users/me" time
-  row "mixed: refresh p50 / p99 (ms)" m_refresh time
-  row "mixed: answers 5xx or failed" 5xx -
+  row "mixed alone: MFA sign-in p50 / p99 (ms)" "q_MFA sign-in" time
+  row "mixed alone: admin audit list p50 / p99 (ms)" "q_admin audit list" time
+  row "mixed alone: login p50 / p99 (ms)" q_login time
+  row "mixed alone: whoami p50 / p99 (ms)" q_whoami time
+  row "mixed alone: /users/me p50 / p99 (ms)" "q_users/me" time
+  row "mixed alone: refresh p50 / p99 (ms)" q_refresh time
+  row "mixed alone: RSS (after 10 s)" q_rss -
+  row "with jobs: MFA sign-in p50 / p99 (ms)" "m_MFA sign-in" time
+  row "with jobs: admin audit list p50 / p99 (ms)" "m_admin audit list" time
+  row "with jobs: login p50 / p99 (ms)" m_login time
+  row "with jobs: whoami p50 / p99 (ms)" m_whoami time
+  row "with jobs: /users/me p50 / p99 (ms)" "m_users/me" time
+  row "with jobs: refresh p50 / p99 (ms)" m_refresh time
+  row "with jobs: answers 5xx or failed" 5xx -
   row "daily summary of yesterday (s)" summary time
   row "cleanup (s)" cleanup time
   row "retention drop (s)" drop time
   row "longest lock wait (ms)" lockmax -
-  row "RSS over the mixed load (after 10 s)" rss -
+  row "with jobs: RSS (after 10 s)" rss -
 fi
 echo "results: $out" >&2
