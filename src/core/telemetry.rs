@@ -43,7 +43,9 @@ pub fn init(format: LogFormat) -> LogGuard {
         .lossy(true)
         .buffered_lines_limit(queued.unwrap_or(QUEUED_LINES))
         .thread_name("gatehouse-log")
-        .finish(std::io::stdout());
+        // The worker writes every line it has queued, then flushes: one write(2) per
+        // batch instead of one per line (stdout alone flushes at each newline).
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let (alerts, alerts_guard) =
         NonBlockingBuilder::default().lossy(false).thread_name("gatehouse-log-warn").finish(std::io::stdout());
     let _ = DROPPED.set(access.error_counter());
