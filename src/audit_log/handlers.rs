@@ -32,7 +32,7 @@ use crate::core::{
     responses(
         (status = 200, description = "newest first (or by risk), a keyset page: pass pagination.cursor as `cursor` \
             (or follow pagination.next) for the next one; a page never repeats a row and misses none committed \
-            before the first page was read. `total` counts matching rows up to 10,000 (total_exact false beyond: \
+            before the first page was read. `total` counts matching rows up to 1,000 (total_exact false beyond: \
             an estimate, a lower bound). Without a cursor, `page` still pages by offset", body = EventList),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "FORBIDDEN or MFA_REQUIRED"),
         (status = 422, body = ErrorBody, description = "a bad filter value or cursor, or limit outside 1..100")))]
@@ -86,7 +86,7 @@ pub struct KeysetPagination {
     pub page: i64,
     /// Rows per page (1..100).
     pub limit: i64,
-    /// Matching rows, counted up to 10,000: an estimate (a lower bound) when `total_exact`
+    /// Matching rows, counted up to 1,000: an estimate (a lower bound) when `total_exact`
     /// is false.
     pub total: i64,
     pub total_exact: bool,

@@ -229,8 +229,11 @@ async fn a_one_month_list_scans_only_that_months_partition(pool: PgPool) {
     let month = Utc::now().date_naive().with_day(1).unwrap();
     let from = month.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let to = (month + Months::new(1)).and_hms_opt(0, 0, 0).unwrap().and_utc();
-    for kind in AuditKind::ALL {
-        let plan = audit_log::repo::review::explain_list(&pool, *kind, from, to, None).await.unwrap().join("\n");
+    // Both plans the lists run: a custom one (pruned as it is made) and the generic one
+    // (pruned as the executor starts: the other months never appear in it).
+    for (kind, generic) in AuditKind::ALL.iter().flat_map(|k| [(k, false), (k, true)]) {
+        let plan =
+            audit_log::repo::review::explain_list(&pool, *kind, from, to, None, generic).await.unwrap().join("\n");
         // The relation each scan reads: the word after " on " (not its alias, not the index).
         let scanned: Vec<&str> = plan
             .lines()
@@ -415,13 +418,13 @@ async fn keyset_pages_never_repeat_a_row_nor_miss_one_while_rows_are_inserted(po
 }
 
 #[sqlx::test]
-async fn the_total_is_counted_up_to_ten_thousand_and_says_so_beyond(pool: PgPool) {
+async fn the_total_is_counted_up_to_a_thousand_and_says_so_beyond(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let root = admin(&app, &pool).await;
     app.signed_in("ann").await;
     let ann = id_of(&pool, "ann").await;
     sqlx::query(
-        "INSERT INTO audit_log_mfaauditlog (user_id, action) SELECT $1, 'verified' FROM generate_series(1, 10050)",
+        "INSERT INTO audit_log_mfaauditlog (user_id, action) SELECT $1, 'verified' FROM generate_series(1, 1050)",
     )
     .bind(ann)
     .execute(&pool)
@@ -432,7 +435,7 @@ async fn the_total_is_counted_up_to_ten_thousand_and_says_so_beyond(pool: PgPool
     let p = &page["pagination"];
     assert_eq!(
         (p["total"].as_i64(), p["total_exact"].as_bool(), p["has_more"].as_bool()),
-        (Some(10_000), Some(false), Some(true))
+        (Some(1_000), Some(false), Some(true))
     );
     let page = json(
         get(

@@ -255,7 +255,7 @@ async fn admins_filter_audit_rows_by_anomaly_through_its_index(pool: PgPool) {
     sqlx::query("ANALYZE audit_log_sessionauditlog").execute(&pool).await.unwrap();
     let (from, to) = (chrono::Utc::now() - chrono::Duration::days(1), chrono::Utc::now() + chrono::Duration::hours(1));
     let kind = gatehouse::audit_log::models::events::AuditKind::Session;
-    let plan = gatehouse::audit_log::repo::review::explain_list(&pool, kind, from, to, Some("new_country"))
+    let plan = gatehouse::audit_log::repo::review::explain_list(&pool, kind, from, to, Some("new_country"), false)
         .await
         .unwrap()
         .join("\n");

@@ -157,7 +157,7 @@ pub struct EventPage {
 
 /// The admin lists count matching rows up to this many (a month's partition may hold tens
 /// of millions: an exact count would cost more than the page).
-pub const COUNT_CAP: i64 = 10_000;
+pub const COUNT_CAP: i64 = 1_000;
 
 /// A row of audit_log_auditlogsummary.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
