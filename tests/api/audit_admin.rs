@@ -415,6 +415,13 @@ async fn keyset_pages_never_repeat_a_row_nor_miss_one_while_rows_are_inserted(po
         "VALIDATION_FAILED",
     )
     .await;
+    // A cursor from the year -200000 is well formed but outside PostgreSQL's range: 422 too.
+    assert_error(
+        get(&app, &root, "/api/v1/admin/audit/session?cursor=djE6Oi02MzExNDMzNjAwMDAwMDAwMDAwOjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMA").await,
+        422,
+        "VALIDATION_FAILED",
+    )
+    .await;
 }
 
 #[sqlx::test]

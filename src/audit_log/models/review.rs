@@ -137,7 +137,10 @@ impl Cursor {
             "" => None,
             r => Some(r.parse::<i32>().ok().filter(|r| (0..=100).contains(r))?),
         };
-        let created_at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
+        // 1970..=9999: every row's time is in it, and PostgreSQL takes every value of it (a
+        // forged cursor outside would reach the query as an out-of-range error).
+        let micros = parts.next()?.parse::<i64>().ok().filter(|m| (0..=253_402_300_799_999_999).contains(m))?;
+        let created_at = DateTime::from_timestamp_micros(micros)?;
         let id = Uuid::parse_str(parts.next()?).ok()?;
         parts.next().is_none().then_some(Cursor { risk_score: risk, created_at, id })
     }

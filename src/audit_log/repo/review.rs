@@ -30,7 +30,8 @@ pub async fn list_events(
         None => (None, None, None),
     };
     let generic = f.user_id.is_none() && f.anomaly.is_none() && !(kind == AuditKind::Device && f.by_risk);
-    let mut tx = db.begin().await?;
+    // Shielded from the client hanging up mid-BEGIN (see core::db::begin).
+    let mut tx = crate::core::db::begin(db).await?;
     // Local to the transaction: the connection goes back to the pool with its own settings.
     // No parallel workers: starting them for a page and a count to 1,001 cost 7 ms of a
     // 8 ms list at 10 M events in the month (they pay only for scans of millions of rows).
@@ -75,7 +76,7 @@ pub async fn list_events(
         AuditKind::Link => list!("queries/audit_list_link.sql"),
     }?;
     // Read only: the commit ends the transaction, nothing to make durable.
-    tx.commit().await?;
+    crate::core::db::commit(tx).await?;
     Ok(rows)
 }
 
