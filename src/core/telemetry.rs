@@ -78,14 +78,17 @@ impl AccessQueue {
         let mut spare = Vec::new();
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
-            {
+            let taken = {
                 let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
                 std::mem::swap(&mut pending.bytes, &mut spare);
-                pending.lines = 0;
-            }
+                std::mem::take(&mut pending.lines)
+            };
             if !spare.is_empty() {
-                // Nowhere to report a failed write to but the log itself: the lines are lost.
-                let _ = out.write_all(&spare).and_then(|()| out.flush());
+                // Nowhere to report a failed write to but the log itself: the lines are
+                // lost, and counted as dropped.
+                if out.write_all(&spare).and_then(|()| out.flush()).is_err() {
+                    self.dropped.fetch_add(taken, Ordering::Relaxed);
+                }
                 spare.clear();
             }
             if stopping {
@@ -109,7 +112,15 @@ impl Drop for LogGuard {
         if let Some((queue, thread)) = self.access.take() {
             queue.stop.store(true, Ordering::Release);
             thread.thread().unpark();
-            let _ = thread.join();
+            // At most a second, as tracing-appender's guards: a stdout nobody reads must not
+            // keep a stopping process alive (the thread is left to the exit).
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }
