@@ -39,6 +39,7 @@ const QUEUED_LINES: usize = 100_000;
 /// How often the access log's writer takes what has queued: lines reach stdout within it.
 const ACCESS_FLUSH_EVERY: Duration = Duration::from_millis(20);
 
+/// Lines the INFO events' queue (`tracing-appender`, not the access log) dropped.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 /// The access log's queue and format (`access_line` appends to it).
 static ACCESS: OnceLock<(Arc<AccessQueue>, LogFormat)> = OnceLock::new();
