@@ -1,10 +1,13 @@
 //! Memory per entry of the instance's auth cache (docs/performance.md "Memory"): fills
 //! `AUTH_CACHE_ENTRIES` (default 100,000) verified-token entries, then as many `/users/me`
-//! bodies, shaped like the real ones (a 300-byte access token, a 700-byte JSON body), and
-//! reports the process's resident memory growth per entry.
+//! bodies, shaped like the real ones (a 300-byte access token with its 340-byte whoami
+//! body, a 700-byte JSON body), and reports the process's resident memory growth per entry.
 
 use gatehouse::core::auth_cache::{AuthCache, CachedSession, DEFAULT_ENTRIES};
 use uuid::Uuid;
+
+/// A whoami body's size with a 20-character email and username.
+const WHOAMI_BODY_BYTES: usize = 340;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -37,6 +40,8 @@ fn main() {
             username: format!("user{i}"),
             email_verified: true,
             issued_at: chrono::Utc::now().timestamp(),
+            // As after its first whoami: a body of the size that call serializes.
+            whoami: std::sync::OnceLock::from(axum::body::Bytes::from(vec![b' '; WHOAMI_BODY_BYTES])),
         };
         cache.put_session(cache.ticket(), &token, session);
     }

@@ -70,7 +70,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), console::guard))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(core::headers::middleware))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), core::request_id::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), core::request_id::middleware))
         .with_state(state)
 }
 

@@ -285,8 +285,13 @@ async fn partitions(command: PartitionsCommand) -> Result<(), String> {
         }
         PartitionsCommand::Prune => {
             let (months, _) = config::audit_retention_from_env().map_err(|e| e.to_string())?;
-            let dropped =
-                audit_log::service::prune_partitions(&pool, today, months).await.map_err(|e| e.to_string())?;
+            // Under the partitions job's lock: a job on an instance and this must not both
+            // detach the same month.
+            let prune = || async { Ok(audit_log::service::prune_partitions(&pool, today, months).await?) };
+            let dropped = db::with_advisory_lock(&pool, jobs::locks::PARTITIONS, prune)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the partitions job is running on an instance now; try again when it is done")?;
             println!("{} partition(s) dropped", dropped.len());
             dropped.iter().for_each(|p| println!("  {p}"));
         }
@@ -353,14 +358,10 @@ async fn serve(config: Config) -> Result<(), String> {
     let bind = config.bind_addr;
     let run_jobs = config.run_jobs;
     let mut state = AppState::new(pool, config, keys);
-    state.replica = gatehouse::core::replica::Replica::from_config(&state.config).map_err(|e| e.to_string())?;
-    // Audit rows land only in a month's partition (there is no DEFAULT one): this month's
-    // and the coming ones exist before the first request writes, even with RUN_JOBS off.
-    let ddl = state.admin_db.as_ref().unwrap_or(&state.db);
-    let months = jobs::PARTITION_MONTHS_AHEAD;
-    if let Err(error) = audit_log::service::ensure_partitions(ddl, audit_log::service::today(), months).await {
-        tracing::warn!(%error, "audit partitions not checked at start; `gatehouse partitions ensure` makes them");
-    }
+    state.edit().replica = gatehouse::core::replica::Replica::from_config(&state.config).map_err(|e| e.to_string())?;
+    let warm_up: db::WarmUp = audit_log::repo::review::warm_up;
+    state.edit().reports_db = Some(db::reports_pool(&state.config.database, warm_up).map_err(|e| e.to_string())?);
+    jobs::ensure_partitions_at_start(&state).await.map_err(|e| e.to_string())?;
     // A provider that cannot be discovered is left out (and retried on use), never fatal.
     for (provider, error) in state.oidc.discover_all().await {
         tracing::warn!(%provider, %error, "social login: provider not discovered; left out of the list for now");
@@ -378,8 +379,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let mut workers = if run_jobs {
         // The same state, but on the jobs' own pool (their longer statement budget).
         let mut job_state = state.clone();
-        job_state.db = db::jobs_pool(&job_state.config.database).map_err(|e| e.to_string())?;
-        job_state.admin_db = db::admin_pool(&job_state.config.database).map_err(|e| e.to_string())?;
+        job_state.edit().db = db::jobs_pool(&job_state.config.database).map_err(|e| e.to_string())?;
+        job_state.edit().admin_db = db::admin_pool(&job_state.config.database).map_err(|e| e.to_string())?;
         jobs::spawn(job_state, mailer, sms, push, stop_rx.clone())
     } else {
         Vec::new()

@@ -56,6 +56,7 @@ pub async fn ensure_partitions(db: &PgPool, today: NaiveDate, months_ahead: u32)
             let Some(month) = start.checked_add_months(Months::new(m)) else { continue };
             // One transaction per partition: creating and attaching it go together.
             let mut tx = db.begin().await?;
+            repo::partitions::lock_creation(&mut *tx).await?;
             if repo::partitions::create_partition(&mut *tx, kind.table(), month).await? {
                 created.push(format!("{}_p{}", kind.table(), month.format("%Y_%m")));
             }
@@ -82,6 +83,8 @@ pub async fn prune_partitions(db: &PgPool, today: NaiveDate, default_months: i32
         for name in repo::partitions::partitions_before(db, kind.table(), cutoff).await? {
             // Outside a transaction: the detach is concurrent (repo::partitions::drop_partition).
             let mut conn = db.acquire().await?;
+            // Its lock_timeout is a session setting: the connection goes, not back to the pool.
+            conn.close_on_drop();
             repo::partitions::drop_partition(&mut conn, kind.table(), &name).await?;
             dropped.push(name);
         }

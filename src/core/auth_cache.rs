@@ -61,6 +61,9 @@ pub struct CachedSession {
     pub username: String,
     pub email_verified: bool,
     pub issued_at: i64,
+    /// The `whoami` body of this token, serialized by the first whoami that read the entry
+    /// (everything in it is above, fixed for the entry's life): later hits send it as is.
+    pub whoami: std::sync::OnceLock<Bytes>,
 }
 
 /// An API key row as authentication needs it.

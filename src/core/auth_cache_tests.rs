@@ -19,6 +19,7 @@ fn session(user: Uuid, id: Uuid) -> CachedSession {
         username: "a".into(),
         email_verified: true,
         issued_at: Utc::now().timestamp(),
+        whoami: Default::default(),
     }
 }
 

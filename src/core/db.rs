@@ -38,6 +38,23 @@ pub fn admin_pool(config: &DatabaseConfig) -> Result<Option<PgPool>, sqlx::Error
     pool(&config.schema_owner(), 2, config.job_statement_timeout).map(Some)
 }
 
+/// What a fresh connection of the reports pool runs before it serves (see `reports_pool`).
+pub type WarmUp =
+    for<'c> fn(&'c mut sqlx::PgConnection) -> std::pin::Pin<Box<dyn Future<Output = sqlx::Result<()>> + Send + 'c>>;
+
+/// Connections of the reports pool: the admin lists take a few milliseconds each.
+const REPORT_CONNECTIONS: u32 = 4;
+
+/// The pool of the admin reads on the primary (`reports!`, when no replica serves them):
+/// a few connections, opened at start and kept open, each prepared by `warm` when it opens
+/// (the audit lists' generic plans), so neither the lists' plans nor their number weigh on
+/// the requests' pool. The requests' statement budget.
+pub fn reports_pool(config: &DatabaseConfig, warm: WarmUp) -> Result<PgPool, sqlx::Error> {
+    let (pool, options) =
+        pool_options(config.url.expose(), config, REPORT_CONNECTIONS, config.statement_timeout, "gatehouse-reports")?;
+    Ok(pool.min_connections(REPORT_CONNECTIONS).after_connect(move |conn, _| warm(conn)).connect_lazy_with(options))
+}
+
 /// Connections of the jobs pool: a job holds one for its advisory lock and works on another,
 /// and the outbox worker, the export and the summary may run at once.
 const JOB_CONNECTIONS: u32 = 4;
@@ -55,6 +72,17 @@ pub(crate) fn pool_on(
     statement_timeout: std::time::Duration,
     application_name: &str,
 ) -> Result<PgPool, sqlx::Error> {
+    let (pool, options) = pool_options(url, config, size, statement_timeout, application_name)?;
+    Ok(pool.connect_lazy_with(options))
+}
+
+fn pool_options(
+    url: &str,
+    config: &DatabaseConfig,
+    size: u32,
+    statement_timeout: std::time::Duration,
+    application_name: &str,
+) -> Result<(PgPoolOptions, PgConnectOptions), sqlx::Error> {
     let mut options = url.parse::<PgConnectOptions>()?;
     // A name given in the URL wins.
     if options.get_application_name().is_none() {
@@ -66,13 +94,13 @@ pub(crate) fn pool_on(
         // clean up) is ended by the server instead of holding its locks for ever.
         ("idle_in_transaction_session_timeout", "60s".to_owned()),
     ]);
-    Ok(PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(config.acquire_timeout)
         // No ping before every acquire (a round trip each); a dead connection fails its
         // query with an I/O error (503) and is replaced.
-        .test_before_acquire(false)
-        .connect_lazy_with(options))
+        .test_before_acquire(false);
+    Ok((pool, options))
 }
 
 /// `pool.begin()`, shielded from the caller's cancellation. A request whose client hangs
@@ -118,6 +146,9 @@ where
     Fut: std::future::Future<Output = AppResult<T>>,
 {
     let mut conn = pool.acquire().await?;
+    // Closed, never pooled, after: a run cut short (shutdown) must not leave the lock held
+    // by a pooled connection, which would make every later run skip.
+    conn.close_on_drop();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
     if !locked {
         return Ok(None);

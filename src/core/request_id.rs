@@ -8,7 +8,7 @@ use axum::{
     response::Response,
 };
 
-use super::metrics::Metrics;
+use super::AppState;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -42,7 +42,7 @@ fn valid(id: &str) -> bool {
 }
 
 /// Assigns the request id, scopes it, logs the request, counts it in the metrics.
-pub async fn middleware(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(HEADER)
@@ -75,7 +75,7 @@ pub async fn middleware(State(metrics): State<Metrics>, request: Request, next: 
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    metrics.observe_request(&method_label, &route, status, elapsed);
+    state.metrics.observe_request(&method_label, &route, status, elapsed);
     if super::telemetry::access_enabled() {
         super::telemetry::access_line(&super::telemetry::AccessLine {
             request_id: &id,

@@ -1,6 +1,6 @@
 //! The one cheap-to-clone state every handler and job receives.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
@@ -17,12 +17,29 @@ use super::{
     webauthn::RelyingParty,
 };
 
+/// What every handler, middleware and job shares. A clone is one reference count: the
+/// router clones the state for every extractor and middleware of a request, and a clone
+/// per field (two dozen counts, bouncing between the workers' caches) was a fifth of
+/// whoami's CPU.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Shared {
     pub db: PgPool,
     /// A pool on `DATABASE_ADMIN_URL` (the role that owns the schema), for the partition
     /// job's DDL; None when the service's own role does everything.
     pub admin_db: Option<PgPool>,
+    /// The primary's pool for reports (`db::reports_pool`), read through `reports!` when no
+    /// replica serves; None: they read `db` (tests, tools).
+    pub reports_db: Option<PgPool>,
     /// The read replica for reports (`DATABASE_REPLICA_URL`); read through `reports!`.
     pub replica: Option<Arc<super::replica::Replica>>,
     pub config: Arc<Config>,
@@ -63,9 +80,10 @@ impl AppState {
             .unwrap_or_else(|_| RelyingParty::off("passkeys are off: the WebAuthn settings contradict each other"));
         let oidc = Arc::new(OidcProviders::from_config(&config));
         let auth_cache = Arc::new(AuthCache::with_capacity(config.auth_cache_entries));
-        AppState {
+        AppState(Arc::new(Shared {
             db,
             admin_db: None,
+            reports_db: None,
             replica: None,
             data_keys: Arc::new(data_keys),
             config: Arc::new(config),
@@ -79,7 +97,13 @@ impl AppState {
             relying_party,
             oidc,
             background: Arc::new(Semaphore::new(BACKGROUND_TASKS)),
-        }
+        }))
+    }
+
+    /// The fields, to set before the state is shared (start-up) or in a copy of it that
+    /// differs (the jobs' pools): copied first when shared.
+    pub fn edit(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Runs CPU-bound `f` on the CPU pool, so it never stalls the async workers.

@@ -43,6 +43,23 @@ async fn claim(state: &AppState, kind: JobKind, period: Duration, trigger: Trigg
     audit_log::jobs::claim(&state.db, kind, period, trigger, stale_after).await
 }
 
+/// Audit rows land only in a month's partition (there is no DEFAULT one): `serve` makes
+/// this month's and the coming ones before the first request writes, even with RUN_JOBS
+/// off. As the schema owner when DATABASE_ADMIN_URL is set (the service's role may not
+/// create tables), on a pool closed once done; a failure is logged, not fatal.
+pub async fn ensure_partitions_at_start(state: &AppState) -> Result<(), sqlx::Error> {
+    let admin = db::admin_pool(&state.config.database)?;
+    let ddl = admin.as_ref().unwrap_or(&state.db);
+    let today = audit_log::service::today();
+    if let Err(error) = audit_log::service::ensure_partitions(ddl, today, PARTITION_MONTHS_AHEAD).await {
+        tracing::warn!(%error, "audit partitions not checked at start; `gatehouse partitions ensure` makes them");
+    }
+    if let Some(admin) = admin {
+        admin.close().await;
+    }
+    Ok(())
+}
+
 /// Partition upkeep: premake the coming months, drop those past retention.
 pub async fn run_partitions_once(state: &AppState, trigger: Trigger) -> AppResult<()> {
     let started_at = chrono::Utc::now();

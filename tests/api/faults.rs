@@ -294,7 +294,7 @@ async fn the_flows_run_under_a_role_that_cannot_change_the_schema(pool: PgPool) 
     let refused = gatehouse::audit_log::service::ensure_partitions(&restricted, today, 12).await.unwrap_err();
     assert_eq!(refused.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{refused}");
     let mut with_owner = app.state.clone();
-    with_owner.admin_db = Some(pool.clone());
+    with_owner.edit().admin_db = Some(pool.clone());
     gatehouse::jobs::run_partitions_once(&with_owner, gatehouse::audit_log::jobs::Trigger::Cli).await.unwrap();
     let ddl = sqlx::query("CREATE TABLE intruder (id int)").execute(&restricted).await.unwrap_err();
     assert_eq!(ddl.as_database_error().and_then(|e| e.code()).as_deref(), Some("42501"), "{ddl}");

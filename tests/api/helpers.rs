@@ -71,7 +71,7 @@ impl TestApp {
 
     async fn spawn_keyed(pool: PgPool, config: Config, routes: axum::Router<AppState>, keys: JwtKeys) -> TestApp {
         let mut state = AppState::new(pool, config, keys);
-        state.replica = gatehouse::core::replica::Replica::from_config(&state.config).expect("replica URL");
+        state.edit().replica = gatehouse::core::replica::Replica::from_config(&state.config).expect("replica URL");
         let replica_watch = state.replica.clone().map(|replica| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(gatehouse::core::replica::watch(replica, stopped));

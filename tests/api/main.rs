@@ -30,6 +30,7 @@ mod notification_holds;
 mod notifications;
 mod oidc;
 mod outbox;
+mod partitions;
 mod passkeys;
 mod policies;
 mod recovery;

@@ -6,7 +6,8 @@ use axum::{
     Json,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, header},
+    http::{HeaderMap, HeaderValue, header},
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,26 +58,40 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (status = 200, body = Whoami, description = "the session and identity of the bearer token; from the instance's cache when it holds the token (no database round trip), so a gateway may call it on every request (nginx auth_request, Envoy ext_authz)"),
     (status = 401, body = ErrorBody, description = "UNAUTHENTICATED: no bearer token, or a bad, expired or revoked one (an API key is not a session)"),
 ))]
-pub async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Json<Whoami>> {
+pub async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let token = bearer(&headers).ok_or(AppError::Unauthenticated)?;
     let s = auth::session_of(&state, token).await?;
-    Ok(Json(Whoami {
-        session: WhoamiSession {
-            id: s.session_id,
-            aal: s.aal,
-            amr: s.amr.clone(),
-            authenticated_at: s.authenticated_at,
-            expires_at: s.session_expires_at,
-            device_id: s.device_id,
-        },
-        identity: WhoamiIdentity {
-            id: s.user_id,
-            email: s.email.clone(),
-            username: s.username.clone(),
-            is_staff: s.is_staff,
-            email_verified: s.email_verified,
-        },
-    }))
+    // The body depends on the cache entry alone: serialized once per entry, not per call.
+    let body = match s.whoami.get() {
+        Some(body) => body.clone(),
+        None => {
+            let body = Bytes::from(serde_json::to_vec(&Whoami::of(&s)).map_err(AppError::internal)?);
+            s.whoami.get_or_init(|| body).clone()
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+impl Whoami {
+    fn of(s: &CachedSession) -> Self {
+        Whoami {
+            session: WhoamiSession {
+                id: s.session_id,
+                aal: s.aal,
+                amr: s.amr.clone(),
+                authenticated_at: s.authenticated_at,
+                expires_at: s.session_expires_at,
+                device_id: s.device_id,
+            },
+            identity: WhoamiIdentity {
+                id: s.user_id,
+                email: s.email.clone(),
+                username: s.username.clone(),
+                is_staff: s.is_staff,
+                email_verified: s.email_verified,
+            },
+        }
+    }
 }
 
 /// `POST /auth/introspect`, as a form (`token=...`, RFC 7662) or JSON.

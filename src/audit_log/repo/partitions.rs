@@ -5,6 +5,15 @@ use sqlx::PgExecutor;
 
 use crate::audit_log::models::review::PartitionInfo;
 
+/// Serialises partition creation across instances and the CLI (two `serve` starts would
+/// both find a month missing and one would fail on the other's table); held to the end of
+/// the caller's transaction. Not the partitions job's session lock, which its holder keeps
+/// on another connection while it creates.
+pub async fn lock_creation(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query!("SELECT pg_advisory_xact_lock(x'6761746500ff'::bigint)").execute(db).await?;
+    Ok(())
+}
+
 /// Creates `parent`'s partition for the month of `month`, unless it exists.
 pub async fn create_partition(db: impl PgExecutor<'_>, parent: &str, month: NaiveDate) -> sqlx::Result<bool> {
     let created = sqlx::query_scalar!(r#"SELECT audit_log_create_partition($1, $2) AS "created!""#, parent, month)
@@ -35,8 +44,9 @@ pub async fn list_partitions(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Partit
     .await
 }
 
-/// Monthly partitions of `parent` whose month starts before `cutoff`, and tables of theirs
-/// a drop detached but did not get to drop (drop_partition ends both).
+/// Monthly partitions of `parent` whose month starts before `cutoff` and ended more than a
+/// day ago, and tables of theirs a drop detached but did not get to drop (drop_partition
+/// ends both).
 pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: NaiveDate) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
         r#"SELECT c.relname::text AS "name!"
@@ -44,6 +54,11 @@ pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: Na
             WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
               AND c.relname ~ ('^' || $1 || '_p[0-9]{4}_[0-9]{2}$')
               AND to_date(right(c.relname, 7), 'YYYY_MM') < $2
+              -- Never a month that ended less than a day ago by the database's clock (rows
+              -- are dated by it, not by the caller's `cutoff`): a transaction begun before
+              -- midnight on the 1st still writes into the month that just ended.
+              AND to_date(right(c.relname, 7), 'YYYY_MM') + interval '1 month'
+                  <= (now() AT TIME ZONE 'UTC') - interval '1 day'
             ORDER BY c.relname"#,
         parent,
         cutoff,
@@ -52,7 +67,7 @@ pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: Na
     .await
 }
 
-/// How long the DROP may wait for its locks before it lets go, and how often it tries.
+/// How long each step of a drop may wait for a lock before it lets go, and how often it tries.
 const DROP_LOCK_TIMEOUT: &str = "50ms";
 const DROP_ATTEMPTS: u32 = 40;
 const DROP_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -61,12 +76,30 @@ const DROP_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 /// DETACH ... CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the parent, so the requests
 /// writing audit rows go on; it cannot run in a transaction (raw_sql sends each statement
 /// on its own). A detach cut short earlier leaves the partition pending: FINALIZE ends it.
-/// The DROP removes the table's foreign-key triggers from auth_user, accounts_session and
-/// accounts_device, taking ACCESS EXCLUSIVE on each in turn: queued behind a request it
-/// would hold every later request up, and against a refresh's order it deadlocked one
-/// (make bench-scale). So it waits at most DROP_LOCK_TIMEOUT and tries again; a table left
-/// detached is found and dropped by the next run.
+/// Finishing a detach and the DROP both change the foreign-key triggers on auth_user,
+/// accounts_session and accounts_device (SHARE ROW EXCLUSIVE, then ACCESS EXCLUSIVE, on
+/// each in turn): queued behind a request, either would hold every later write to those
+/// tables up, and against a refresh's order the DROP deadlocked one (make bench-scale).
+/// So every step waits at most DROP_LOCK_TIMEOUT (a session setting: the concurrent detach
+/// cannot SET LOCAL) and the whole is tried again; a partition left pending or detached is
+/// finished by the next try or the next run. The caller closes the connection after (the
+/// setting must not outlive this).
 pub async fn drop_partition(db: &mut sqlx::PgConnection, parent: &str, name: &str) -> sqlx::Result<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET lock_timeout = '{DROP_LOCK_TIMEOUT}'"))).execute(&mut *db).await?;
+    let mut attempt = 1;
+    loop {
+        match detach_and_drop(db, parent, name).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < DROP_ATTEMPTS && lock_not_available(&e) => {
+                attempt += 1;
+                tokio::time::sleep(DROP_RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn detach_and_drop(db: &mut sqlx::PgConnection, parent: &str, name: &str) -> sqlx::Result<()> {
     let pending = sqlx::query_scalar!(
         r#"SELECT inhdetachpending AS "pending!" FROM pg_inherits WHERE inhrelid = $1::text::regclass"#,
         name
@@ -81,20 +114,9 @@ pub async fn drop_partition(db: &mut sqlx::PgConnection, parent: &str, name: &st
     if !detach.is_empty() {
         sqlx::raw_sql(sqlx::AssertSqlSafe(detach)).execute(&mut *db).await?;
     }
-    let drop = format!("SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'; DROP TABLE \"{name}\"");
-    let mut attempt = 1;
-    loop {
-        let mut tx = sqlx::Connection::begin(&mut *db).await?;
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(drop.clone())).execute(&mut *tx).await {
-            Ok(_) => return tx.commit().await,
-            Err(e) if attempt < DROP_ATTEMPTS && lock_not_available(&e) => {
-                tx.rollback().await?;
-                attempt += 1;
-                tokio::time::sleep(DROP_RETRY).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let mut tx = sqlx::Connection::begin(&mut *db).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE \"{name}\""))).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 /// SQLSTATE 55P03: a lock_timeout ran out.

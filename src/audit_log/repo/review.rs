@@ -23,6 +23,22 @@ pub async fn list_events(
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<Vec<crate::audit_log::models::review::AuditEvent>> {
+    // Shielded from the client hanging up mid-BEGIN (see core::db::begin).
+    let mut tx = crate::core::db::begin(db).await?;
+    let rows = list_in(&mut tx, kind, f, limit, offset).await?;
+    // Read only: the commit ends the transaction, nothing to make durable.
+    crate::core::db::commit(tx).await?;
+    Ok(rows)
+}
+
+/// `list_events` inside the caller's transaction (its settings are local to it).
+async fn list_in(
+    tx: &mut sqlx::PgConnection,
+    kind: crate::audit_log::models::events::AuditKind,
+    f: &crate::audit_log::models::review::EventFilter,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<crate::audit_log::models::review::AuditEvent>> {
     use crate::audit_log::models::{events::AuditKind, review::AuditEvent};
     let level = f.risk_level.map(|l| l.as_str());
     let (after_at, after_id, after_risk) = match f.after {
@@ -30,8 +46,6 @@ pub async fn list_events(
         None => (None, None, None),
     };
     let generic = f.user_id.is_none() && f.anomaly.is_none() && !(kind == AuditKind::Device && f.by_risk);
-    // Shielded from the client hanging up mid-BEGIN (see core::db::begin).
-    let mut tx = crate::core::db::begin(db).await?;
     // Local to the transaction: the connection goes back to the pool with its own settings.
     // No parallel workers: starting them for a page and a count to 1,001 cost 7 ms of a
     // 8 ms list at 10 M events in the month (they pay only for scans of millions of rows).
@@ -67,17 +81,36 @@ pub async fn list_events(
             .await
         };
     }
-    let rows = match kind {
+    match kind {
         AuditKind::Session => list!("queries/audit_list_session.sql"),
         // A cursor from the newest-first list has no risk: it starts over at the top.
         AuditKind::Device if f.by_risk => list!("queries/audit_list_device_risk.sql", after_risk.unwrap_or(101)),
         AuditKind::Device => list!("queries/audit_list_device.sql"),
         AuditKind::Mfa => list!("queries/audit_list_mfa.sql"),
         AuditKind::Link => list!("queries/audit_list_link.sql"),
-    }?;
-    // Read only: the commit ends the transaction, nothing to make durable.
-    crate::core::db::commit(tx).await?;
-    Ok(rows)
+    }
+}
+
+/// Makes, on a fresh connection of the reports pool (`core::db::reports_pool`), the
+/// generic plans of the four lists that run one: 10-28 ms each over a year of monthly
+/// partitions, which the first lists each connection served used to pay (20-60 ms lists
+/// after every start). The statements stay prepared on the connection with their plans;
+/// the lists run in a window that prunes every month, so nothing is read. A failure is
+/// logged, not fatal: the connection serves, and its first lists make the plans.
+pub fn warm_up(conn: &mut sqlx::PgConnection) -> std::pin::Pin<Box<dyn Future<Output = sqlx::Result<()>> + Send + '_>> {
+    use crate::audit_log::models::{events::AuditKind, review::EventFilter};
+    Box::pin(async move {
+        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let f = EventFilter { from: Some(epoch), to: Some(epoch), ..EventFilter::default() };
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for &kind in AuditKind::ALL {
+            if let Err(error) = list_in(&mut tx, kind, &f, 1, 0).await {
+                tracing::warn!(%error, "the reports connection's list plans were not made ahead");
+                return tx.rollback().await;
+            }
+        }
+        tx.commit().await
+    })
 }
 
 /// The plan of the device list by risk for scores of at least `min_risk_score` (tests and

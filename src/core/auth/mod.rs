@@ -343,6 +343,7 @@ pub async fn session_of(state: &AppState, token: &str) -> Result<Arc<CachedSessi
         email: row.email,
         username: row.username,
         email_verified: row.email_verified,
+        whoami: Default::default(),
     };
     Ok(state.auth_cache.put_session(ticket, token, session))
 }
