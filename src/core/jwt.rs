@@ -8,7 +8,8 @@ use ed25519_dalek::{
     SigningKey, VerifyingKey,
     pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::{DecodingKey, Header};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::crypto::random_bytes;
@@ -25,7 +26,8 @@ pub struct PublicKey {
 #[derive(Clone)]
 pub struct JwtKeys {
     pub kid: String,
-    pub encoding: EncodingKey,
+    /// Kept parsed: see `sign_jws`.
+    signing: SigningKey,
     pub verifying: Vec<PublicKey>,
     /// True when made up at start-up (development and tests only).
     pub ephemeral: bool,
@@ -47,11 +49,24 @@ fn public_key(verifying: &VerifyingKey) -> PublicKey {
 
 impl JwtKeys {
     fn from_signing(signing: &SigningKey, ephemeral: bool) -> Result<Self, KeyError> {
-        let pem = signing.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyError::Parse { path: "generated key".into() })?;
-        let encoding =
-            EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|_| KeyError::Parse { path: "generated key".into() })?;
         let current = public_key(&signing.verifying_key());
-        Ok(JwtKeys { kid: current.kid.clone(), encoding, verifying: vec![current], ephemeral })
+        Ok(JwtKeys { kid: current.kid.clone(), signing: signing.clone(), verifying: vec![current], ephemeral })
+    }
+
+    /// `claims` as a compact JWS (RFC 7515) under `header`, signed by the current key: what
+    /// `jsonwebtoken::encode` makes, byte for byte (Ed25519 signatures are deterministic;
+    /// a unit test compares them). That call parses its key from DER on every signature,
+    /// and the parse derives the public key, a scalar multiplication as dear as signing;
+    /// here the key is parsed once.
+    pub fn sign_jws<T: Serialize>(&self, header: &Header, claims: &T) -> Result<String, serde_json::Error> {
+        use ed25519_dalek::Signer;
+        let mut jws = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut jws);
+        let signature = self.signing.sign(jws.as_bytes());
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut jws);
+        Ok(jws)
     }
 
     /// A fresh random key that lives as long as the process.
@@ -130,6 +145,27 @@ mod tests {
         assert!(!keys.ephemeral);
         assert_eq!(keys.jwks()["keys"][0]["kid"], keys.kid.as_str());
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn tokens_are_what_jsonwebtoken_signs_and_verifies() {
+        let pem = generate_signing_key_pem().unwrap();
+        let keys = JwtKeys::from_signing(&SigningKey::from_pkcs8_pem(&pem).unwrap(), false).unwrap();
+        let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(keys.kid.clone());
+        let claims = serde_json::json!({ "sub": "u", "exp": 4_000_000_000_i64, "amr": ["pwd"] });
+        let ours = keys.sign_jws(&header, &claims).unwrap();
+        let encoding = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+        assert_eq!(ours, jsonwebtoken::encode(&header, &claims, &encoding).unwrap());
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        let key = keys.decoding_key(&keys.kid).unwrap();
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(&ours, key, &validation).unwrap();
+        assert_eq!(decoded.claims, claims);
+        // Another key's signature does not verify.
+        let other = JwtKeys::ephemeral().unwrap();
+        let forged = other.sign_jws(&header, &claims).unwrap();
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&forged, key, &validation).is_err());
     }
 
     #[test]

@@ -24,7 +24,9 @@ use crate::{
 /// guesses count against the lock as they happen; a refused attempt is removed again so
 /// it does not extend the lock. An account with MFA on gets a challenge instead of
 /// tokens (see `challenges`).
-#[tracing::instrument(skip_all)]
+// A debug span: at the default level a span per login (made, entered at every poll) is
+// work for nothing; the request id already ties the login's lines together.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     state: &AppState,
     client: &ClientContext,

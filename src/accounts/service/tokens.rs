@@ -31,7 +31,8 @@ use crate::{
 /// Rotates a refresh token: the presented one dies and a child takes its place. A token
 /// presented again after its rotation (outside the leeway) means two parties hold the
 /// family: the family and its session are revoked and the user is told.
-#[tracing::instrument(skip_all)]
+// A debug span, as login's (a span per refresh at the default level costs for nothing).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn refresh(state: &AppState, client: &ClientContext, token: SecretString) -> AppResult<Authenticated> {
     let jti = token_hash(&token);
     let now = Utc::now();

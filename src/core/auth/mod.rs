@@ -76,7 +76,7 @@ impl Claims {
 pub fn sign(keys: &JwtKeys, claims: &Claims) -> Result<String, AppError> {
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(keys.kid.clone());
-    jsonwebtoken::encode(&header, claims, &keys.encoding).map_err(AppError::internal)
+    keys.sign_jws(&header, claims).map_err(AppError::internal)
 }
 
 /// Checks signature, algorithm, key id, expiry, issuer and audience (`issuer` for both).
