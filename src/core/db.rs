@@ -50,8 +50,13 @@ const REPORT_CONNECTIONS: u32 = 4;
 /// (the audit lists' generic plans), so neither the lists' plans nor their number weigh on
 /// the requests' pool. The requests' statement budget.
 pub fn reports_pool(config: &DatabaseConfig, warm: WarmUp) -> Result<PgPool, sqlx::Error> {
-    let (pool, options) =
-        pool_options(config.url.expose(), config, REPORT_CONNECTIONS, config.statement_timeout, "gatehouse-reports")?;
+    let (pool, options) = pool_options(
+        config.url.expose(),
+        config,
+        REPORT_CONNECTIONS,
+        config.statement_timeout,
+        "gatehouse-reports-primary",
+    )?;
     Ok(pool.min_connections(REPORT_CONNECTIONS).after_connect(move |conn, _| warm(conn)).connect_lazy_with(options))
 }
 
