@@ -113,8 +113,8 @@ pub async fn watch(replica: Arc<Replica>, mut stop: tokio::sync::watch::Receiver
 }
 
 /// Runs a read on the replica when it is usable, else (and when the replica fails it for
-/// want of a connection) on the primary's reports pool (`AppState::reports_db`, else the
-/// requests' pool): `reports!(state, |db| repo::summaries(db, ...))`.
+/// want of a connection) on the primary (`AppState::reports_primary`):
+/// `reports!(state, |db| repo::summaries(db, ...))`.
 #[macro_export]
 macro_rules! reports {
     ($state:expr, |$db:ident| $read:expr) => {{
@@ -125,14 +125,14 @@ macro_rules! reports {
                 match $read.await {
                     Err(e) if $crate::core::error::database_unavailable(&e) => {
                         replica.mark_down();
-                        let $db = state.reports_db.as_ref().unwrap_or(&state.db);
+                        let $db = state.reports_primary();
                         $read.await
                     }
                     other => other,
                 }
             }
             None => {
-                let $db = state.reports_db.as_ref().unwrap_or(&state.db);
+                let $db = state.reports_primary();
                 $read.await
             }
         }

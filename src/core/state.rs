@@ -100,6 +100,11 @@ impl AppState {
         }))
     }
 
+    /// The primary's pool for admin reads: the reports pool, else the requests' pool.
+    pub fn reports_primary(&self) -> &PgPool {
+        self.reports_db.as_ref().unwrap_or(&self.db)
+    }
+
     /// The fields, to set before the state is shared (start-up) or in a copy of it that
     /// differs (the jobs' pools): copied first when shared.
     pub fn edit(&mut self) -> &mut Shared {

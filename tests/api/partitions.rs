@@ -10,6 +10,12 @@ use sqlx::PgPool;
 
 use crate::helpers::test_config;
 
+/// The retention drop with 13 months kept, running beside the test.
+fn spawn_prune(pool: &PgPool, today: chrono::NaiveDate) -> tokio::task::JoinHandle<sqlx::Result<Vec<String>>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { audit_log::service::prune_partitions(&pool, today, 13).await })
+}
+
 async fn insert_user(pool: &PgPool) -> uuid::Uuid {
     sqlx::query_scalar(
         "INSERT INTO auth_user (email, username, password_hash) VALUES ('a@example.com', 'alice', 'x') RETURNING id",
@@ -65,10 +71,7 @@ async fn prune_does_not_hold_up_writers(pool: PgPool) {
 
     let mut open = pool.begin().await.unwrap();
     audit_log::record_session(&mut *open, &SessionEvent::new(user, SessionAction::Login)).await.unwrap();
-    let prune = tokio::spawn({
-        let pool = pool.clone();
-        async move { audit_log::service::prune_partitions(&pool, today, 13).await }
-    });
+    let prune = spawn_prune(&pool, today);
     // The drop is under way: its detach waits for `open`.
     let mut waited = 0;
     while waited < 100 {
@@ -114,10 +117,7 @@ async fn the_drop_lets_go_of_a_busy_table(pool: PgPool) {
 
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("SELECT count(*) FROM auth_user").execute(&mut *holder).await.unwrap();
-    let prune = tokio::spawn({
-        let pool = pool.clone();
-        async move { audit_log::service::prune_partitions(&pool, today, 13).await }
-    });
+    let prune = spawn_prune(&pool, today);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     for _ in 0..5 {
         let read = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM auth_user").fetch_one(&pool);
@@ -153,10 +153,7 @@ async fn the_detach_lets_go_of_a_busy_table(pool: PgPool) {
         .execute(&mut *holder)
         .await
         .unwrap();
-    let prune = tokio::spawn({
-        let pool = pool.clone();
-        async move { audit_log::service::prune_partitions(&pool, today, 13).await }
-    });
+    let prune = spawn_prune(&pool, today);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     for _ in 0..5 {
         let write =
