@@ -137,7 +137,8 @@ async fn a_daily_digest_user_gets_one_email_for_three_reminders(pool: PgPool) {
     assert!(sent.contains(&"Your password was changed".to_owned()), "{sent:?}");
     assert!(!sent.iter().any(|s| s.contains("backup codes")), "held: {sent:?}");
 
-    assert!(gatehouse_digest(&pool).ends_with("digest: 1 digest email(s) queued\n"));
+    let out = gatehouse_digest(&pool);
+    assert!(out.ends_with("digest: 1 digest email(s) queued\n"), "{out}");
     let mails = app.deliver_mail().await;
     let digests: Vec<_> = mails.iter().filter(|m| m.parsed().subject() == Some("Your Gatehouse digest")).collect();
     assert_eq!(digests.len(), 1);
