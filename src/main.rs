@@ -362,6 +362,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let warm_up: db::WarmUp = audit_log::repo::review::warm_up;
     state.edit().reports_db = Some(db::reports_pool(&state.config.database, warm_up).map_err(|e| e.to_string())?);
     jobs::ensure_partitions_at_start(&state).await.map_err(|e| e.to_string())?;
+    // After the months are made: a new partition would discard the plans made as they open.
+    tokio::spawn(db::open_reports(state.reports_primary().clone()));
     // A provider that cannot be discovered is left out (and retried on use), never fatal.
     for (provider, error) in state.oidc.discover_all().await {
         tracing::warn!(%provider, %error, "social login: provider not discovered; left out of the list for now");

@@ -46,9 +46,9 @@ pub type WarmUp =
 const REPORT_CONNECTIONS: u32 = 4;
 
 /// The pool of the admin reads on the primary (`reports!`, when no replica serves them):
-/// a few connections, opened at start and kept open, each prepared by `warm` when it opens
-/// (the audit lists' generic plans), so neither the lists' plans nor their number weigh on
-/// the requests' pool. The requests' statement budget.
+/// a few connections, opened at start (`open_reports`) and kept open, each prepared by
+/// `warm` when it opens (the audit lists' generic plans), so neither the lists' plans nor
+/// their number weigh on the requests' pool. The requests' statement budget.
 pub fn reports_pool(config: &DatabaseConfig, warm: WarmUp) -> Result<PgPool, sqlx::Error> {
     let (pool, options) = pool_options(
         config.url.expose(),
@@ -57,7 +57,33 @@ pub fn reports_pool(config: &DatabaseConfig, warm: WarmUp) -> Result<PgPool, sql
         config.statement_timeout,
         "gatehouse-reports-primary",
     )?;
+    let options = reports_settings(options);
     Ok(pool.min_connections(REPORT_CONNECTIONS).after_connect(move |conn, _| warm(conn)).connect_lazy_with(options))
+}
+
+/// Opens every connection of the reports pool now, each with its `warm` hook run. A lazy
+/// pool opens its `min_connections` only once something uses it: the first admin list of
+/// every process (130-230 ms, connect and four plans) used to pay for one. Holding each
+/// connection while taking the next makes the pool open them all. A failure is logged (the
+/// first admin reads then open them).
+pub async fn open_reports(pool: PgPool) {
+    let mut held = Vec::with_capacity(REPORT_CONNECTIONS as usize);
+    for _ in 0..REPORT_CONNECTIONS {
+        match pool.acquire().await {
+            Ok(conn) => held.push(conn),
+            Err(error) => return tracing::warn!(%error, "the reports connections were not opened at start"),
+        }
+    }
+}
+
+/// The session settings of a reports connection (the primary's reports pool and the
+/// replica's), given at connect so a list is one round trip, not BEGIN, SET LOCAL, the
+/// list and COMMIT (each a wait for a core under load: a list's p50 was 4.5 ms for ~1 ms
+/// of PostgreSQL's work). Generic plans: a custom plan of an audit list costs more to make
+/// than to run (`audit_log::repo::review`; the lists that need one ask for it locally). No
+/// parallel workers: starting them cost 7 ms of an 8 ms list at 10 M events in a month.
+pub(crate) fn reports_settings(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("plan_cache_mode", "force_generic_plan"), ("max_parallel_workers_per_gather", "0")])
 }
 
 /// Connections of the jobs pool: a job holds one for its advisory lock and works on another,
@@ -70,7 +96,7 @@ fn pool(config: &DatabaseConfig, size: u32, statement_timeout: std::time::Durati
 
 /// A lazy pool on `url` with `config`'s acquire budget; `application_name` tells its
 /// connections apart in `pg_stat_activity`.
-pub(crate) fn pool_on(
+fn pool_on(
     url: &str,
     config: &DatabaseConfig,
     size: u32,
@@ -79,6 +105,12 @@ pub(crate) fn pool_on(
 ) -> Result<PgPool, sqlx::Error> {
     let (pool, options) = pool_options(url, config, size, statement_timeout, application_name)?;
     Ok(pool.connect_lazy_with(options))
+}
+
+/// The replica's lazy pool of `size` reports connections (`reports_settings`).
+pub(crate) fn replica_pool(url: &str, config: &DatabaseConfig, size: u32) -> Result<PgPool, sqlx::Error> {
+    let (pool, options) = pool_options(url, config, size, config.statement_timeout, "gatehouse-reports")?;
+    Ok(pool.connect_lazy_with(reports_settings(options)))
 }
 
 fn pool_options(

@@ -36,13 +36,7 @@ impl Replica {
     pub fn from_config(config: &Config) -> Result<Option<Arc<Replica>>, sqlx::Error> {
         let database = &config.database;
         let Some(url) = &database.replica_url else { return Ok(None) };
-        let pool = super::db::pool_on(
-            url.expose(),
-            database,
-            REPLICA_CONNECTIONS,
-            database.statement_timeout,
-            "gatehouse-reports",
-        )?;
+        let pool = super::db::replica_pool(url.expose(), database, REPLICA_CONNECTIONS)?;
         Ok(Some(Arc::new(Replica { pool, max_lag: database.replica_max_lag, usable: AtomicBool::new(false) })))
     }
 

@@ -131,3 +131,95 @@ async fn a_patch_through_one_instance_is_seen_through_another_within_a_second(po
     let took = seen(&client, &b.base, &ann.access, "/first_name", &json!("Anja")).await;
     assert!(took < Duration::from_secs(1), "with its listener killed, B saw the change after {took:?}");
 }
+
+/// The eviction triggers fire on the columns they watch only: a refresh (the session's
+/// token ids and a later expiry) and a login (`last_login`) publish nothing, while a
+/// shortened expiry, a revocation and a name change each publish their row.
+#[sqlx::test]
+async fn the_eviction_triggers_publish_what_they_watch_and_nothing_per_request(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let ann = app.signed_in("ann").await;
+    let body = json!({"name": "CI", "scopes": ["me:read"], "password": PASSWORD});
+    let created =
+        app.with_token(reqwest::Method::POST, "/api/v1/api-keys", &ann.access).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let key = json(created).await["secret"].as_str().unwrap().to_owned();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen("gatehouse_auth").await.unwrap();
+    let used = app.client.get(app.url("/api/v1/users/me")).header("Authorization", format!("ApiKey {key}")).send();
+    assert_eq!(used.await.unwrap().status(), 200);
+    let stamped = async {
+        loop {
+            let at: Option<chrono::DateTime<chrono::Utc>> =
+                sqlx::query_scalar("SELECT last_used_at FROM accounts_apikey").fetch_one(&pool).await.unwrap();
+            if at.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), stamped).await.expect("the key's use is stamped");
+    let refreshed = app.refresh(&ann.refresh).await;
+    assert_eq!(refreshed.status(), 200);
+    let pair = tokens(json(refreshed).await);
+    app.login_ok("ann@example.com", PASSWORD).await;
+    let heard = quiet(&mut listener).await;
+    assert!(heard.is_ok(), "a key's use, a refresh and a login publish nothing: {heard:?}");
+
+    let (session, user): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT id, user_id FROM accounts_session WHERE refresh_jti IS NOT NULL ORDER BY created_at LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE accounts_session SET expires_at = expires_at - interval '1 minute' WHERE id = $1")
+        .bind(session)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(payload(&mut listener).await, format!("s:{session}"), "a shortened expiry");
+    sqlx::query("UPDATE accounts_session SET expires_at = expires_at + interval '1 hour' WHERE id = $1")
+        .bind(session)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(quiet(&mut listener).await.is_ok(), "a longer expiry publishes nothing");
+    sqlx::query("UPDATE auth_user SET first_name = 'Ann' WHERE id = $1").bind(user).execute(&pool).await.unwrap();
+    assert_eq!(payload(&mut listener).await, format!("u:{user}"), "a name change");
+    sqlx::query("INSERT INTO accounts_mfasettings (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
+        .bind(user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let _ = quiet(&mut listener).await;
+    sqlx::query("UPDATE accounts_mfasettings SET enforce_for_admin = false WHERE user_id = $1")
+        .bind(user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(quiet(&mut listener).await.is_ok(), "an MFA setting /users/me does not show");
+    sqlx::query("UPDATE accounts_mfasettings SET is_enabled = true WHERE user_id = $1")
+        .bind(user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(payload(&mut listener).await, format!("u:{user}"), "MFA switched on");
+    sqlx::query("UPDATE accounts_apikey SET revoked_at = now()").execute(&pool).await.unwrap();
+    assert!(payload(&mut listener).await.starts_with("k:"), "a key revoked");
+    let out = app.with_token(reqwest::Method::POST, "/api/v1/auth/logout", &pair.access).send().await.unwrap();
+    assert!(out.status().is_success(), "{}", out.status());
+    assert!(payload(&mut listener).await.starts_with("s:"), "a revocation");
+}
+
+/// What the listener hears within 300 ms, if anything.
+async fn quiet(listener: &mut sqlx::postgres::PgListener) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_millis(300), listener.recv()).await {
+        Ok(heard) => Err(format!("{heard:?}")),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The next payload on the channel (within 2 s).
+async fn payload(listener: &mut sqlx::postgres::PgListener) -> String {
+    tokio::time::timeout(Duration::from_secs(2), listener.recv()).await.unwrap().unwrap().payload().to_owned()
+}

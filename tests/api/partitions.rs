@@ -191,6 +191,15 @@ async fn prune_drops_only_partitions_past_retention(pool: PgPool) {
 async fn reports_connections_open_with_the_lists_planned(pool: PgPool) {
     let config = test_config(&pool);
     let reports = db::reports_pool(&config.database, audit_log::repo::review::warm_up).unwrap();
+    // Opened at start, all of them, before any read.
+    db::open_reports(reports.clone()).await;
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'gatehouse-reports-primary'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(open, 4, "the reports pool's four connections");
     let mut conn = reports.acquire().await.unwrap();
     let plans: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%FROM audit_log_%auditlog%'

@@ -14,8 +14,10 @@ use uuid::Uuid;
 /// a user or an anomaly reason to look up, and outside the list by risk, the one plan that
 /// serves every call is the same index walk down `created_at` (the time bounds and the
 /// cursor prune months and start the walk as the executor starts): such a list runs the
-/// statement's generic plan, made once per connection. A user's or a reason's rows keep a
-/// custom plan, which reaches them through their own indexes.
+/// statement's generic plan, made once per connection, and is one statement on a reports
+/// connection, whose session plans generically (`core::db::reports_settings`). A user's or
+/// a reason's rows keep a custom plan, which reaches them through their own indexes: that
+/// list asks for one in its own transaction.
 pub async fn list_events(
     db: &sqlx::PgPool,
     kind: crate::audit_log::models::events::AuditKind,
@@ -23,17 +25,41 @@ pub async fn list_events(
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<Vec<crate::audit_log::models::review::AuditEvent>> {
-    // Shielded from the client hanging up mid-BEGIN (see core::db::begin).
-    let mut tx = crate::core::db::begin(db).await?;
+    if generic(kind, f) {
+        // Read only and one statement: autocommit gives it one snapshot.
+        let mut conn = db.acquire().await?;
+        return list_in(&mut conn, kind, f, limit, offset).await;
+    }
+    let mut tx = custom_plans(db).await?;
     let rows = list_in(&mut tx, kind, f, limit, offset).await?;
     // Read only: the commit ends the transaction, nothing to make durable.
     crate::core::db::commit(tx).await?;
     Ok(rows)
 }
 
-/// `list_events` inside the caller's transaction (its settings are local to it).
+/// A transaction whose statements are planned for their parameters again, on a reports
+/// connection whose session plans generically (`core::db::reports_settings`): for reads
+/// whose parameters choose the index (one user's rows, an anomaly reason). The setting is
+/// local: the connection goes back to the pool with its own.
+async fn custom_plans(db: &sqlx::PgPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    // Shielded from the client hanging up mid-BEGIN (see core::db::begin).
+    let mut tx = crate::core::db::begin(db).await?;
+    sqlx::query!("SELECT set_config('plan_cache_mode', 'auto', true) AS plans").fetch_one(&mut *tx).await?;
+    Ok(tx)
+}
+
+/// Whether `f`'s list is served by the statement's generic plan (see `list_events`).
+fn generic(
+    kind: crate::audit_log::models::events::AuditKind,
+    f: &crate::audit_log::models::review::EventFilter,
+) -> bool {
+    use crate::audit_log::models::events::AuditKind;
+    f.user_id.is_none() && f.anomaly.is_none() && !(kind == AuditKind::Device && f.by_risk)
+}
+
+/// The list statement of `kind`, on `conn` with its settings.
 async fn list_in(
-    tx: &mut sqlx::PgConnection,
+    conn: &mut sqlx::PgConnection,
     kind: crate::audit_log::models::events::AuditKind,
     f: &crate::audit_log::models::review::EventFilter,
     limit: i64,
@@ -45,18 +71,6 @@ async fn list_in(
         Some(c) => (Some(c.created_at), Some(c.id), c.risk_score),
         None => (None, None, None),
     };
-    let generic = f.user_id.is_none() && f.anomaly.is_none() && !(kind == AuditKind::Device && f.by_risk);
-    // Local to the transaction: the connection goes back to the pool with its own settings.
-    // No parallel workers: starting them for a page and a count to 1,001 cost 7 ms of a
-    // 8 ms list at 10 M events in the month (they pay only for scans of millions of rows).
-    sqlx::query!(
-        "SELECT set_config('plan_cache_mode',
-                          CASE WHEN $1 THEN 'force_generic_plan' ELSE current_setting('plan_cache_mode') END, true) AS plans,
-                set_config('max_parallel_workers_per_gather', '0', true) AS workers",
-        generic
-    )
-    .fetch_one(&mut *tx)
-    .await?;
     macro_rules! list {
         ($file:literal $(, $extra:expr)?) => {
             sqlx::query_file_as!(
@@ -77,7 +91,7 @@ async fn list_in(
                 after_id
                 $(, $extra)?
             )
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
         };
     }
@@ -102,14 +116,13 @@ pub fn warm_up(conn: &mut sqlx::PgConnection) -> std::pin::Pin<Box<dyn Future<Ou
     Box::pin(async move {
         let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
         let f = EventFilter { from: Some(epoch), to: Some(epoch), ..EventFilter::default() };
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for &kind in AuditKind::ALL {
-            if let Err(error) = list_in(&mut tx, kind, &f, 1, 0).await {
+            if let Err(error) = list_in(conn, kind, &f, 1, 0).await {
                 tracing::warn!(%error, "the reports connection's list plans were not made ahead");
-                return tx.rollback().await;
+                return Ok(());
             }
         }
-        tx.commit().await
+        Ok(())
     })
 }
 
@@ -278,14 +291,16 @@ pub async fn review_event(
     }
 }
 
+/// Daily summaries, one user's (their index, a custom plan) or everyone's.
 pub async fn summaries(
-    db: impl PgExecutor<'_>,
+    db: &sqlx::PgPool,
     from: NaiveDate,
     to: NaiveDate,
     user: Option<Uuid>,
     limit: i64,
     offset: i64,
 ) -> sqlx::Result<(Vec<crate::audit_log::models::review::Summary>, i64)> {
+    let mut tx = custom_plans(db).await?;
     let rows = sqlx::query!(
         r#"SELECT user_id, date, total_sessions, total_devices, total_failed_logins, total_mfa_challenges,
                   total_api_calls, total_events, low_risk_events, medium_risk_events, high_risk_events,
@@ -302,8 +317,9 @@ pub async fn summaries(
         limit,
         offset,
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
+    crate::core::db::commit(tx).await?;
     let total = rows.first().map(|r| r.total).unwrap_or(0);
     let items = rows
         .into_iter()
