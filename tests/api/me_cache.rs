@@ -133,8 +133,9 @@ async fn a_patch_through_one_instance_is_seen_through_another_within_a_second(po
 }
 
 /// The eviction triggers fire on the columns they watch only: a refresh (the session's
-/// token ids and a later expiry) and a login (`last_login`) publish nothing, while a
-/// shortened expiry, a revocation and a name change each publish their row.
+/// token ids and a later expiry), a login (`last_login`) and an API key's use
+/// (`last_used_at`) publish nothing, while a shortened expiry, a name change, MFA switched
+/// on, a key's and a session's revocation each publish their row.
 #[sqlx::test]
 async fn the_eviction_triggers_publish_what_they_watch_and_nothing_per_request(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
@@ -172,37 +173,20 @@ async fn the_eviction_triggers_publish_what_they_watch_and_nothing_per_request(p
     .fetch_one(&pool)
     .await
     .unwrap();
-    sqlx::query("UPDATE accounts_session SET expires_at = expires_at - interval '1 minute' WHERE id = $1")
-        .bind(session)
-        .execute(&pool)
-        .await
-        .unwrap();
+    on_row(&pool, "UPDATE accounts_session SET expires_at = expires_at - interval '1 minute' WHERE id = $1", session)
+        .await;
     assert_eq!(payload(&mut listener).await, format!("s:{session}"), "a shortened expiry");
-    sqlx::query("UPDATE accounts_session SET expires_at = expires_at + interval '1 hour' WHERE id = $1")
-        .bind(session)
-        .execute(&pool)
-        .await
-        .unwrap();
+    on_row(&pool, "UPDATE accounts_session SET expires_at = expires_at + interval '1 hour' WHERE id = $1", session)
+        .await;
     assert!(quiet(&mut listener).await.is_ok(), "a longer expiry publishes nothing");
-    sqlx::query("UPDATE auth_user SET first_name = 'Ann' WHERE id = $1").bind(user).execute(&pool).await.unwrap();
+    on_row(&pool, "UPDATE auth_user SET first_name = 'Ann' WHERE id = $1", user).await;
     assert_eq!(payload(&mut listener).await, format!("u:{user}"), "a name change");
-    sqlx::query("INSERT INTO accounts_mfasettings (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
-        .bind(user)
-        .execute(&pool)
-        .await
-        .unwrap();
+    on_row(&pool, "INSERT INTO accounts_mfasettings (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user)
+        .await;
     let _ = quiet(&mut listener).await;
-    sqlx::query("UPDATE accounts_mfasettings SET enforce_for_admin = false WHERE user_id = $1")
-        .bind(user)
-        .execute(&pool)
-        .await
-        .unwrap();
+    on_row(&pool, "UPDATE accounts_mfasettings SET enforce_for_admin = false WHERE user_id = $1", user).await;
     assert!(quiet(&mut listener).await.is_ok(), "an MFA setting /users/me does not show");
-    sqlx::query("UPDATE accounts_mfasettings SET is_enabled = true WHERE user_id = $1")
-        .bind(user)
-        .execute(&pool)
-        .await
-        .unwrap();
+    on_row(&pool, "UPDATE accounts_mfasettings SET is_enabled = true WHERE user_id = $1", user).await;
     assert_eq!(payload(&mut listener).await, format!("u:{user}"), "MFA switched on");
     sqlx::query("UPDATE accounts_apikey SET revoked_at = now()").execute(&pool).await.unwrap();
     assert!(payload(&mut listener).await.starts_with("k:"), "a key revoked");
@@ -222,4 +206,9 @@ async fn quiet(listener: &mut sqlx::postgres::PgListener) -> Result<(), String> 
 /// The next payload on the channel (within 2 s).
 async fn payload(listener: &mut sqlx::postgres::PgListener) -> String {
     tokio::time::timeout(Duration::from_secs(2), listener.recv()).await.unwrap().unwrap().payload().to_owned()
+}
+
+/// Runs `sql` with `id` as its one parameter.
+async fn on_row(pool: &PgPool, sql: &str, id: uuid::Uuid) {
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(pool).await.unwrap();
 }
