@@ -3,9 +3,10 @@
 # (`$PEER_DIR/bench.sh`, default ../shared/peer): the release binary with its default
 # settings (request logging on, RUST_LOG unset), the same binary with RUST_LOG=warn (what
 # the access log costs), and the peer (gunicorn, `$PEER_DIR/django/run.sh`), interleaved
-# ROUNDS times (default 2) on this machine. Prints every run's figures, then the medians
-# and the ratios the performance goals are written in. Run by `make bench` (phase 5) and
-# on its own; needs wrk, installs nothing else outside target/ and the peer's venv.
+# ROUNDS times (default 2; the two Gatehouse settings swap order each round) on this
+# machine. Prints every run's figures, then the medians and the ratios the performance
+# goals are written in. Run by `make bench` (phase 5) and on its own; needs wrk, installs
+# nothing else outside target/ and the peer's venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peer="${PEER_DIR:-../shared/peer}"
@@ -39,14 +40,18 @@ start_gatehouse() {
 "$peer/django/run.sh" >&2
 trap 'stop_gatehouse; "$peer/django/stop.sh" >/dev/null 2>&1 || true' EXIT
 
+gatehouse_run() { # name, extra environment
+  start_gatehouse "${@:2}"
+  "$peer/bench.sh" "http://127.0.0.1:$port" > "$out/$1-$r.txt" 2>>"$out/harness.log"
+  stop_gatehouse
+}
+# The two Gatehouse settings swap places every round (A peer B, then B peer A): a machine
+# that drifts over the run (it does, by 5-10% an hour here) then weighs on both alike, not
+# on whichever always ran first.
 for r in $(seq "$rounds"); do
-  start_gatehouse
-  "$peer/bench.sh" "http://127.0.0.1:$port" > "$out/gatehouse-$r.txt" 2>>"$out/harness.log"
-  stop_gatehouse
+  if [ $((r % 2)) = 1 ]; then gatehouse_run gatehouse; else gatehouse_run gatehouse-warn RUST_LOG=warn; fi
   "$peer/bench.sh" http://127.0.0.1:8001 > "$out/peer-$r.txt" 2>>"$out/harness.log"
-  start_gatehouse RUST_LOG=warn
-  "$peer/bench.sh" "http://127.0.0.1:$port" > "$out/gatehouse-warn-$r.txt" 2>>"$out/harness.log"
-  stop_gatehouse
+  if [ $((r % 2)) = 1 ]; then gatehouse_run gatehouse-warn RUST_LOG=warn; else gatehouse_run gatehouse; fi
   echo "round $r done" >&2
 done
 

@@ -103,17 +103,20 @@ async fn prune_does_not_hold_up_writers(pool: PgPool) {
 /// The DROP of a detached month waits at most 50 ms for its locks on auth_user (its
 /// foreign keys' triggers live there) and tries again: a transaction holding auth_user does
 /// not make every later reader of auth_user queue behind the drop. A table an earlier run
-/// detached but did not drop is found and dropped.
+/// detached (and marked as its own) but did not drop is found and dropped.
 #[sqlx::test]
 async fn the_drop_lets_go_of_a_busy_table(pool: PgPool) {
     let today = Utc::now().date_naive();
     let old = today - Months::new(20);
     let name = format!("audit_log_mfaauditlog_p{}", old.format("%Y_%m"));
     audit_log::repo::partitions::create_partition(&pool, "audit_log_mfaauditlog", old).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER TABLE audit_log_mfaauditlog DETACH PARTITION {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let mark = audit_log::repo::partitions::DETACH_MARK;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "COMMENT ON TABLE {name} IS '{mark}'; ALTER TABLE audit_log_mfaauditlog DETACH PARTITION {name}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
 
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("SELECT count(*) FROM auth_user").execute(&mut *holder).await.unwrap();
@@ -168,16 +171,27 @@ async fn the_detach_lets_go_of_a_busy_table(pool: PgPool) {
     assert_eq!(prune.await.unwrap().unwrap(), vec![format!("audit_log_mfaauditlog_p{}", old.format("%Y_%m"))]);
 }
 
+/// Past retention means dropped; a month an operator detached by hand (to archive it, say)
+/// is theirs: the job leaves a detached table alone unless it marked it itself.
 #[sqlx::test]
 async fn prune_drops_only_partitions_past_retention(pool: PgPool) {
     let today = Utc::now().date_naive();
     let old = today - Months::new(20);
+    let archived = today - Months::new(22);
     let kept = today - Months::new(12);
-    for month in [old, kept] {
+    for month in [old, archived, kept] {
         audit_log::repo::partitions::create_partition(&pool, "audit_log_mfaauditlog", month).await.unwrap();
     }
+    let archived_name = format!("audit_log_mfaauditlog_p{}", archived.format("%Y_%m"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER TABLE audit_log_mfaauditlog DETACH PARTITION {archived_name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
     let dropped = audit_log::service::prune_partitions(&pool, today, 13).await.unwrap();
     assert_eq!(dropped, vec![format!("audit_log_mfaauditlog_p{}", old.format("%Y_%m"))]);
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass($1)::text").bind(&archived_name).fetch_one(&pool).await.unwrap();
+    assert_eq!(left.as_deref(), Some(archived_name.as_str()), "the hand-detached month was dropped");
     let names: Vec<String> =
         audit_log::service::list_partitions(&pool).await.unwrap().into_iter().map(|p| p.name).collect();
     assert!(names.contains(&format!("audit_log_mfaauditlog_p{}", kept.format("%Y_%m"))));

@@ -44,15 +44,22 @@ pub async fn list_partitions(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Partit
     .await
 }
 
+/// The mark a drop puts on a month before it detaches it: a detached table is dropped by a
+/// later run only when it carries this mark, so a month an operator detached (to archive
+/// it, say) is theirs and stays.
+pub const DETACH_MARK: &str = "gatehouse: detached by the audit retention job";
+
 /// Monthly partitions of `parent` whose month starts before `cutoff` and ended more than a
-/// day ago, and tables of theirs a drop detached but did not get to drop (drop_partition
-/// ends both).
+/// day ago, and tables of theirs a drop detached (marked `DETACH_MARK`) but did not get to
+/// drop (drop_partition ends both).
 pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: NaiveDate) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar!(
         r#"SELECT c.relname::text AS "name!"
              FROM pg_class c
             WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
               AND c.relname ~ ('^' || $1 || '_p[0-9]{4}_[0-9]{2}$')
+              AND (EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid AND i.inhparent = $1::text::regclass)
+                   OR obj_description(c.oid, 'pg_class') = $3)
               AND to_date(right(c.relname, 7), 'YYYY_MM') < $2
               -- Never a month that ended less than a day ago by the database's clock (rows
               -- are dated by it, not by the caller's `cutoff`): a transaction begun before
@@ -62,6 +69,7 @@ pub async fn partitions_before(db: impl PgExecutor<'_>, parent: &str, cutoff: Na
             ORDER BY c.relname"#,
         parent,
         cutoff,
+        DETACH_MARK,
     )
     .fetch_all(db)
     .await
@@ -112,6 +120,10 @@ async fn detach_and_drop(db: &mut sqlx::PgConnection, parent: &str, name: &str) 
         None => String::new(),
     };
     if !detach.is_empty() {
+        // Marked first (its own statement: the concurrent detach cannot run in a
+        // transaction), so a detach cut short leaves a table the next run knows as its own.
+        let mark = format!("COMMENT ON TABLE \"{name}\" IS '{DETACH_MARK}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(mark)).execute(&mut *db).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(detach)).execute(&mut *db).await?;
     }
     let mut tx = sqlx::Connection::begin(&mut *db).await?;
